@@ -1,0 +1,68 @@
+// llmq: the command-line tool. It uses only the public headers <llmq/...>, so it
+// doubles as the worked example of driving the library from a tool or engine.
+//
+// Every command prints its numbers as text, or with --json one JSON object on stdout;
+// progress and logs go to stderr. Exit code 0 on success, 1 on any error (one line
+// naming the file and the problem), 2 on bad usage.
+#include <llmq/llmq.h>
+
+#include <cstdio>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "args.h"
+#include "commands.h"
+
+namespace llmq::cli {
+
+int fail(const Status& st) {
+  std::fprintf(stderr, "llmq: error: %s\n", st.message().c_str());
+  return 1;
+}
+
+int usage_error(const std::string& msg, const char* command) {
+  std::fprintf(stderr, "llmq %s: %s\nTry 'llmq %s --help'.\n", command, msg.c_str(), command);
+  return 2;
+}
+
+namespace {
+
+const char* kMainHelp =
+    "llmq - post-training quantization of large language models\n"
+    "\n"
+    "Usage: llmq <command> [options]\n"
+    "\n"
+    "Commands:\n"
+    "  inspect <folder>              architecture, tensors, parameters and bits per weight of a model folder\n"
+    "  quantize <in> <out>           quantize every linear of a Hugging Face checkpoint into the llmq format\n"
+    "\n"
+    "Options:\n"
+    "  --help                        this text; 'llmq <command> --help' for a command\n"
+    "  --version                     version and the CPU features the kernels use\n"
+    "\n"
+    "Commands that report numbers accept --json and then print one JSON object on stdout.\n";
+
+}  // namespace
+}  // namespace llmq::cli
+
+int main(int argc, char** argv) {
+  using namespace llmq::cli;
+  if (argc < 2) {
+    std::fputs(kMainHelp, stderr);
+    return 2;
+  }
+  const std::string cmd = argv[1];
+  if (cmd == "--help" || cmd == "-h" || cmd == "help") {
+    std::fputs(kMainHelp, stdout);
+    return 0;
+  }
+  if (cmd == "--version") {
+    std::printf("llmq %s\ncpu: %s\n", llmq::version(), llmq::cpu_features_string().c_str());
+    return 0;
+  }
+  if (cmd == "inspect") return run_inspect(argc, argv);
+  if (cmd == "quantize") return run_quantize(argc, argv);
+  std::fprintf(stderr, "llmq: unknown command '%s'\n\n%s", cmd.c_str(), kMainHelp);
+  return 2;
+}

@@ -1,0 +1,14 @@
+// Umbrella header: everything an inference engine or tool needs from llmq.
+#ifndef LLMQ_LLMQ_H_
+#define LLMQ_LLMQ_H_
+
+#include "llmq/checkpoint.h"
+#include "llmq/float16.h"
+#include "llmq/quant.h"
+#include "llmq/quantize.h"
+#include "llmq/safetensors.h"
+#include "llmq/status.h"
+#include "llmq/tensor.h"
+#include "llmq/version.h"
+
+#endif  // LLMQ_LLMQ_H_

@@ -1,0 +1,128 @@
+// The quantized-tensor description shared by every method, kernel and file
+// format, and the round-to-nearest (RTN) quantizer every method builds on.
+//
+// A linear weight W has shape [rows = out_features, cols = in_features]
+// (PyTorch nn.Linear layout). Group-wise quantization shares one (scale, zero)
+// between `group_size` consecutive input columns of one output row:
+//
+//   W[r, c] ~= scale[r, g(c)] * (code[r, c] - zero[r, g(c)])  +  outlier[r, c]
+//
+// with g(c) = c / group_size, or g_idx[c] when a group index is present (act-order).
+// Symmetric tensors have no stored zeros: zero = 2^(bits-1) for every group.
+// The sparse outlier part (SpQR/AdpQ) is *added* to the dense part.
+#ifndef LLMQ_QUANT_H_
+#define LLMQ_QUANT_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "llmq/status.h"
+#include "llmq/tensor.h"
+
+namespace llmq {
+
+enum class ScaleDType : uint8_t { kF16, kF32 };
+
+struct QuantSpec {
+  int bits = 4;              // 2, 3, 4 or 8
+  int group_size = 128;      // columns sharing a scale; 0 = per output channel (one group per row)
+  bool symmetric = true;     // true: no zeros, grid centered on 2^(bits-1); false: per-group zero point
+  ScaleDType scale_dtype = ScaleDType::kF16;  // scales are rounded to this type when produced
+  bool mse_search = false;   // RTN: search a shrunk range minimizing sum |q(x)-x|^2.4 (GPTQ's mse option)
+
+  // InvalidArgument naming the bad field, or OK.
+  Status Validate() const;
+  // Effective group size for a row of `cols` columns.
+  int64_t group_cols(int64_t cols) const { return group_size <= 0 ? cols : group_size; }
+  int64_t num_groups(int64_t cols) const { int64_t g = group_cols(cols); return (cols + g - 1) / g; }
+  std::string ToString() const;  // e.g. "w4 g128 sym fp16-scales"
+};
+
+// Sparse outliers in CSR form: row r's outliers are col_idx/values[row_ptr[r] .. row_ptr[r+1]).
+struct SparseOutliers {
+  std::vector<int32_t> row_ptr;   // rows + 1 entries, or empty when there are no outliers
+  std::vector<int32_t> col_idx;
+  std::vector<uint16_t> values;   // fp16 bit patterns
+  bool empty() const { return col_idx.empty(); }
+  size_t nnz() const { return col_idx.size(); }
+};
+
+struct QuantizedTensor {
+  int64_t rows = 0;
+  int64_t cols = 0;
+  QuantSpec spec;
+  // Codes: each row is a little-endian bit stream of `cols` unsigned `bits`-bit
+  // values, value c at bit offset c*bits (LSB first), padded to whole 32-bit
+  // words. words_per_row() words per row.
+  std::vector<uint32_t> codes;
+  // [rows, num_groups] row-major. Values are already rounded to spec.scale_dtype.
+  std::vector<float> scales;
+  // [rows, num_groups] row-major, only when !spec.symmetric. Integers in [0, 2^bits).
+  std::vector<uint8_t> zeros;
+  // Optional group index per input column (act-order); empty means g(c) = c / group_cols.
+  std::vector<int32_t> g_idx;
+  SparseOutliers outliers;
+
+  int64_t num_groups() const;
+  int64_t words_per_row() const { return (cols * spec.bits + 31) / 32; }
+  int group_of(int64_t c) const {
+    return g_idx.empty() ? int(c / spec.group_cols(cols)) : g_idx[size_t(c)];
+  }
+  int zero_of(int64_t r, int64_t g) const {
+    return spec.symmetric ? (1 << (spec.bits - 1)) : zeros[size_t(r * num_groups() + g)];
+  }
+  uint32_t code(int64_t r, int64_t c) const;
+  void set_code(int64_t r, int64_t c, uint32_t q);
+
+  // Allocates codes/scales/zeros for the given shape and spec (codes zeroed).
+  static QuantizedTensor Allocate(int64_t rows, int64_t cols, const QuantSpec& spec);
+
+  // Checks internal consistency (sizes, code ranges, finite scales, g_idx range,
+  // CSR structure). Used on everything read from disk. Corruption naming the field.
+  Status Validate() const;
+
+  // Bytes the tensor occupies in the llmq file format (codes + scales + zeros + g_idx + outliers).
+  size_t storage_bytes() const;
+  double bits_per_weight() const { return rows > 0 && cols > 0 ? 8.0 * double(storage_bytes()) / double(rows * cols) : 0.0; }
+};
+
+// Reference dequantization: out must hold rows*cols floats (row-major).
+void dequantize(const QuantizedTensor& q, float* out);
+std::vector<float> dequantize(const QuantizedTensor& q);
+
+// Packs `n` unsigned `bits`-bit values into an LSB-first word stream (see QuantizedTensor::codes).
+void pack_bits(const uint8_t* values, int64_t n, int bits, uint32_t* words);
+void unpack_bits(const uint32_t* words, int64_t n, int bits, uint8_t* values);
+
+// Round half to even (torch.round / nearbyint in the default rounding mode).
+float round_half_even(float x);
+
+// Per-group quantization parameters as produced by the RTN range rules.
+struct GroupParams {
+  float scale = 1.0f;  // already rounded to the spec's scale dtype
+  int zero = 0;        // integer zero point (2^(bits-1) when symmetric)
+};
+
+// The RTN range rule for one group of values:
+//  symmetric, bits < 8: scale = 2*absmax / (2^bits - 1), zero = 2^(bits-1)  -> grid -2^(b-1)..2^(b-1)-1
+//                       (GPTQ's flavour: for 4 bit, codes -8..7 after removing the zero)
+//  symmetric, bits = 8: scale = absmax / 127, zero = 128                      -> grid -127..127
+//  asymmetric:          scale = (max - min) / (2^bits - 1), zero = clamp(round(-min/scale), 0, 2^bits - 1)
+// A group of zeros gets scale 1 (so that it dequantizes to exactly 0).
+// With spec.mse_search, the range is shrunk by p = 1 - i/100, i < 80, keeping the p with the
+// smallest sum |q(x) - x|^2.4.
+GroupParams rtn_group_params(const float* x, int64_t n, const QuantSpec& spec);
+// Quantizes one value with the given parameters: clamp(round(x/scale) + zero, qmin, 2^bits - 1).
+uint32_t rtn_quantize_value(float x, const GroupParams& p, const QuantSpec& spec);
+
+// Round-to-nearest quantization of a [rows, cols] fp32 matrix (row-major).
+// InvalidArgument for a bad spec or a non-finite value (the message gives the row and column).
+Result<QuantizedTensor> quantize_rtn(const float* w, int64_t rows, int64_t cols, const QuantSpec& spec);
+
+// ||W - deq(Q)||_F / ||W||_F.
+double relative_error(const float* w, const QuantizedTensor& q);
+
+}  // namespace llmq
+
+#endif  // LLMQ_QUANT_H_

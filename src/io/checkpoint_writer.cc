@@ -1,0 +1,122 @@
+// Atomic, sharded model-folder writer.
+#include "io/checkpoint_writer.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "io/file_util.h"
+#include "llmq/checkpoint.h"
+
+namespace llmq::internal {
+namespace fs = std::filesystem;
+
+namespace {
+std::string shard_tmp_name(size_t i) { return "shard-" + std::to_string(i) + ".tmp"; }
+std::string shard_final_name(size_t i, size_t n) {
+  if (n == 1) return "model.safetensors";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "model-%05zu-of-%05zu.safetensors", i + 1, n);
+  return buf;
+}
+}  // namespace
+
+Result<std::unique_ptr<CheckpointWriter>> CheckpointWriter::Create(const std::string& out_dir, bool overwrite,
+                                                                   uint64_t max_shard_bytes) {
+  std::unique_ptr<CheckpointWriter> w(new CheckpointWriter());
+  std::error_code ec;
+  fs::path out = fs::absolute(fs::path(out_dir), ec).lexically_normal();
+  if (out.has_filename() == false) out = out.parent_path();
+  if (fs::exists(out, ec)) {
+    if (!fs::is_directory(out, ec)) return Status::InvalidArgument(out_dir + ": exists and is not a folder");
+    if (!fs::is_empty(out, ec) && !overwrite)
+      return Status::InvalidArgument(out_dir + ": output folder exists and is not empty (pass --overwrite to replace it)");
+  }
+  const fs::path parent = out.parent_path();
+  if (!fs::is_directory(parent, ec)) return Status::NotFound(out_dir + ": parent folder " + parent.string() + " does not exist");
+  w->out_ = out.string();
+  w->tmp_ = (parent / ("." + out.filename().string() + ".llmq-tmp-" + std::to_string(::getpid()))).string();
+  fs::remove_all(w->tmp_, ec);
+  if (!fs::create_directory(w->tmp_, ec))
+    return Status::IOError(out_dir + ": cannot create output folder in " + parent.string() + " (" + ec.message() + ")");
+  w->overwrite_ = overwrite;
+  w->max_shard_bytes_ = max_shard_bytes;
+  return w;
+}
+
+CheckpointWriter::~CheckpointWriter() {
+  if (!committed_ && !tmp_.empty()) {
+    std::error_code ec;
+    fs::remove_all(tmp_, ec);
+  }
+}
+
+Status CheckpointWriter::Add(TensorToWrite tensor) {
+  buffered_ += tensor.bytes.size();
+  pending_.push_back(std::move(tensor));
+  if (buffered_ >= max_shard_bytes_) return FlushShard();
+  return Status::Ok();
+}
+
+Status CheckpointWriter::FlushShard() {
+  if (pending_.empty()) return Status::Ok();
+  const std::string path = (fs::path(tmp_) / shard_tmp_name(shard_names_.size())).string();
+  LLMQ_RETURN_IF_ERROR(write_safetensors(path, pending_, {{"format", "pt"}, {"producer", "llmq"}}));
+  std::vector<std::string> names;
+  for (const auto& t : pending_) names.push_back(t.name);
+  shard_names_.push_back(std::move(names));
+  pending_.clear();
+  buffered_ = 0;
+  return Status::Ok();
+}
+
+Status CheckpointWriter::Commit(const std::string& config_json, const std::string& copy_from,
+                                const std::map<std::string, std::string>& extra_files) {
+  LLMQ_RETURN_IF_ERROR(FlushShard());
+  std::error_code ec;
+  const size_t n = shard_names_.size();
+  nlohmann::ordered_json weight_map = nlohmann::ordered_json::object();
+  uint64_t total = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const fs::path from = fs::path(tmp_) / shard_tmp_name(i), to = fs::path(tmp_) / shard_final_name(i, n);
+    total += fs::file_size(from, ec);
+    fs::rename(from, to, ec);
+    if (ec) return Status::IOError(to.string() + ": rename failed: " + ec.message());
+    for (const auto& name : shard_names_[i]) weight_map[name] = shard_final_name(i, n);
+  }
+  if (n > 1) {
+    nlohmann::ordered_json idx = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
+    LLMQ_RETURN_IF_ERROR(
+        write_text_file_atomic((fs::path(tmp_) / "model.safetensors.index.json").string(), idx.dump(2) + "\n"));
+  }
+  LLMQ_RETURN_IF_ERROR(write_text_file_atomic((fs::path(tmp_) / "config.json").string(), config_json));
+  for (const auto& [name, text] : extra_files)
+    LLMQ_RETURN_IF_ERROR(write_text_file_atomic((fs::path(tmp_) / name).string(), text));
+  for (const char* const* f = kTokenizerFiles; *f != nullptr; ++f) {
+    const fs::path src = fs::path(copy_from) / *f;
+    if (fs::exists(src, ec)) {
+      fs::copy_file(src, fs::path(tmp_) / *f, fs::copy_options::overwrite_existing, ec);
+      if (ec) return Status::IOError(src.string() + ": copy into the output folder failed: " + ec.message());
+    }
+  }
+  // Move into place; an existing output (only with overwrite) is replaced.
+  std::string old;
+  if (fs::exists(out_, ec)) {
+    old = out_ + ".llmq-old-" + std::to_string(::getpid());
+    fs::rename(out_, old, ec);
+    if (ec) return Status::IOError(out_ + ": cannot move the existing folder aside: " + ec.message());
+  }
+  fs::rename(tmp_, out_, ec);
+  if (ec) {
+    std::error_code ec2;
+    if (!old.empty()) fs::rename(old, out_, ec2);
+    return Status::IOError(out_ + ": cannot move the finished output into place: " + ec.message());
+  }
+  committed_ = true;
+  if (!old.empty()) fs::remove_all(old, ec);
+  return Status::Ok();
+}
+
+}  // namespace llmq::internal

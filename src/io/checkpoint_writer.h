@@ -1,0 +1,44 @@
+// Writes a model folder atomically: everything goes into a temporary folder
+// beside the target, which is renamed into place only by Commit(). An error or
+// a crash before that leaves no partial output (internal).
+#ifndef LLMQ_IO_CHECKPOINT_WRITER_H_
+#define LLMQ_IO_CHECKPOINT_WRITER_H_
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "llmq/safetensors.h"
+#include "llmq/status.h"
+
+namespace llmq::internal {
+
+class CheckpointWriter {
+ public:
+  // Fails if `out_dir` exists and is not empty (unless `overwrite`), or its parent is not writable.
+  static Result<std::unique_ptr<CheckpointWriter>> Create(const std::string& out_dir, bool overwrite,
+                                                          uint64_t max_shard_bytes);
+  ~CheckpointWriter();
+
+  // Buffers a tensor; a shard is written once the buffer reaches max_shard_bytes.
+  Status Add(TensorToWrite tensor);
+  // Writes the last shard, the index (when sharded), config.json, the given extra text files and
+  // the tokenizer files found in `copy_from`, then moves the folder into place.
+  Status Commit(const std::string& config_json, const std::string& copy_from,
+                const std::map<std::string, std::string>& extra_files);
+  const std::string& temp_dir() const { return tmp_; }
+
+ private:
+  CheckpointWriter() = default;
+  Status FlushShard();
+  std::string out_, tmp_;
+  bool overwrite_ = false, committed_ = false;
+  uint64_t max_shard_bytes_ = 0, buffered_ = 0;
+  std::vector<TensorToWrite> pending_;
+  std::vector<std::vector<std::string>> shard_names_;  // tensor names per written shard
+};
+
+}  // namespace llmq::internal
+
+#endif  // LLMQ_IO_CHECKPOINT_WRITER_H_

@@ -1,0 +1,154 @@
+// The llmq quantized checkpoint format, version 1 (byte layout: docs/FORMAT.md).
+#include "io/llmq_format.h"
+
+#include <cstring>
+
+#include "llmq/float16.h"
+
+namespace llmq::internal {
+namespace {
+
+template <typename T>
+std::vector<uint8_t> bytes_of(const std::vector<T>& v) {
+  std::vector<uint8_t> b(v.size() * sizeof(T));
+  if (!b.empty()) std::memcpy(b.data(), v.data(), b.size());
+  return b;
+}
+
+template <typename T>
+Result<std::vector<T>> read_vector(const Checkpoint& ckpt, const std::string& name, DType dtype,
+                                   const std::vector<int64_t>& shape) {
+  LLMQ_ASSIGN_OR_RETURN(TensorView v, ckpt.get(name));
+  if (v.dtype != dtype || v.shape != shape)
+    return Status::Corruption(ckpt.folder() + ": tensor '" + name + "' is " + dtype_name(v.dtype) + " " +
+                              shape_string(v.shape) + ", expected " + dtype_name(dtype) + " " + shape_string(shape));
+  std::vector<T> out(size_t(v.numel()));
+  if (!out.empty()) std::memcpy(out.data(), v.data, out.size() * sizeof(T));
+  return out;
+}
+
+}  // namespace
+
+std::vector<TensorToWrite> quantized_tensors(const std::string& module, const QuantizedTensor& q) {
+  const std::string p = module + ".";
+  const int64_t ng = q.num_groups();
+  std::vector<TensorToWrite> out;
+  out.push_back({p + kCodes, DType::kI32, {q.rows, q.words_per_row()}, bytes_of(q.codes)});
+  if (q.spec.scale_dtype == ScaleDType::kF16) {
+    std::vector<uint16_t> h(q.scales.size());
+    for (size_t i = 0; i < h.size(); ++i) h[i] = float_to_fp16(q.scales[i]);
+    out.push_back({p + kScales, DType::kF16, {q.rows, ng}, bytes_of(h)});
+  } else {
+    out.push_back({p + kScales, DType::kF32, {q.rows, ng}, bytes_of(q.scales)});
+  }
+  if (!q.spec.symmetric) out.push_back({p + kZeros, DType::kU8, {q.rows, ng}, bytes_of(q.zeros)});
+  if (!q.g_idx.empty()) out.push_back({p + kGIdx, DType::kI32, {q.cols}, bytes_of(q.g_idx)});
+  if (!q.outliers.empty()) {
+    const int64_t nnz = int64_t(q.outliers.nnz());
+    out.push_back({p + kOutlierRowPtr, DType::kI32, {q.rows + 1}, bytes_of(q.outliers.row_ptr)});
+    out.push_back({p + kOutlierColIdx, DType::kI32, {nnz}, bytes_of(q.outliers.col_idx)});
+    out.push_back({p + kOutlierValues, DType::kF16, {nnz}, bytes_of(q.outliers.values)});
+  }
+  return out;
+}
+
+Result<QuantizedTensor> read_quantized(const Checkpoint& ckpt, const std::string& module,
+                                       const QuantizedModuleInfo& info) {
+  const std::string p = module + ".";
+  QuantizedTensor q;
+  q.rows = info.rows;
+  q.cols = info.cols;
+  q.spec = info.spec;
+  const int64_t ng = q.num_groups();
+  LLMQ_ASSIGN_OR_RETURN(q.codes, read_vector<uint32_t>(ckpt, p + kCodes, DType::kI32, {q.rows, q.words_per_row()}));
+  if (q.spec.scale_dtype == ScaleDType::kF16) {
+    LLMQ_ASSIGN_OR_RETURN(auto h, read_vector<uint16_t>(ckpt, p + kScales, DType::kF16, {q.rows, ng}));
+    q.scales.resize(h.size());
+    for (size_t i = 0; i < h.size(); ++i) q.scales[i] = fp16_to_float(h[i]);
+  } else {
+    LLMQ_ASSIGN_OR_RETURN(q.scales, read_vector<float>(ckpt, p + kScales, DType::kF32, {q.rows, ng}));
+  }
+  if (!q.spec.symmetric) {
+    LLMQ_ASSIGN_OR_RETURN(q.zeros, read_vector<uint8_t>(ckpt, p + kZeros, DType::kU8, {q.rows, ng}));
+  }
+  if (info.has_g_idx) {
+    LLMQ_ASSIGN_OR_RETURN(q.g_idx, read_vector<int32_t>(ckpt, p + kGIdx, DType::kI32, {q.cols}));
+  }
+  if (info.has_outliers) {
+    LLMQ_ASSIGN_OR_RETURN(q.outliers.row_ptr,
+                          read_vector<int32_t>(ckpt, p + kOutlierRowPtr, DType::kI32, {q.rows + 1}));
+    const TensorInfo* ci = ckpt.find(p + kOutlierColIdx);
+    if (ci == nullptr || ci->shape.size() != 1)
+      return Status::Corruption(ckpt.folder() + ": module '" + module + "' has no 1-D outlier_col_idx tensor");
+    const int64_t nnz = ci->shape[0];
+    LLMQ_ASSIGN_OR_RETURN(q.outliers.col_idx, read_vector<int32_t>(ckpt, p + kOutlierColIdx, DType::kI32, {nnz}));
+    LLMQ_ASSIGN_OR_RETURN(q.outliers.values, read_vector<uint16_t>(ckpt, p + kOutlierValues, DType::kF16, {nnz}));
+  }
+  Status st = q.Validate();
+  if (!st.ok()) return st.WithContext(ckpt.folder() + ": quantized module '" + module + "'");
+  return q;
+}
+
+nlohmann::json spec_to_json(const QuantSpec& spec) {
+  return {{"bits", spec.bits},
+          {"group_size", spec.group_size},
+          {"sym", spec.symmetric},
+          {"scale_dtype", spec.scale_dtype == ScaleDType::kF16 ? "fp16" : "fp32"}};
+}
+
+Result<QuantSpec> spec_from_json(const nlohmann::json& j, const std::string& where) {
+  QuantSpec s;
+  if (!j.is_object() || !j.contains("bits") || !j["bits"].is_number_integer() || !j.contains("group_size") ||
+      !j["group_size"].is_number_integer() || !j.contains("sym") || !j["sym"].is_boolean())
+    return Status::Corruption(where + ": needs integer 'bits', integer 'group_size' and boolean 'sym'");
+  s.bits = j["bits"].get<int>();
+  s.group_size = j["group_size"].get<int>();
+  s.symmetric = j["sym"].get<bool>();
+  const std::string sd = j.value("scale_dtype", std::string("fp16"));
+  if (sd == "fp16") s.scale_dtype = ScaleDType::kF16;
+  else if (sd == "fp32") s.scale_dtype = ScaleDType::kF32;
+  else return Status::Corruption(where + ": scale_dtype '" + sd + "' is not fp16 or fp32");
+  Status st = s.Validate();
+  if (!st.ok()) return Status::Corruption(where + ": " + st.message());
+  return s;
+}
+
+Result<std::shared_ptr<QuantizationInfo>> parse_quantization_config(const nlohmann::json& config,
+                                                                    const std::string& source) {
+  if (!config.contains("quantization_config")) return std::shared_ptr<QuantizationInfo>();
+  const nlohmann::json& qc = config["quantization_config"];
+  if (!qc.is_object() || qc.value("quant_method", std::string()) != kLlmqQuantMethod)
+    return std::shared_ptr<QuantizationInfo>();
+  auto info = std::make_shared<QuantizationInfo>();
+  info->format_version = qc.value("format_version", std::string());
+  int major = -1;
+  try {
+    major = std::stoi(info->format_version.substr(0, info->format_version.find('.')));
+  } catch (...) {
+  }
+  if (major != kFormatMajor)
+    return Status::NotSupported(source + ": llmq format version '" + info->format_version +
+                                "' is not supported by this llmq (reads major version " + std::to_string(kFormatMajor) +
+                                ")");
+  info->method = qc.value("method", std::string());
+  if (!qc.contains("modules") || !qc["modules"].is_object())
+    return Status::Corruption(source + ": quantization_config has no 'modules' object");
+  for (auto it = qc["modules"].begin(); it != qc["modules"].end(); ++it) {
+    const std::string where = source + ": quantization_config.modules['" + it.key() + "']";
+    const nlohmann::json& m = it.value();
+    QuantizedModuleInfo mi;
+    LLMQ_ASSIGN_OR_RETURN(mi.spec, spec_from_json(m, where));
+    if (!m.contains("shape") || !m["shape"].is_array() || m["shape"].size() != 2 ||
+        !m["shape"][0].is_number_integer() || !m["shape"][1].is_number_integer())
+      return Status::Corruption(where + ": needs 'shape' [out_features, in_features]");
+    mi.rows = m["shape"][0].get<int64_t>();
+    mi.cols = m["shape"][1].get<int64_t>();
+    if (mi.rows <= 0 || mi.cols <= 0) return Status::Corruption(where + ": shape must be positive");
+    mi.has_g_idx = m.value("g_idx", false);
+    mi.has_outliers = m.value("outliers", false);
+    info->modules[it.key()] = mi;
+  }
+  return info;
+}
+
+}  // namespace llmq::internal

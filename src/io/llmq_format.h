@@ -1,0 +1,45 @@
+// The llmq quantized checkpoint format (docs/FORMAT.md): tensor names per
+// quantized module and the quantization_config block of config.json (internal).
+#ifndef LLMQ_IO_LLMQ_FORMAT_H_
+#define LLMQ_IO_LLMQ_FORMAT_H_
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "llmq/checkpoint.h"
+#include "llmq/quant.h"
+#include "llmq/safetensors.h"
+
+namespace llmq::internal {
+
+inline constexpr const char* kLlmqQuantMethod = "llmq";
+inline constexpr const char* kFormatVersion = "1.0";
+inline constexpr int kFormatMajor = 1;
+
+// Tensor-name suffixes of a quantized module (appended to "<module>.").
+inline constexpr const char* kCodes = "qcodes";
+inline constexpr const char* kScales = "qscales";
+inline constexpr const char* kZeros = "qzeros";
+inline constexpr const char* kGIdx = "g_idx";
+inline constexpr const char* kOutlierRowPtr = "outlier_row_ptr";
+inline constexpr const char* kOutlierColIdx = "outlier_col_idx";
+inline constexpr const char* kOutlierValues = "outlier_values";
+
+// The tensors that store `q` for `module`, in write order.
+std::vector<TensorToWrite> quantized_tensors(const std::string& module, const QuantizedTensor& q);
+
+// Reads back what quantized_tensors wrote, checked against `info` and validated.
+Result<QuantizedTensor> read_quantized(const Checkpoint& ckpt, const std::string& module,
+                                       const QuantizedModuleInfo& info);
+
+nlohmann::json spec_to_json(const QuantSpec& spec);
+Result<QuantSpec> spec_from_json(const nlohmann::json& j, const std::string& where);
+
+// Parses config.json's quantization_config when it is llmq's (nullptr when absent or another tool's).
+Result<std::shared_ptr<QuantizationInfo>> parse_quantization_config(const nlohmann::json& config,
+                                                                    const std::string& source);
+
+}  // namespace llmq::internal
+
+#endif  // LLMQ_IO_LLMQ_FORMAT_H_

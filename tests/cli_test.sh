@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# End-to-end checks of the llmq CLI: help texts, exit codes, JSON on stdout, clear errors.
+set -uo pipefail
+llmq=$1 shared=$2
+model="$shared/models/stories260K-hf"
+[ -f "$model/config.json" ] || { echo "FAIL: missing shared model $model/config.json"; exit 1; }
+work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+fails=0 passes=0
+check() {  # check NAME EXPECTED_EXIT STDERR_PATTERN -- command...
+  local name=$1 want=$2 pat=$3; shift 4
+  "$@" > "$work/out" 2> "$work/err"; local rc=$?
+  if [ "$rc" != "$want" ]; then echo "FAIL $name: exit $rc, expected $want"; cat "$work/err"; fails=$((fails+1)); return; fi
+  if [ -n "$pat" ] && ! grep -q -- "$pat" "$work/err" "$work/out"; then
+    echo "FAIL $name: output lacks '$pat'"; cat "$work/err"; fails=$((fails+1)); return; fi
+  passes=$((passes+1))
+}
+json_ok() {  # stdout must be exactly one JSON object with the given keys
+  python3 - "$work/out" "$@" <<'PY' || { echo "FAIL json: $*"; fails=$((fails+1)); }
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert isinstance(d, dict)
+for k in sys.argv[2:]:
+    assert k in d, "missing key " + k
+PY
+}
+
+check help 0 "Commands:" -- "$llmq" --help
+check version 0 "llmq 0." -- "$llmq" --version
+check inspect-help 0 "Usage: llmq inspect" -- "$llmq" inspect --help
+check quantize-help 0 "Usage: llmq quantize" -- "$llmq" quantize --help
+check no-command 2 "Usage" -- "$llmq"
+check bad-command 2 "unknown command" -- "$llmq" frobnicate
+check bad-option 2 "unknown option --frob" -- "$llmq" quantize --frob "$model" "$work/x"
+check bad-bits 2 "bits must be 2, 3, 4 or 8" -- "$llmq" quantize --bits 5 "$model" "$work/x"
+check inspect 0 "LlamaForCausalLM" -- "$llmq" inspect "$model"
+check inspect-json 0 "" -- "$llmq" inspect --json "$model"
+json_ok architecture num_layers parameters bytes_on_disk quantized tensors
+check missing-folder 1 "/nonexistent/model" -- "$llmq" inspect /nonexistent/model
+check quantize 0 "" -- "$llmq" quantize --bits 4 --group-size 32 --asym --json "$model" "$work/q4"
+json_ok method bits group_size sym bits_per_weight seconds peak_rss_bytes layers mean_relative_error
+grep -q "quantize" "$work/err" || { echo "FAIL: no progress on stderr"; fails=$((fails+1)); }
+check inspect-quantized 0 "bits per weight" -- "$llmq" inspect "$work/q4"
+check exists-no-overwrite 1 "--overwrite" -- "$llmq" quantize "$model" "$work/q4"
+check overwrite 0 "" -- "$llmq" quantize --overwrite --bits 8 --group-size 0 "$model" "$work/q4"
+mkdir -p "$work/bad" && cp "$model"/* "$work/bad/" && head -c 1000 "$model/model.safetensors" > "$work/bad/model.safetensors"
+check truncated 1 "model.safetensors" -- "$llmq" quantize "$work/bad" "$work/y"
+[ ! -e "$work/y" ] || { echo "FAIL: partial output left at $work/y"; fails=$((fails+1)); }
+echo "$passes passed, $fails failed"
+[ "$fails" = 0 ]

@@ -1,0 +1,49 @@
+// Helpers shared by the tests: paths into ../shared, temporary folders and
+// small synthetic checkpoints with hand-checkable configurations.
+#ifndef LLMQ_TESTS_TEST_UTIL_H_
+#define LLMQ_TESTS_TEST_UTIL_H_
+
+#include <llmq/llmq.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace llmq::test {
+
+// Absolute path of a file under ../shared; fails the current test (naming the file) if missing.
+std::string shared_path(const std::string& relative);
+
+// A fresh empty folder, removed with everything in it on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::string& path() const { return path_; }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+std::vector<float> random_normal(size_t n, uint32_t seed, float stddev = 1.0f);
+
+struct SyntheticModel {
+  std::string architecture = "LlamaForCausalLM";  // or "OPTForCausalLM", "Qwen2ForCausalLM", "MistralForCausalLM"
+  int hidden = 64, intermediate = 96, layers = 2, heads = 4, kv_heads = 2, vocab = 128;
+  bool tie_embeddings = false;
+  DType dtype = DType::kF16;
+  int shards = 1;  // > 1 writes model-0000k-of-0000n.safetensors + index
+  uint32_t seed = 1;
+};
+
+// Writes config.json and random weights (N(0, 0.05)) for `m` into `folder`.
+void write_synthetic_model(const std::string& folder, const SyntheticModel& m);
+
+// Writes raw bytes to a file (for corrupt-input tests).
+void write_bytes(const std::string& path, const std::string& bytes);
+std::string read_bytes(const std::string& path);
+
+}  // namespace llmq::test
+
+#endif  // LLMQ_TESTS_TEST_UTIL_H_
