@@ -36,6 +36,8 @@ const char* kMainHelp =
     "Commands:\n"
     "  inspect <folder>              architecture, tensors, parameters and bits per weight of a model folder\n"
     "  quantize <in> <out>           quantize every linear of a Hugging Face checkpoint into the llmq format\n"
+    "  eval ppl <folder> --data F    perplexity of a float or quantized model on a text file\n"
+    "  generate <folder> --prompt P  stream a continuation of a prompt\n"
     "\n"
     "Options:\n"
     "  --help                        this text; 'llmq <command> --help' for a command\n"
@@ -63,6 +65,8 @@ int main(int argc, char** argv) {
   }
   if (cmd == "inspect") return run_inspect(argc, argv);
   if (cmd == "quantize") return run_quantize(argc, argv);
+  if (cmd == "eval") return run_eval(argc, argv);
+  if (cmd == "generate") return run_generate(argc, argv);
   std::fprintf(stderr, "llmq: unknown command '%s'\n\n%s", cmd.c_str(), kMainHelp);
   return 2;
 }

@@ -4,11 +4,13 @@
 
 #include "llmq/checkpoint.h"
 #include "llmq/float16.h"
+#include "llmq/model.h"
 #include "llmq/quant.h"
 #include "llmq/quantize.h"
 #include "llmq/safetensors.h"
 #include "llmq/status.h"
 #include "llmq/tensor.h"
+#include "llmq/tokenizer.h"
 #include "llmq/version.h"
 
 #endif  // LLMQ_LLMQ_H_

@@ -1,0 +1,87 @@
+// The model runtime: a CPU forward pass over a checkpoint's graph, used for
+// perplexity, generation and (block by block) by the calibration driver.
+//
+// A Model is embeddings -> decoder blocks -> final norm -> LM head. Each block
+// can be run on its own (Embed, RunBlock, Head), which is how a calibration
+// driver walks the model one block at a time. Compute is fp32 (Eigen + OpenMP).
+#ifndef LLMQ_MODEL_H_
+#define LLMQ_MODEL_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "llmq/checkpoint.h"
+#include "llmq/quantize.h"
+#include "llmq/status.h"
+
+namespace llmq {
+
+// Keys and values of past positions, per layer, for incremental decoding.
+struct KVCache {
+  int64_t capacity = 0;  // positions
+  int64_t length = 0;    // positions filled
+  std::vector<std::vector<float>> k, v;  // per layer: [capacity, num_kv_heads * head_dim]
+};
+
+// Called with the input of every linear as it runs: x is [n, linear.cols] row-major.
+using LinearInputHook = std::function<void(const LinearInfo& linear, const float* x, int64_t n)>;
+
+class Model {
+ public:
+  // Loads the weights of a float or llmq-quantized folder. Quantized linears are
+  // dequantized on the fly when they run (no float copy is kept).
+  static Result<std::unique_ptr<Model>> Load(const std::string& folder);
+  ~Model();
+
+  const ModelConfig& config() const;
+  const Checkpoint& checkpoint() const;
+  int64_t hidden_size() const { return config().hidden_size; }
+  int64_t vocab_size() const { return config().vocab_size; }
+
+  KVCache NewCache(int64_t capacity) const;
+
+  // Logits [n, vocab] for tokens at positions cache.length .. cache.length + n, which are
+  // appended to the cache. With a fresh cache this is the full forward pass of a sequence.
+  Result<std::vector<float>> Forward(const int32_t* tokens, int64_t n, KVCache* cache) const;
+
+  // The same, piece by piece. x is [n, hidden] row-major; start_pos is the position of row 0.
+  Status Embed(const int32_t* tokens, int64_t n, int64_t start_pos, float* x) const;
+  void RunBlock(int layer, float* x, int64_t n, KVCache* cache, const LinearInputHook& hook = nullptr) const;
+  void Head(const float* x, int64_t n, float* logits) const;  // final norm + LM head
+
+  struct Impl;
+
+ private:
+  Model();
+  std::unique_ptr<Impl> impl_;
+};
+
+struct PerplexityOptions {
+  int64_t seq_len = 0;     // 0: the model's context, capped at 2048
+  int64_t max_chunks = 0;  // 0: every full window
+  ProgressCallback progress;
+};
+
+struct PerplexityResult {
+  double perplexity = 0.0;
+  double mean_nll = 0.0;
+  int64_t tokens = 0;       // tokens in the whole text (with the BOS)
+  int64_t predictions = 0;  // chunks * (seq_len - 1)
+  int64_t seq_len = 0;
+  int64_t chunks = 0;
+  double seconds = 0.0;
+  double tokens_per_second = 0.0;  // tokens processed by the forward pass per second
+};
+
+// The GPTQ/AWQ-paper protocol: the whole text tokenized once with one BOS in front,
+// cut into consecutive non-overlapping windows of seq_len (full windows only, the first
+// max_chunks), each window run from position 0 and scored on its tokens 2..seq_len.
+Result<PerplexityResult> evaluate_perplexity(const Model& model, const std::vector<int32_t>& ids,
+                                             const PerplexityOptions& options);
+
+}  // namespace llmq
+
+#endif  // LLMQ_MODEL_H_

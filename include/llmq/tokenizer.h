@@ -1,0 +1,35 @@
+// Tokenizers: SentencePiece tokenizer.model files (through the reference library),
+// chosen from a model folder.
+#ifndef LLMQ_TOKENIZER_H_
+#define LLMQ_TOKENIZER_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "llmq/status.h"
+
+namespace llmq {
+
+class Tokenizer {
+ public:
+  // Opens the tokenizer of a model folder (tokenizer.model). Errors name the file.
+  static Result<std::unique_ptr<Tokenizer>> Open(const std::string& folder);
+  // Opens a SentencePiece model file directly.
+  static Result<std::unique_ptr<Tokenizer>> OpenSentencePiece(const std::string& path);
+  virtual ~Tokenizer() = default;
+
+  // Token ids of `text`, without BOS/EOS.
+  virtual Result<std::vector<int32_t>> Encode(const std::string& text) const = 0;
+  virtual Result<std::string> Decode(const std::vector<int32_t>& ids) const = 0;
+  // The text of one token (for streaming output); byte tokens give their byte.
+  virtual std::string TokenText(int32_t id) const = 0;
+  virtual int32_t bos_id() const = 0;
+  virtual int32_t eos_id() const = 0;
+  virtual int64_t vocab_size() const = 0;
+};
+
+}  // namespace llmq
+
+#endif  // LLMQ_TOKENIZER_H_

@@ -1,0 +1,477 @@
+// CPU forward pass for the Llama family (Llama, Mistral, Qwen2) and OPT.
+//
+// Llama block (HF LlamaDecoderLayer): h = x + o(attn(rmsnorm(x))); y = h + down(silu(gate(n)) * up(n)),
+// n = rmsnorm(h); RoPE in rotate-half layout; grouped-query attention (query head i uses kv head
+// i / (heads / kv_heads)). OPT block (HF OPTDecoderLayer): pre-LN (or post-LN when
+// do_layer_norm_before is false), LayerNorm with bias, ReLU MLP, learned positions offset by 2.
+#include "llmq/model.h"
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "llmq/float16.h"
+
+namespace llmq {
+
+using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using ConstMap = Eigen::Map<const RowMatrix>;
+using Map = Eigen::Map<RowMatrix>;
+
+namespace {
+
+// A linear layer: float weights, or a QuantizedTensor dequantized when it runs.
+struct Linear {
+  LinearInfo info;
+  std::vector<float> w;                  // [rows, cols] when float
+  std::shared_ptr<const QuantizedTensor> q;  // when quantized
+  std::vector<float> bias;               // [rows] or empty
+
+  // y[n, rows] = x[n, cols] W^T + b
+  void Forward(const float* x, int64_t n, float* y) const {
+    const int64_t rows = info.rows, cols = info.cols;
+    std::vector<float> scratch;
+    const float* wp = w.data();
+    if (q) {
+      scratch.resize(size_t(rows * cols));
+      dequantize(*q, scratch.data());
+      wp = scratch.data();
+    }
+    ConstMap X(x, n, cols), W(wp, rows, cols);
+    Map Y(y, n, rows);
+    Y.noalias() = X * W.transpose();
+    if (!bias.empty()) Y.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(bias.data(), rows);
+  }
+};
+
+struct Norm {
+  std::vector<float> weight, bias;  // bias empty for RMSNorm
+};
+
+struct Block {
+  Norm attn_norm, mlp_norm;
+  Linear q, k, v, o;
+  Linear gate, up, down;  // Llama
+  Linear fc1, fc2;        // OPT
+};
+
+void rms_norm(const float* x, int64_t n, int64_t d, const Norm& nw, double eps, float* y) {
+#pragma omp parallel for schedule(static)
+  for (int64_t t = 0; t < n; ++t) {
+    const float* xr = x + t * d;
+    float* yr = y + t * d;
+    double ss = 0;
+    for (int64_t i = 0; i < d; ++i) ss += double(xr[i]) * xr[i];
+    const float inv = float(1.0 / std::sqrt(ss / double(d) + eps));
+    for (int64_t i = 0; i < d; ++i) yr[i] = nw.weight[size_t(i)] * (xr[i] * inv);
+  }
+}
+
+void layer_norm(const float* x, int64_t n, int64_t d, const Norm& nw, double eps, float* y) {
+#pragma omp parallel for schedule(static)
+  for (int64_t t = 0; t < n; ++t) {
+    const float* xr = x + t * d;
+    float* yr = y + t * d;
+    double mean = 0, var = 0;
+    for (int64_t i = 0; i < d; ++i) mean += xr[i];
+    mean /= double(d);
+    for (int64_t i = 0; i < d; ++i) var += (xr[i] - mean) * (xr[i] - mean);
+    var /= double(d);
+    const double inv = 1.0 / std::sqrt(var + eps);
+    for (int64_t i = 0; i < d; ++i)
+      yr[i] = float((xr[i] - mean) * inv) * nw.weight[size_t(i)] + (nw.bias.empty() ? 0.0f : nw.bias[size_t(i)]);
+  }
+}
+
+}  // namespace
+
+struct Model::Impl {
+  std::shared_ptr<const Checkpoint> ckpt;
+  ModelConfig cfg;
+  std::vector<float> embed;        // [vocab, embed_dim]
+  std::vector<float> positions;    // OPT: [max_pos + 2, hidden]
+  std::vector<float> lm_head;      // [vocab, embed_dim]; empty when tied to embed
+  Linear project_in, project_out;  // OPT word_embed_proj_dim != hidden
+  bool has_projections = false;
+  Norm final_norm;
+  bool has_final_norm = true;
+  std::vector<Block> blocks;
+  std::vector<float> inv_freq;     // RoPE, [head_dim / 2]
+
+  void norm(const float* x, int64_t n, const Norm& nw, float* y) const {
+    if (cfg.family == ModelFamily::kOpt) layer_norm(x, n, cfg.hidden_size, nw, cfg.norm_eps, y);
+    else rms_norm(x, n, cfg.hidden_size, nw, cfg.norm_eps, y);
+  }
+  void attention(const Block& b, int layer, const float* xn, int64_t n, KVCache* cache, float* out,
+                 const LinearInputHook& hook) const;
+};
+
+namespace {
+
+Result<std::vector<float>> load_float(const Checkpoint& c, const std::string& name, std::vector<int64_t> shape) {
+  const TensorInfo* t = c.find(name);
+  if (t == nullptr) return Status::NotFound(c.folder() + ": tensor '" + name + "' is missing");
+  if (t->shape != shape)
+    return Status::InvalidArgument(c.folder() + ": tensor '" + name + "' has shape " + shape_string(t->shape) +
+                                   " but config.json implies " + shape_string(shape));
+  return c.get_float(name);
+}
+
+Status load_linear(const Checkpoint& c, const LinearInfo& info, Linear* l) {
+  l->info = info;
+  if (c.is_quantized_module(info.module)) {
+    LLMQ_ASSIGN_OR_RETURN(QuantizedTensor q, c.get_quantized(info.module));
+    l->q = std::make_shared<const QuantizedTensor>(std::move(q));
+  } else {
+    LLMQ_ASSIGN_OR_RETURN(l->w, c.linear_weight(info));
+  }
+  if (info.has_bias) {
+    LLMQ_ASSIGN_OR_RETURN(l->bias, load_float(c, info.module + ".bias", {info.rows}));
+  }
+  return Status::Ok();
+}
+
+Status load_norm(const Checkpoint& c, const std::string& name, int64_t d, bool with_bias, Norm* n) {
+  LLMQ_ASSIGN_OR_RETURN(n->weight, load_float(c, name + ".weight", {d}));
+  if (with_bias) {
+    LLMQ_ASSIGN_OR_RETURN(n->bias, load_float(c, name + ".bias", {d}));
+  }
+  return Status::Ok();
+}
+
+std::vector<float> rope_inv_freq(const ModelConfig& c) {
+  const int64_t half = c.head_dim / 2;
+  std::vector<float> f(static_cast<size_t>(half));
+  for (int64_t i = 0; i < half; ++i) {
+    double inv = 1.0 / std::pow(c.rope_theta, double(2 * i) / double(c.head_dim));
+    if (c.rope_scaling == RopeScaling::kLinear) {
+      inv /= c.rope_factor;
+    } else if (c.rope_scaling == RopeScaling::kLlama3) {
+      // HF _compute_llama3_parameters.
+      const double old_ctx = double(c.rope_original_max_positions);
+      const double low_wl = old_ctx / c.rope_low_freq_factor, high_wl = old_ctx / c.rope_high_freq_factor;
+      const double wl = 2 * M_PI / inv;
+      if (wl > low_wl) {
+        inv /= c.rope_factor;
+      } else if (wl >= high_wl) {
+        const double smooth = (old_ctx / wl - c.rope_low_freq_factor) / (c.rope_high_freq_factor - c.rope_low_freq_factor);
+        inv = (1 - smooth) * inv / c.rope_factor + smooth * inv;
+      }
+    }
+    f[size_t(i)] = float(inv);
+  }
+  return f;
+}
+
+}  // namespace
+
+Model::Model() : impl_(std::make_unique<Impl>()) {}
+Model::~Model() = default;
+const ModelConfig& Model::config() const { return impl_->cfg; }
+const Checkpoint& Model::checkpoint() const { return *impl_->ckpt; }
+
+Result<std::unique_ptr<Model>> Model::Load(const std::string& folder) {
+  std::unique_ptr<Model> m(new Model());
+  Impl& im = *m->impl_;
+  LLMQ_ASSIGN_OR_RETURN(im.ckpt, Checkpoint::Open(folder));
+  const Checkpoint& c = *im.ckpt;
+  im.cfg = c.config();
+  const ModelConfig& cfg = im.cfg;
+  const std::string base = c.base_prefix();
+  const bool opt = cfg.family == ModelFamily::kOpt;
+  const int64_t edim = opt ? cfg.word_embed_proj_dim : cfg.hidden_size;
+  LLMQ_ASSIGN_OR_RETURN(im.embed, load_float(c, base + "embed_tokens.weight", {cfg.vocab_size, edim}));
+  if (opt) {
+    LLMQ_ASSIGN_OR_RETURN(im.positions, load_float(c, base + "embed_positions.weight",
+                                                   {cfg.max_position_embeddings + 2, cfg.hidden_size}));
+    if (edim != cfg.hidden_size) {
+      im.has_projections = true;
+      LLMQ_RETURN_IF_ERROR(load_linear(c, {base + "project_in", -1, LinearRole::kQ, cfg.hidden_size, edim, false},
+                                       &im.project_in));
+      LLMQ_RETURN_IF_ERROR(load_linear(c, {base + "project_out", -1, LinearRole::kQ, edim, cfg.hidden_size, false},
+                                       &im.project_out));
+    }
+    im.has_final_norm = cfg.do_layer_norm_before && c.find(base + "final_layer_norm.weight") != nullptr;
+    if (im.has_final_norm) LLMQ_RETURN_IF_ERROR(load_norm(c, base + "final_layer_norm", cfg.hidden_size, true, &im.final_norm));
+  } else {
+    LLMQ_RETURN_IF_ERROR(load_norm(c, base + "norm", cfg.hidden_size, false, &im.final_norm));
+    im.inv_freq = rope_inv_freq(cfg);
+  }
+  // LM head: separate unless tied (or absent, which HF treats as tied).
+  if (c.find("lm_head.weight") != nullptr && !(cfg.tie_word_embeddings && opt)) {
+    LLMQ_ASSIGN_OR_RETURN(im.lm_head, load_float(c, "lm_head.weight", {cfg.vocab_size, edim}));
+  } else if (!cfg.tie_word_embeddings && !opt) {
+    return Status::NotFound(folder + ": 'lm_head.weight' is missing and tie_word_embeddings is false");
+  }
+  im.blocks.resize(size_t(cfg.num_layers));
+  for (const LinearInfo& l : c.linears()) {
+    Block& b = im.blocks[size_t(l.layer)];
+    Linear* dst = nullptr;
+    switch (l.role) {
+      case LinearRole::kQ: dst = &b.q; break;
+      case LinearRole::kK: dst = &b.k; break;
+      case LinearRole::kV: dst = &b.v; break;
+      case LinearRole::kO: dst = &b.o; break;
+      case LinearRole::kGate: dst = &b.gate; break;
+      case LinearRole::kUp: dst = &b.up; break;
+      case LinearRole::kDown: dst = &b.down; break;
+      case LinearRole::kFc1: dst = &b.fc1; break;
+      case LinearRole::kFc2: dst = &b.fc2; break;
+    }
+    LLMQ_RETURN_IF_ERROR(load_linear(c, l, dst));
+  }
+  for (int64_t l = 0; l < cfg.num_layers; ++l) {
+    Block& b = im.blocks[size_t(l)];
+    const std::string p = base + "layers." + std::to_string(l) + ".";
+    if (opt) {
+      LLMQ_RETURN_IF_ERROR(load_norm(c, p + "self_attn_layer_norm", cfg.hidden_size, true, &b.attn_norm));
+      LLMQ_RETURN_IF_ERROR(load_norm(c, p + "final_layer_norm", cfg.hidden_size, true, &b.mlp_norm));
+    } else {
+      LLMQ_RETURN_IF_ERROR(load_norm(c, p + "input_layernorm", cfg.hidden_size, false, &b.attn_norm));
+      LLMQ_RETURN_IF_ERROR(load_norm(c, p + "post_attention_layernorm", cfg.hidden_size, false, &b.mlp_norm));
+    }
+  }
+  return m;
+}
+
+KVCache Model::NewCache(int64_t capacity) const {
+  KVCache c;
+  c.capacity = capacity;
+  const size_t kvd = size_t(impl_->cfg.num_kv_heads * impl_->cfg.head_dim);
+  c.k.assign(size_t(impl_->cfg.num_layers), std::vector<float>(size_t(capacity) * kvd));
+  c.v = c.k;
+  return c;
+}
+
+Status Model::Embed(const int32_t* tokens, int64_t n, int64_t start_pos, float* x) const {
+  const Impl& im = *impl_;
+  const ModelConfig& cfg = im.cfg;
+  const bool opt = cfg.family == ModelFamily::kOpt;
+  const int64_t edim = opt ? cfg.word_embed_proj_dim : cfg.hidden_size;
+  for (int64_t t = 0; t < n; ++t)
+    if (tokens[t] < 0 || tokens[t] >= cfg.vocab_size)
+      return Status::InvalidArgument("token id " + std::to_string(tokens[t]) + " is outside the vocabulary (size " +
+                                     std::to_string(cfg.vocab_size) + ")");
+  if (opt && start_pos + n > cfg.max_position_embeddings)
+    return Status::InvalidArgument("position " + std::to_string(start_pos + n - 1) +
+                                   " is beyond OPT's learned positions (" + std::to_string(cfg.max_position_embeddings) + ")");
+  std::vector<float> e(static_cast<size_t>(n * edim));
+  for (int64_t t = 0; t < n; ++t)
+    std::copy_n(im.embed.data() + int64_t(tokens[t]) * edim, edim, e.data() + t * edim);
+  if (im.has_projections) im.project_in.Forward(e.data(), n, x);
+  else std::copy(e.begin(), e.end(), x);
+  if (opt)
+    for (int64_t t = 0; t < n; ++t)
+      for (int64_t i = 0; i < cfg.hidden_size; ++i)
+        x[t * cfg.hidden_size + i] += im.positions[size_t((start_pos + t + 2) * cfg.hidden_size + i)];
+  return Status::Ok();
+}
+
+void Model::Impl::attention(const Block& b, int layer, const float* xn, int64_t n, KVCache* cache, float* out,
+                            const LinearInputHook& hook) const {
+  const int64_t nh = cfg.num_heads, nkv = cfg.num_kv_heads, hd = cfg.head_dim;
+  const int64_t qd = nh * hd, kvd = nkv * hd, start = cache->length, total = start + n;
+  std::vector<float> q(static_cast<size_t>(n * qd)), k(static_cast<size_t>(n * kvd)), v(size_t(n * kvd));
+  if (hook) {
+    hook(b.q.info, xn, n);
+    hook(b.k.info, xn, n);
+    hook(b.v.info, xn, n);
+  }
+  b.q.Forward(xn, n, q.data());
+  b.k.Forward(xn, n, k.data());
+  b.v.Forward(xn, n, v.data());
+  if (cfg.family == ModelFamily::kLlama) {
+    // RoPE, rotate-half: (x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin) on the two halves.
+    const int64_t half = hd / 2;
+#pragma omp parallel for schedule(static)
+    for (int64_t t = 0; t < n; ++t) {
+      const double pos = double(start + t);
+      for (int64_t i = 0; i < half; ++i) {
+        const float ang = float(pos * double(inv_freq[size_t(i)]));
+        const float cs = std::cos(ang), sn = std::sin(ang);
+        for (int64_t h = 0; h < nh; ++h) {
+          float* r = q.data() + t * qd + h * hd;
+          const float a = r[i], bb = r[i + half];
+          r[i] = a * cs - bb * sn;
+          r[i + half] = bb * cs + a * sn;
+        }
+        for (int64_t h = 0; h < nkv; ++h) {
+          float* r = k.data() + t * kvd + h * hd;
+          const float a = r[i], bb = r[i + half];
+          r[i] = a * cs - bb * sn;
+          r[i + half] = bb * cs + a * sn;
+        }
+      }
+    }
+  }
+  std::copy(k.begin(), k.end(), cache->k[size_t(layer)].begin() + start * kvd);
+  std::copy(v.begin(), v.end(), cache->v[size_t(layer)].begin() + start * kvd);
+  const float* K = cache->k[size_t(layer)].data();
+  const float* V = cache->v[size_t(layer)].data();
+  const float scale = 1.0f / std::sqrt(float(hd));
+  const int64_t group = nh / nkv;
+  const int64_t window = cfg.sliding_window > 0 ? cfg.sliding_window : total;
+  std::vector<float> ctx(static_cast<size_t>(n * qd));
+#pragma omp parallel for schedule(dynamic)
+  for (int64_t h = 0; h < nh; ++h) {
+    const int64_t kvh = h / group;
+    // Scores for all queries of this head at once: S = Q_h K_h^T (strided views).
+    Eigen::Map<const RowMatrix, 0, Eigen::OuterStride<>> Qh(q.data() + h * hd, n, hd, Eigen::OuterStride<>(qd));
+    Eigen::Map<const RowMatrix, 0, Eigen::OuterStride<>> Kh(K + kvh * hd, total, hd, Eigen::OuterStride<>(kvd));
+    Eigen::Map<const RowMatrix, 0, Eigen::OuterStride<>> Vh(V + kvh * hd, total, hd, Eigen::OuterStride<>(kvd));
+    RowMatrix S = (Qh * Kh.transpose()) * scale;
+    for (int64_t t = 0; t < n; ++t) {
+      const int64_t pos = start + t;
+      const int64_t lo = std::max<int64_t>(0, pos - window + 1);
+      float* s = S.row(t).data();
+      float mx = -INFINITY;
+      for (int64_t j = lo; j <= pos; ++j) mx = std::max(mx, s[j]);
+      double sum = 0;
+      for (int64_t j = 0; j < total; ++j) {
+        if (j < lo || j > pos) {
+          s[j] = 0.0f;
+        } else {
+          s[j] = std::exp(s[j] - mx);
+          sum += s[j];
+        }
+      }
+      const float inv = float(1.0 / sum);
+      for (int64_t j = lo; j <= pos; ++j) s[j] *= inv;
+    }
+    Eigen::Map<RowMatrix, 0, Eigen::OuterStride<>> Ch(ctx.data() + h * hd, n, hd, Eigen::OuterStride<>(qd));
+    Ch.noalias() = S * Vh;
+  }
+  if (hook) hook(b.o.info, ctx.data(), n);
+  b.o.Forward(ctx.data(), n, out);
+}
+
+void Model::RunBlock(int layer, float* x, int64_t n, KVCache* cache, const LinearInputHook& hook) const {
+  const Impl& im = *impl_;
+  const ModelConfig& cfg = im.cfg;
+  const Block& b = im.blocks[size_t(layer)];
+  const int64_t d = cfg.hidden_size, f = cfg.intermediate_size;
+  std::vector<float> xn(static_cast<size_t>(n * d)), y(static_cast<size_t>(n * d));
+  const bool pre_ln = cfg.family == ModelFamily::kLlama || cfg.do_layer_norm_before;
+  ConstMap Y(y.data(), n, d);
+  Map X(x, n, d);
+  // Attention.
+  if (pre_ln) im.norm(x, n, b.attn_norm, xn.data());
+  else std::copy_n(x, n * d, xn.data());
+  im.attention(b, layer, xn.data(), n, cache, y.data(), hook);
+  X += Y;
+  if (!pre_ln) {
+    im.norm(x, n, b.attn_norm, xn.data());
+    std::copy(xn.begin(), xn.end(), x);
+  }
+  // MLP.
+  if (pre_ln) im.norm(x, n, b.mlp_norm, xn.data());
+  else std::copy_n(x, n * d, xn.data());
+  std::vector<float> a(static_cast<size_t>(n * f));
+  if (cfg.family == ModelFamily::kLlama) {
+    std::vector<float> u(static_cast<size_t>(n * f));
+    if (hook) {
+      hook(b.gate.info, xn.data(), n);
+      hook(b.up.info, xn.data(), n);
+    }
+    b.gate.Forward(xn.data(), n, a.data());
+    b.up.Forward(xn.data(), n, u.data());
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n * f; ++i) {
+      const float g = a[size_t(i)];
+      a[size_t(i)] = g / (1.0f + std::exp(-g)) * u[size_t(i)];
+    }
+    if (hook) hook(b.down.info, a.data(), n);
+    b.down.Forward(a.data(), n, y.data());
+  } else {
+    if (hook) hook(b.fc1.info, xn.data(), n);
+    b.fc1.Forward(xn.data(), n, a.data());
+    for (auto& v : a) v = std::max(v, 0.0f);
+    if (hook) hook(b.fc2.info, a.data(), n);
+    b.fc2.Forward(a.data(), n, y.data());
+  }
+  X += Y;
+  if (!pre_ln) {
+    im.norm(x, n, b.mlp_norm, xn.data());
+    std::copy(xn.begin(), xn.end(), x);
+  }
+}
+
+void Model::Head(const float* x, int64_t n, float* logits) const {
+  const Impl& im = *impl_;
+  const ModelConfig& cfg = im.cfg;
+  const int64_t d = cfg.hidden_size;
+  std::vector<float> h(x, x + n * d);
+  if (im.has_final_norm) im.norm(x, n, im.final_norm, h.data());
+  const int64_t edim = im.has_projections ? cfg.word_embed_proj_dim : d;
+  std::vector<float> e;
+  const float* hp = h.data();
+  if (im.has_projections) {
+    e.resize(size_t(n * edim));
+    im.project_out.Forward(h.data(), n, e.data());
+    hp = e.data();
+  }
+  const std::vector<float>& W = im.lm_head.empty() ? im.embed : im.lm_head;
+  ConstMap H(hp, n, edim), Wm(W.data(), cfg.vocab_size, edim);
+  Map L(logits, n, cfg.vocab_size);
+  L.noalias() = H * Wm.transpose();
+}
+
+Result<std::vector<float>> Model::Forward(const int32_t* tokens, int64_t n, KVCache* cache) const {
+  if (n <= 0) return Status::InvalidArgument("no tokens to run");
+  if (cache->length + n > cache->capacity)
+    return Status::InvalidArgument("KV cache holds " + std::to_string(cache->capacity) + " positions, " +
+                                   std::to_string(cache->length + n) + " needed");
+  std::vector<float> x(static_cast<size_t>(n * impl_->cfg.hidden_size));
+  LLMQ_RETURN_IF_ERROR(Embed(tokens, n, cache->length, x.data()));
+  for (int l = 0; l < int(impl_->cfg.num_layers); ++l) RunBlock(l, x.data(), n, cache);
+  cache->length += n;
+  std::vector<float> logits(static_cast<size_t>(n * impl_->cfg.vocab_size));
+  Head(x.data(), n, logits.data());
+  return logits;
+}
+
+Result<PerplexityResult> evaluate_perplexity(const Model& model, const std::vector<int32_t>& ids,
+                                             const PerplexityOptions& options) {
+  const auto t0 = std::chrono::steady_clock::now();
+  PerplexityResult r;
+  r.seq_len = options.seq_len > 0 ? options.seq_len : std::min<int64_t>(model.config().max_position_embeddings, 2048);
+  if (r.seq_len < 2) return Status::InvalidArgument("seq_len must be at least 2");
+  r.tokens = int64_t(ids.size());
+  int64_t windows = r.tokens / r.seq_len;
+  if (windows == 0)
+    return Status::InvalidArgument("the text has " + std::to_string(r.tokens) + " tokens, fewer than one window of " +
+                                   std::to_string(r.seq_len));
+  if (options.max_chunks > 0) windows = std::min(windows, options.max_chunks);
+  r.chunks = windows;
+  const int64_t V = model.vocab_size();
+  double nll = 0;
+  KVCache cache = model.NewCache(r.seq_len);
+  for (int64_t w = 0; w < windows; ++w) {
+    cache.length = 0;
+    const int32_t* tok = ids.data() + w * r.seq_len;
+    LLMQ_ASSIGN_OR_RETURN(std::vector<float> logits, model.Forward(tok, r.seq_len, &cache));
+    double window_nll = 0;
+#pragma omp parallel for reduction(+ : window_nll) schedule(static)
+    for (int64_t t = 0; t < r.seq_len - 1; ++t) {
+      const float* l = logits.data() + t * V;
+      double mx = l[0];
+      for (int64_t i = 1; i < V; ++i) mx = std::max(mx, double(l[i]));
+      double s = 0;
+      for (int64_t i = 0; i < V; ++i) s += std::exp(double(l[i]) - mx);
+      window_nll += (mx + std::log(s)) - double(l[tok[t + 1]]);
+    }
+    nll += window_nll;
+    r.predictions += r.seq_len - 1;
+    if (options.progress)
+      options.progress({w + 1, windows, "window " + std::to_string(w + 1),
+                        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()});
+  }
+  r.mean_nll = nll / double(r.predictions);
+  r.perplexity = std::exp(r.mean_nll);
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  r.tokens_per_second = r.seconds > 0 ? double(windows * r.seq_len) / r.seconds : 0.0;
+  return r;
+}
+
+}  // namespace llmq

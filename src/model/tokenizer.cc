@@ -1,0 +1,83 @@
+// SentencePiece tokenizer through the reference library (libsentencepiece), so that
+// ids match the reference fixtures exactly.
+#include "llmq/tokenizer.h"
+
+#include <sentencepiece_processor.h>
+
+#include <filesystem>
+
+namespace llmq {
+namespace {
+
+class SentencePieceTokenizer : public Tokenizer {
+ public:
+  explicit SentencePieceTokenizer(std::string path) : path_(std::move(path)) {}
+  Status Load() {
+    const auto st = sp_.Load(path_);
+    if (!st.ok()) return Status::Corruption(path_ + ": not a SentencePiece model (" + st.ToString() + ")");
+    return Status::Ok();
+  }
+  Result<std::vector<int32_t>> Encode(const std::string& text) const override {
+    std::vector<int> ids;
+    const auto st = sp_.Encode(text, &ids);
+    if (!st.ok()) return Status::InvalidArgument(path_ + ": cannot encode text: " + st.ToString());
+    return std::vector<int32_t>(ids.begin(), ids.end());
+  }
+  Result<std::string> Decode(const std::vector<int32_t>& ids) const override {
+    std::vector<int> v;
+    for (int32_t id : ids) {
+      if (id < 0 || id >= sp_.GetPieceSize())
+        return Status::InvalidArgument(path_ + ": token id " + std::to_string(id) + " is outside the vocabulary");
+      v.push_back(id);
+    }
+    std::string out;
+    const auto st = sp_.Decode(v, &out);
+    if (!st.ok()) return Status::InvalidArgument(path_ + ": cannot decode: " + st.ToString());
+    return out;
+  }
+  std::string TokenText(int32_t id) const override {
+    if (id < 0 || id >= sp_.GetPieceSize() || sp_.IsControl(id)) return "";
+    const std::string piece = sp_.IdToPiece(id);
+    if (sp_.IsByte(id) && piece.size() == 6) return std::string(1, char(std::stoi(piece.substr(3, 2), nullptr, 16)));
+    std::string out;
+    for (size_t i = 0; i < piece.size();) {
+      if (piece.compare(i, 3, "\xE2\x96\x81") == 0) {  // U+2581 word boundary marker
+        out += ' ';
+        i += 3;
+      } else {
+        out += piece[i++];
+      }
+    }
+    return out;
+  }
+  int32_t bos_id() const override { return sp_.bos_id(); }
+  int32_t eos_id() const override { return sp_.eos_id(); }
+  int64_t vocab_size() const override { return sp_.GetPieceSize(); }
+
+ private:
+  std::string path_;
+  sentencepiece::SentencePieceProcessor sp_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Tokenizer>> Tokenizer::OpenSentencePiece(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) return Status::NotFound(path + ": no such file");
+  auto t = std::make_unique<SentencePieceTokenizer>(path);
+  LLMQ_RETURN_IF_ERROR(t->Load());
+  return std::unique_ptr<Tokenizer>(std::move(t));
+}
+
+Result<std::unique_ptr<Tokenizer>> Tokenizer::Open(const std::string& folder) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path sp = fs::path(folder) / "tokenizer.model";
+  if (fs::exists(sp, ec)) return OpenSentencePiece(sp.string());
+  if (fs::exists(fs::path(folder) / "tokenizer.json", ec))
+    return Status::NotSupported(folder + "/tokenizer.json: Hugging Face tokenizer.json (BPE) is not supported yet; "
+                                "a SentencePiece tokenizer.model is needed");
+  return Status::NotFound(folder + ": no tokenizer (tokenizer.model or tokenizer.json)");
+}
+
+}  // namespace llmq
