@@ -47,3 +47,8 @@ std::string read_bytes(const std::string& path);
 }  // namespace llmq::test
 
 #endif  // LLMQ_TESTS_TEST_UTIL_H_
+
+namespace llmq::test {
+// SHA-256 of a byte string, as lowercase hex (for fixture hashes).
+std::string sha256_hex(const void* data, size_t size);
+}  // namespace llmq::test

@@ -1,0 +1,387 @@
+// The model runtime: every architecture against a naive double-precision reference
+// written independently here, KV-cache decoding vs the full pass, block-by-block vs
+// full forward, tokenizer fixtures, and the reference perplexities of ../shared.
+#include <gtest/gtest.h>
+#include <llmq/llmq.h>
+
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "test_util.h"
+
+namespace llmq {
+namespace {
+
+using test::TempDir;
+using Vec = std::vector<double>;
+
+// ---- A naive reference forward pass (per token, per head, in double) ----
+struct NaiveModel {
+  const Checkpoint& c;
+  const ModelConfig& cfg;
+  std::string base;
+  explicit NaiveModel(const Checkpoint& ck) : c(ck), cfg(ck.config()), base(ck.base_prefix()) {}
+
+  std::vector<float> w(const std::string& name) const {
+    auto r = c.get_float(name);
+    EXPECT_TRUE(r.ok()) << name;
+    return r.ok() ? *r : std::vector<float>();
+  }
+  Vec linear(const std::string& m, const Vec& x, bool bias) const {
+    const auto W = w(m + ".weight");
+    const size_t cols = x.size(), rows = W.size() / cols;
+    Vec y(rows, 0.0);
+    for (size_t r = 0; r < rows; ++r) {
+      for (size_t i = 0; i < cols; ++i) y[r] += double(W[r * cols + i]) * x[i];
+    }
+    if (bias) {
+      const auto b = w(m + ".bias");
+      for (size_t r = 0; r < rows; ++r) y[r] += b[r];
+    }
+    return y;
+  }
+  Vec norm(const std::string& m, const Vec& x) const {
+    const auto g = w(m + ".weight");
+    Vec y(x.size());
+    if (cfg.family == ModelFamily::kOpt) {
+      const auto b = w(m + ".bias");
+      double mean = 0, var = 0;
+      for (double v : x) mean += v;
+      mean /= double(x.size());
+      for (double v : x) var += (v - mean) * (v - mean);
+      var /= double(x.size());
+      for (size_t i = 0; i < x.size(); ++i) y[i] = (x[i] - mean) / std::sqrt(var + 1e-5) * g[i] + b[i];
+    } else {
+      double ss = 0;
+      for (double v : x) ss += v * v;
+      const double inv = 1.0 / std::sqrt(ss / double(x.size()) + cfg.norm_eps);
+      for (size_t i = 0; i < x.size(); ++i) y[i] = x[i] * inv * g[i];
+    }
+    return y;
+  }
+  void rope(Vec& v, int64_t heads, int64_t pos) const {
+    const int64_t d = cfg.head_dim, half = d / 2;
+    for (int64_t h = 0; h < heads; ++h)
+      for (int64_t i = 0; i < half; ++i) {
+        const double ang = double(pos) * std::pow(cfg.rope_theta, -2.0 * double(i) / double(d));
+        const double a = v[size_t(h * d + i)], b = v[size_t(h * d + i + half)];
+        v[size_t(h * d + i)] = a * std::cos(ang) - b * std::sin(ang);
+        v[size_t(h * d + i + half)] = b * std::cos(ang) + a * std::sin(ang);
+      }
+  }
+  std::vector<Vec> logits(const std::vector<int32_t>& toks) const {
+    const bool opt = cfg.family == ModelFamily::kOpt;
+    const int64_t H = cfg.hidden_size, T = int64_t(toks.size()), d = cfg.head_dim;
+    const auto E = w(base + "embed_tokens.weight");
+    std::vector<Vec> x(static_cast<size_t>(T), Vec(static_cast<size_t>(H)));
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t i = 0; i < H; ++i) x[size_t(t)][size_t(i)] = E[size_t(toks[size_t(t)] * H + i)];
+    if (opt) {
+      const auto P = w(base + "embed_positions.weight");
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t i = 0; i < H; ++i) x[size_t(t)][size_t(i)] += P[size_t((t + 2) * H + i)];
+    }
+    for (int64_t l = 0; l < cfg.num_layers; ++l) {
+      const std::string p = base + "layers." + std::to_string(l) + ".";
+      std::vector<Vec> q(static_cast<size_t>(T)), k(static_cast<size_t>(T)), v(static_cast<size_t>(T));
+      for (int64_t t = 0; t < T; ++t) {
+        const Vec xn = norm(p + (opt ? "self_attn_layer_norm" : "input_layernorm"), x[size_t(t)]);
+        q[size_t(t)] = linear(p + "self_attn.q_proj", xn, cfg.attention_bias);
+        k[size_t(t)] = linear(p + "self_attn.k_proj", xn, cfg.attention_bias);
+        v[size_t(t)] = linear(p + "self_attn.v_proj", xn, cfg.attention_bias);
+        if (!opt) {
+          rope(q[size_t(t)], cfg.num_heads, t);
+          rope(k[size_t(t)], cfg.num_kv_heads, t);
+        }
+      }
+      for (int64_t t = 0; t < T; ++t) {
+        Vec ctx(static_cast<size_t>(cfg.num_heads * d), 0.0);
+        for (int64_t h = 0; h < cfg.num_heads; ++h) {
+          const int64_t kh = h * cfg.num_kv_heads / cfg.num_heads;
+          std::vector<double> s;
+          double mx = -1e300;
+          for (int64_t j = 0; j <= t; ++j) {
+            double dot = 0;
+            for (int64_t i = 0; i < d; ++i) dot += q[size_t(t)][size_t(h * d + i)] * k[size_t(j)][size_t(kh * d + i)];
+            const bool visible = cfg.sliding_window <= 0 || t - j < cfg.sliding_window;
+            s.push_back(visible ? dot / std::sqrt(double(d)) : -1e300);
+            mx = std::max(mx, s.back());
+          }
+          double z = 0;
+          for (auto& e : s) z += (e = e <= -1e299 ? 0.0 : std::exp(e - mx));
+          for (int64_t j = 0; j <= t; ++j)
+            for (int64_t i = 0; i < d; ++i) ctx[size_t(h * d + i)] += s[size_t(j)] / z * v[size_t(j)][size_t(kh * d + i)];
+        }
+        const Vec o = linear(p + (opt ? "self_attn.out_proj" : "self_attn.o_proj"), ctx, cfg.o_bias);
+        for (int64_t i = 0; i < H; ++i) x[size_t(t)][size_t(i)] += o[size_t(i)];
+        const Vec xn = norm(p + (opt ? "final_layer_norm" : "post_attention_layernorm"), x[size_t(t)]);
+        Vec m;
+        if (opt) {
+          Vec a = linear(p + "fc1", xn, true);
+          for (auto& e : a) e = std::max(e, 0.0);
+          m = linear(p + "fc2", a, true);
+        } else {
+          Vec g = linear(p + "mlp.gate_proj", xn, false), u = linear(p + "mlp.up_proj", xn, false);
+          for (size_t i = 0; i < g.size(); ++i) g[i] = g[i] / (1 + std::exp(-g[i])) * u[i];
+          m = linear(p + "mlp.down_proj", g, false);
+        }
+        for (int64_t i = 0; i < H; ++i) x[size_t(t)][size_t(i)] += m[size_t(i)];
+      }
+    }
+    const auto head = c.find("lm_head.weight") && !opt ? w("lm_head.weight") : E;
+    std::vector<Vec> out;
+    for (int64_t t = 0; t < T; ++t) {
+      const Vec h = norm(base + (opt ? "final_layer_norm" : "norm"), x[size_t(t)]);
+      Vec lg(static_cast<size_t>(cfg.vocab_size), 0.0);
+      for (int64_t r = 0; r < cfg.vocab_size; ++r)
+        for (int64_t i = 0; i < H; ++i) lg[size_t(r)] += double(head[size_t(r * H + i)]) * h[size_t(i)];
+      out.push_back(lg);
+    }
+    return out;
+  }
+};
+
+void expect_logits_close(const std::vector<float>& got, const std::vector<Vec>& want, const std::string& what) {
+  const size_t V = want[0].size();
+  ASSERT_EQ(got.size(), want.size() * V);
+  double worst = 0;
+  for (size_t t = 0; t < want.size(); ++t)
+    for (size_t i = 0; i < V; ++i) worst = std::max(worst, std::fabs(double(got[t * V + i]) - want[t][i]));
+  EXPECT_LT(worst, 2e-4) << what << ": max |logit - reference| = " << worst;
+}
+
+struct ArchCase {
+  const char* arch;
+  int sliding_window;
+  bool tie;
+};
+
+class ArchitectureTest : public ::testing::TestWithParam<ArchCase> {};
+
+TEST_P(ArchitectureTest, MatchesNaiveReferenceAndKvCache) {
+  const ArchCase a = GetParam();
+  TempDir d;
+  test::SyntheticModel m;
+  m.architecture = a.arch;
+  m.tie_embeddings = a.tie;
+  m.hidden = 32;
+  m.intermediate = 48;
+  m.heads = 4;
+  m.kv_heads = std::string(a.arch) == "OPTForCausalLM" ? 4 : 2;
+  m.vocab = 50;
+  m.dtype = DType::kF32;
+  test::write_synthetic_model(d.path(), m);
+  if (a.sliding_window > 0) {
+    nlohmann::json cfg = nlohmann::json::parse(test::read_bytes(d.file("config.json")));
+    cfg["sliding_window"] = a.sliding_window;
+    test::write_bytes(d.file("config.json"), cfg.dump());
+  }
+  auto model = Model::Load(d.path());
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  const std::vector<int32_t> toks = {1, 7, 42, 3, 3, 19, 0, 49, 25, 11};
+  KVCache cache = (*model)->NewCache(int64_t(toks.size()));
+  auto full = (*model)->Forward(toks.data(), int64_t(toks.size()), &cache);
+  ASSERT_TRUE(full.ok()) << full.status().ToString();
+  NaiveModel ref((*model)->checkpoint());
+  expect_logits_close(*full, ref.logits(toks), a.arch);
+
+  // Incremental decoding with the KV cache (prompt of 4, then one token at a time) gives the same logits.
+  KVCache inc = (*model)->NewCache(int64_t(toks.size()));
+  std::vector<float> got;
+  auto first = (*model)->Forward(toks.data(), 4, &inc);
+  ASSERT_TRUE(first.ok());
+  got = *first;
+  for (size_t t = 4; t < toks.size(); ++t) {
+    auto step = (*model)->Forward(&toks[t], 1, &inc);
+    ASSERT_TRUE(step.ok());
+    got.insert(got.end(), step->begin(), step->end());
+  }
+  ASSERT_EQ(got.size(), full->size());
+  for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], (*full)[i], 1e-4) << a.arch << " element " << i;
+}
+
+INSTANTIATE_TEST_SUITE_P(Synthetic, ArchitectureTest,
+                         ::testing::Values(ArchCase{"LlamaForCausalLM", 0, false}, ArchCase{"LlamaForCausalLM", 0, true},
+                                           ArchCase{"MistralForCausalLM", 3, false},
+                                           ArchCase{"Qwen2ForCausalLM", 0, true}, ArchCase{"OPTForCausalLM", 0, true}),
+                         [](const auto& info) {
+                           return std::string(info.param.arch).substr(0, 5) + (info.param.tie ? "Tied" : "") +
+                                  (info.param.sliding_window ? "Window" : "");
+                         });
+
+TEST(Model, BlockByBlockEqualsFullForwardOnRealModel) {
+  const std::string folder = test::shared_path("models/stories260K-hf");
+  auto model = Model::Load(folder);
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  const Model& m = **model;
+  std::vector<int32_t> toks;
+  for (int i = 0; i < 64; ++i) toks.push_back(int32_t((i * 37 + 1) % m.vocab_size()));
+  KVCache c1 = m.NewCache(64);
+  auto full = m.Forward(toks.data(), 64, &c1);
+  ASSERT_TRUE(full.ok());
+  // Driver-style walk: embed once, then every block on its own with its own cache, then the head;
+  // the hook sees every linear's input with the right width.
+  std::vector<float> x(static_cast<size_t>(64 * m.hidden_size()));
+  ASSERT_TRUE(m.Embed(toks.data(), 64, 0, x.data()).ok());
+  KVCache c2 = m.NewCache(64);
+  int hooked = 0;
+  for (int l = 0; l < int(m.config().num_layers); ++l) {
+    m.RunBlock(l, x.data(), 64, &c2, [&](const LinearInfo& lin, const float*, int64_t n) {
+      EXPECT_EQ(lin.layer, l);
+      EXPECT_EQ(n, 64);
+      ++hooked;
+    });
+  }
+  std::vector<float> logits(static_cast<size_t>(64 * m.vocab_size()));
+  m.Head(x.data(), 64, logits.data());
+  EXPECT_EQ(hooked, int(m.checkpoint().linears().size()));
+  EXPECT_EQ(logits, *full);
+}
+
+TEST(Model, BadInput) {
+  TempDir d;
+  test::SyntheticModel m;
+  test::write_synthetic_model(d.path(), m);
+  auto model = Model::Load(d.path());
+  ASSERT_TRUE(model.ok());
+  KVCache c = (*model)->NewCache(4);
+  const int32_t bad[2] = {1, 5000};
+  auto r = (*model)->Forward(bad, 2, &c);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("5000"), std::string::npos);
+  const int32_t ok[5] = {1, 2, 3, 4, 5};
+  EXPECT_FALSE((*model)->Forward(ok, 5, &c).ok());  // beyond the cache
+  // A text shorter than one window.
+  PerplexityOptions o;
+  o.seq_len = 16;
+  auto p = evaluate_perplexity(**model, {1, 2, 3}, o);
+  ASSERT_FALSE(p.ok());
+  EXPECT_NE(p.status().message().find("fewer than one window"), std::string::npos);
+  // A tokenizer file that does not parse.
+  test::write_bytes(d.file("tokenizer.model"), "this is not a protobuf");
+  auto t = Tokenizer::Open(d.path());
+  ASSERT_FALSE(t.ok());
+  EXPECT_NE(t.status().message().find("tokenizer.model"), std::string::npos);
+}
+
+// ---- Tokenizer fixtures from the reference SentencePiece library ----
+class TokenizerFixture : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(TokenizerFixture, MatchesReferenceIds) {
+  const std::string fixture_path = test::shared_path("fixtures/tokenizer-ids.json");
+  std::ifstream in(fixture_path);
+  ASSERT_TRUE(in) << "cannot read " << fixture_path;
+  const nlohmann::json fx = nlohmann::json::parse(in)["tokenizers"][GetParam()];
+  auto tok = Tokenizer::OpenSentencePiece(test::shared_path(fx["file"].get<std::string>()));
+  ASSERT_TRUE(tok.ok()) << tok.status().ToString();
+  EXPECT_EQ((*tok)->vocab_size(), fx["vocab_size"].get<int64_t>());
+  EXPECT_EQ((*tok)->bos_id(), fx["bos_id"].get<int>());
+  EXPECT_EQ((*tok)->eos_id(), fx["eos_id"].get<int>());
+  for (const auto& s : fx["strings"]) {
+    const std::string text = s["text"];
+    auto ids = (*tok)->Encode(text);
+    ASSERT_TRUE(ids.ok());
+    EXPECT_EQ(*ids, s["ids"].get<std::vector<int32_t>>()) << "text: " << text;
+    auto back = (*tok)->Decode(*ids);
+    ASSERT_TRUE(back.ok());
+    EXPECT_EQ(*back, s["decoded"].get<std::string>()) << "text: " << text;
+  }
+  for (auto it = fx["texts"].begin(); it != fx["texts"].end(); ++it) {
+    const auto& t = it.value();
+    std::ifstream f(test::shared_path(t["file"].get<std::string>()), std::ios::binary);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    auto ids = (*tok)->Encode(ss.str());
+    ASSERT_TRUE(ids.ok());
+    ASSERT_EQ(int64_t(ids->size()), t["count"].get<int64_t>()) << it.key();
+    const auto first = t["first_ids"].get<std::vector<int32_t>>(), last = t["last_ids"].get<std::vector<int32_t>>();
+    EXPECT_TRUE(std::equal(first.begin(), first.end(), ids->begin())) << it.key();
+    EXPECT_TRUE(std::equal(last.begin(), last.end(), ids->end() - int64_t(last.size()))) << it.key();
+    EXPECT_EQ(test::sha256_hex(ids->data(), ids->size() * 4), t["sha256_int32le"].get<std::string>()) << it.key();
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Shared, TokenizerFixture, ::testing::Values("tok512", "llama2"));
+
+TEST(Sha256, KnownVector) {
+  EXPECT_EQ(test::sha256_hex("abc", 3), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
+// ---- Reference perplexities (../shared/DATA.md), fp32, within 0.1% ----
+struct PplCase {
+  const char* model;
+  const char* text;
+  int64_t seq_len, chunks, predictions;
+  double ppl;
+};
+
+class ReferencePerplexity : public ::testing::TestWithParam<PplCase> {};
+
+TEST_P(ReferencePerplexity, MatchesIndependentImplementation) {
+  const PplCase k = GetParam();
+  const std::string folder = test::shared_path(std::string("models/") + k.model);
+  auto model = Model::Load(folder);
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  auto tok = Tokenizer::Open(folder);
+  ASSERT_TRUE(tok.ok()) << tok.status().ToString();
+  std::ifstream f(test::shared_path(k.text), std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  auto ids = (*tok)->Encode(ss.str());
+  ASSERT_TRUE(ids.ok());
+  ids->insert(ids->begin(), (*tok)->bos_id());
+  PerplexityOptions o;
+  o.seq_len = k.seq_len;
+  o.max_chunks = k.chunks;
+  auto r = evaluate_perplexity(**model, *ids, o);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->predictions, k.predictions);
+  EXPECT_NEAR(r->perplexity, k.ppl, k.ppl * 1e-3) << k.model << " on " << k.text;
+  EXPECT_NEAR(r->perplexity, k.ppl, k.ppl * 2e-6) << "expected an exact fp32 match";
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shared, ReferencePerplexity,
+    ::testing::Values(PplCase{"stories260K-hf", "data/tinystories/TinyStories-valid-prefix.txt", 256, 40, 10200, 4.106889},
+                      PplCase{"stories5M-hf", "data/tinystories/TinyStories-valid-prefix.txt", 256, 40, 10200, 5.862298},
+                      PplCase{"stories260K-hf", "data/tinystories/TinyStories-valid-prefix.txt", 512, 0, 391937, 5.046806},
+                      PplCase{"stories260K-hf", "data/wikitext-2-raw-v1-test.txt", 512, 0, 813001, 122.3729}));
+
+TEST(Model, QuantizedModelRunsAndDegradesGracefully) {
+  const std::string folder = test::shared_path("models/stories260K-hf");
+  TempDir d;
+  QuantizeOptions o;
+  o.spec.bits = 8;
+  o.spec.group_size = 0;
+  ASSERT_TRUE(quantize_checkpoint(folder, d.file("q8"), o).ok());
+  o.spec.bits = 3;
+  o.spec.group_size = 32;
+  ASSERT_TRUE(quantize_checkpoint(folder, d.file("q3"), o).ok());
+  auto tok = Tokenizer::Open(folder);
+  ASSERT_TRUE(tok.ok());
+  std::ifstream f(test::shared_path("data/tinystories/TinyStories-valid-prefix.txt"), std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  auto ids = (*tok)->Encode(ss.str().substr(0, 60000));
+  ids->insert(ids->begin(), 1);
+  PerplexityOptions po;
+  po.seq_len = 256;
+  po.max_chunks = 20;
+  double ppl[3];
+  int i = 0;
+  for (const std::string& m : {folder, d.file("q8"), d.file("q3")}) {
+    auto model = Model::Load(m);
+    ASSERT_TRUE(model.ok()) << model.status().ToString();
+    auto r = evaluate_perplexity(**model, *ids, po);
+    ASSERT_TRUE(r.ok());
+    ppl[i++] = r->perplexity;
+  }
+  EXPECT_NEAR(ppl[1], ppl[0], ppl[0] * 0.01) << "8-bit RTN should be within 1% of fp32";
+  EXPECT_GT(ppl[2], ppl[1]) << "3-bit RTN should be worse than 8-bit";
+  EXPECT_LT(ppl[2], ppl[0] * 3) << "3-bit g32 RTN should still be a working model";
+}
+
+}  // namespace
+}  // namespace llmq
