@@ -347,7 +347,13 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(PplCase{"stories260K-hf", "data/tinystories/TinyStories-valid-prefix.txt", 256, 40, 10200, 4.106889},
                       PplCase{"stories5M-hf", "data/tinystories/TinyStories-valid-prefix.txt", 256, 40, 10200, 5.862298},
                       PplCase{"stories260K-hf", "data/tinystories/TinyStories-valid-prefix.txt", 512, 0, 391937, 5.046806},
-                      PplCase{"stories260K-hf", "data/wikitext-2-raw-v1-test.txt", 512, 0, 813001, 122.3729}));
+                      PplCase{"stories260K-hf", "data/wikitext-2-raw-v1-test.txt", 512, 0, 813001, 122.3729}),
+    [](const auto& info) {
+      std::string name = std::string(info.param.model).substr(7) + (std::string(info.param.text).find("wiki") !=
+                         std::string::npos ? "_wikitext" : "_tinystories") + "_seq" + std::to_string(info.param.seq_len);
+      for (char& ch : name) if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
+      return name;
+    });
 
 TEST(Model, QuantizedModelRunsAndDegradesGracefully) {
   const std::string folder = test::shared_path("models/stories260K-hf");
