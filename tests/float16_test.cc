@@ -80,6 +80,7 @@ TEST(Bf16, KnownValuesAndRounding) {
   EXPECT_TRUE(std::isnan(bf16_to_float(float_to_bf16(std::numeric_limits<float>::quiet_NaN()))));
   EXPECT_TRUE(std::isnan(bf16_to_float(float_to_bf16(bits_float(0x7F800001u)))));  // sNaN stays NaN
   EXPECT_EQ(bf16_to_float(0x3F80), 1.0f);
+  EXPECT_EQ(round_to_bf16(bits_float(0x3F818000u)), bf16_to_float(0x3F82));
   EXPECT_EQ(float_to_bf16(bits_float(0x00010000u)), 0x0001);  // subnormal kept
 }
 

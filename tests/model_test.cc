@@ -7,7 +7,6 @@
 #include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "test_util.h"
 
@@ -290,10 +289,7 @@ TEST_P(TokenizerFixture, MatchesReferenceIds) {
   }
   for (auto it = fx["texts"].begin(); it != fx["texts"].end(); ++it) {
     const auto& t = it.value();
-    std::ifstream f(test::shared_path(t["file"].get<std::string>()), std::ios::binary);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    auto ids = (*tok)->Encode(ss.str());
+    auto ids = (*tok)->Encode(test::read_bytes(test::shared_path(t["file"].get<std::string>())));
     ASSERT_TRUE(ids.ok());
     ASSERT_EQ(int64_t(ids->size()), t["count"].get<int64_t>()) << it.key();
     const auto first = t["first_ids"].get<std::vector<int32_t>>(), last = t["last_ids"].get<std::vector<int32_t>>();
@@ -326,10 +322,7 @@ TEST_P(ReferencePerplexity, MatchesIndependentImplementation) {
   ASSERT_TRUE(model.ok()) << model.status().ToString();
   auto tok = Tokenizer::Open(folder);
   ASSERT_TRUE(tok.ok()) << tok.status().ToString();
-  std::ifstream f(test::shared_path(k.text), std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  auto ids = (*tok)->Encode(ss.str());
+  auto ids = (*tok)->Encode(test::read_bytes(test::shared_path(k.text)));
   ASSERT_TRUE(ids.ok());
   ids->insert(ids->begin(), (*tok)->bos_id());
   PerplexityOptions o;
@@ -367,10 +360,7 @@ TEST(Model, QuantizedModelRunsAndDegradesGracefully) {
   ASSERT_TRUE(quantize_checkpoint(folder, d.file("q3"), o).ok());
   auto tok = Tokenizer::Open(folder);
   ASSERT_TRUE(tok.ok());
-  std::ifstream f(test::shared_path("data/tinystories/TinyStories-valid-prefix.txt"), std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  auto ids = (*tok)->Encode(ss.str().substr(0, 60000));
+  auto ids = (*tok)->Encode(test::read_bytes(test::shared_path("data/tinystories/TinyStories-valid-prefix.txt")).substr(0, 60000));
   ids->insert(ids->begin(), 1);
   PerplexityOptions po;
   po.seq_len = 256;

@@ -36,24 +36,19 @@ int run_inspect(int argc, char** argv) {
   const ModelConfig& cfg = c.config();
 
   // Parameters: float tensors count their elements; quantized modules count rows x cols.
+  // The tensors of a quantized module (codes, scales, zeros, g_idx, outliers) are its storage.
   int64_t params = 0, quant_weights = 0;
   uint64_t quant_bytes = 0;
   nlohmann::ordered_json tensors = nlohmann::ordered_json::array();
   for (const std::string& name : c.tensor_names()) {
     const TensorInfo* t = c.find(name);
-    // Scales and outlier values of quantized modules are float too, but are not parameters.
     const size_t dot = name.rfind('.');
-    const bool aux = dot != std::string::npos && c.is_quantized_module(name.substr(0, dot));
-    if (is_float_dtype(t->dtype) && !aux) params += TensorView{t->dtype, t->shape, nullptr, nullptr}.numel();
+    if (dot != std::string::npos && c.is_quantized_module(name.substr(0, dot))) quant_bytes += t->nbytes;
+    else if (is_float_dtype(t->dtype)) params += TensorView{t->dtype, t->shape, nullptr, nullptr}.numel();
     tensors.push_back({{"name", name}, {"dtype", dtype_name(t->dtype)}, {"shape", t->shape}});
   }
   if (c.quantization())
-    for (const auto& [module, info] : c.quantization()->modules) {
-      auto q = c.get_quantized(module);
-      if (!q.ok()) return fail(q.status());
-      quant_weights += info.rows * info.cols;
-      quant_bytes += q->storage_bytes();
-    }
+    for (const auto& [module, info] : c.quantization()->modules) quant_weights += info.rows * info.cols;
   params += quant_weights;
   const double bpw = quant_weights ? 8.0 * double(quant_bytes) / double(quant_weights) : 0.0;
 

@@ -69,10 +69,6 @@ struct TensorToWrite {
   std::vector<uint8_t> bytes;
 };
 
-// Bytes a tensor list takes as one safetensors file (header included).
-uint64_t safetensors_file_size(const std::vector<TensorToWrite>& tensors,
-                               const std::map<std::string, std::string>& metadata);
-
 // Writes `tensors` to `path` atomically: into a temporary file in the same folder,
 // flushed to disk, then renamed over `path`. On any error nothing is left behind.
 Status write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,

@@ -35,8 +35,6 @@ struct TensorView {
 
   int64_t numel() const;
   size_t nbytes() const { return size_t(numel()) * dtype_size(dtype); }
-  int64_t rows() const { return shape.empty() ? 1 : shape[0]; }        // 2-D convenience
-  int64_t cols() const { return shape.size() < 2 ? numel() : shape[1]; }
   template <typename T> const T* as() const { return static_cast<const T*>(data); }
 };
 
@@ -44,10 +42,6 @@ std::string shape_string(const std::vector<int64_t>& shape);  // "[512, 256]"
 
 // Converts any float tensor (F32/F16/BF16/F64) to fp32. InvalidArgument for integer dtypes.
 Result<std::vector<float>> to_float32(const TensorView& t);
-
-// An owned tensor built from values; its view borrows from the buffer it holds.
-TensorView make_tensor(DType dtype, std::vector<int64_t> shape, std::vector<uint8_t> bytes);
-TensorView make_f32_tensor(std::vector<int64_t> shape, std::vector<float> values);
 
 }  // namespace llmq
 

@@ -73,20 +73,4 @@ Result<std::vector<float>> to_float32(const TensorView& t) {
   return out;
 }
 
-TensorView make_tensor(DType dtype, std::vector<int64_t> shape, std::vector<uint8_t> bytes) {
-  auto buf = std::make_shared<std::vector<uint8_t>>(std::move(bytes));
-  TensorView v;
-  v.dtype = dtype;
-  v.shape = std::move(shape);
-  v.data = buf->data();
-  v.owner = std::shared_ptr<const void>(buf, buf.get());
-  return v;
-}
-
-TensorView make_f32_tensor(std::vector<int64_t> shape, std::vector<float> values) {
-  std::vector<uint8_t> bytes(values.size() * 4);
-  std::memcpy(bytes.data(), values.data(), bytes.size());
-  return make_tensor(DType::kF32, std::move(shape), std::move(bytes));
-}
-
 }  // namespace llmq

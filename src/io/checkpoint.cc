@@ -92,7 +92,9 @@ Status parse_rope_scaling(const json& j, const std::string& source, ModelConfig*
 
 }  // namespace
 
-Result<ModelConfig> parse_model_config(const std::string& json_text, const std::string& source) {
+namespace {
+
+Result<json> parse_config_json(const std::string& json_text, const std::string& source) {
   json j;
   try {
     j = json::parse(json_text);
@@ -100,6 +102,10 @@ Result<ModelConfig> parse_model_config(const std::string& json_text, const std::
     return Status::InvalidArgument(source + ": not valid JSON: " + e.what());
   }
   if (!j.is_object()) return Status::InvalidArgument(source + ": not a JSON object");
+  return j;
+}
+
+Result<ModelConfig> config_from_json(const json& j, const std::string& source) {
   ModelConfig c;
   if (j.contains("architectures") && j["architectures"].is_array() && !j["architectures"].empty() &&
       j["architectures"][0].is_string()) {
@@ -180,6 +186,13 @@ Result<ModelConfig> parse_model_config(const std::string& json_text, const std::
   return c;
 }
 
+}  // namespace
+
+Result<ModelConfig> parse_model_config(const std::string& json_text, const std::string& source) {
+  LLMQ_ASSIGN_OR_RETURN(json j, parse_config_json(json_text, source));
+  return config_from_json(j, source);
+}
+
 const char* linear_role_name(LinearRole r) {
   static const char* const kNames[] = {"q", "k", "v", "o", "gate", "up", "down", "fc1", "fc2"};
   return kNames[size_t(r)];
@@ -226,7 +239,8 @@ Result<std::shared_ptr<const Checkpoint>> Checkpoint::Open(const std::string& fo
     return Status::NotFound(folder + ": not a model folder (no such directory)");
   const std::string config_path = (fs::path(folder) / "config.json").string();
   LLMQ_ASSIGN_OR_RETURN(ck->config_json_, internal::read_text_file(config_path));
-  LLMQ_ASSIGN_OR_RETURN(ck->config_, parse_model_config(ck->config_json_, config_path));
+  LLMQ_ASSIGN_OR_RETURN(json cj, parse_config_json(ck->config_json_, config_path));
+  LLMQ_ASSIGN_OR_RETURN(ck->config_, config_from_json(cj, config_path));
 
   // Weights: sharded index, single model.safetensors, or every *.safetensors file.
   const fs::path index_path = fs::path(folder) / "model.safetensors.index.json";
@@ -287,7 +301,6 @@ Result<std::shared_ptr<const Checkpoint>> Checkpoint::Open(const std::string& fo
                                 " but that file does not contain it");
 
   // llmq quantization_config, if any.
-  json cj = json::parse(ck->config_json_);
   LLMQ_ASSIGN_OR_RETURN(ck->quantization_, internal::parse_quantization_config(cj, config_path));
   if (cj.contains("quantization_config") && !ck->quantization_)
     return Status::NotSupported(config_path + ": quantization_config of another tool (" +

@@ -190,13 +190,6 @@ std::string make_header(const std::vector<TensorToWrite>& tensors, const std::ma
 
 }  // namespace
 
-uint64_t safetensors_file_size(const std::vector<TensorToWrite>& tensors,
-                               const std::map<std::string, std::string>& metadata) {
-  uint64_t n = 8 + make_header(tensors, metadata).size();
-  for (const auto& t : tensors) n += t.bytes.size();
-  return n;
-}
-
 Status write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
                          const std::map<std::string, std::string>& metadata) {
   std::set<std::string> names;
