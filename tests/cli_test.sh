@@ -43,6 +43,17 @@ check inspect-quantized 0 "bits per weight" -- "$llmq" inspect "$work/q4"
 check exists-no-overwrite 1 "--overwrite" -- "$llmq" quantize "$model" "$work/q4"
 check overwrite 0 "" -- "$llmq" quantize --overwrite --bits 8 --group-size 0 "$model" "$work/q4"
 mkdir -p "$work/bad" && cp "$model"/* "$work/bad/" && head -c 1000 "$model/model.safetensors" > "$work/bad/model.safetensors"
+# GPTQ: calibration options, clear usage errors, JSON report keys.
+calib="$shared/data/tinystories/TinyStories-train-sample.txt"
+check gptq-needs-calib 2 "needs --calib" -- "$llmq" quantize --method gptq "$model" "$work/g"
+check rtn-rejects-calib 2 "gptq only" -- "$llmq" quantize --calib "$calib" "$model" "$work/g"
+check bad-method 2 "available: rtn, gptq" -- "$llmq" quantize --method awqq "$model" "$work/g"
+check gptq-missing-calib 1 "nope.txt: calibration data not found" -- "$llmq" quantize --method gptq --calib "$work/nope.txt" "$model" "$work/g"
+[ -e "$work/g" ] && { echo "FAIL: output left behind after an error"; fails=$((fails+1)); }
+check gptq 0 "" -- "$llmq" quantize --method gptq --calib "$calib" --nsamples 8 --seq-len 64 --act-order --true-sequential --json "$model" "$work/g"
+json_ok method bits_per_weight calibration gptq mean_output_relative_error rtn_fallback_layers layers peak_rss_bytes
+check eval-gptq 0 "" -- "$llmq" eval ppl "$work/g" --data "$shared/data/tinystories/TinyStories-valid-prefix.txt" --seq-len 128 --max-chunks 2 --json
+json_ok perplexity tokens seq_len chunks tokens_per_second
 check truncated 1 "model.safetensors" -- "$llmq" quantize "$work/bad" "$work/y"
 [ ! -e "$work/y" ] || { echo "FAIL: partial output left at $work/y"; fails=$((fails+1)); }
 echo "$passes passed, $fails failed"

@@ -1,6 +1,10 @@
 // llmq quantize: a Hugging Face checkpoint in, an llmq quantized folder out.
 #include <llmq/llmq.h>
 
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
 #include <cstdio>
 
 #include "args.h"
@@ -9,29 +13,61 @@
 namespace llmq::cli {
 
 namespace {
+
+std::atomic<bool> g_interrupted{false};
+
+// First Ctrl-C: stop after the current calibration window, keeping finished blocks for --resume.
+// Second Ctrl-C: the default action (terminate).
+void on_sigint(int) {
+  g_interrupted = true;
+  static const char msg[] = "\nllmq quantize: interrupted, stopping (Ctrl-C again to kill)\n";
+  ssize_t ignored = ::write(2, msg, sizeof msg - 1);
+  (void)ignored;
+  std::signal(SIGINT, SIG_DFL);
+}
+
 const char* kHelp =
-    "Usage: llmq quantize --method rtn --bits {2,3,4,8} [--group-size G] [--sym|--asym]\n"
+    "Usage: llmq quantize --method {rtn,gptq} --bits {2,3,4,8} [--group-size G] [--sym|--asym]\n"
     "                     [--mse] [--scale-dtype fp16|fp32] [--overwrite] [--json] <in-folder> <out-folder>\n"
+    "       llmq quantize --method gptq --calib <data> [--nsamples 128] [--seq-len 2048] [--seed 0]\n"
+    "                     [--damp 0.01] [--act-order] [--static-groups] [--true-sequential] [--resume] ...\n"
     "\n"
     "Quantizes every decoder linear (Llama: q k v o gate up down; OPT: q k v out_proj fc1 fc2)\n"
     "of the float checkpoint in <in-folder> and writes the llmq format (docs/FORMAT.md) to\n"
     "<out-folder>, atomically: on any error nothing is left there. Embeddings, norms, biases\n"
     "and the LM head are copied unchanged. A JSON report is written to <out-folder>/llmq_report.json.\n"
     "\n"
-    "  --method M         rtn (round to nearest)                                    [rtn]\n"
+    "  --method M         rtn (round to nearest) or gptq (Hessian-calibrated)       [rtn]\n"
     "  --bits B           2, 3, 4 or 8                                              [4]\n"
     "  --group-size G     input columns per scale; 0 = one scale per output channel [128]\n"
     "  --sym / --asym     symmetric (no zero points) or zero-point quantization     [--sym]\n"
     "  --mse              search a shrunk range per group minimizing |q(w)-w|^2.4\n"
     "  --scale-dtype T    fp16 or fp32 scales                                       [fp16]\n"
     "  --max-shard-mb N   output shard size in MiB                                  [2048]\n"
+    "\n"
+    "GPTQ calibration (runs the model block by block; one block of weights in memory):\n"
+    "  --calib PATH       text file, folder of .txt, .jsonl {\"text\"} rows, or token ids\n"
+    "                     (.json array of windows or ids, .bin little-endian int32)\n"
+    "  --nsamples N       calibration windows                                       [128]\n"
+    "  --seq-len N        tokens per window (capped at the model's context)         [2048]\n"
+    "  --seed S           window sampling seed                                      [0]\n"
+    "  --damp D           dampening, fraction of mean(diag H)                       [0.01]\n"
+    "  --block-size N     GPTQ lazy-batch width (speed only)                        [128]\n"
+    "  --act-order        quantize columns by decreasing Hessian diagonal\n"
+    "  --static-groups    group scales from the original weights (with --act-order: no g_idx)\n"
+    "  --true-sequential  q/k/v -> o -> gate/up -> down inside a block, Hessians re-collected\n"
+    "  --act-dtype T      calibration activations kept as fp32 or fp16              [fp32]\n"
+    "  --resume           continue an interrupted run from its finished blocks\n"
     "  --overwrite        replace a non-empty <out-folder>\n"
     "  --json             print the report (one JSON object) on stdout\n";
 }  // namespace
 
 int run_quantize(int argc, char** argv) {
-  auto args = Args::Parse(argc, argv, 2, {"json", "help", "sym", "asym", "mse", "overwrite"},
-                          {"method", "bits", "group-size", "scale-dtype", "max-shard-mb"});
+  auto args = Args::Parse(argc, argv, 2,
+                          {"json", "help", "sym", "asym", "mse", "overwrite", "act-order", "static-groups",
+                           "true-sequential", "resume"},
+                          {"method", "bits", "group-size", "scale-dtype", "max-shard-mb", "calib", "nsamples",
+                           "seq-len", "seed", "damp", "block-size", "act-dtype"});
   if (!args.ok()) return usage_error(args.status().message(), "quantize");
   if (args->has("help")) {
     std::fputs(kHelp, stdout);
@@ -55,13 +91,45 @@ int run_quantize(int argc, char** argv) {
   if (sd != "fp16" && sd != "fp32") return usage_error("--scale-dtype must be fp16 or fp32", "quantize");
   opt.spec.scale_dtype = sd == "fp16" ? ScaleDType::kF16 : ScaleDType::kF32;
   if (Status st = opt.spec.Validate(); !st.ok()) return usage_error(st.message(), "quantize");
+  if (opt.method != "rtn" && opt.method != "gptq")
+    return usage_error("unknown --method '" + opt.method + "' (available: rtn, gptq)", "quantize");
+  auto nsamples = args->get_int("nsamples", 128);
+  auto seq_len = args->get_int("seq-len", 2048);
+  auto seed = args->get_int("seed", 0);
+  auto block = args->get_int("block-size", 128);
+  auto damp = args->get_double("damp", 0.01);
+  if (!nsamples.ok() || *nsamples <= 0) return usage_error("--nsamples expects a positive integer", "quantize");
+  if (!seq_len.ok() || *seq_len < 2) return usage_error("--seq-len expects an integer >= 2", "quantize");
+  if (!seed.ok() || *seed < 0) return usage_error("--seed expects a non-negative integer", "quantize");
+  if (!block.ok() || *block <= 0) return usage_error("--block-size expects a positive integer", "quantize");
+  if (!damp.ok() || !(*damp > 0.0)) return usage_error("--damp expects a positive number", "quantize");
+  const std::string act = args->get("act-dtype", "fp32");
+  if (act != "fp32" && act != "fp16") return usage_error("--act-dtype must be fp32 or fp16", "quantize");
+  if (opt.method == "gptq" && !args->has("calib"))
+    return usage_error("--method gptq needs --calib <data> (e.g. a text file in the model's domain)", "quantize");
+  if (opt.method == "rtn")
+    for (const char* o : {"calib", "act-order", "static-groups", "true-sequential", "resume", "damp"})
+      if (args->has(o)) return usage_error(std::string("--") + o + " applies to --method gptq only", "quantize");
+  opt.calibration.data = args->get("calib");
+  opt.calibration.nsamples = *nsamples;
+  opt.calibration.seq_len = *seq_len;
+  opt.calibration.seed = uint64_t(*seed);
+  opt.calibration.fp16_activations = act == "fp16";
+  opt.gptq.damp = *damp;
+  opt.gptq.block_size = int(*block);
+  opt.gptq.act_order = args->has("act-order");
+  opt.gptq.static_groups = args->has("static-groups");
+  opt.true_sequential = args->has("true-sequential");
+  opt.resume = args->has("resume");
   opt.overwrite = args->has("overwrite");
   opt.max_shard_bytes = uint64_t(*shard) << 20;
   ProgressPrinter bar("quantize");
   opt.progress = [&](const Progress& p) { bar.Update(p.done, p.total, p.item, p.elapsed_s); };
+  opt.cancel = [] { return g_interrupted.load(); };
+  std::signal(SIGINT, on_sigint);
 
-  std::fprintf(stderr, "llmq quantize: %s %s -> %s\n", opt.spec.ToString().c_str(), args->positional()[0].c_str(),
-               args->positional()[1].c_str());
+  std::fprintf(stderr, "llmq quantize: %s %s %s -> %s\n", opt.method.c_str(), opt.spec.ToString().c_str(),
+               args->positional()[0].c_str(), args->positional()[1].c_str());
   auto report = quantize_checkpoint(args->positional()[0], args->positional()[1], opt);
   bar.Finish();
   if (!report.ok()) return fail(report.status());
@@ -76,6 +144,15 @@ int run_quantize(int argc, char** argv) {
   std::printf("quantized %zu linears with %s (%s) in %.2f s, peak memory %.1f MiB\n", report->layers.size(),
               report->method.c_str(), report->spec.ToString().c_str(), report->seconds,
               double(report->peak_rss_bytes) / (1 << 20));
+  if (report->calibrated) {
+    double out_err = 0;
+    int fallbacks = 0;
+    for (const auto& l : report->layers) out_err += l.output_relative_error, fallbacks += l.fell_back_to_rtn;
+    std::printf("calibration: %lld windows x %lld tokens; mean output relative error %.4f; %d layer(s) fell back to RTN%s\n",
+                (long long)report->calibration.nsamples, (long long)report->calibration.seq_len,
+                report->layers.empty() ? 0.0 : out_err / double(report->layers.size()), fallbacks,
+                report->calibration.resumed_blocks ? (", " + std::to_string(report->calibration.resumed_blocks) + " block(s) resumed").c_str() : "");
+  }
   std::printf("bits per weight %.3f; size %llu -> %llu bytes; worst relative error %.4f (%s)\n",
               report->bits_per_weight, (unsigned long long)report->input_bytes,
               (unsigned long long)report->output_bytes, worst, worst_name.c_str());

@@ -18,7 +18,7 @@ namespace llmq::cli {
 
 int fail(const Status& st) {
   std::fprintf(stderr, "llmq: error: %s\n", st.message().c_str());
-  return 1;
+  return st.code() == StatusCode::kCancelled ? 130 : 1;  // 130: the shell's code for SIGINT
 }
 
 int usage_error(const std::string& msg, const char* command) {

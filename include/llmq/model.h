@@ -29,11 +29,18 @@ struct KVCache {
 // Called with the input of every linear as it runs: x is [n, linear.cols] row-major.
 using LinearInputHook = std::function<void(const LinearInfo& linear, const float* x, int64_t n)>;
 
+struct ModelLoadOptions {
+  // false: only embeddings, final norm and LM head are loaded; each decoder block is
+  // materialized by LoadBlock and dropped by ReleaseBlock (the calibration driver's
+  // streaming mode: about one block of weights in memory at a time).
+  bool load_blocks = true;
+};
+
 class Model {
  public:
   // Loads the weights of a float or llmq-quantized folder. Quantized linears are
   // dequantized on the fly when they run (no float copy is kept).
-  static Result<std::unique_ptr<Model>> Load(const std::string& folder);
+  static Result<std::unique_ptr<Model>> Load(const std::string& folder, const ModelLoadOptions& options = {});
   ~Model();
 
   const ModelConfig& config() const;
@@ -51,6 +58,14 @@ class Model {
   Status Embed(const int32_t* tokens, int64_t n, int64_t start_pos, float* x) const;
   void RunBlock(int layer, float* x, int64_t n, KVCache* cache, const LinearInputHook& hook = nullptr) const;
   void Head(const float* x, int64_t n, float* logits) const;  // final norm + LM head
+
+  // Streaming: materialize / drop the weights of one decoder block. RunBlock needs the block loaded.
+  Status LoadBlock(int layer);
+  void ReleaseBlock(int layer);
+  bool block_loaded(int layer) const;
+  // Replaces a (loaded) linear's weight by a float [rows, cols] matrix, e.g. the
+  // dequantized result of a method, so that later blocks see the quantization error.
+  Status SetLinearWeight(const LinearInfo& linear, std::vector<float> weight);
 
   struct Impl;
 

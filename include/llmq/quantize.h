@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "llmq/gptq.h"
 #include "llmq/quant.h"
 #include "llmq/status.h"
 
@@ -21,12 +22,34 @@ struct Progress {
 };
 using ProgressCallback = std::function<void(const Progress&)>;
 
+// Calibration data for the methods that need it (GPTQ).
+struct CalibrationOptions {
+  // A text file, a folder of .txt files, a .jsonl file of {"text": ...} rows (joined with
+  // "\n\n"), or pre-tokenized ids: a .json array of windows (arrays of ids) or of ids,
+  // or a .bin file of little-endian int32 ids.
+  std::string data;
+  int64_t nsamples = 128;    // windows
+  int64_t seq_len = 2048;    // tokens per window, capped at the model's context
+  uint64_t seed = 0;         // window start positions
+  bool fp16_activations = false;  // keep the calibration activations in fp16 (half the memory)
+};
+
 struct QuantizeOptions {
-  std::string method = "rtn";  // quantization method; "rtn" (round to nearest)
+  std::string method = "rtn";  // "rtn" (round to nearest) or "gptq" (needs calibration)
   QuantSpec spec;              // bits, group size, symmetric, scale dtype, MSE search
+  CalibrationOptions calibration;
+  GptqOptions gptq;
+  // GPTQ: quantize inside a block in stages q/k/v -> o -> gate/up -> down, re-collecting the
+  // Hessians after each stage so later stages see the earlier ones' error.
+  bool true_sequential = false;
+  // Keep finished blocks in <out>.llmq-partial beside the output and continue from them.
+  bool resume = false;
   bool overwrite = false;      // replace a non-empty output folder
   uint64_t max_shard_bytes = 2ull << 30;  // output safetensors shard size
   ProgressCallback progress;   // optional
+  // Optional: polled between calibration windows; returning true stops the run with
+  // StatusCode::kCancelled (finished blocks stay on disk for resume).
+  std::function<bool()> cancel;
 };
 
 struct LayerReport {
@@ -35,6 +58,22 @@ struct LayerReport {
   double relative_error = 0.0;   // ||W - deq(Q)||_F / ||W||_F
   double bits_per_weight = 0.0;  // codes + scales + zeros (+ g_idx, outliers) per weight, as written
   double seconds = 0.0;
+  // Calibrated methods only (negative when not applicable):
+  double output_relative_error = -1.0;  // ||(W - deq(Q)) X||_F / ||W X||_F on the calibration inputs
+  double gptq_loss = -1.0;              // GPTQ's objective, sum (w - q)^2 / U_jj^2 / 2
+  double damp = -1.0;                   // relative damping used
+  int damp_retries = 0;
+  bool fell_back_to_rtn = false;
+  int64_t dead_columns = 0;
+};
+
+// What the calibration pass used.
+struct CalibrationReport {
+  std::string data;
+  int64_t nsamples = 0, seq_len = 0, tokens = 0;
+  uint64_t seed = 0;
+  int64_t resumed_blocks = 0;  // blocks taken from a previous run (--resume)
+  uint64_t activation_bytes = 0;  // calibration activations kept in memory
 };
 
 struct QuantizeReport {
@@ -42,6 +81,10 @@ struct QuantizeReport {
   QuantSpec spec;
   std::string input, output;
   std::vector<LayerReport> layers;
+  bool calibrated = false;
+  CalibrationReport calibration;  // when calibrated
+  GptqOptions gptq;               // when method == "gptq"
+  bool true_sequential = false;
   double bits_per_weight = 0.0;  // over all quantized linears
   uint64_t input_bytes = 0, output_bytes = 0;
   double seconds = 0.0;

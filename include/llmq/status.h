@@ -25,6 +25,7 @@ enum class StatusCode {
   kFailedPrecondition,  // e.g. a Hessian that stays singular after damping
   kOutOfMemory,
   kInternal,            // a bug in llmq
+  kCancelled,           // the caller asked a long operation to stop (e.g. Ctrl-C)
 };
 
 class [[nodiscard]] Status {
@@ -39,6 +40,7 @@ class [[nodiscard]] Status {
   static Status FailedPrecondition(std::string m) { return Status(StatusCode::kFailedPrecondition, std::move(m)); }
   static Status OutOfMemory(std::string m) { return Status(StatusCode::kOutOfMemory, std::move(m)); }
   static Status Internal(std::string m) { return Status(StatusCode::kInternal, std::move(m)); }
+  static Status Cancelled(std::string m) { return Status(StatusCode::kCancelled, std::move(m)); }
 
   bool ok() const { return code_ == StatusCode::kOk; }
   StatusCode code() const { return code_; }

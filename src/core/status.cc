@@ -15,6 +15,7 @@ std::string Status::ToString() const {
     case StatusCode::kFailedPrecondition: name = "Failed precondition"; break;
     case StatusCode::kOutOfMemory: name = "Out of memory"; break;
     case StatusCode::kInternal: name = "Internal error"; break;
+    case StatusCode::kCancelled: name = "Cancelled"; break;
   }
   return std::string(name) + ": " + message_;
 }

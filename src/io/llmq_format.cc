@@ -15,12 +15,16 @@ std::vector<uint8_t> bytes_of(const std::vector<T>& v) {
   return b;
 }
 
-template <typename T>
-Result<std::vector<T>> read_vector(const Checkpoint& ckpt, const std::string& name, DType dtype,
+const std::string& where(const Checkpoint& c) { return c.folder(); }
+const std::string& where(const SafetensorsFile& f) { return f.path(); }
+
+// Src is a Checkpoint or a SafetensorsFile (both have find and get).
+template <typename T, typename Src>
+Result<std::vector<T>> read_vector(const Src& ckpt, const std::string& name, DType dtype,
                                    const std::vector<int64_t>& shape) {
   LLMQ_ASSIGN_OR_RETURN(TensorView v, ckpt.get(name));
   if (v.dtype != dtype || v.shape != shape)
-    return Status::Corruption(ckpt.folder() + ": tensor '" + name + "' is " + dtype_name(v.dtype) + " " +
+    return Status::Corruption(where(ckpt) + ": tensor '" + name + "' is " + dtype_name(v.dtype) + " " +
                               shape_string(v.shape) + ", expected " + dtype_name(dtype) + " " + shape_string(shape));
   std::vector<T> out(size_t(v.numel()));
   if (!out.empty()) std::memcpy(out.data(), v.data, out.size() * sizeof(T));
@@ -52,8 +56,11 @@ std::vector<TensorToWrite> quantized_tensors(const std::string& module, const Qu
   return out;
 }
 
-Result<QuantizedTensor> read_quantized(const Checkpoint& ckpt, const std::string& module,
-                                       const QuantizedModuleInfo& info) {
+namespace {
+
+template <typename Src>
+Result<QuantizedTensor> read_quantized_from(const Src& ckpt, const std::string& module,
+                                            const QuantizedModuleInfo& info) {
   const std::string p = module + ".";
   QuantizedTensor q;
   q.rows = info.rows;
@@ -79,14 +86,48 @@ Result<QuantizedTensor> read_quantized(const Checkpoint& ckpt, const std::string
                           read_vector<int32_t>(ckpt, p + kOutlierRowPtr, DType::kI32, {q.rows + 1}));
     const TensorInfo* ci = ckpt.find(p + kOutlierColIdx);
     if (ci == nullptr || ci->shape.size() != 1)
-      return Status::Corruption(ckpt.folder() + ": module '" + module + "' has no 1-D outlier_col_idx tensor");
+      return Status::Corruption(where(ckpt) + ": module '" + module + "' has no 1-D outlier_col_idx tensor");
     const int64_t nnz = ci->shape[0];
     LLMQ_ASSIGN_OR_RETURN(q.outliers.col_idx, read_vector<int32_t>(ckpt, p + kOutlierColIdx, DType::kI32, {nnz}));
     LLMQ_ASSIGN_OR_RETURN(q.outliers.values, read_vector<uint16_t>(ckpt, p + kOutlierValues, DType::kF16, {nnz}));
   }
   Status st = q.Validate();
-  if (!st.ok()) return st.WithContext(ckpt.folder() + ": quantized module '" + module + "'");
+  if (!st.ok()) return st.WithContext(where(ckpt) + ": quantized module '" + module + "'");
   return q;
+}
+
+}  // namespace
+
+Result<QuantizedTensor> read_quantized(const Checkpoint& ckpt, const std::string& module,
+                                       const QuantizedModuleInfo& info) {
+  return read_quantized_from(ckpt, module, info);
+}
+
+Result<QuantizedTensor> read_quantized(const SafetensorsFile& file, const std::string& module,
+                                       const QuantizedModuleInfo& info) {
+  return read_quantized_from(file, module, info);
+}
+
+Result<QuantizedModuleInfo> module_info_from_json(const nlohmann::json& m, const std::string& where) {
+  QuantizedModuleInfo mi;
+  LLMQ_ASSIGN_OR_RETURN(mi.spec, spec_from_json(m, where));
+  if (!m.contains("shape") || !m["shape"].is_array() || m["shape"].size() != 2 ||
+      !m["shape"][0].is_number_integer() || !m["shape"][1].is_number_integer())
+    return Status::Corruption(where + ": needs 'shape' [out_features, in_features]");
+  mi.rows = m["shape"][0].get<int64_t>();
+  mi.cols = m["shape"][1].get<int64_t>();
+  if (mi.rows <= 0 || mi.cols <= 0) return Status::Corruption(where + ": shape must be positive");
+  mi.has_g_idx = m.value("g_idx", false);
+  mi.has_outliers = m.value("outliers", false);
+  return mi;
+}
+
+nlohmann::ordered_json module_info_to_json(const QuantizedTensor& q) {
+  nlohmann::ordered_json m = spec_to_json(q.spec);
+  m["shape"] = {q.rows, q.cols};
+  m["g_idx"] = !q.g_idx.empty();
+  m["outliers"] = !q.outliers.empty();
+  return m;
 }
 
 nlohmann::json spec_to_json(const QuantSpec& spec) {
@@ -135,17 +176,7 @@ Result<std::shared_ptr<QuantizationInfo>> parse_quantization_config(const nlohma
     return Status::Corruption(source + ": quantization_config has no 'modules' object");
   for (auto it = qc["modules"].begin(); it != qc["modules"].end(); ++it) {
     const std::string where = source + ": quantization_config.modules['" + it.key() + "']";
-    const nlohmann::json& m = it.value();
-    QuantizedModuleInfo mi;
-    LLMQ_ASSIGN_OR_RETURN(mi.spec, spec_from_json(m, where));
-    if (!m.contains("shape") || !m["shape"].is_array() || m["shape"].size() != 2 ||
-        !m["shape"][0].is_number_integer() || !m["shape"][1].is_number_integer())
-      return Status::Corruption(where + ": needs 'shape' [out_features, in_features]");
-    mi.rows = m["shape"][0].get<int64_t>();
-    mi.cols = m["shape"][1].get<int64_t>();
-    if (mi.rows <= 0 || mi.cols <= 0) return Status::Corruption(where + ": shape must be positive");
-    mi.has_g_idx = m.value("g_idx", false);
-    mi.has_outliers = m.value("outliers", false);
+    LLMQ_ASSIGN_OR_RETURN(QuantizedModuleInfo mi, module_info_from_json(it.value(), where));
     info->modules[it.key()] = mi;
   }
   return info;

@@ -33,6 +33,13 @@ std::vector<TensorToWrite> quantized_tensors(const std::string& module, const Qu
 Result<QuantizedTensor> read_quantized(const Checkpoint& ckpt, const std::string& module,
                                        const QuantizedModuleInfo& info);
 
+Result<QuantizedTensor> read_quantized(const SafetensorsFile& file, const std::string& module,
+                                       const QuantizedModuleInfo& info);
+
+// One entry of quantization_config.modules: the spec, "shape", "g_idx" and "outliers".
+nlohmann::ordered_json module_info_to_json(const QuantizedTensor& q);
+Result<QuantizedModuleInfo> module_info_from_json(const nlohmann::json& m, const std::string& where);
+
 nlohmann::json spec_to_json(const QuantSpec& spec);
 Result<QuantSpec> spec_from_json(const nlohmann::json& j, const std::string& where);
 

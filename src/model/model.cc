@@ -8,6 +8,7 @@
 
 #include <Eigen/Core>
 #include <algorithm>
+#include <cassert>
 #include <chrono>
 #include <cmath>
 
@@ -97,6 +98,7 @@ struct Model::Impl {
   Norm final_norm;
   bool has_final_norm = true;
   std::vector<Block> blocks;
+  std::vector<bool> loaded;        // per block: weights materialized
   std::vector<float> inv_freq;     // RoPE, [head_dim / 2]
 
   void norm(const float* x, int64_t n, const Norm& nw, float* y) const {
@@ -171,7 +173,7 @@ Model::~Model() = default;
 const ModelConfig& Model::config() const { return impl_->cfg; }
 const Checkpoint& Model::checkpoint() const { return *impl_->ckpt; }
 
-Result<std::unique_ptr<Model>> Model::Load(const std::string& folder) {
+Result<std::unique_ptr<Model>> Model::Load(const std::string& folder, const ModelLoadOptions& options) {
   std::unique_ptr<Model> m(new Model());
   Impl& im = *m->impl_;
   LLMQ_ASSIGN_OR_RETURN(im.ckpt, Checkpoint::Open(folder));
@@ -205,34 +207,74 @@ Result<std::unique_ptr<Model>> Model::Load(const std::string& folder) {
     return Status::NotFound(folder + ": 'lm_head.weight' is missing and tie_word_embeddings is false");
   }
   im.blocks.resize(size_t(cfg.num_layers));
-  for (const LinearInfo& l : c.linears()) {
-    Block& b = im.blocks[size_t(l.layer)];
-    Linear* dst = nullptr;
-    switch (l.role) {
-      case LinearRole::kQ: dst = &b.q; break;
-      case LinearRole::kK: dst = &b.k; break;
-      case LinearRole::kV: dst = &b.v; break;
-      case LinearRole::kO: dst = &b.o; break;
-      case LinearRole::kGate: dst = &b.gate; break;
-      case LinearRole::kUp: dst = &b.up; break;
-      case LinearRole::kDown: dst = &b.down; break;
-      case LinearRole::kFc1: dst = &b.fc1; break;
-      case LinearRole::kFc2: dst = &b.fc2; break;
-    }
-    LLMQ_RETURN_IF_ERROR(load_linear(c, l, dst));
-  }
-  for (int64_t l = 0; l < cfg.num_layers; ++l) {
-    Block& b = im.blocks[size_t(l)];
-    const std::string p = base + "layers." + std::to_string(l) + ".";
-    if (opt) {
-      LLMQ_RETURN_IF_ERROR(load_norm(c, p + "self_attn_layer_norm", cfg.hidden_size, true, &b.attn_norm));
-      LLMQ_RETURN_IF_ERROR(load_norm(c, p + "final_layer_norm", cfg.hidden_size, true, &b.mlp_norm));
-    } else {
-      LLMQ_RETURN_IF_ERROR(load_norm(c, p + "input_layernorm", cfg.hidden_size, false, &b.attn_norm));
-      LLMQ_RETURN_IF_ERROR(load_norm(c, p + "post_attention_layernorm", cfg.hidden_size, false, &b.mlp_norm));
-    }
-  }
+  im.loaded.assign(size_t(cfg.num_layers), false);
+  if (options.load_blocks)
+    for (int l = 0; l < int(cfg.num_layers); ++l) LLMQ_RETURN_IF_ERROR(m->LoadBlock(l));
   return m;
+}
+
+namespace {
+
+Linear* linear_of(Block& b, LinearRole role) {
+  switch (role) {
+    case LinearRole::kQ: return &b.q;
+    case LinearRole::kK: return &b.k;
+    case LinearRole::kV: return &b.v;
+    case LinearRole::kO: return &b.o;
+    case LinearRole::kGate: return &b.gate;
+    case LinearRole::kUp: return &b.up;
+    case LinearRole::kDown: return &b.down;
+    case LinearRole::kFc1: return &b.fc1;
+    case LinearRole::kFc2: return &b.fc2;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+Status Model::LoadBlock(int layer) {
+  Impl& im = *impl_;
+  const ModelConfig& cfg = im.cfg;
+  if (layer < 0 || layer >= int(cfg.num_layers))
+    return Status::InvalidArgument("block " + std::to_string(layer) + " does not exist (the model has " +
+                                   std::to_string(cfg.num_layers) + ")");
+  if (im.loaded[size_t(layer)]) return Status::Ok();
+  const Checkpoint& c = *im.ckpt;
+  Block b;
+  for (const LinearInfo& l : decoder_linears(cfg, c.base_prefix()))
+    if (l.layer == layer) LLMQ_RETURN_IF_ERROR(load_linear(c, l, linear_of(b, l.role)));
+  const std::string p = c.base_prefix() + "layers." + std::to_string(layer) + ".";
+  if (cfg.family == ModelFamily::kOpt) {
+    LLMQ_RETURN_IF_ERROR(load_norm(c, p + "self_attn_layer_norm", cfg.hidden_size, true, &b.attn_norm));
+    LLMQ_RETURN_IF_ERROR(load_norm(c, p + "final_layer_norm", cfg.hidden_size, true, &b.mlp_norm));
+  } else {
+    LLMQ_RETURN_IF_ERROR(load_norm(c, p + "input_layernorm", cfg.hidden_size, false, &b.attn_norm));
+    LLMQ_RETURN_IF_ERROR(load_norm(c, p + "post_attention_layernorm", cfg.hidden_size, false, &b.mlp_norm));
+  }
+  im.blocks[size_t(layer)] = std::move(b);
+  im.loaded[size_t(layer)] = true;
+  return Status::Ok();
+}
+
+void Model::ReleaseBlock(int layer) {
+  if (layer < 0 || layer >= int(impl_->blocks.size())) return;
+  impl_->blocks[size_t(layer)] = Block();
+  impl_->loaded[size_t(layer)] = false;
+}
+
+bool Model::block_loaded(int layer) const {
+  return layer >= 0 && layer < int(impl_->loaded.size()) && impl_->loaded[size_t(layer)];
+}
+
+Status Model::SetLinearWeight(const LinearInfo& linear, std::vector<float> weight) {
+  if (!block_loaded(linear.layer)) return Status::InvalidArgument(linear.module + ": its block is not loaded");
+  Linear* l = linear_of(impl_->blocks[size_t(linear.layer)], linear.role);
+  if (int64_t(weight.size()) != l->info.rows * l->info.cols)
+    return Status::InvalidArgument(linear.module + ": replacement weight has " + std::to_string(weight.size()) +
+                                   " values, expected " + std::to_string(l->info.rows * l->info.cols));
+  l->w = std::move(weight);
+  l->q.reset();
+  return Status::Ok();
 }
 
 KVCache Model::NewCache(int64_t capacity) const {
@@ -349,6 +391,7 @@ void Model::Impl::attention(const Block& b, int layer, const float* xn, int64_t 
 void Model::RunBlock(int layer, float* x, int64_t n, KVCache* cache, const LinearInputHook& hook) const {
   const Impl& im = *impl_;
   const ModelConfig& cfg = im.cfg;
+  assert(im.loaded[size_t(layer)] && "RunBlock on a block that is not loaded");
   const Block& b = im.blocks[size_t(layer)];
   const int64_t d = cfg.hidden_size, f = cfg.intermediate_size;
   std::vector<float> xn(static_cast<size_t>(n * d)), y(static_cast<size_t>(n * d));
@@ -422,6 +465,8 @@ Result<std::vector<float>> Model::Forward(const int32_t* tokens, int64_t n, KVCa
   if (cache->length + n > cache->capacity)
     return Status::InvalidArgument("KV cache holds " + std::to_string(cache->capacity) + " positions, " +
                                    std::to_string(cache->length + n) + " needed");
+  for (int l = 0; l < int(impl_->cfg.num_layers); ++l)
+    if (!block_loaded(l)) return Status::InvalidArgument("block " + std::to_string(l) + " is not loaded");
   std::vector<float> x(static_cast<size_t>(n * impl_->cfg.hidden_size));
   LLMQ_RETURN_IF_ERROR(Embed(tokens, n, cache->length, x.data()));
   for (int l = 0; l < int(impl_->cfg.num_layers); ++l) RunBlock(l, x.data(), n, cache);

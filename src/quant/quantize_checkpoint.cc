@@ -8,13 +8,18 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include <filesystem>
+
 #include "io/checkpoint_writer.h"
 #include "io/file_util.h"
 #include "io/llmq_format.h"
 #include "llmq/checkpoint.h"
 #include "llmq/quantize.h"
+#include "llmq/tokenizer.h"
+#include "quant/calibration.h"
 
 namespace llmq {
+namespace fs = std::filesystem;
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -52,33 +57,305 @@ std::string QuantizeReport::ToJson() const {
   j["output_bytes"] = output_bytes;
   j["seconds"] = seconds;
   j["peak_rss_bytes"] = peak_rss_bytes;
-  double worst = 0, sum = 0;
+  double worst = 0, sum = 0, out_sum = 0;
+  int64_t fallbacks = 0;
   for (const auto& l : layers) {
     worst = std::max(worst, l.relative_error);
     sum += l.relative_error;
+    out_sum += l.output_relative_error;
+    fallbacks += l.fell_back_to_rtn ? 1 : 0;
   }
   j["mean_relative_error"] = layers.empty() ? 0.0 : sum / double(layers.size());
   j["max_relative_error"] = worst;
+  if (calibrated) {
+    j["mean_output_relative_error"] = layers.empty() ? 0.0 : out_sum / double(layers.size());
+    j["rtn_fallback_layers"] = fallbacks;
+    j["calibration"] = {{"data", calibration.data},
+                        {"nsamples", calibration.nsamples},
+                        {"seq_len", calibration.seq_len},
+                        {"seed", calibration.seed},
+                        {"source_tokens", calibration.tokens},
+                        {"activation_bytes", calibration.activation_bytes},
+                        {"resumed_blocks", calibration.resumed_blocks}};
+    j["true_sequential"] = true_sequential;
+  }
+  if (method == "gptq")
+    j["gptq"] = {{"damp", gptq.damp},
+                 {"block_size", gptq.block_size},
+                 {"act_order", gptq.act_order},
+                 {"static_groups", gptq.static_groups}};
   nlohmann::ordered_json arr = nlohmann::ordered_json::array();
-  for (const auto& l : layers)
-    arr.push_back({{"module", l.module},
-                   {"shape", {l.rows, l.cols}},
-                   {"relative_error", l.relative_error},
-                   {"bits_per_weight", l.bits_per_weight},
-                   {"seconds", l.seconds}});
+  for (const auto& l : layers) {
+    nlohmann::ordered_json e = {{"module", l.module},
+                                {"shape", {l.rows, l.cols}},
+                                {"relative_error", l.relative_error},
+                                {"bits_per_weight", l.bits_per_weight},
+                                {"seconds", l.seconds}};
+    if (calibrated) {
+      e["output_relative_error"] = l.output_relative_error;
+      if (l.gptq_loss >= 0) e["gptq_loss"] = l.gptq_loss;
+      if (l.damp >= 0) e["damp"] = l.damp;
+      e["damp_retries"] = l.damp_retries;
+      e["fell_back_to_rtn"] = l.fell_back_to_rtn;
+      e["dead_columns"] = l.dead_columns;
+    }
+    arr.push_back(e);
+  }
   j["layers"] = arr;
   return j.dump(2);
 }
+
+namespace {
+
+nlohmann::ordered_json layer_report_to_json(const LayerReport& l) {
+  return {{"module", l.module},        {"rows", l.rows},
+          {"cols", l.cols},            {"relative_error", l.relative_error},
+          {"bits_per_weight", l.bits_per_weight}, {"seconds", l.seconds},
+          {"output_relative_error", l.output_relative_error}, {"gptq_loss", l.gptq_loss},
+          {"damp", l.damp},            {"damp_retries", l.damp_retries},
+          {"fell_back_to_rtn", l.fell_back_to_rtn}, {"dead_columns", l.dead_columns}};
+}
+
+LayerReport layer_report_from_json(const nlohmann::json& j) {
+  LayerReport l;
+  l.module = j.at("module").get<std::string>();
+  l.rows = j.at("rows").get<int64_t>();
+  l.cols = j.at("cols").get<int64_t>();
+  l.relative_error = j.at("relative_error").get<double>();
+  l.bits_per_weight = j.at("bits_per_weight").get<double>();
+  l.seconds = j.at("seconds").get<double>();
+  l.output_relative_error = j.at("output_relative_error").get<double>();
+  l.gptq_loss = j.at("gptq_loss").get<double>();
+  l.damp = j.at("damp").get<double>();
+  l.damp_retries = j.at("damp_retries").get<int>();
+  l.fell_back_to_rtn = j.at("fell_back_to_rtn").get<bool>();
+  l.dead_columns = j.at("dead_columns").get<int64_t>();
+  return l;
+}
+
+// Where a calibrated run keeps its finished blocks: a hidden folder beside the output.
+std::string partial_dir_for(const std::string& output_folder) {
+  std::error_code ec;
+  fs::path out = fs::absolute(fs::path(output_folder), ec).lexically_normal();
+  if (!out.has_filename()) out = out.parent_path();
+  return (out.parent_path() / ("." + out.filename().string() + ".llmq-partial")).string();
+}
+
+std::string block_stem(const std::string& dir, int layer) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "block-%05d", layer);
+  return (fs::path(dir) / buf).string();
+}
+
+// Everything that determines a calibrated run's output; a resumed run must match it.
+nlohmann::ordered_json run_manifest(const std::string& input_folder, const Checkpoint& ckpt,
+                                    const QuantizeOptions& o) {
+  std::error_code ec;
+  nlohmann::ordered_json m;
+  m["input"] = fs::absolute(input_folder, ec).lexically_normal().string();
+  m["input_bytes"] = ckpt.bytes_on_disk();
+  m["method"] = o.method;
+  m["spec"] = internal::spec_to_json(o.spec);
+  m["mse_search"] = o.spec.mse_search;
+  m["calibration"] = {{"data", fs::absolute(o.calibration.data, ec).lexically_normal().string()},
+                      {"nsamples", o.calibration.nsamples},
+                      {"seq_len", o.calibration.seq_len},
+                      {"seed", o.calibration.seed},
+                      {"fp16_activations", o.calibration.fp16_activations}};
+  m["gptq"] = {{"damp", o.gptq.damp},
+               {"block_size", o.gptq.block_size},
+               {"act_order", o.gptq.act_order},
+               {"static_groups", o.gptq.static_groups},
+               {"damp_retries", o.gptq.damp_retries}};
+  m["true_sequential"] = o.true_sequential;
+  m["format_version"] = internal::kFormatVersion;
+  return m;
+}
+
+// A finished block read back from the partial folder: its reports and quantized tensors.
+struct FinishedBlock {
+  std::vector<LayerReport> reports;
+  std::map<std::string, nlohmann::json> modules;  // module -> module info json
+  std::shared_ptr<const SafetensorsFile> file;
+};
+
+Result<FinishedBlock> read_finished_block(const std::string& stem) {
+  FinishedBlock b;
+  LLMQ_ASSIGN_OR_RETURN(std::string text, internal::read_text_file(stem + ".json"));
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("layers") || !j.contains("modules"))
+    return Status::Corruption(stem + ".json: not a finished-block record");
+  try {
+    for (const auto& l : j["layers"]) b.reports.push_back(layer_report_from_json(l));
+    for (auto it = j["modules"].begin(); it != j["modules"].end(); ++it) b.modules[it.key()] = it.value();
+  } catch (const nlohmann::json::exception& e) {
+    return Status::Corruption(stem + ".json: " + e.what());
+  }
+  LLMQ_ASSIGN_OR_RETURN(b.file, SafetensorsFile::Open(stem + ".safetensors"));
+  return b;
+}
+
+// GPTQ over the whole model, block by block (algorithms.md §2.4). Finished blocks go to
+// `partial`; on return every block of the model is there.
+Status run_gptq(const std::string& input_folder, const Checkpoint& ckpt, const QuantizeOptions& options,
+                const std::string& partial, QuantizeReport* report, const Clock::time_point t0) {
+  const ModelConfig& cfg = ckpt.config();
+  // Pre-tokenized data (.json / .bin ids) needs no tokenizer.
+  const std::string& data = options.calibration.data;
+  const bool token_ids = data.size() > 5 && (data.ends_with(".json") || data.ends_with(".bin"));
+  std::unique_ptr<Tokenizer> tokenizer;
+  if (!token_ids) {
+    LLMQ_ASSIGN_OR_RETURN(tokenizer, Tokenizer::Open(input_folder));
+  }
+  const int64_t context = cfg.max_position_embeddings > 0 ? cfg.max_position_embeddings : options.calibration.seq_len;
+  LLMQ_ASSIGN_OR_RETURN(internal::CalibrationSet set,
+                        internal::load_calibration_set(options.calibration, tokenizer.get(), context, cfg.vocab_size));
+  report->calibrated = true;
+  report->calibration.data = options.calibration.data;
+  report->calibration.nsamples = int64_t(set.windows.size());
+  report->calibration.seq_len = set.seq_len;
+  report->calibration.seed = options.calibration.seed;
+  report->calibration.tokens = set.source_tokens;
+  LLMQ_ASSIGN_OR_RETURN(auto calib, internal::BlockwiseCalibrator::Create(input_folder, std::move(set),
+                                                                          options.calibration.fp16_activations));
+  report->calibration.activation_bytes = calib->activation_bytes();
+  const std::vector<LinearInfo> all = ckpt.linears();
+  const int64_t L = cfg.num_layers, N = calib->num_windows();
+  // Progress in window passes: per block, one pass per stage plus the final pass, plus one
+  // pass-equivalent per linear for the GPTQ solve itself.
+  const int stages = options.true_sequential ? 4 : 1;
+  const int64_t per_linear = int64_t(all.size()) / std::max<int64_t>(1, L);
+  const int64_t per_block = (stages + 1 + per_linear) * N;
+  bool cancelled = false;
+  auto progress = [&](int layer, int64_t units, const std::string& item) {
+    if (options.cancel && !cancelled) cancelled = options.cancel();
+    if (options.progress)
+      options.progress({layer * per_block + std::min(units, per_block), L * per_block,
+                        "block " + std::to_string(layer + 1) + "/" + std::to_string(L) + " " + item,
+                        seconds_since(t0)});
+  };
+
+  auto stop = [&]() {
+    return Status::Cancelled("interrupted; finished blocks are kept in " + partial +
+                             " (run the same command with --resume to continue)");
+  };
+  for (int layer = 0; layer < int(L); ++layer) {
+    if (cancelled) return stop();
+    std::vector<LinearInfo> linears;
+    for (const LinearInfo& l : all)
+      if (l.layer == layer) linears.push_back(l);
+    const std::string stem = block_stem(partial, layer);
+    std::error_code ec;
+    if (options.resume && fs::exists(stem + ".json", ec)) {
+      auto done = read_finished_block(stem);
+      if (done.ok() && done->modules.size() == linears.size()) {
+        LLMQ_RETURN_IF_ERROR(calib->model().LoadBlock(layer));
+        for (const LinearInfo& l : linears) {
+          if (!done->modules.count(l.module)) return Status::Corruption(stem + ".json: no entry for " + l.module);
+          LLMQ_ASSIGN_OR_RETURN(QuantizedModuleInfo mi,
+                                internal::module_info_from_json(done->modules[l.module], stem + ".json"));
+          LLMQ_ASSIGN_OR_RETURN(QuantizedTensor q, internal::read_quantized(*done->file, l.module, mi));
+          LLMQ_RETURN_IF_ERROR(calib->model().SetLinearWeight(l, dequantize(q)));
+        }
+        for (auto& r : done->reports) report->layers.push_back(r);
+        ++report->calibration.resumed_blocks;
+        LLMQ_RETURN_IF_ERROR(calib->Advance(layer, [&](int64_t i, int64_t) { progress(layer, per_block - N + i, "replaying finished block"); }));
+        calib->model().ReleaseBlock(layer);
+        continue;
+      }
+    }
+    std::vector<TensorToWrite> tensors;
+    nlohmann::ordered_json modules = nlohmann::ordered_json::object(), reports = nlohmann::ordered_json::array();
+    int64_t units = 0;
+    for (int stage = 0; stage < stages; ++stage) {
+      std::vector<LinearInfo> in_stage;
+      for (const LinearInfo& l : linears)
+        if (stages == 1 || internal::input_slot(l.role) == stage) in_stage.push_back(l);
+      if (in_stage.empty()) continue;
+      const int64_t base = units;
+      LLMQ_ASSIGN_OR_RETURN(auto hessians, calib->CollectHessians(layer, in_stage, [&](int64_t i, int64_t) {
+        progress(layer, base + i, "collecting inputs");
+      }));
+      units += N;
+      if (cancelled) return stop();
+      std::map<const HessianAccumulator*, std::vector<float>> h_of;  // one H per shared input
+      for (const LinearInfo& l : in_stage) {
+        const auto tl = Clock::now();
+        const HessianAccumulator* acc = hessians[l.module].get();
+        if (!h_of.count(acc)) h_of[acc] = acc->Hessian();
+        const std::vector<float>& H = h_of[acc];
+        LLMQ_ASSIGN_OR_RETURN(std::vector<float> w, ckpt.linear_weight(l));
+        auto g = gptq_quantize(w.data(), l.rows, l.cols, H.data(), options.spec, options.gptq);
+        if (!g.ok()) return g.status().WithContext(input_folder + ": " + l.module);
+        std::vector<float> deq = dequantize(g->q);
+        LayerReport lr;
+        lr.module = l.module;
+        lr.rows = l.rows;
+        lr.cols = l.cols;
+        lr.relative_error = relative_error(w.data(), g->q);
+        lr.output_relative_error = output_relative_error(w.data(), deq.data(), l.rows, l.cols, H.data());
+        lr.bits_per_weight = g->q.bits_per_weight();
+        lr.gptq_loss = g->loss;
+        lr.damp = g->damp;
+        lr.damp_retries = g->damp_retries;
+        lr.fell_back_to_rtn = g->fell_back_to_rtn;
+        lr.dead_columns = g->dead_columns;
+        LLMQ_RETURN_IF_ERROR(calib->model().SetLinearWeight(l, std::move(deq)));
+        for (auto& t : internal::quantized_tensors(l.module, g->q)) tensors.push_back(std::move(t));
+        modules[l.module] = internal::module_info_to_json(g->q);
+        lr.seconds = seconds_since(tl);
+        reports.push_back(layer_report_to_json(lr));
+        report->layers.push_back(lr);
+        units += N;
+        progress(layer, units, "gptq " + l.module.substr(l.module.rfind('.', l.module.rfind('.') - 1) + 1));
+      }
+    }
+    // Finished blocks are on disk before the next one starts: a crash loses at most one block.
+    LLMQ_RETURN_IF_ERROR(write_safetensors(stem + ".safetensors", tensors, {{"producer", "llmq"}}));
+    LLMQ_RETURN_IF_ERROR(internal::write_text_file_atomic(
+        stem + ".json", nlohmann::ordered_json({{"layers", reports}, {"modules", modules}}).dump(1) + "\n"));
+    const int64_t base = units;
+    LLMQ_RETURN_IF_ERROR(calib->Advance(layer, [&](int64_t i, int64_t) { progress(layer, base + i, "propagating"); }));
+    calib->model().ReleaseBlock(layer);
+  }
+  return Status::Ok();
+}
+
+// Creates (or, with resume, reuses) the partial folder of a calibrated run.
+Status prepare_partial_dir(const std::string& partial, const nlohmann::ordered_json& manifest, bool resume) {
+  std::error_code ec;
+  const std::string mpath = (fs::path(partial) / "manifest.json").string();
+  if (fs::exists(partial, ec)) {
+    if (resume) {
+      auto text = internal::read_text_file(mpath);
+      nlohmann::json old = text.ok() ? nlohmann::json::parse(*text, nullptr, false) : nlohmann::json();
+      if (!old.is_discarded() && old == nlohmann::json(manifest)) return Status::Ok();
+      return Status::InvalidArgument(partial + ": holds a run with different inputs or options (see its manifest.json); "
+                                     "run without --resume to start over");
+    }
+    fs::remove_all(partial, ec);
+    if (ec) return Status::IOError(partial + ": cannot remove the previous partial run: " + ec.message());
+  }
+  fs::create_directories(partial, ec);
+  if (ec) return Status::IOError(partial + ": cannot create the folder for finished blocks: " + ec.message());
+  return internal::write_text_file_atomic(mpath, manifest.dump(2) + "\n");
+}
+
+}  // namespace
 
 Result<QuantizeReport> quantize_checkpoint(const std::string& input_folder, const std::string& output_folder,
                                            const QuantizeOptions& options) {
   const auto t0 = Clock::now();
   LLMQ_RETURN_IF_ERROR(options.spec.Validate());
-  if (options.method != "rtn")
-    return Status::InvalidArgument("unknown method '" + options.method + "' (available: rtn)");
+  const bool gptq = options.method == "gptq";
+  if (options.method != "rtn" && !gptq)
+    return Status::InvalidArgument("unknown method '" + options.method + "' (available: rtn, gptq)");
+  if (gptq && options.calibration.data.empty())
+    return Status::InvalidArgument("--method gptq needs calibration data (--calib <text-file>)");
   LLMQ_ASSIGN_OR_RETURN(auto ckpt, Checkpoint::Open(input_folder));
   if (ckpt->is_quantized())
     return Status::InvalidArgument(input_folder + ": is already quantized by llmq; quantize the float checkpoint");
+  // Fail on an unusable output folder before hours of calibration.
   LLMQ_ASSIGN_OR_RETURN(auto writer,
                         internal::CheckpointWriter::Create(output_folder, options.overwrite, options.max_shard_bytes));
 
@@ -88,11 +365,23 @@ Result<QuantizeReport> quantize_checkpoint(const std::string& input_folder, cons
   report.input = input_folder;
   report.output = output_folder;
   report.input_bytes = ckpt->bytes_on_disk();
+  report.gptq = options.gptq;
+  report.true_sequential = options.true_sequential;
+
+  std::string partial;
+  if (gptq) {
+    partial = partial_dir_for(output_folder);
+    LLMQ_RETURN_IF_ERROR(prepare_partial_dir(partial, run_manifest(input_folder, *ckpt, options), options.resume));
+    LLMQ_RETURN_IF_ERROR(run_gptq(input_folder, *ckpt, options, partial, &report, t0));
+  }
 
   std::map<std::string, LinearInfo> linear_of_weight;
   for (const LinearInfo& l : ckpt->linears()) linear_of_weight[l.module + ".weight"] = l;
   const int64_t total = int64_t(linear_of_weight.size());
   nlohmann::ordered_json modules = nlohmann::ordered_json::object();
+  std::map<std::string, const LayerReport*> report_of;
+  for (const LayerReport& l : report.layers) report_of[l.module] = &l;
+  std::map<int, FinishedBlock> blocks;  // GPTQ: finished blocks, opened as needed
   double weighted_bits = 0;
   int64_t quantized_weights = 0;
 
@@ -112,6 +401,30 @@ Result<QuantizeReport> quantize_checkpoint(const std::string& input_folder, cons
       continue;
     }
     const LinearInfo& l = lin->second;
+    if (gptq) {
+      if (!blocks.count(l.layer)) {
+        LLMQ_ASSIGN_OR_RETURN(blocks[l.layer], read_finished_block(block_stem(partial, l.layer)));
+      }
+      const FinishedBlock& b = blocks[l.layer];
+      auto m = b.modules.find(l.module);
+      if (m == b.modules.end()) return Status::Corruption(b.file->path() + ": no tensors for " + l.module);
+      for (const TensorInfo& t : b.file->tensors()) {
+        if (t.name.compare(0, l.module.size() + 1, l.module + ".") != 0) continue;
+        LLMQ_ASSIGN_OR_RETURN(TensorView v, b.file->get(t.name));
+        std::vector<uint8_t> bytes(v.nbytes());
+        if (!bytes.empty()) std::memcpy(bytes.data(), v.data, bytes.size());
+        LLMQ_RETURN_IF_ERROR(writer->Add({t.name, v.dtype, v.shape, std::move(bytes)}));
+      }
+      nlohmann::ordered_json mj = m->second;
+      mj["relative_error"] = report_of.count(l.module) ? report_of[l.module]->relative_error : 0.0;
+      modules[l.module] = mj;
+      if (report_of.count(l.module)) {
+        weighted_bits += report_of[l.module]->bits_per_weight * double(l.rows * l.cols);
+        quantized_weights += l.rows * l.cols;
+      }
+      blocks.erase(l.layer - 1);  // earlier blocks are done with
+      continue;
+    }
     const auto tl = Clock::now();
     LLMQ_ASSIGN_OR_RETURN(std::vector<float> w, ckpt->get_float(name));
     auto q = quantize_rtn(w.data(), l.rows, l.cols, options.spec);
@@ -126,10 +439,7 @@ Result<QuantizeReport> quantize_checkpoint(const std::string& input_folder, cons
     lr.seconds = seconds_since(tl);
     weighted_bits += lr.bits_per_weight * double(l.rows * l.cols);
     quantized_weights += l.rows * l.cols;
-    nlohmann::ordered_json m = internal::spec_to_json(options.spec);
-    m["shape"] = {l.rows, l.cols};
-    m["g_idx"] = !q->g_idx.empty();
-    m["outliers"] = !q->outliers.empty();
+    nlohmann::ordered_json m = internal::module_info_to_json(*q);
     m["relative_error"] = lr.relative_error;
     modules[l.module] = m;
     report.layers.push_back(lr);
@@ -144,11 +454,21 @@ Result<QuantizeReport> quantize_checkpoint(const std::string& input_folder, cons
                                {"method", options.method}};
   const nlohmann::json spec_json = internal::spec_to_json(options.spec);
   for (auto it = spec_json.begin(); it != spec_json.end(); ++it) qc[it.key()] = it.value();
+  if (gptq) {
+    qc["act_order"] = options.gptq.act_order;
+    qc["static_groups"] = options.gptq.static_groups;
+    qc["damp"] = options.gptq.damp;
+    qc["true_sequential"] = options.true_sequential;
+    qc["calibration"] = {{"nsamples", report.calibration.nsamples},
+                         {"seq_len", report.calibration.seq_len},
+                         {"seed", report.calibration.seed}};
+  }
   qc["bits_per_weight"] = report.bits_per_weight;
   qc["modules"] = modules;
   config["quantization_config"] = qc;
   report.seconds = seconds_since(t0);
   report.peak_rss_bytes = peak_rss_bytes();
+  blocks.clear();
   LLMQ_RETURN_IF_ERROR(writer->Commit(config.dump(2) + "\n", input_folder, {}));
   // Reopening validates what was written (and gives its size for the report).
   auto out = Checkpoint::Open(output_folder);
@@ -157,6 +477,10 @@ Result<QuantizeReport> quantize_checkpoint(const std::string& input_folder, cons
   report.seconds = seconds_since(t0);
   report.peak_rss_bytes = peak_rss_bytes();
   LLMQ_RETURN_IF_ERROR(internal::write_text_file_atomic(output_folder + "/llmq_report.json", report.ToJson() + "\n"));
+  if (!partial.empty()) {
+    std::error_code ec;
+    fs::remove_all(partial, ec);  // the output is complete; finished blocks are no longer needed
+  }
   return report;
 }
 

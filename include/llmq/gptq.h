@@ -1,0 +1,72 @@
+// GPTQ: Hessian-aware post-training quantization of one linear layer, and the
+// Hessian accumulator that feeds it.
+//
+// Frantar, Ashkboos, Hoefler, Alistarh, "GPTQ: Accurate Post-Training Quantization
+// for Generative Pre-trained Transformers" (ICLR 2023). Minimizes ||W X - Q X||_F^2
+// column by column; after quantizing column j every remaining column absorbs the
+// error through the upper Cholesky factor U of H^-1 (H = 2 X X^T):
+//   W[:, j+1:] -= ((w_j - q_j) / U_jj) * U[j, j+1:]
+// Details and reference defaults: ../shared/docs/algorithms.md §2.
+#ifndef LLMQ_GPTQ_H_
+#define LLMQ_GPTQ_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "llmq/quant.h"
+#include "llmq/status.h"
+
+namespace llmq {
+
+// H = 2/N * sum over the N input rows x of x x^T, for one linear's input (width `cols`).
+// Rows are multiplied in fp32 (Eigen GEMM) and summed into fp64 every few thousand rows,
+// so long calibration runs do not lose precision.
+class HessianAccumulator {
+ public:
+  explicit HessianAccumulator(int64_t cols);
+  // x is [n, cols] row-major.
+  void Add(const float* x, int64_t n);
+  int64_t cols() const { return cols_; }
+  int64_t rows_seen() const { return rows_; }
+  // [cols, cols] row-major (symmetric). All zeros when nothing was added.
+  std::vector<float> Hessian() const;
+
+ private:
+  void Flush() const;
+  int64_t cols_ = 0, rows_ = 0;
+  mutable int64_t pending_ = 0;
+  mutable std::vector<float> partial_;  // fp32 sum since the last flush
+  mutable std::vector<double> sum_;     // fp64 running sum
+};
+
+struct GptqOptions {
+  double damp = 0.01;         // percdamp: H += damp * mean(diag H) * I
+  int block_size = 128;       // lazy-batch width; changes speed, not the result
+  bool act_order = false;     // columns in order of decreasing diag(H); a g_idx is stored
+  bool static_groups = false; // group parameters from the original weights (keeps act_order's g_idx trivial)
+  int damp_retries = 4;       // on a failed Cholesky: retry with damp x10, this many times
+};
+
+struct GptqResult {
+  QuantizedTensor q;
+  double loss = 0.0;          // sum over weights of (w - q)^2 / U_jj^2 / 2 (the paper's objective)
+  double damp = 0.0;          // the relative damping that succeeded
+  int damp_retries = 0;       // how many times the damping was raised
+  bool fell_back_to_rtn = false;  // every Cholesky failed: the layer is plain RTN
+  int64_t dead_columns = 0;   // inputs that were always zero (H_jj = 0): their weights are zeroed
+};
+
+// Quantizes w [rows, cols] (row-major) given its input Hessian [cols, cols] (row-major).
+// Group parameters are found on the error-compensated weights as the columns are
+// reached (or on the original weights with static_groups / per-channel specs).
+Result<GptqResult> gptq_quantize(const float* w, int64_t rows, int64_t cols, const float* hessian,
+                                 const QuantSpec& spec, const GptqOptions& options = {});
+
+// ||(W - W_hat) X||_F / ||W X||_F computed from H (proportional to X X^T), on at most
+// `max_rows` evenly spaced rows (exact when rows <= max_rows).
+double output_relative_error(const float* w, const float* w_hat, int64_t rows, int64_t cols, const float* hessian,
+                             int64_t max_rows = 512);
+
+}  // namespace llmq
+
+#endif  // LLMQ_GPTQ_H_

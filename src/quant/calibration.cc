@@ -1,0 +1,246 @@
+// Calibration windows and the block-by-block calibration driver (see calibration.h).
+#include "quant/calibration.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <cstring>
+#include <random>
+
+#include "io/file_util.h"
+#include "llmq/float16.h"
+
+namespace llmq::internal {
+namespace fs = std::filesystem;
+
+namespace {
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// The text behind a calibration path: a file, a .jsonl of {"text"} rows, or a folder of .txt files.
+Result<std::string> read_calibration_text(const std::string& path) {
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) {
+    std::vector<std::string> files;
+    for (const auto& e : fs::directory_iterator(path, ec))
+      if (e.is_regular_file() && e.path().extension() == ".txt") files.push_back(e.path().string());
+    std::sort(files.begin(), files.end());
+    if (files.empty()) return Status::InvalidArgument(path + ": the calibration folder has no .txt files");
+    std::string all;
+    for (const auto& f : files) {
+      LLMQ_ASSIGN_OR_RETURN(std::string t, read_text_file(f));
+      if (!all.empty()) all += "\n\n";
+      all += t;
+    }
+    return all;
+  }
+  LLMQ_ASSIGN_OR_RETURN(std::string text, read_text_file(path));
+  if (!ends_with(path, ".jsonl")) return text;
+  std::string all;
+  size_t line_no = 0, pos = 0;
+  while (pos < text.size()) {
+    size_t end = text.find('\n', pos);
+    if (end == std::string::npos) end = text.size();
+    const std::string line = text.substr(pos, end - pos);
+    pos = end + 1;
+    ++line_no;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    nlohmann::json row = nlohmann::json::parse(line, nullptr, false);
+    if (row.is_discarded() || !row.is_object() || !row.contains("text") || !row["text"].is_string())
+      return Status::InvalidArgument(path + ": line " + std::to_string(line_no) +
+                                     " is not a JSON object with a string \"text\"");
+    if (!all.empty()) all += "\n\n";
+    all += row["text"].get<std::string>();
+  }
+  return all;
+}
+
+Status check_ids(const std::vector<int32_t>& ids, int64_t vocab, const std::string& path) {
+  for (size_t i = 0; i < ids.size(); ++i)
+    if (ids[i] < 0 || ids[i] >= vocab)
+      return Status::InvalidArgument(path + ": token id " + std::to_string(ids[i]) + " at position " +
+                                     std::to_string(i) + " is outside the model's vocabulary (" +
+                                     std::to_string(vocab) + ")");
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<CalibrationSet> load_calibration_set(const CalibrationOptions& options, const Tokenizer* tokenizer,
+                                            int64_t max_context, int64_t vocab_size) {
+  const std::string& path = options.data;
+  if (path.empty()) return Status::InvalidArgument("this method needs calibration data (--calib <text-file>)");
+  if (options.nsamples <= 0 || options.seq_len <= 1)
+    return Status::InvalidArgument("calibration needs nsamples >= 1 and seq_len >= 2");
+  CalibrationSet set;
+  set.seq_len = std::min(options.seq_len, max_context);
+  std::vector<int32_t> ids;  // a running token stream to draw windows from
+  std::error_code ec;
+  if (!fs::exists(path, ec)) return Status::NotFound(path + ": calibration data not found");
+  if (ends_with(path, ".json")) {
+    LLMQ_ASSIGN_OR_RETURN(std::string text, read_text_file(path));
+    nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+    if (j.is_discarded() || !j.is_array() || j.empty())
+      return Status::InvalidArgument(path + ": expected a JSON array of token ids or of windows of token ids");
+    try {
+      if (j[0].is_array()) {  // windows given as they are: no sampling
+        for (size_t w = 0; w < j.size() && int64_t(set.windows.size()) < options.nsamples; ++w) {
+          std::vector<int32_t> win = j[w].get<std::vector<int32_t>>();
+          if (int64_t(win.size()) < set.seq_len)
+            return Status::InvalidArgument(path + ": window " + std::to_string(w) + " has " +
+                                           std::to_string(win.size()) + " tokens, fewer than seq_len " +
+                                           std::to_string(set.seq_len));
+          win.resize(size_t(set.seq_len));
+          LLMQ_RETURN_IF_ERROR(check_ids(win, vocab_size, path));
+          set.source_tokens += int64_t(win.size());
+          set.windows.push_back(std::move(win));
+        }
+        return set;
+      }
+      ids = j.get<std::vector<int32_t>>();
+    } catch (const nlohmann::json::exception&) {
+      return Status::InvalidArgument(path + ": token ids must be integers");
+    }
+  } else if (ends_with(path, ".bin")) {
+    LLMQ_ASSIGN_OR_RETURN(std::string raw, read_text_file(path));
+    if (raw.size() % 4 != 0)
+      return Status::InvalidArgument(path + ": a .bin token file holds little-endian int32 ids; its size " +
+                                     std::to_string(raw.size()) + " is not a multiple of 4");
+    ids.resize(raw.size() / 4);
+    std::memcpy(ids.data(), raw.data(), raw.size());
+  } else {
+    if (tokenizer == nullptr) return Status::InvalidArgument(path + ": text calibration data needs the model's tokenizer");
+    LLMQ_ASSIGN_OR_RETURN(std::string text, read_calibration_text(path));
+    if (text.empty()) return Status::InvalidArgument(path + ": the calibration text is empty");
+    LLMQ_ASSIGN_OR_RETURN(ids, tokenizer->Encode(text));
+  }
+  LLMQ_RETURN_IF_ERROR(check_ids(ids, vocab_size, path));
+  set.source_tokens = int64_t(ids.size());
+  if (int64_t(ids.size()) <= set.seq_len)
+    return Status::InvalidArgument(path + ": the calibration data has " + std::to_string(ids.size()) +
+                                   " tokens, not more than one window of " + std::to_string(set.seq_len));
+  // Random windows as in the GPTQ reference (get_wikitext2/get_c4): start uniform in [0, n - seq_len).
+  // mt19937_64 is specified bit for bit by the standard; the modulo keeps it platform-independent.
+  std::mt19937_64 rng(options.seed);
+  const uint64_t starts = uint64_t(ids.size()) - uint64_t(set.seq_len);
+  for (int64_t s = 0; s < options.nsamples; ++s) {
+    const uint64_t i = rng() % starts;
+    set.windows.emplace_back(ids.begin() + int64_t(i), ids.begin() + int64_t(i) + set.seq_len);
+  }
+  return set;
+}
+
+int input_slot(LinearRole role) {
+  switch (role) {
+    case LinearRole::kQ:
+    case LinearRole::kK:
+    case LinearRole::kV: return 0;
+    case LinearRole::kO: return 1;
+    case LinearRole::kGate:
+    case LinearRole::kUp:
+    case LinearRole::kFc1: return 2;
+    case LinearRole::kDown:
+    case LinearRole::kFc2: return 3;
+  }
+  return -1;
+}
+
+Result<std::unique_ptr<BlockwiseCalibrator>> BlockwiseCalibrator::Create(const std::string& folder, CalibrationSet set,
+                                                                         bool fp16_activations) {
+  std::unique_ptr<BlockwiseCalibrator> c(new BlockwiseCalibrator());
+  ModelLoadOptions lo;
+  lo.load_blocks = false;
+  LLMQ_ASSIGN_OR_RETURN(c->model_, Model::Load(folder, lo));
+  c->set_ = std::move(set);
+  c->fp16_ = fp16_activations;
+  c->hidden_ = c->model_->hidden_size();
+  const int64_t n = c->num_windows(), per = c->set_.seq_len * c->hidden_;
+  if (c->fp16_) c->act16_.assign(size_t(n), std::vector<uint16_t>(size_t(per)));
+  else c->act32_.assign(size_t(n), std::vector<float>(size_t(per)));
+  std::vector<float> x(static_cast<size_t>(per));
+  for (int64_t i = 0; i < n; ++i) {
+    LLMQ_RETURN_IF_ERROR(c->model_->Embed(c->set_.windows[size_t(i)].data(), c->set_.seq_len, 0, x.data()));
+    c->Store(i, x.data());
+  }
+  return c;
+}
+
+uint64_t BlockwiseCalibrator::activation_bytes() const {
+  return uint64_t(num_windows()) * uint64_t(set_.seq_len * hidden_) * (fp16_ ? 2u : 4u);
+}
+
+void BlockwiseCalibrator::Load(int64_t i, float* x) const {
+  if (fp16_) {
+    const auto& a = act16_[size_t(i)];
+    for (size_t k = 0; k < a.size(); ++k) x[k] = fp16_to_float(a[k]);
+  } else {
+    std::copy(act32_[size_t(i)].begin(), act32_[size_t(i)].end(), x);
+  }
+}
+
+void BlockwiseCalibrator::Store(int64_t i, const float* x) {
+  if (fp16_) {
+    auto& a = act16_[size_t(i)];
+    for (size_t k = 0; k < a.size(); ++k) a[k] = float_to_fp16(x[k]);
+  } else {
+    std::copy(x, x + act32_[size_t(i)].size(), act32_[size_t(i)].begin());
+  }
+}
+
+std::vector<float> BlockwiseCalibrator::Activations(int64_t i) const {
+  std::vector<float> x(size_t(set_.seq_len * hidden_));
+  Load(i, x.data());
+  return x;
+}
+
+Status BlockwiseCalibrator::RunAll(int layer, const LinearInputHook& hook, bool keep_outputs,
+                                   const WindowProgress& progress) {
+  LLMQ_RETURN_IF_ERROR(model_->LoadBlock(layer));
+  // A KV cache for this block only: every window starts at position 0.
+  KVCache cache;
+  cache.capacity = set_.seq_len;
+  cache.k.resize(size_t(model_->config().num_layers));
+  cache.v.resize(cache.k.size());
+  const size_t kv = size_t(set_.seq_len * model_->config().num_kv_heads * model_->config().head_dim);
+  cache.k[size_t(layer)].assign(kv, 0.0f);
+  cache.v[size_t(layer)].assign(kv, 0.0f);
+  std::vector<float> x(size_t(set_.seq_len * hidden_));
+  const int64_t n = num_windows();
+  for (int64_t i = 0; i < n; ++i) {
+    Load(i, x.data());
+    cache.length = 0;
+    model_->RunBlock(layer, x.data(), set_.seq_len, &cache, hook);
+    if (keep_outputs) Store(i, x.data());
+    if (progress) progress(i + 1, n);
+  }
+  return Status::Ok();
+}
+
+Result<std::map<std::string, std::shared_ptr<HessianAccumulator>>> BlockwiseCalibrator::CollectHessians(
+    int layer, const std::vector<LinearInfo>& linears, const WindowProgress& progress) {
+  std::map<int, std::shared_ptr<HessianAccumulator>> by_slot;
+  std::map<int, LinearRole> collector;  // the one role per slot whose hook call is accumulated
+  std::map<std::string, std::shared_ptr<HessianAccumulator>> out;
+  for (const LinearInfo& l : linears) {
+    const int slot = input_slot(l.role);
+    if (!by_slot.count(slot)) {
+      by_slot[slot] = std::make_shared<HessianAccumulator>(l.cols);
+      collector[slot] = l.role;
+    }
+    out[l.module] = by_slot[slot];
+  }
+  LinearInputHook hook = [&](const LinearInfo& l, const float* x, int64_t n) {
+    auto it = collector.find(input_slot(l.role));
+    if (it != collector.end() && it->second == l.role) by_slot[it->first]->Add(x, n);
+  };
+  LLMQ_RETURN_IF_ERROR(RunAll(layer, hook, false, progress));
+  return out;
+}
+
+Status BlockwiseCalibrator::Advance(int layer, const WindowProgress& progress) {
+  return RunAll(layer, nullptr, true, progress);
+}
+
+}  // namespace llmq::internal

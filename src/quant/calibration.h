@@ -1,0 +1,76 @@
+// Calibration data and the block-by-block driver (internal).
+//
+// The driver keeps the activations of every calibration window entering the current
+// decoder block, runs them through that block to collect the Hessians of its linears
+// (H = 2/N sum x x^T, algorithms.md §2.4), and then runs them through the block again,
+// after it was quantized, to produce the next block's inputs: later blocks see the
+// quantization error of earlier ones. Only the current block's weights are materialized.
+#ifndef LLMQ_QUANT_CALIBRATION_H_
+#define LLMQ_QUANT_CALIBRATION_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "llmq/gptq.h"
+#include "llmq/model.h"
+#include "llmq/quantize.h"
+#include "llmq/tokenizer.h"
+
+namespace llmq::internal {
+
+struct CalibrationSet {
+  int64_t seq_len = 0;
+  std::vector<std::vector<int32_t>> windows;  // nsamples x seq_len token ids
+  int64_t source_tokens = 0;                  // tokens the windows were drawn from
+};
+
+// Reads options.data (see CalibrationOptions::data) and draws options.nsamples windows of
+// seq_len tokens (capped at max_context) at start positions from a fixed-seed generator.
+// `tokenizer` is needed for text input only. Errors name the file and what is wrong.
+Result<CalibrationSet> load_calibration_set(const CalibrationOptions& options, const Tokenizer* tokenizer,
+                                            int64_t max_context, int64_t vocab_size);
+
+// Which linears share one input (and so one Hessian): q/k/v, gate/up (fc1 alone), o, down (fc2).
+int input_slot(LinearRole role);
+
+class BlockwiseCalibrator {
+ public:
+  // The model is opened in streaming mode; the windows are embedded at once.
+  static Result<std::unique_ptr<BlockwiseCalibrator>> Create(const std::string& folder, CalibrationSet set,
+                                                             bool fp16_activations);
+  Model& model() { return *model_; }
+  int64_t num_windows() const { return int64_t(set_.windows.size()); }
+  int64_t seq_len() const { return set_.seq_len; }
+  uint64_t activation_bytes() const;
+
+  using WindowProgress = std::function<void(int64_t done, int64_t total)>;
+  // Runs every window through block `layer` (loading it if needed) and returns one Hessian per
+  // input slot of `linears`, keyed by module name (linears sharing an input share the object).
+  Result<std::map<std::string, std::shared_ptr<HessianAccumulator>>> CollectHessians(
+      int layer, const std::vector<LinearInfo>& linears, const WindowProgress& progress = nullptr);
+  // Runs every window through block `layer`; its outputs become the stored activations.
+  Status Advance(int layer, const WindowProgress& progress = nullptr);
+  // The stored activations of window i, [seq_len, hidden] (for tests).
+  std::vector<float> Activations(int64_t i) const;
+
+ private:
+  BlockwiseCalibrator() = default;
+  void Load(int64_t i, float* x) const;
+  void Store(int64_t i, const float* x);
+  Status RunAll(int layer, const LinearInputHook& hook, bool keep_outputs, const WindowProgress& progress);
+
+  std::unique_ptr<Model> model_;
+  CalibrationSet set_;
+  bool fp16_ = false;
+  int64_t hidden_ = 0;
+  std::vector<std::vector<float>> act32_;
+  std::vector<std::vector<uint16_t>> act16_;
+};
+
+}  // namespace llmq::internal
+
+#endif  // LLMQ_QUANT_CALIBRATION_H_

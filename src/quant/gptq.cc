@@ -1,0 +1,263 @@
+// GPTQ (Frantar et al., ICLR 2023, Algorithm 1): the OBQ update
+//   delta_F = -(w_q - quant(w_q)) / [H_F^-1]_qq * (H_F^-1)_{:,q}
+// applied column by column in a fixed order, rewritten with the upper Cholesky factor
+// U of H^-1 (row j of U is the update for column j once columns < j are gone) and
+// lazy batches: inside a block of `block_size` columns the update is rank-1, the rest of
+// the matrix is updated once per block with a GEMM. Order of operations follows the
+// reference `fasterquant` (../shared/docs/algorithms.md §2.3).
+#include "llmq/gptq.h"
+
+#include <Eigen/Cholesky>
+#include <Eigen/Core>
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+namespace llmq {
+
+using MatF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
+using RowMatF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+namespace {
+
+// Rows summed in fp32 before they are folded into the fp64 total.
+constexpr int64_t kFlushRows = 4096;
+
+// U upper triangular with U^T U = H^-1 (what torch.linalg.cholesky(H^-1, upper=True) gives),
+// without forming H^-1: with P the reversal permutation and P H P = L L^T,
+// H^-1 = (P L^-T P)(P L^-1 P), and P L^-1 P is upper triangular with a positive diagonal,
+// so it is the (unique) Cholesky factor. One Cholesky and one triangular inverse.
+bool upper_cholesky_of_inverse(const MatF& h, MatF* u) {
+  MatF r = h.reverse();
+  Eigen::LLT<Eigen::Ref<MatF>> llt(r);
+  if (llt.info() != Eigen::Success) return false;
+  MatF inv = MatF::Identity(h.rows(), h.cols());
+  llt.matrixL().solveInPlace(inv);
+  *u = inv.reverse();
+  return u->allFinite() && (u->diagonal().array() > 0.0f).all();
+}
+
+void find_row_params(const float* values, int64_t n, const QuantSpec& spec, GroupParams* p) {
+  *p = rtn_group_params(values, n, spec);
+}
+
+}  // namespace
+
+HessianAccumulator::HessianAccumulator(int64_t cols)
+    : cols_(cols), partial_(size_t(cols * cols), 0.0f), sum_(size_t(cols * cols), 0.0) {}
+
+void HessianAccumulator::Add(const float* x, int64_t n) {
+  if (n <= 0) return;
+  Eigen::Map<const RowMatF> X(x, n, cols_);
+  Eigen::Map<MatF> P(partial_.data(), cols_, cols_);
+  P.noalias() += X.transpose() * X;
+  rows_ += n;
+  pending_ += n;
+  if (pending_ >= kFlushRows) Flush();
+}
+
+void HessianAccumulator::Flush() const {
+  if (pending_ == 0) return;
+  const int64_t total = cols_ * cols_;
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < total; ++i) {
+    sum_[size_t(i)] += double(partial_[size_t(i)]);
+    partial_[size_t(i)] = 0.0f;
+  }
+  pending_ = 0;
+}
+
+std::vector<float> HessianAccumulator::Hessian() const {
+  Flush();
+  std::vector<float> h(sum_.size(), 0.0f);
+  if (rows_ == 0) return h;
+  const double s = 2.0 / double(rows_);
+  // Symmetrize exactly (the fp32 GEMM need not be bitwise symmetric).
+  for (int64_t i = 0; i < cols_; ++i)
+    for (int64_t j = 0; j <= i; ++j) {
+      const float v = float(0.5 * s * (sum_[size_t(i * cols_ + j)] + sum_[size_t(j * cols_ + i)]));
+      h[size_t(i * cols_ + j)] = h[size_t(j * cols_ + i)] = v;
+    }
+  return h;
+}
+
+Result<GptqResult> gptq_quantize(const float* w, int64_t rows, int64_t cols, const float* hessian,
+                                 const QuantSpec& spec, const GptqOptions& options) {
+  LLMQ_RETURN_IF_ERROR(spec.Validate());
+  if (rows <= 0 || cols <= 0) return Status::InvalidArgument("cannot quantize an empty matrix");
+  if (!(options.damp > 0.0) || options.block_size <= 0)
+    return Status::InvalidArgument("GPTQ needs damp > 0 and block_size > 0");
+  for (int64_t i = 0; i < rows * cols; ++i)
+    if (!std::isfinite(w[i]))
+      return Status::InvalidArgument("non-finite weight at row " + std::to_string(i / cols) + ", column " +
+                                     std::to_string(i % cols));
+  for (int64_t i = 0; i < cols * cols; ++i)
+    if (!std::isfinite(hessian[i])) return Status::InvalidArgument("the Hessian has a non-finite entry");
+
+  GptqResult res;
+  const int64_t g = spec.group_cols(cols), ng = spec.num_groups(cols);
+  const bool per_channel = ng == 1;
+  const bool static_groups = options.static_groups || per_channel;
+
+  MatF W = Eigen::Map<const RowMatF>(w, rows, cols);
+  MatF H = Eigen::Map<const RowMatF>(hessian, cols, cols);
+
+  // Per-channel parameters come from the original weights, before dead columns are zeroed (reference order).
+  std::vector<GroupParams> channel_params;
+  if (per_channel) {
+    channel_params.resize(size_t(rows));
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) find_row_params(w + r * cols, cols, spec, &channel_params[size_t(r)]);
+  }
+  // Dead inputs: nothing to compensate with; their weights never matter.
+  for (int64_t j = 0; j < cols; ++j)
+    if (H(j, j) == 0.0f) {
+      H(j, j) = 1.0f;
+      W.col(j).setZero();
+      ++res.dead_columns;
+    }
+  // Static groups: parameters of each group of original columns, from the (dead-zeroed) weights.
+  std::vector<GroupParams> static_params;  // [ng][rows]
+  if (static_groups && !per_channel) {
+    static_params.resize(size_t(ng * rows));
+    RowMatF Wr = W;
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t k = 0; k < ng; ++k) {
+        const int64_t c0 = k * g, c1 = std::min(cols, c0 + g);
+        find_row_params(Wr.data() + r * cols + c0, c1 - c0, spec, &static_params[size_t(k * rows + r)]);
+      }
+  }
+  // Act-order: quantize the columns with the largest H_jj (most input energy) first.
+  std::vector<int64_t> perm(static_cast<size_t>(cols));
+  std::iota(perm.begin(), perm.end(), 0);
+  if (options.act_order) {
+    std::stable_sort(perm.begin(), perm.end(), [&](int64_t a, int64_t b) { return H(a, a) > H(b, b); });
+    MatF Wp(rows, cols), Hp(cols, cols);
+    for (int64_t j = 0; j < cols; ++j) Wp.col(j) = W.col(perm[size_t(j)]);
+    for (int64_t j = 0; j < cols; ++j)
+      for (int64_t i = 0; i < cols; ++i) Hp(i, j) = H(perm[size_t(i)], perm[size_t(j)]);
+    W.swap(Wp);
+    H.swap(Hp);
+  }
+
+  // Damping, raised x10 on a failed Cholesky (GPTQModel's auto-increment).
+  const float mean_diag = H.diagonal().mean();
+  MatF U;
+  bool ok = false;
+  double damp = options.damp;
+  for (int attempt = 0; attempt <= options.damp_retries; ++attempt, damp *= 10.0) {
+    MatF Hd = H;
+    Hd.diagonal().array() += float(damp) * mean_diag;
+    if (upper_cholesky_of_inverse(Hd, &U)) {
+      ok = true;
+      res.damp = damp;
+      res.damp_retries = attempt;
+      break;
+    }
+  }
+  H.resize(0, 0);
+  if (!ok) {
+    // Last resort: this layer only is round-to-nearest.
+    LLMQ_ASSIGN_OR_RETURN(res.q, quantize_rtn(w, rows, cols, spec));
+    res.fell_back_to_rtn = true;
+    res.damp_retries = options.damp_retries;
+    res.damp = damp / 10.0;
+    return res;
+  }
+
+  res.q = QuantizedTensor::Allocate(rows, cols, spec);
+  QuantizedTensor& q = res.q;
+  std::vector<uint8_t> codes(size_t(rows * cols));  // [rows, cols] in quantization (permuted) order
+  std::vector<GroupParams> cur(static_cast<size_t>(rows));
+  auto store_params = [&](int64_t k, const std::vector<GroupParams>& p, int64_t offset) {
+    for (int64_t r = 0; r < rows; ++r) {
+      q.scales[size_t(r * ng + k)] = p[size_t(offset + r)].scale;
+      if (!spec.symmetric) q.zeros[size_t(r * ng + k)] = uint8_t(p[size_t(offset + r)].zero);
+    }
+  };
+  if (per_channel) store_params(0, channel_params, 0);
+  for (int64_t k = 0; k < ng && !static_params.empty(); ++k) store_params(k, static_params, k * rows);
+  if (options.act_order && !static_groups) q.g_idx.assign(size_t(cols), 0);
+
+  const int64_t B = options.block_size;
+  double loss = 0.0;
+  std::vector<float> group_buf;
+  for (int64_t i1 = 0; i1 < cols; i1 += B) {
+    const int64_t i2 = std::min(cols, i1 + B), count = i2 - i1;
+    MatF W1 = W.middleCols(i1, count);
+    MatF Err1(rows, count);
+    for (int64_t i = 0; i < count; ++i) {
+      const int64_t j = i1 + i;
+      if (static_groups) {
+        const int64_t k = per_channel ? 0 : perm[size_t(j)] / g;
+        const GroupParams* src = per_channel ? channel_params.data() : static_params.data() + k * rows;
+        std::copy(src, src + rows, cur.begin());
+      } else if (j % g == 0) {
+        // A new group: parameters from the current, error-compensated weights of its columns.
+        const int64_t k = j / g, end = std::min(cols, j + g);
+#pragma omp parallel for schedule(static) firstprivate(group_buf)
+        for (int64_t r = 0; r < rows; ++r) {
+          group_buf.resize(size_t(end - j));
+          for (int64_t c = j; c < end; ++c) group_buf[size_t(c - j)] = c < i2 ? W1(r, c - i1) : W(r, c);
+          find_row_params(group_buf.data(), end - j, spec, &cur[size_t(r)]);
+        }
+        for (int64_t r = 0; r < rows; ++r) {
+          q.scales[size_t(r * ng + k)] = cur[size_t(r)].scale;
+          if (!spec.symmetric) q.zeros[size_t(r * ng + k)] = uint8_t(cur[size_t(r)].zero);
+        }
+      }
+      if (!q.g_idx.empty()) q.g_idx[size_t(perm[size_t(j)])] = int32_t(j / g);
+      const float d = U(j, j);
+      double col_loss = 0.0;
+      for (int64_t r = 0; r < rows; ++r) {
+        const float x = W1(r, i);
+        const GroupParams& p = cur[size_t(r)];
+        const uint32_t c = rtn_quantize_value(x, p, spec);
+        codes[size_t(r * cols + j)] = uint8_t(c);
+        const float deq = p.scale * float(int(c) - p.zero);
+        const float e = (x - deq) / d;
+        col_loss += double(e) * double(e) * 0.5;
+        Err1(r, i) = e;
+      }
+      loss += col_loss;
+      if (i + 1 < count)
+        W1.rightCols(count - i - 1).noalias() -= Err1.col(i) * U.row(j).segment(j + 1, count - i - 1);
+    }
+    if (i2 < cols) W.rightCols(cols - i2).noalias() -= Err1 * U.block(i1, i2, count, cols - i2);
+  }
+  res.loss = loss;
+
+  // Codes back in the original column order.
+  std::vector<uint8_t> row_codes(static_cast<size_t>(cols));
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t j = 0; j < cols; ++j) row_codes[size_t(perm[size_t(j)])] = codes[size_t(r * cols + j)];
+    pack_bits(row_codes.data(), cols, spec.bits, q.codes.data() + r * q.words_per_row());
+  }
+  // A group index that is just c / g carries no information.
+  if (!q.g_idx.empty()) {
+    bool trivial = true;
+    for (int64_t c = 0; c < cols && trivial; ++c) trivial = q.g_idx[size_t(c)] == int32_t(c / g);
+    if (trivial) q.g_idx.clear();
+  }
+  return res;
+}
+
+double output_relative_error(const float* w, const float* w_hat, int64_t rows, int64_t cols, const float* hessian,
+                             int64_t max_rows) {
+  const int64_t n = std::min(rows, std::max<int64_t>(1, max_rows));
+  RowMatF Wr(n, cols), Er(n, cols);
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t r = i * rows / n;
+    for (int64_t c = 0; c < cols; ++c) {
+      Wr(i, c) = w[r * cols + c];
+      Er(i, c) = w[r * cols + c] - w_hat[r * cols + c];
+    }
+  }
+  Eigen::Map<const RowMatF> H(hessian, cols, cols);
+  const double num = (Er * H).cwiseProduct(Er).sum();
+  const double den = (Wr * H).cwiseProduct(Wr).sum();
+  return den > 0 ? std::sqrt(std::max(0.0, num) / den) : std::sqrt(std::max(0.0, num));
+}
+
+}  // namespace llmq

@@ -1,0 +1,306 @@
+// The calibration driver: window sampling and input formats, block-by-block propagation
+// against the full forward pass, GPTQ over whole checkpoints, resume after an interruption,
+// and GPTQ against RTN on a real model.
+#include "quant/calibration.h"
+
+#include <gtest/gtest.h>
+#include <llmq/llmq.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "test_util.h"
+
+namespace llmq {
+namespace {
+
+namespace fs = std::filesystem;
+using test::TempDir;
+
+std::vector<std::vector<int32_t>> random_windows(int n, int len, int vocab, uint32_t seed) {
+  std::vector<std::vector<int32_t>> w(static_cast<size_t>(n), std::vector<int32_t>(static_cast<size_t>(len)));
+  uint32_t s = seed;
+  for (auto& win : w)
+    for (auto& t : win) {
+      s = s * 1664525u + 1013904223u;
+      t = int32_t((s >> 8) % uint32_t(vocab));
+    }
+  return w;
+}
+
+std::string write_windows_json(const TempDir& dir, const std::vector<std::vector<int32_t>>& w) {
+  const std::string path = dir.file("calib.json");
+  std::ofstream(path) << nlohmann::json(w).dump();
+  return path;
+}
+
+class BlockwiseTest : public ::testing::TestWithParam<std::string> {};
+
+// Nothing quantized: running the windows block by block through the stored activations must
+// give the same logits as the model's own forward pass.
+TEST_P(BlockwiseTest, PropagationEqualsFullForwardWhenNothingIsQuantized) {
+  TempDir dir;
+  test::SyntheticModel sm;
+  sm.architecture = GetParam();
+  sm.layers = 3;
+  sm.dtype = DType::kF32;
+  test::write_synthetic_model(dir.path(), sm);
+  internal::CalibrationSet set;
+  set.seq_len = 24;
+  set.windows = random_windows(3, 24, sm.vocab, 5);
+  for (bool fp16 : {false, true}) {
+    auto calib = internal::BlockwiseCalibrator::Create(dir.path(), set, fp16);
+    ASSERT_TRUE(calib.ok()) << calib.status().ToString();
+    EXPECT_EQ((*calib)->activation_bytes(), uint64_t(3 * 24 * sm.hidden) * (fp16 ? 2 : 4));
+    for (int l = 0; l < sm.layers; ++l) {
+      ASSERT_TRUE((*calib)->Advance(l).ok());
+      (*calib)->model().ReleaseBlock(l);
+      EXPECT_FALSE((*calib)->model().block_loaded(l));
+    }
+    auto full = Model::Load(dir.path());
+    ASSERT_TRUE(full.ok());
+    for (int64_t i = 0; i < 3; ++i) {
+      std::vector<float> logits(size_t(24 * sm.vocab));
+      auto act = (*calib)->Activations(i);
+      (*full)->Head(act.data(), 24, logits.data());
+      KVCache cache = (*full)->NewCache(24);
+      auto ref = (*full)->Forward(set.windows[size_t(i)].data(), 24, &cache);
+      ASSERT_TRUE(ref.ok());
+      double worst = 0, scale = 0;
+      for (size_t k = 0; k < logits.size(); ++k) {
+        worst = std::max(worst, double(std::fabs(logits[k] - (*ref)[k])));
+        scale = std::max(scale, double(std::fabs((*ref)[k])));
+      }
+      // fp32 activations: identical computation; fp16 storage rounds between blocks.
+      EXPECT_LE(worst, (fp16 ? 2e-3 : 1e-6) * std::max(1.0, scale)) << "window " << i << " fp16 " << fp16;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Synthetic, BlockwiseTest, ::testing::Values("LlamaForCausalLM", "OPTForCausalLM"),
+                         [](const auto& info) { return info.param.substr(0, info.param.find("For")); });
+
+TEST(Calibration, HessiansAreSharedByLinearsWithTheSameInput) {
+  TempDir dir;
+  test::SyntheticModel sm;
+  sm.dtype = DType::kF32;
+  test::write_synthetic_model(dir.path(), sm);
+  internal::CalibrationSet set;
+  set.seq_len = 16;
+  set.windows = random_windows(2, 16, sm.vocab, 9);
+  auto calib = internal::BlockwiseCalibrator::Create(dir.path(), set, false);
+  ASSERT_TRUE(calib.ok());
+  auto ck = Checkpoint::Open(dir.path());
+  std::vector<LinearInfo> block0;
+  for (const auto& l : (*ck)->linears())
+    if (l.layer == 0) block0.push_back(l);
+  auto h = (*calib)->CollectHessians(0, block0);
+  ASSERT_TRUE(h.ok());
+  const std::string p = "model.layers.0.";
+  EXPECT_EQ((*h)[p + "self_attn.q_proj"], (*h)[p + "self_attn.v_proj"]);
+  EXPECT_EQ((*h)[p + "mlp.gate_proj"], (*h)[p + "mlp.up_proj"]);
+  EXPECT_NE((*h)[p + "self_attn.q_proj"], (*h)[p + "self_attn.o_proj"]);
+  EXPECT_EQ((*h)[p + "mlp.down_proj"]->cols(), sm.intermediate);
+  EXPECT_EQ((*h)[p + "mlp.down_proj"]->rows_seen(), 2 * 16);
+}
+
+TEST(CalibrationData, FormatsSamplingAndErrors) {
+  TempDir dir;
+  CalibrationOptions o;
+  o.nsamples = 4;
+  o.seq_len = 8;
+  // Windows given as they are (truncated to seq_len).
+  o.data = write_windows_json(dir, random_windows(5, 10, 50, 1));
+  auto s = internal::load_calibration_set(o, nullptr, 1024, 50);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(s->windows.size(), 4u);
+  EXPECT_EQ(s->windows[0].size(), 8u);
+  // A flat id stream is sampled with the seed; the same seed gives the same windows.
+  std::vector<int32_t> flat(200);
+  for (size_t i = 0; i < flat.size(); ++i) flat[i] = int32_t(i % 50);
+  o.data = dir.file("flat.json");
+  std::ofstream(o.data) << nlohmann::json(flat).dump();
+  auto a = internal::load_calibration_set(o, nullptr, 1024, 50);
+  auto b = internal::load_calibration_set(o, nullptr, 1024, 50);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(a->windows, b->windows);
+  o.seed = 1;
+  auto c = internal::load_calibration_set(o, nullptr, 1024, 50);
+  EXPECT_NE(a->windows, c->windows);
+  // The same ids as raw int32 give the same windows.
+  o.data = dir.file("ids.bin");
+  test::write_bytes(o.data, std::string(reinterpret_cast<const char*>(flat.data()), flat.size() * 4));
+  auto d = internal::load_calibration_set(o, nullptr, 1024, 50);
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->windows, c->windows);
+  // seq_len is capped at the model's context.
+  auto e = internal::load_calibration_set(o, nullptr, 6, 50);
+  ASSERT_TRUE(e.ok());
+  EXPECT_EQ(e->seq_len, 6);
+
+  auto expect_error = [&](const std::string& path, const std::string& needle, int64_t vocab = 50) {
+    o.data = path;
+    auto r = internal::load_calibration_set(o, nullptr, 1024, vocab);
+    ASSERT_FALSE(r.ok()) << path;
+    EXPECT_NE(r.status().message().find(needle), std::string::npos) << r.status().message();
+  };
+  expect_error(dir.file("missing.txt"), "not found");
+  expect_error(dir.file("flat.json"), "outside the model's vocabulary", 10);
+  test::write_bytes(dir.file("short.json"), "[1,2,3]");
+  expect_error(dir.file("short.json"), "not more than one window");
+  test::write_bytes(dir.file("odd.bin"), "12345");
+  expect_error(dir.file("odd.bin"), "not a multiple of 4");
+  test::write_bytes(dir.file("bad.json"), "{\"a\": 1}");
+  expect_error(dir.file("bad.json"), "JSON array");
+  test::write_bytes(dir.file("text.txt"), "some text");
+  expect_error(dir.file("text.txt"), "tokenizer");
+}
+
+TEST(CalibrationData, TextAndJsonlWithTheModelTokenizer) {
+  const std::string model = test::shared_path("models/stories260K-hf");
+  auto tok = Tokenizer::Open(model);
+  ASSERT_TRUE(tok.ok());
+  TempDir dir;
+  test::write_bytes(dir.file("a.jsonl"), "{\"text\": \"Once upon a time there was a cat.\"}\n\n"
+                                         "{\"text\": \"The cat liked to play in the sun all day long.\"}\n");
+  CalibrationOptions o;
+  o.data = dir.file("a.jsonl");
+  o.nsamples = 2;
+  o.seq_len = 8;
+  auto s = internal::load_calibration_set(o, tok->get(), 512, 512);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  auto ids = (*tok)->Encode("Once upon a time there was a cat.\n\nThe cat liked to play in the sun all day long.");
+  EXPECT_EQ(s->source_tokens, int64_t(ids->size()));
+  test::write_bytes(dir.file("b.jsonl"), "{\"text\": 3}\n");
+  o.data = dir.file("b.jsonl");
+  auto bad = internal::load_calibration_set(o, tok->get(), 512, 512);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("line 1"), std::string::npos);
+}
+
+QuantizeOptions gptq_options(const std::string& calib) {
+  QuantizeOptions o;
+  o.method = "gptq";
+  o.spec.bits = 4;
+  o.spec.group_size = 32;
+  o.calibration.data = calib;
+  o.calibration.nsamples = 4;
+  o.calibration.seq_len = 16;
+  return o;
+}
+
+TEST(QuantizeGptq, WritesALoadableModelAndAReport) {
+  TempDir dir;
+  test::SyntheticModel sm;
+  sm.layers = 2;
+  test::write_synthetic_model(dir.file("in"), sm);
+  QuantizeOptions o = gptq_options(write_windows_json(dir, random_windows(4, 16, sm.vocab, 3)));
+  o.true_sequential = true;
+  o.gptq.act_order = true;
+  auto rep = quantize_checkpoint(dir.file("in"), dir.file("out"), o);
+  ASSERT_TRUE(rep.ok()) << rep.status().ToString();
+  EXPECT_TRUE(rep->calibrated);
+  EXPECT_EQ(rep->layers.size(), 14u);
+  for (const auto& l : rep->layers) {
+    EXPECT_GT(l.output_relative_error, 0.0) << l.module;
+    EXPECT_LT(l.output_relative_error, 0.5) << l.module;
+    EXPECT_GE(l.gptq_loss, 0.0);
+    EXPECT_FALSE(l.fell_back_to_rtn);
+  }
+  auto m = Model::Load(dir.file("out"));
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_EQ((*m)->checkpoint().quantization()->method, "gptq");
+  auto j = nlohmann::json::parse(test::read_bytes(dir.file("out/llmq_report.json")));
+  EXPECT_EQ(j["method"], "gptq");
+  EXPECT_TRUE(j["gptq"]["act_order"].get<bool>());
+  EXPECT_EQ(j["calibration"]["nsamples"], 4);
+  EXPECT_TRUE(j["layers"][0].contains("output_relative_error"));
+  // The finished-block folder is gone once the output is complete.
+  EXPECT_FALSE(fs::exists(dir.file(".out.llmq-partial")));
+  // Without calibration data GPTQ refuses to run, before anything is written.
+  o.calibration.data.clear();
+  auto none = quantize_checkpoint(dir.file("in"), dir.file("out2"), o);
+  ASSERT_FALSE(none.ok());
+  EXPECT_NE(none.status().message().find("calibration"), std::string::npos);
+  EXPECT_FALSE(fs::exists(dir.file("out2")));
+}
+
+TEST(QuantizeGptq, InterruptedRunResumesToTheSameBytes) {
+  TempDir dir;
+  test::SyntheticModel sm;
+  sm.layers = 3;
+  test::write_synthetic_model(dir.file("in"), sm);
+  const QuantizeOptions o = gptq_options(write_windows_json(dir, random_windows(4, 16, sm.vocab, 4)));
+  ASSERT_TRUE(quantize_checkpoint(dir.file("in"), dir.file("fresh"), o).ok());
+
+  // Stop as soon as block 2 starts: blocks 0 and 1 are finished and kept.
+  QuantizeOptions stop = o;
+  int64_t polls = 0;
+  const std::string partial = dir.file(".resumed.llmq-partial");
+  stop.cancel = [&] {
+    ++polls;
+    return fs::exists(partial + "/block-00001.json");
+  };
+  auto cut = quantize_checkpoint(dir.file("in"), dir.file("resumed"), stop);
+  ASSERT_FALSE(cut.ok());
+  EXPECT_EQ(cut.status().code(), StatusCode::kCancelled);
+  EXPECT_NE(cut.status().message().find("--resume"), std::string::npos);
+  EXPECT_GT(polls, 0);
+  EXPECT_FALSE(fs::exists(dir.file("resumed")));
+  EXPECT_TRUE(fs::exists(partial + "/block-00000.safetensors"));
+  EXPECT_FALSE(fs::exists(partial + "/block-00002.json"));
+
+  // Resuming with other options is refused; with the same ones it finishes the run.
+  QuantizeOptions other = o;
+  other.resume = true;
+  other.spec.bits = 3;
+  auto refused = quantize_checkpoint(dir.file("in"), dir.file("resumed"), other);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("different"), std::string::npos);
+  QuantizeOptions again = o;
+  again.resume = true;
+  auto rep = quantize_checkpoint(dir.file("in"), dir.file("resumed"), again);
+  ASSERT_TRUE(rep.ok()) << rep.status().ToString();
+  EXPECT_EQ(rep->calibration.resumed_blocks, 2);
+  EXPECT_EQ(test::read_bytes(dir.file("resumed/model.safetensors")), test::read_bytes(dir.file("fresh/model.safetensors")));
+  EXPECT_FALSE(fs::exists(partial));
+}
+
+// On a real model GPTQ must beat RTN at the same settings (the quality claim of the method).
+TEST(QuantizeGptq, BeatsRtnOnARealModel) {
+  const std::string model = test::shared_path("models/stories260K-hf");
+  const std::string calib = test::shared_path("data/tinystories/TinyStories-train-sample.txt");
+  const std::string eval = test::shared_path("data/tinystories/TinyStories-valid-prefix.txt");
+  auto tok = Tokenizer::Open(model);
+  ASSERT_TRUE(tok.ok());
+  std::string text = test::read_bytes(eval);
+  auto ids = (*tok)->Encode(text.substr(0, 60000));
+  ASSERT_TRUE(ids.ok());
+  ids->insert(ids->begin(), (*tok)->bos_id());
+  PerplexityOptions po;
+  po.seq_len = 256;
+  po.max_chunks = 20;
+  TempDir dir;
+  auto ppl = [&](const std::string& folder) {
+    auto m = Model::Load(folder);
+    EXPECT_TRUE(m.ok());
+    return evaluate_perplexity(**m, *ids, po)->perplexity;
+  };
+  QuantizeOptions o = gptq_options(calib);
+  o.spec.bits = 3;
+  o.spec.group_size = 0;
+  o.calibration.nsamples = 32;
+  o.calibration.seq_len = 256;
+  ASSERT_TRUE(quantize_checkpoint(model, dir.file("gptq"), o).ok());
+  QuantizeOptions r = o;
+  r.method = "rtn";
+  ASSERT_TRUE(quantize_checkpoint(model, dir.file("rtn"), r).ok());
+  const double fp = ppl(model), pg = ppl(dir.file("gptq")), pr = ppl(dir.file("rtn"));
+  EXPECT_LT(pg, pr) << "fp32 " << fp << " gptq " << pg << " rtn " << pr;
+  EXPECT_GT(pg, fp * 0.99);
+}
+
+}  // namespace
+}  // namespace llmq

@@ -1,0 +1,331 @@
+// GPTQ against a direct OBQ implementation, its special cases and failure paths, the
+// Hessian accumulator, and round trips of act-order results through the file format.
+#include "llmq/gptq.h"
+
+#include <gtest/gtest.h>
+
+#include <Eigen/Dense>
+#include <cmath>
+#include <numeric>
+
+#include "io/llmq_format.h"
+#include "test_util.h"
+
+namespace llmq {
+namespace {
+
+using MatD = Eigen::MatrixXd;
+
+// H = 2/N X^T X for N random inputs whose columns are correlated (a mixing matrix), so
+// that the OBQ updates are far from trivial.
+std::vector<float> correlated_hessian(int64_t cols, int64_t n, uint32_t seed, std::vector<float>* x_out = nullptr) {
+  auto z = test::random_normal(size_t(n * cols), seed);
+  auto mix = test::random_normal(size_t(cols * cols), seed + 1, 0.5f);
+  std::vector<float> x(size_t(n * cols), 0.0f);
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t j = 0; j < cols; ++j) {
+      float s = z[size_t(t * cols + j)];
+      for (int64_t k = 0; k < cols; ++k) s += z[size_t(t * cols + k)] * mix[size_t(k * cols + j)] * 0.3f;
+      x[size_t(t * cols + j)] = s * (1.0f + float(j % 5));  // uneven input energy
+    }
+  HessianAccumulator acc(cols);
+  acc.Add(x.data(), n);
+  if (x_out) *x_out = x;
+  return acc.Hessian();
+}
+
+// The OBQ update rule of the GPTQ paper (eq. 2-3), one row at a time, in fp64, with the
+// explicit inverse and Gaussian elimination of quantized columns. Columns are taken in
+// `order`; group parameters are found on the current (updated) weights when a group starts.
+std::vector<uint32_t> obq_reference(const std::vector<float>& w, int64_t rows, int64_t cols,
+                                    const std::vector<float>& h, const QuantSpec& spec, double damp,
+                                    const std::vector<int64_t>& order) {
+  MatD H(cols, cols);
+  for (int64_t i = 0; i < cols; ++i)
+    for (int64_t j = 0; j < cols; ++j) H(i, j) = h[size_t(i * cols + j)];
+  const double mean = H.diagonal().mean();
+  H.diagonal().array() += damp * mean;
+  const MatD Hinv0 = H.inverse();
+  const int64_t g = spec.group_cols(cols);
+  std::vector<uint32_t> codes(size_t(rows * cols));
+  for (int64_t r = 0; r < rows; ++r) {
+    Eigen::VectorXd row(cols);
+    for (int64_t c = 0; c < cols; ++c) row(c) = w[size_t(r * cols + c)];
+    MatD Hinv = Hinv0;
+    GroupParams p;
+    for (int64_t pos = 0; pos < cols; ++pos) {
+      const int64_t q = order[size_t(pos)];
+      if (pos % g == 0) {
+        std::vector<float> grp;
+        for (int64_t k = pos; k < std::min(cols, pos + g); ++k) grp.push_back(float(row(order[size_t(k)])));
+        p = rtn_group_params(grp.data(), int64_t(grp.size()), spec);
+      }
+      const uint32_t code = rtn_quantize_value(float(row(q)), p, spec);
+      codes[size_t(r * cols + q)] = code;
+      const double deq = double(p.scale) * (double(code) - p.zero);
+      const double err = (row(q) - deq) / Hinv(q, q);
+      row -= err * Hinv.col(q);
+      row(q) = deq;
+      Hinv -= Hinv.col(q) * Hinv.row(q) / Hinv(q, q);
+    }
+  }
+  return codes;
+}
+
+std::vector<uint32_t> codes_of(const QuantizedTensor& q) {
+  std::vector<uint32_t> c(size_t(q.rows * q.cols));
+  for (int64_t r = 0; r < q.rows; ++r)
+    for (int64_t k = 0; k < q.cols; ++k) c[size_t(r * q.cols + k)] = q.code(r, k);
+  return c;
+}
+
+double mismatch_fraction(const std::vector<uint32_t>& a, const std::vector<uint32_t>& b) {
+  int64_t diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) diff += a[i] != b[i];
+  return double(diff) / double(a.size());
+}
+
+TEST(Gptq, EqualsDirectObqUpdatesPerChannel) {
+  const int64_t rows = 12, cols = 40;
+  auto w = test::random_normal(size_t(rows * cols), 7, 0.1f);
+  auto h = correlated_hessian(cols, 256, 8);
+  QuantSpec spec;
+  spec.bits = 3;
+  spec.group_size = 0;
+  spec.scale_dtype = ScaleDType::kF32;
+  GptqOptions opt;
+  opt.block_size = 16;  // several lazy batches, one not full
+  auto res = gptq_quantize(w.data(), rows, cols, h.data(), spec, opt);
+  ASSERT_TRUE(res.ok()) << res.status().ToString();
+  std::vector<int64_t> order(static_cast<size_t>(cols));
+  std::iota(order.begin(), order.end(), 0);
+  // Per-channel parameters come from the original row in both (group = whole row at position 0).
+  const auto ref = obq_reference(w, rows, cols, h, spec, opt.damp, order);
+  EXPECT_EQ(mismatch_fraction(codes_of(res->q), ref), 0.0);
+  EXPECT_FALSE(res->fell_back_to_rtn);
+  EXPECT_EQ(res->damp_retries, 0);
+}
+
+TEST(Gptq, EqualsDirectObqUpdatesGroupedAsymmetric) {
+  const int64_t rows = 10, cols = 48;
+  auto w = test::random_normal(size_t(rows * cols), 11, 0.1f);
+  auto h = correlated_hessian(cols, 300, 12);
+  QuantSpec spec;
+  spec.bits = 4;
+  spec.group_size = 8;
+  spec.symmetric = false;
+  spec.scale_dtype = ScaleDType::kF32;
+  GptqOptions opt;
+  opt.block_size = 16;  // groups start inside blocks: parameters must see the in-block updates
+  auto res = gptq_quantize(w.data(), rows, cols, h.data(), spec, opt);
+  ASSERT_TRUE(res.ok()) << res.status().ToString();
+  std::vector<int64_t> order(static_cast<size_t>(cols));
+  std::iota(order.begin(), order.end(), 0);
+  EXPECT_EQ(mismatch_fraction(codes_of(res->q), obq_reference(w, rows, cols, h, spec, opt.damp, order)), 0.0);
+}
+
+TEST(Gptq, ActOrderEqualsObqInDecreasingDiagonalOrderAndKeepsGroupIndex) {
+  const int64_t rows = 8, cols = 32;
+  auto w = test::random_normal(size_t(rows * cols), 21, 0.1f);
+  auto h = correlated_hessian(cols, 256, 22);
+  QuantSpec spec;
+  spec.bits = 4;
+  spec.group_size = 8;
+  spec.scale_dtype = ScaleDType::kF32;
+  GptqOptions opt;
+  opt.act_order = true;
+  opt.block_size = 8;
+  auto res = gptq_quantize(w.data(), rows, cols, h.data(), spec, opt);
+  ASSERT_TRUE(res.ok()) << res.status().ToString();
+  std::vector<int64_t> order(static_cast<size_t>(cols));
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int64_t a, int64_t b) { return h[size_t(a * cols + a)] > h[size_t(b * cols + b)]; });
+  EXPECT_EQ(mismatch_fraction(codes_of(res->q), obq_reference(w, rows, cols, h, spec, opt.damp, order)), 0.0);
+  // Column order[k] belongs to group k / 8, which is not c / 8: a g_idx is stored.
+  ASSERT_EQ(res->q.g_idx.size(), size_t(cols));
+  for (int64_t k = 0; k < cols; ++k) EXPECT_EQ(res->q.g_idx[size_t(order[size_t(k)])], int32_t(k / 8));
+  ASSERT_TRUE(res->q.Validate().ok());
+}
+
+TEST(Gptq, IdentityHessianEqualsRtn) {
+  const int64_t rows = 16, cols = 64;
+  auto w = test::random_normal(size_t(rows * cols), 31, 0.2f);
+  std::vector<float> h(size_t(cols * cols), 0.0f);
+  for (int64_t i = 0; i < cols; ++i) h[size_t(i * cols + i)] = 1.0f;
+  for (int bits : {2, 3, 4, 8})
+    for (int group : {0, 16, 64})
+      for (bool sym : {true, false}) {
+        QuantSpec spec;
+        spec.bits = bits;
+        spec.group_size = group;
+        spec.symmetric = sym;
+        auto g = gptq_quantize(w.data(), rows, cols, h.data(), spec);
+        auto r = quantize_rtn(w.data(), rows, cols, spec);
+        ASSERT_TRUE(g.ok() && r.ok());
+        EXPECT_EQ(g->q.codes, r->codes) << spec.ToString();
+        EXPECT_EQ(g->q.scales, r->scales) << spec.ToString();
+        EXPECT_EQ(g->q.zeros, r->zeros) << spec.ToString();
+      }
+}
+
+TEST(Gptq, LowersOutputErrorBelowRtn) {
+  const int64_t rows = 64, cols = 128;
+  auto w = test::random_normal(size_t(rows * cols), 41, 0.05f);
+  auto h = correlated_hessian(cols, 512, 42);
+  for (int bits : {3, 4}) {
+    QuantSpec spec;
+    spec.bits = bits;
+    spec.group_size = 32;
+    auto g = gptq_quantize(w.data(), rows, cols, h.data(), spec);
+    auto r = quantize_rtn(w.data(), rows, cols, spec);
+    ASSERT_TRUE(g.ok() && r.ok());
+    const double eg = output_relative_error(w.data(), dequantize(g->q).data(), rows, cols, h.data());
+    const double er = output_relative_error(w.data(), dequantize(*r).data(), rows, cols, h.data());
+    EXPECT_LT(eg, 0.8 * er) << "bits " << bits << ": gptq " << eg << " rtn " << er;
+  }
+}
+
+TEST(Gptq, DeadColumnsAreZeroedAndReported) {
+  const int64_t rows = 6, cols = 16;
+  auto w = test::random_normal(size_t(rows * cols), 51, 0.1f);
+  std::vector<float> x;
+  auto h = correlated_hessian(cols, 64, 52, &x);
+  for (int64_t j : {3, 9}) {  // inputs 3 and 9 never fire
+    for (int64_t i = 0; i < cols; ++i) h[size_t(j * cols + i)] = h[size_t(i * cols + j)] = 0.0f;
+  }
+  QuantSpec spec;
+  spec.group_size = 0;
+  auto res = gptq_quantize(w.data(), rows, cols, h.data(), spec);
+  ASSERT_TRUE(res.ok());
+  EXPECT_EQ(res->dead_columns, 2);
+  auto d = dequantize(res->q);
+  for (int64_t r = 0; r < rows; ++r) {
+    EXPECT_EQ(d[size_t(r * cols + 3)], 0.0f);
+    EXPECT_EQ(d[size_t(r * cols + 9)], 0.0f);
+  }
+}
+
+TEST(Gptq, IndefiniteHessianRecoversByRaisingTheDamping) {
+  const int64_t rows = 4, cols = 8;
+  auto w = test::random_normal(size_t(rows * cols), 61, 0.1f);
+  // Pairs [[1, 3], [3, 1]] have eigenvalues 4 and -2: Cholesky fails until damp * mean(diag) > 2.
+  std::vector<float> h(size_t(cols * cols), 0.0f);
+  for (int64_t i = 0; i < cols; i += 2) {
+    h[size_t(i * cols + i)] = h[size_t((i + 1) * cols + i + 1)] = 1.0f;
+    h[size_t(i * cols + i + 1)] = h[size_t((i + 1) * cols + i)] = 3.0f;
+  }
+  auto res = gptq_quantize(w.data(), rows, cols, h.data(), QuantSpec{});
+  ASSERT_TRUE(res.ok()) << res.status().ToString();
+  EXPECT_FALSE(res->fell_back_to_rtn);
+  EXPECT_EQ(res->damp_retries, 3);  // 0.01 -> 0.1 -> 1 -> 10
+  EXPECT_DOUBLE_EQ(res->damp, 10.0);
+}
+
+TEST(Gptq, HopelessHessianFallsBackToRtnAndSaysSo) {
+  const int64_t rows = 4, cols = 8;
+  auto w = test::random_normal(size_t(rows * cols), 71, 0.1f);
+  std::vector<float> h(size_t(cols * cols), 0.0f);
+  for (int64_t i = 0; i < cols; ++i) h[size_t(i * cols + i)] = -1.0f;  // negative definite
+  auto res = gptq_quantize(w.data(), rows, cols, h.data(), QuantSpec{});
+  ASSERT_TRUE(res.ok()) << res.status().ToString();
+  EXPECT_TRUE(res->fell_back_to_rtn);
+  auto r = quantize_rtn(w.data(), rows, cols, QuantSpec{});
+  EXPECT_EQ(res->q.codes, r->codes);
+}
+
+TEST(Gptq, RejectsBadInput) {
+  std::vector<float> w = {1, 2, 3, 4}, h = {1, 0, 0, 1};
+  EXPECT_FALSE(gptq_quantize(w.data(), 2, 2, h.data(), QuantSpec{5, 0}).ok());
+  GptqOptions bad;
+  bad.damp = 0;
+  EXPECT_FALSE(gptq_quantize(w.data(), 2, 2, h.data(), QuantSpec{}, bad).ok());
+  h[1] = NAN;
+  auto r = gptq_quantize(w.data(), 2, 2, h.data(), QuantSpec{});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("Hessian"), std::string::npos);
+}
+
+TEST(Gptq, StaticGroupsWithActOrderNeedNoGroupIndex) {
+  const int64_t rows = 8, cols = 64;
+  auto w = test::random_normal(size_t(rows * cols), 81, 0.1f);
+  auto h = correlated_hessian(cols, 256, 82);
+  QuantSpec spec;
+  spec.group_size = 16;
+  GptqOptions opt;
+  opt.act_order = true;
+  opt.static_groups = true;
+  auto res = gptq_quantize(w.data(), rows, cols, h.data(), spec, opt);
+  ASSERT_TRUE(res.ok());
+  EXPECT_TRUE(res->q.g_idx.empty());
+  // The scales are those of RTN on the original groups.
+  auto r = quantize_rtn(w.data(), rows, cols, spec);
+  EXPECT_EQ(res->q.scales, r->scales);
+}
+
+TEST(Gptq, ActOrderResultRoundTripsThroughTheFileFormat) {
+  const int64_t rows = 16, cols = 96;
+  auto w = test::random_normal(size_t(rows * cols), 91, 0.1f);
+  auto h = correlated_hessian(cols, 256, 92);
+  QuantSpec spec;
+  spec.bits = 3;
+  spec.group_size = 32;
+  spec.symmetric = false;
+  GptqOptions opt;
+  opt.act_order = true;
+  auto res = gptq_quantize(w.data(), rows, cols, h.data(), spec, opt);
+  ASSERT_TRUE(res.ok());
+  ASSERT_FALSE(res->q.g_idx.empty());
+  test::TempDir dir;
+  const std::string path = dir.file("t.safetensors");
+  ASSERT_TRUE(write_safetensors(path, internal::quantized_tensors("m", res->q)).ok());
+  auto file = SafetensorsFile::Open(path);
+  ASSERT_TRUE(file.ok());
+  auto info = internal::module_info_from_json(internal::module_info_to_json(res->q), "test");
+  ASSERT_TRUE(info.ok());
+  auto back = internal::read_quantized(**file, "m", *info);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->g_idx, res->q.g_idx);
+  EXPECT_EQ(dequantize(*back), dequantize(res->q));
+}
+
+TEST(HessianAccumulator, EqualsTwoOverNXtXInDoublePrecision) {
+  const int64_t cols = 24;
+  auto x = test::random_normal(size_t(5000 * cols), 101);
+  HessianAccumulator acc(cols);
+  acc.Add(x.data(), 1000);
+  acc.Add(x.data() + 1000 * cols, 4000);  // crosses the fp64 flush point
+  EXPECT_EQ(acc.rows_seen(), 5000);
+  auto h = acc.Hessian();
+  for (int64_t i = 0; i < cols; ++i)
+    for (int64_t j = 0; j < cols; ++j) {
+      double s = 0;
+      for (int64_t t = 0; t < 5000; ++t) s += double(x[size_t(t * cols + i)]) * x[size_t(t * cols + j)];
+      EXPECT_NEAR(h[size_t(i * cols + j)], 2.0 * s / 5000.0, 1e-4) << i << "," << j;
+      EXPECT_EQ(h[size_t(i * cols + j)], h[size_t(j * cols + i)]);
+    }
+}
+
+TEST(OutputRelativeError, MatchesTheErrorOnTheInputs) {
+  const int64_t rows = 20, cols = 32, n = 400;
+  std::vector<float> x;
+  auto h = correlated_hessian(cols, n, 111, &x);
+  auto w = test::random_normal(size_t(rows * cols), 112, 0.1f);
+  auto r = quantize_rtn(w.data(), rows, cols, QuantSpec{3, 8});
+  auto d = dequantize(*r);
+  double num = 0, den = 0;
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t o = 0; o < rows; ++o) {
+      double y = 0, yq = 0;
+      for (int64_t c = 0; c < cols; ++c) {
+        y += double(w[size_t(o * cols + c)]) * x[size_t(t * cols + c)];
+        yq += double(d[size_t(o * cols + c)]) * x[size_t(t * cols + c)];
+      }
+      num += (y - yq) * (y - yq);
+      den += y * y;
+    }
+  EXPECT_NEAR(output_relative_error(w.data(), d.data(), rows, cols, h.data()), std::sqrt(num / den), 1e-4);
+}
+
+}  // namespace
+}  // namespace llmq
