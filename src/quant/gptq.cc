@@ -23,6 +23,26 @@ namespace {
 // Rows summed in fp32 before they are folded into the fp64 total.
 constexpr int64_t kFlushRows = 4096;
 
+// In-place inverse of a lower-triangular matrix by 2x2 blocks,
+//   [A 0; B C]^-1 = [A^-1 0; -C^-1 B A^-1  C^-1],
+// so the work is n^3/3 flops in triangular-times-dense products (a solve against the
+// identity would be n^3).
+void invert_lower_triangular(Eigen::Ref<MatF> l) {
+  const int64_t n = l.rows();
+  if (n <= 64) {
+    MatF inv = MatF::Identity(n, n);
+    l.triangularView<Eigen::Lower>().solveInPlace(inv);
+    l = inv.triangularView<Eigen::Lower>();
+    return;
+  }
+  const int64_t h = n / 2;
+  invert_lower_triangular(l.topLeftCorner(h, h));
+  invert_lower_triangular(l.bottomRightCorner(n - h, n - h));
+  MatF b = -(l.bottomRightCorner(n - h, n - h).triangularView<Eigen::Lower>() * l.bottomLeftCorner(n - h, h));
+  l.bottomLeftCorner(n - h, h).noalias() = b * l.topLeftCorner(h, h).triangularView<Eigen::Lower>();
+  l.topRightCorner(h, n - h).setZero();
+}
+
 // U upper triangular with U^T U = H^-1 (what torch.linalg.cholesky(H^-1, upper=True) gives),
 // without forming H^-1: with P the reversal permutation and P H P = L L^T,
 // H^-1 = (P L^-T P)(P L^-1 P), and P L^-1 P is upper triangular with a positive diagonal,
@@ -31,9 +51,9 @@ bool upper_cholesky_of_inverse(const MatF& h, MatF* u) {
   MatF r = h.reverse();
   Eigen::LLT<Eigen::Ref<MatF>> llt(r);
   if (llt.info() != Eigen::Success) return false;
-  MatF inv = MatF::Identity(h.rows(), h.cols());
-  llt.matrixL().solveInPlace(inv);
-  *u = inv.reverse();
+  invert_lower_triangular(r);  // LLT<Ref> factored r in place: its lower triangle is L
+  *u = r.triangularView<Eigen::Lower>();
+  u->reverseInPlace();
   return u->allFinite() && (u->diagonal().array() > 0.0f).all();
 }
 
