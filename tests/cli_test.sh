@@ -54,6 +54,11 @@ check gptq 0 "" -- "$llmq" quantize --method gptq --calib "$calib" --nsamples 8 
 json_ok method bits_per_weight calibration gptq mean_output_relative_error rtn_fallback_layers layers peak_rss_bytes
 check eval-gptq 0 "" -- "$llmq" eval ppl "$work/g" --data "$shared/data/tinystories/TinyStories-valid-prefix.txt" --seq-len 128 --max-chunks 2 --json
 json_ok perplexity tokens seq_len chunks tokens_per_second
+# Kernel roofline: keys scripts rely on; a bad LLMQ_ISA is a clear error.
+check bench-kernels 0 "" -- "$llmq" bench kernels --rows 512 --cols 512 --tokens 16 --json
+json_ok stream_gbps w4_gemv_fraction_of_stream w4_gemv_speedup_vs_eigen w4_gemm_speedup_vs_eigen w8a8_gemm_speedup_vs_eigen isa
+check bench-bad-isa 1 "expected scalar, avx2 or avx512" -- env LLMQ_ISA=mmx "$llmq" bench kernels --rows 64 --cols 64
+check bench-unknown 2 "available: kernels" -- "$llmq" bench gpu
 check truncated 1 "model.safetensors" -- "$llmq" quantize "$work/bad" "$work/y"
 [ ! -e "$work/y" ] || { echo "FAIL: partial output left at $work/y"; fails=$((fails+1)); }
 echo "$passes passed, $fails failed"

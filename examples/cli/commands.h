@@ -12,6 +12,7 @@ int run_inspect(int argc, char** argv);
 int run_quantize(int argc, char** argv);
 int run_eval(int argc, char** argv);
 int run_generate(int argc, char** argv);
+int run_bench(int argc, char** argv);
 
 // Prints "llmq: error: <message>" to stderr and returns 1.
 int fail(const Status& st);

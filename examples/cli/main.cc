@@ -38,6 +38,7 @@ const char* kMainHelp =
     "  quantize <in> <out>           quantize every linear of a Hugging Face checkpoint into the llmq format\n"
     "  eval ppl <folder> --data F    perplexity of a float or quantized model on a text file\n"
     "  generate <folder> --prompt P  stream a continuation of a prompt\n"
+    "  bench kernels                 memory bandwidth and the quantized kernels against Eigen\n"
     "\n"
     "Options:\n"
     "  --help                        this text; 'llmq <command> --help' for a command\n"
@@ -67,6 +68,7 @@ int main(int argc, char** argv) {
   if (cmd == "quantize") return run_quantize(argc, argv);
   if (cmd == "eval") return run_eval(argc, argv);
   if (cmd == "generate") return run_generate(argc, argv);
+  if (cmd == "bench") return run_bench(argc, argv);
   std::fprintf(stderr, "llmq: unknown command '%s'\n\n%s", cmd.c_str(), kMainHelp);
   return 2;
 }

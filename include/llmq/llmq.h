@@ -4,6 +4,8 @@
 
 #include "llmq/checkpoint.h"
 #include "llmq/float16.h"
+#include "llmq/gptq.h"
+#include "llmq/kernels.h"
 #include "llmq/model.h"
 #include "llmq/quant.h"
 #include "llmq/quantize.h"

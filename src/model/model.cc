@@ -13,6 +13,7 @@
 #include <cmath>
 
 #include "llmq/float16.h"
+#include "llmq/kernels.h"
 
 namespace llmq {
 
@@ -22,26 +23,24 @@ using Map = Eigen::Map<RowMatrix>;
 
 namespace {
 
-// A linear layer: float weights, or a QuantizedTensor dequantized when it runs.
+// A linear layer: float weights, or quantized weights run through the packed kernels
+// (llmq/kernels.h); no float copy of quantized weights is kept.
 struct Linear {
   LinearInfo info;
-  std::vector<float> w;                  // [rows, cols] when float
-  std::shared_ptr<const QuantizedTensor> q;  // when quantized
-  std::vector<float> bias;               // [rows] or empty
+  std::vector<float> w;                         // [rows, cols] when float
+  std::shared_ptr<const PackedLinear> packed;   // when quantized
+  std::vector<float> bias;                      // [rows] or empty
 
   // y[n, rows] = x[n, cols] W^T + b
   void Forward(const float* x, int64_t n, float* y) const {
     const int64_t rows = info.rows, cols = info.cols;
-    std::vector<float> scratch;
-    const float* wp = w.data();
-    if (q) {
-      scratch.resize(size_t(rows * cols));
-      dequantize(*q, scratch.data());
-      wp = scratch.data();
-    }
-    ConstMap X(x, n, cols), W(wp, rows, cols);
     Map Y(y, n, rows);
-    Y.noalias() = X * W.transpose();
+    if (packed) {
+      packed->Forward(x, n, y);
+    } else {
+      ConstMap X(x, n, cols), W(w.data(), rows, cols);
+      Y.noalias() = X * W.transpose();
+    }
     if (!bias.empty()) Y.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(bias.data(), rows);
   }
 };
@@ -124,7 +123,9 @@ Status load_linear(const Checkpoint& c, const LinearInfo& info, Linear* l) {
   l->info = info;
   if (c.is_quantized_module(info.module)) {
     LLMQ_ASSIGN_OR_RETURN(QuantizedTensor q, c.get_quantized(info.module));
-    l->q = std::make_shared<const QuantizedTensor>(std::move(q));
+    auto packed = PackedLinear::Pack(q);
+    if (!packed.ok()) return packed.status().WithContext(c.folder() + ": " + info.module);
+    l->packed = std::make_shared<const PackedLinear>(std::move(*packed));
   } else {
     LLMQ_ASSIGN_OR_RETURN(l->w, c.linear_weight(info));
   }
@@ -273,7 +274,7 @@ Status Model::SetLinearWeight(const LinearInfo& linear, std::vector<float> weigh
     return Status::InvalidArgument(linear.module + ": replacement weight has " + std::to_string(weight.size()) +
                                    " values, expected " + std::to_string(l->info.rows * l->info.cols));
   l->w = std::move(weight);
-  l->q.reset();
+  l->packed.reset();
   return Status::Ok();
 }
 

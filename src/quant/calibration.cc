@@ -114,7 +114,19 @@ Result<CalibrationSet> load_calibration_set(const CalibrationOptions& options, c
     if (tokenizer == nullptr) return Status::InvalidArgument(path + ": text calibration data needs the model's tokenizer");
     LLMQ_ASSIGN_OR_RETURN(std::string text, read_calibration_text(path));
     if (text.empty()) return Status::InvalidArgument(path + ": the calibration text is empty");
-    LLMQ_ASSIGN_OR_RETURN(ids, tokenizer->Encode(text));
+    // Encoded in pieces of about 256 KiB cut after a blank line: SentencePiece needs about 100x
+    // the text size when given one string, and windows rarely straddle a cut anyway.
+    constexpr size_t kPiece = 256 << 10;
+    for (size_t pos = 0; pos < text.size();) {
+      size_t end = text.size();
+      if (text.size() - pos > 2 * kPiece) {
+        const size_t cut = text.find("\n\n", pos + kPiece);
+        if (cut != std::string::npos) end = cut + 2;
+      }
+      LLMQ_ASSIGN_OR_RETURN(std::vector<int32_t> piece, tokenizer->Encode(text.substr(pos, end - pos)));
+      ids.insert(ids.end(), piece.begin(), piece.end());
+      pos = end;
+    }
   }
   LLMQ_RETURN_IF_ERROR(check_ids(ids, vocab_size, path));
   set.source_tokens = int64_t(ids.size());

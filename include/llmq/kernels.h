@@ -1,0 +1,82 @@
+// Quantized matrix multiplication on the CPU: a QuantizedTensor packed once into the
+// kernels' layout (docs/KERNELS.md), then y = x W^T for one token (GEMV, decode) or many
+// (GEMM, prompt processing and calibration) with fp32 activations.
+//
+// Kernels exist as a scalar reference (always built) and AVX2 / AVX-512 variants chosen
+// at run time from the CPU's features. LLMQ_ISA=scalar|avx2|avx512 in the environment
+// forces one (tests and benchmarks use this to compare every path with the reference).
+#ifndef LLMQ_KERNELS_H_
+#define LLMQ_KERNELS_H_
+
+#include <cstdint>
+#include <memory>
+
+#include "llmq/quant.h"
+#include "llmq/status.h"
+
+namespace llmq {
+
+namespace kernels {
+struct PackedWeights;
+}
+
+enum class Isa { kScalar, kAvx2, kAvx512 };
+const char* isa_name(Isa isa);  // "scalar", "avx2", "avx512"
+bool isa_supported(Isa isa);    // compiled in and supported by this CPU
+// The best supported ISA, or LLMQ_ISA when it names a supported one.
+Isa active_isa();
+// Parses LLMQ_ISA: the ISA it names, or InvalidArgument for an unknown or unsupported value
+// (unset: the best supported ISA). Use it to report a bad setting; active_isa() ignores one.
+Result<Isa> isa_from_environment();
+
+class PackedLinear {
+ public:
+  // Converts (validates, reorders act-order columns, repacks codes); the QuantizedTensor can be dropped.
+  static Result<PackedLinear> Pack(const QuantizedTensor& q);
+  PackedLinear();
+  ~PackedLinear();
+  PackedLinear(PackedLinear&&) noexcept;
+  PackedLinear& operator=(PackedLinear&&) noexcept;
+
+  int64_t rows() const;  // out_features
+  int64_t cols() const;  // in_features
+  int bits() const;
+  uint64_t bytes() const;  // bytes a GEMV reads (codes + scales + zero terms + outliers)
+
+  // y[n, rows] = x[n, cols] * W^T, with W the dequantized weights plus the sparse outliers.
+  void Forward(const float* x, int64_t n, float* y) const { Forward(x, n, y, active_isa()); }
+  void Forward(const float* x, int64_t n, float* y, Isa isa) const;
+
+  const kernels::PackedWeights& packed() const { return *w_; }
+
+ private:
+  std::unique_ptr<kernels::PackedWeights> w_;
+};
+
+}  // namespace llmq
+
+
+namespace llmq {
+
+// A quick roofline of this machine and the kernels (behind `llmq bench kernels`): STREAM-triad
+// bandwidth, W4 g128 GEMV bandwidth as a fraction of it, and W4 GEMV/GEMM against Eigen fp32
+// GEMV/GEMM of the same shape, all measured in this process (best of several runs).
+struct KernelRoofline {
+  Isa isa = Isa::kScalar;
+  int threads = 0;
+  int64_t rows = 0, cols = 0, gemm_tokens = 0;
+  double stream_gbps = 0;                 // STREAM triad, 3 x 64 MiB arrays
+  double w4_gemv_ms = 0, eigen_gemv_ms = 0;
+  double w4_gemv_gbps = 0;                // packed bytes read / time
+  double w4_gemv_fraction_of_stream = 0;
+  double w4_gemv_speedup_vs_eigen = 0;
+  double w8_gemv_ms = 0, w8_gemv_fraction_of_stream = 0;
+  double w4_gemm_ms = 0, eigen_gemm_ms = 0;
+  double w4_gemm_speedup_vs_eigen = 0;
+};
+KernelRoofline measure_kernel_roofline(int64_t rows = 4096, int64_t cols = 4096, int64_t gemm_tokens = 512,
+                                       Isa isa = active_isa());
+
+}  // namespace llmq
+
+#endif  // LLMQ_KERNELS_H_

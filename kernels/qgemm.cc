@@ -1,0 +1,221 @@
+// PackedLinear: conversion from QuantizedTensor to the kernel layout, ISA dispatch, and the
+// GEMV / GEMM drivers (threads over rows; GEMM dequantizes row tiles into an L2-sized buffer
+// and multiplies them with Eigen).
+#include <omp.h>
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <numeric>
+#include <string>
+
+#include "cpu_features.h"
+#include "llmq/float16.h"
+#include "llmq/kernels.h"
+#include "packed.h"
+
+namespace llmq {
+
+using kernels::PackedWeights;
+using RowMatF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::kScalar: return "scalar";
+    case Isa::kAvx2: return "avx2";
+    case Isa::kAvx512: return "avx512";
+  }
+  return "?";
+}
+
+bool isa_supported(Isa isa) {
+  const auto& f = kernels::cpu_features();
+  switch (isa) {
+    case Isa::kScalar: return true;
+    case Isa::kAvx2: return kernels::avx2_kernels() != nullptr && f.avx2 && f.fma;
+    case Isa::kAvx512: return kernels::avx512_kernels() != nullptr && f.avx512f && f.avx512bw && f.avx512vl;
+  }
+  return false;
+}
+
+namespace {
+Isa best_isa() {
+  if (isa_supported(Isa::kAvx512)) return Isa::kAvx512;
+  if (isa_supported(Isa::kAvx2)) return Isa::kAvx2;
+  return Isa::kScalar;
+}
+}  // namespace
+
+Result<Isa> isa_from_environment() {
+  const char* env = std::getenv("LLMQ_ISA");
+  if (env == nullptr || *env == '\0') return best_isa();
+  const std::string v = env;
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512})
+    if (v == isa_name(isa)) {
+      if (!isa_supported(isa)) return Status::InvalidArgument("LLMQ_ISA=" + v + ": this CPU does not support it");
+      return isa;
+    }
+  return Status::InvalidArgument("LLMQ_ISA=" + v + ": expected scalar, avx2 or avx512");
+}
+
+Isa active_isa() {
+  static const Isa isa = [] {
+    auto r = isa_from_environment();
+    return r.ok() ? *r : best_isa();
+  }();
+  return isa;
+}
+
+PackedLinear::PackedLinear() = default;
+PackedLinear::~PackedLinear() = default;
+PackedLinear::PackedLinear(PackedLinear&&) noexcept = default;
+PackedLinear& PackedLinear::operator=(PackedLinear&&) noexcept = default;
+int64_t PackedLinear::rows() const { return w_->rows; }
+int64_t PackedLinear::cols() const { return w_->cols; }
+int PackedLinear::bits() const { return w_->bits; }
+uint64_t PackedLinear::bytes() const { return w_->bytes(); }
+
+Result<PackedLinear> PackedLinear::Pack(const QuantizedTensor& q) {
+  LLMQ_RETURN_IF_ERROR(q.Validate());
+  auto w = std::make_unique<PackedWeights>();
+  w->rows = q.rows;
+  w->cols = q.cols;
+  w->kp = (q.cols + 31) / 32 * 32;
+  w->bits = q.spec.bits;
+  w->code_bits = q.spec.bits == 8 ? 8 : 4;
+  w->row_bytes = w->code_bits == 8 ? w->kp : w->kp / 2;
+  // Packed column order: source columns sorted by group (stable), so groups are contiguous.
+  std::vector<int32_t> order(static_cast<size_t>(q.cols));
+  std::iota(order.begin(), order.end(), 0);
+  if (!q.g_idx.empty())
+    std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return q.g_idx[size_t(a)] < q.g_idx[size_t(b)]; });
+  std::vector<int32_t> source_group;  // per packed group: the source group id
+  for (int64_t j = 0; j < q.cols; ++j) {
+    const int gid = q.group_of(order[size_t(j)]);
+    if (source_group.empty() || source_group.back() != gid) {
+      source_group.push_back(gid);
+      w->group_start.push_back(j);
+    }
+  }
+  w->group_start.push_back(w->kp);
+  w->ngroups = int64_t(source_group.size());
+  w->block_aligned = true;
+  for (int64_t g = 0; g < w->ngroups; ++g) w->block_aligned &= w->group_start[size_t(g)] % 32 == 0;
+  bool identity = true;
+  for (int64_t j = 0; j < q.cols && identity; ++j) identity = order[size_t(j)] == j;
+  if (!identity) w->perm = order;
+
+  w->codes.assign(size_t(w->rows * w->row_bytes), 0);
+  w->scales.resize(size_t(w->rows * w->ngroups));
+  w->mzero.resize(w->scales.size());
+  std::vector<uint8_t> src(static_cast<size_t>(q.cols));
+#pragma omp parallel for schedule(static) firstprivate(src)
+  for (int64_t r = 0; r < q.rows; ++r) {
+    unpack_bits(q.codes.data() + r * q.words_per_row(), q.cols, q.spec.bits, src.data());
+    uint8_t* row = w->codes.data() + r * w->row_bytes;
+    for (int64_t j = 0; j < q.cols; ++j) {
+      const uint8_t c = src[size_t(order[size_t(j)])];
+      if (w->code_bits == 8) {
+        row[j] = c;
+      } else {
+        const int64_t blk = j / 32, i = j % 32;
+        row[blk * 16 + (i % 16)] |= uint8_t(i < 16 ? c : c << 4);
+      }
+    }
+    for (int64_t g = 0; g < w->ngroups; ++g) {
+      const int sg = source_group[size_t(g)];
+      const float s = q.scales[size_t(r * q.num_groups() + sg)];
+      w->scales[size_t(r * w->ngroups + g)] = s;
+      w->mzero[size_t(r * w->ngroups + g)] = -s * float(q.zero_of(r, sg));
+    }
+  }
+  if (!q.outliers.empty()) {
+    w->out_row_ptr = q.outliers.row_ptr;
+    w->out_col = q.outliers.col_idx;
+    w->out_val.resize(q.outliers.values.size());
+    for (size_t i = 0; i < w->out_val.size(); ++i) w->out_val[i] = fp16_to_float(q.outliers.values[i]);
+  }
+  PackedLinear p;
+  p.w_ = std::move(w);
+  return p;
+}
+
+namespace {
+
+const kernels::KernelTable& table_for(const PackedWeights& w, Isa isa) {
+  // SIMD kernels walk whole 32-column blocks per group; other layouts use the reference.
+  if (w.block_aligned) {
+    if (isa == Isa::kAvx512 && isa_supported(isa)) return *kernels::avx512_kernels();
+    if (isa == Isa::kAvx2 && isa_supported(isa)) return *kernels::avx2_kernels();
+  }
+  return kernels::scalar_kernels();
+}
+
+// Rows [r0, r1) of thread t of nt, in multiples of 8 rows.
+void thread_rows(int64_t rows, int t, int nt, int64_t* r0, int64_t* r1) {
+  const int64_t chunks = (rows + 7) / 8;
+  *r0 = std::min(rows, chunks * t / nt * 8);
+  *r1 = std::min(rows, chunks * (t + 1) / nt * 8);
+}
+
+}  // namespace
+
+void PackedLinear::Forward(const float* x, int64_t n, float* y, Isa isa) const {
+  const PackedWeights& w = *w_;
+  const kernels::KernelTable& k = table_for(w, isa);
+  const int64_t kp = w.kp, ng = w.ngroups;
+  // Inputs in packed column order, zero-padded, and their per-group sums (for the zero points).
+  std::vector<float> xp(static_cast<size_t>(n * kp), 0.0f), xsum(static_cast<size_t>(n * ng), 0.0f);
+  for (int64_t t = 0; t < n; ++t) {
+    const float* src = x + t * w.cols;
+    float* dst = xp.data() + t * kp;
+    if (w.perm.empty()) std::memcpy(dst, src, size_t(w.cols) * sizeof(float));
+    else
+      for (int64_t j = 0; j < w.cols; ++j) dst[j] = src[w.perm[size_t(j)]];
+    for (int64_t g = 0; g < ng; ++g) {
+      float s = 0.0f;
+      for (int64_t j = w.group_start[size_t(g)]; j < w.group_start[size_t(g + 1)]; ++j) s += dst[j];
+      xsum[size_t(t * ng + g)] = s;
+    }
+  }
+  if (n < 4) {
+    // Decode: one pass over the weights per token, rows split across threads.
+    std::vector<float> yt(static_cast<size_t>(w.rows));
+    for (int64_t t = 0; t < n; ++t) {
+#pragma omp parallel
+      {
+        int64_t r0, r1;
+        thread_rows(w.rows, omp_get_thread_num(), omp_get_num_threads(), &r0, &r1);
+        if (r1 > r0) k.gemv(w, xp.data() + t * kp, xsum.data() + t * ng, r0, r1, yt.data());
+      }
+      std::memcpy(y + t * w.rows, yt.data(), size_t(w.rows) * sizeof(float));
+    }
+  } else {
+    // Prompt processing: dequantize a tile of rows (a few MB), multiply it with Eigen.
+    const int64_t tile = std::max<int64_t>(64, std::min<int64_t>(w.rows, (4 << 20) / (kp * 4) / 8 * 8));
+    std::vector<float> buf(static_cast<size_t>(tile * kp));
+    Eigen::Map<const RowMatF> X(xp.data(), n, kp);
+    for (int64_t r0 = 0; r0 < w.rows; r0 += tile) {
+      const int64_t tr = std::min(tile, w.rows - r0);
+#pragma omp parallel
+      {
+        int64_t a, b;
+        thread_rows(tr, omp_get_thread_num(), omp_get_num_threads(), &a, &b);
+        if (b > a) k.dequant(w, r0 + a, r0 + b, buf.data() + a * kp);
+      }
+      Eigen::Map<const RowMatF> T(buf.data(), tr, kp);
+      Eigen::Map<RowMatF, 0, Eigen::OuterStride<>> Y(y + r0, n, tr, Eigen::OuterStride<>(w.rows));
+      Y.noalias() = X * T.transpose();
+    }
+  }
+  // Sparse outliers: y[t, r] += sum of value * x[t, col] over row r's outliers (source columns).
+  if (!w.out_col.empty()) {
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < w.rows; ++r)
+      for (int32_t i = w.out_row_ptr[size_t(r)]; i < w.out_row_ptr[size_t(r + 1)]; ++i)
+        for (int64_t t = 0; t < n; ++t) y[t * w.rows + r] += w.out_val[size_t(i)] * x[t * w.cols + w.out_col[size_t(i)]];
+  }
+}
+
+}  // namespace llmq

@@ -1,0 +1,98 @@
+// measure_kernel_roofline: STREAM triad and the main kernels against Eigen, in one process,
+// so the ratios hold on a noisy shared machine.
+#include <omp.h>
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <chrono>
+#include <random>
+
+#include "llmq/kernels.h"
+#include "packed.h"
+
+namespace llmq {
+namespace {
+
+using RowMatF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+template <typename F>
+double best_seconds(F&& f, int reps) {
+  double best = 1e30;
+  for (int i = 0; i < reps; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    f();
+    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  return best;
+}
+
+std::vector<float> gaussian(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, 0.02f);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+}  // namespace
+
+KernelRoofline measure_kernel_roofline(int64_t rows, int64_t cols, int64_t gemm_tokens, Isa isa) {
+  KernelRoofline r;
+  r.isa = isa;
+  r.threads = omp_get_max_threads();
+  r.rows = rows;
+  r.cols = cols;
+  r.gemm_tokens = gemm_tokens;
+  {  // STREAM triad a = b + s c over 3 x 64 MiB.
+    const int64_t n = 16 << 20;
+    std::vector<float> a(static_cast<size_t>(n)), b(static_cast<size_t>(n), 1.0f), c(static_cast<size_t>(n), 2.0f);
+    const double t = best_seconds(
+        [&] {
+#pragma omp parallel for schedule(static)
+          for (int64_t i = 0; i < n; ++i) a[size_t(i)] = b[size_t(i)] + 3.0f * c[size_t(i)];
+        },
+        6);
+    r.stream_gbps = 3.0 * 4.0 * double(n) / t / 1e9;
+  }
+  const auto w = gaussian(size_t(rows * cols), 1);
+  const auto x = gaussian(size_t(gemm_tokens * cols), 2);
+  std::vector<float> y(size_t(gemm_tokens * rows));
+  QuantSpec spec;
+  spec.bits = 4;
+  spec.group_size = 128;
+  // GEMV is timed from DRAM, as in decoding: each run reads the next of several copies of
+  // the weights, together well beyond the last-level cache (>= 256 MiB).
+  const uint64_t kColdBytes = 256ull << 20;
+  auto copies = [&](uint64_t bytes) { return int(std::max<uint64_t>(2, kColdBytes / std::max<uint64_t>(1, bytes) + 1)); };
+  const QuantizedTensor q4 = *quantize_rtn(w.data(), rows, cols, spec);
+  spec.bits = 8;
+  const QuantizedTensor q8 = *quantize_rtn(w.data(), rows, cols, spec);
+  std::vector<PackedLinear> w4s, w8s;
+  for (int i = 0, n = copies(q4.storage_bytes()); i < n; ++i) {
+    auto p = PackedLinear::Pack(q4);
+    w4s.push_back(std::move(*p));
+  }
+  for (int i = 0, n = copies(q8.storage_bytes()); i < n; ++i) {
+    auto p = PackedLinear::Pack(q8);
+    w8s.push_back(std::move(*p));
+  }
+  std::vector<RowMatF> ws(size_t(copies(uint64_t(rows * cols) * 4)), Eigen::Map<const RowMatF>(w.data(), rows, cols));
+  const PackedLinear& w4 = w4s[0];
+  Eigen::Map<const RowMatF> W(w.data(), rows, cols), X(x.data(), gemm_tokens, cols);
+  Eigen::VectorXf yv(rows);
+  size_t i4 = 0, i8 = 0, ie = 0;
+  r.w4_gemv_ms = 1e3 * best_seconds([&] { w4s[i4++ % w4s.size()].Forward(x.data(), 1, y.data(), isa); }, 40);
+  r.w8_gemv_ms = 1e3 * best_seconds([&] { w8s[i8++ % w8s.size()].Forward(x.data(), 1, y.data(), isa); }, 40);
+  r.eigen_gemv_ms = 1e3 * best_seconds([&] { yv.noalias() = ws[ie++ % ws.size()] * X.row(0).transpose(); }, 12);
+  r.w4_gemv_gbps = double(w4.bytes()) / (r.w4_gemv_ms * 1e-3) / 1e9;
+  r.w4_gemv_fraction_of_stream = r.w4_gemv_gbps / r.stream_gbps;
+  r.w8_gemv_fraction_of_stream = double(w8s[0].bytes()) / (r.w8_gemv_ms * 1e-3) / 1e9 / r.stream_gbps;
+  r.w4_gemv_speedup_vs_eigen = r.eigen_gemv_ms / r.w4_gemv_ms;
+  RowMatF Y(gemm_tokens, rows);
+  r.w4_gemm_ms = 1e3 * best_seconds([&] { w4.Forward(x.data(), gemm_tokens, y.data(), isa); }, 3);
+  r.eigen_gemm_ms = 1e3 * best_seconds([&] { Y.noalias() = X * W.transpose(); }, 3);
+  r.w4_gemm_speedup_vs_eigen = r.eigen_gemm_ms / r.w4_gemm_ms;
+  return r;
+}
+
+}  // namespace llmq
