@@ -33,6 +33,24 @@ struct PackedWeights {
   std::vector<int32_t> perm;  // packed column j is source column perm[j] (j < cols); empty = identity
   std::vector<uint8_t> codes;        // [rows, row_bytes]
   std::vector<float> scales, mzero;  // [rows, ngroups]
+  // Int8-activation mode (W8A8 / W4A8, chosen at pack time): instead of `codes`, panels of 16
+  // rows in the VNNI order. 8-bit: per 4 columns, 64 bytes = 16 rows x 4 consecutive codes
+  // (byte 4r + i = column k + i of row r). 4-bit: per 8 columns, 64 bytes, byte 4r + i =
+  // column k + i (low nibble) | column k + 4 + i (high nibble). Per panel and group: 16 scales
+  // and 16 integer zero points.
+  bool int8_activations = false;
+  int64_t panel_count = 0;               // ceil(rows / 16)
+  int64_t panel_bytes = 0;               // bytes per panel = 16 * kp (8-bit) or 8 * kp (4-bit)
+  std::vector<uint8_t> panels;
+  std::vector<float> panel_scales;       // [panel][group][16]
+  std::vector<int32_t> panel_zeros;      // [panel][group][16]
+  int panel_code(int64_t r, int64_t j) const {
+    const uint8_t* p = panels.data() + (r / 16) * panel_bytes;
+    const int64_t rr = r % 16;
+    if (code_bits == 8) return p[(j / 4) * 64 + rr * 4 + j % 4];
+    const uint8_t b = p[(j / 8) * 64 + rr * 4 + j % 4];
+    return (j % 8) < 4 ? (b & 15) : (b >> 4);
+  }
   // Sparse outliers (CSR, source column indices), added after the dense product.
   std::vector<int32_t> out_row_ptr, out_col;
   std::vector<float> out_val;
@@ -57,6 +75,13 @@ struct KernelTable {
   void (*gemv)(const PackedWeights& w, const float* x, const float* xsum, int64_t r0, int64_t r1, float* y);
   // out[(r - r0) * kp + j] = dequantized weight of packed column j.
   void (*dequant)(const PackedWeights& w, int64_t r0, int64_t r1, float* out);
+  // Int8-activation product for panels [p0, p1): xq is [n, kp] int8 (per-token symmetric,
+  // scale sx[t]); xqsum is [n, ngroups] int32 sums of xq per group. Per row, token and group the
+  // int32 dot product minus zero * xqsum is converted to float and accumulated with
+  // fma(scale, value, acc) in group order; y[t, r] = acc * sx[t]. The same operations in the same
+  // order in every variant, so all variants give bit-identical results. nullptr: not available.
+  void (*gemm_i8)(const PackedWeights& w, const int8_t* xq, const int32_t* xqsum, const float* sx, int64_t n,
+                  int64_t p0, int64_t p1, float* y);
 };
 
 const KernelTable& scalar_kernels();

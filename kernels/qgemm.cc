@@ -5,6 +5,7 @@
 
 #include <Eigen/Core>
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <numeric>
@@ -74,9 +75,10 @@ PackedLinear& PackedLinear::operator=(PackedLinear&&) noexcept = default;
 int64_t PackedLinear::rows() const { return w_->rows; }
 int64_t PackedLinear::cols() const { return w_->cols; }
 int PackedLinear::bits() const { return w_->bits; }
+bool PackedLinear::int8_activations() const { return w_->int8_activations; }
 uint64_t PackedLinear::bytes() const { return w_->bytes(); }
 
-Result<PackedLinear> PackedLinear::Pack(const QuantizedTensor& q) {
+Result<PackedLinear> PackedLinear::Pack(const QuantizedTensor& q, const PackOptions& options) {
   LLMQ_RETURN_IF_ERROR(q.Validate());
   auto w = std::make_unique<PackedWeights>();
   w->rows = q.rows;
@@ -106,21 +108,40 @@ Result<PackedLinear> PackedLinear::Pack(const QuantizedTensor& q) {
   for (int64_t j = 0; j < q.cols && identity; ++j) identity = order[size_t(j)] == j;
   if (!identity) w->perm = order;
 
-  w->codes.assign(size_t(w->rows * w->row_bytes), 0);
+  w->int8_activations = options.int8_activations;
+  if (w->int8_activations) {
+    w->panel_count = (w->rows + 15) / 16;
+    w->panel_bytes = w->code_bits == 8 ? 16 * w->kp : 8 * w->kp;
+    w->panels.assign(size_t(w->panel_count * w->panel_bytes), 0);
+    w->panel_scales.assign(size_t(w->panel_count * w->ngroups * 16), 0.0f);
+    w->panel_zeros.assign(w->panel_scales.size(), 0);
+  } else {
+    w->codes.assign(size_t(w->rows * w->row_bytes), 0);
+  }
   w->scales.resize(size_t(w->rows * w->ngroups));
   w->mzero.resize(w->scales.size());
   std::vector<uint8_t> src(static_cast<size_t>(q.cols));
 #pragma omp parallel for schedule(static) firstprivate(src)
   for (int64_t r = 0; r < q.rows; ++r) {
     unpack_bits(q.codes.data() + r * q.words_per_row(), q.cols, q.spec.bits, src.data());
-    uint8_t* row = w->codes.data() + r * w->row_bytes;
-    for (int64_t j = 0; j < q.cols; ++j) {
-      const uint8_t c = src[size_t(order[size_t(j)])];
-      if (w->code_bits == 8) {
-        row[j] = c;
-      } else {
-        const int64_t blk = j / 32, i = j % 32;
-        row[blk * 16 + (i % 16)] |= uint8_t(i < 16 ? c : c << 4);
+    if (w->int8_activations) {
+      uint8_t* panel = w->panels.data() + (r / 16) * w->panel_bytes;
+      const int64_t rr = r % 16;
+      for (int64_t j = 0; j < q.cols; ++j) {
+        const uint8_t c = src[size_t(order[size_t(j)])];
+        if (w->code_bits == 8) panel[(j / 4) * 64 + rr * 4 + j % 4] = c;
+        else panel[(j / 8) * 64 + rr * 4 + j % 4] |= uint8_t((j % 8) < 4 ? c : c << 4);
+      }
+    } else {
+      uint8_t* row = w->codes.data() + r * w->row_bytes;
+      for (int64_t j = 0; j < q.cols; ++j) {
+        const uint8_t c = src[size_t(order[size_t(j)])];
+        if (w->code_bits == 8) {
+          row[j] = c;
+        } else {
+          const int64_t blk = j / 32, i = j % 32;
+          row[blk * 16 + (i % 16)] |= uint8_t(i < 16 ? c : c << 4);
+        }
       }
     }
     for (int64_t g = 0; g < w->ngroups; ++g) {
@@ -128,6 +149,11 @@ Result<PackedLinear> PackedLinear::Pack(const QuantizedTensor& q) {
       const float s = q.scales[size_t(r * q.num_groups() + sg)];
       w->scales[size_t(r * w->ngroups + g)] = s;
       w->mzero[size_t(r * w->ngroups + g)] = -s * float(q.zero_of(r, sg));
+      if (w->int8_activations) {
+        const size_t pg = size_t(((r / 16) * w->ngroups + g) * 16 + r % 16);
+        w->panel_scales[pg] = s;
+        w->panel_zeros[pg] = q.zero_of(r, sg);
+      }
     }
   }
   if (!q.outliers.empty()) {
@@ -149,6 +175,13 @@ const kernels::KernelTable& table_for(const PackedWeights& w, Isa isa) {
     if (isa == Isa::kAvx512 && isa_supported(isa)) return *kernels::avx512_kernels();
     if (isa == Isa::kAvx2 && isa_supported(isa)) return *kernels::avx2_kernels();
   }
+  return kernels::scalar_kernels();
+}
+
+const kernels::KernelTable& table_i8_for(const PackedWeights& w, Isa isa) {
+  if (w.block_aligned && isa == Isa::kAvx512 && isa_supported(isa) && kernels::cpu_features().avx512vnni &&
+      kernels::avx512_kernels()->gemm_i8 != nullptr)
+    return *kernels::avx512_kernels();
   return kernels::scalar_kernels();
 }
 
@@ -179,7 +212,34 @@ void PackedLinear::Forward(const float* x, int64_t n, float* y, Isa isa) const {
       xsum[size_t(t * ng + g)] = s;
     }
   }
-  if (n < 4) {
+  if (w.int8_activations) {
+    // Per-token symmetric int8 activations (absmax / 127, round half to even), shared by every
+    // kernel variant so that they all see the same integers.
+    std::vector<int8_t> xq(static_cast<size_t>(n * kp), 0);
+    std::vector<int32_t> xqsum(static_cast<size_t>(n * ng), 0);
+    std::vector<float> sx(static_cast<size_t>(n), 1.0f);
+    for (int64_t t = 0; t < n; ++t) {
+      const float* xr = xp.data() + t * kp;
+      float amax = 0.0f;
+      for (int64_t j = 0; j < kp; ++j) amax = std::max(amax, std::fabs(xr[j]));
+      const float s = amax > 0.0f ? amax / 127.0f : 1.0f;
+      sx[size_t(t)] = s;
+      for (int64_t j = 0; j < kp; ++j)
+        xq[size_t(t * kp + j)] = int8_t(std::clamp(std::nearbyint(xr[j] / s), -127.0f, 127.0f));
+      for (int64_t g = 0; g < ng; ++g) {
+        int32_t acc = 0;
+        for (int64_t j = w.group_start[size_t(g)]; j < w.group_start[size_t(g + 1)]; ++j) acc += xq[size_t(t * kp + j)];
+        xqsum[size_t(t * ng + g)] = acc;
+      }
+    }
+    const kernels::KernelTable& ki = table_i8_for(w, isa);
+#pragma omp parallel
+    {
+      const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+      const int64_t p0 = w.panel_count * t / nt, p1 = w.panel_count * (t + 1) / nt;
+      if (p1 > p0) ki.gemm_i8(w, xq.data(), xqsum.data(), sx.data(), n, p0, p1, y);
+    }
+  } else if (n < 4) {
     // Decode: one pass over the weights per token, rows split across threads.
     std::vector<float> yt(static_cast<size_t>(w.rows));
     for (int64_t t = 0; t < n; ++t) {

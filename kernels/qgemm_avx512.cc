@@ -4,6 +4,8 @@
 // scale is applied once per group, the zero term once per group through the sum of x.
 #include <immintrin.h>
 
+#include <algorithm>
+
 #include "packed.h"
 
 namespace llmq::kernels {
@@ -61,10 +63,78 @@ void dequant_avx512(const PackedWeights& w, int64_t r0, int64_t r1, float* out) 
   }
 }
 
+// VNNI: vpdpbusd multiplies 4 unsigned weight bytes of each row lane by the same 4 signed
+// activation bytes (broadcast) and adds the 4 products to the lane's int32.
+template <int NT>
+void panel_i8(const PackedWeights& w, int64_t p, const int8_t* xq, const int32_t* xqsum, const float* sx,
+              int64_t t0, float* y) {
+  const uint8_t* panel = w.panels.data() + p * w.panel_bytes;
+  const int64_t kp = w.kp, ng = w.ngroups;
+  __m512 yf[NT];
+  for (int t = 0; t < NT; ++t) yf[t] = _mm512_setzero_ps();
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  for (int64_t g = 0; g < ng; ++g) {
+    __m512i acc[NT];
+    for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_si512();
+    const int64_t j0 = w.group_start[size_t(g)], j1 = w.group_start[size_t(g + 1)];
+    if (w.code_bits == 8) {
+      for (int64_t j = j0; j < j1; j += 4) {
+        const __m512i wv = _mm512_loadu_si512(panel + (j / 4) * 64);
+        for (int t = 0; t < NT; ++t) {
+          int32_t xb;
+          __builtin_memcpy(&xb, xq + (t0 + t) * kp + j, 4);
+          acc[t] = _mm512_dpbusd_epi32(acc[t], wv, _mm512_set1_epi32(xb));
+        }
+      }
+    } else {
+      for (int64_t j = j0; j < j1; j += 8) {
+        const __m512i b = _mm512_loadu_si512(panel + (j / 8) * 64);
+        const __m512i lo = _mm512_and_si512(b, m4), hi = _mm512_and_si512(_mm512_srli_epi16(b, 4), m4);
+        for (int t = 0; t < NT; ++t) {
+          int32_t x0, x1;
+          __builtin_memcpy(&x0, xq + (t0 + t) * kp + j, 4);
+          __builtin_memcpy(&x1, xq + (t0 + t) * kp + j + 4, 4);
+          acc[t] = _mm512_dpbusd_epi32(acc[t], lo, _mm512_set1_epi32(x0));
+          acc[t] = _mm512_dpbusd_epi32(acc[t], hi, _mm512_set1_epi32(x1));
+        }
+      }
+    }
+    const size_t pg = size_t((p * ng + g) * 16);
+    const __m512i zeros = _mm512_loadu_si512(w.panel_zeros.data() + pg);
+    const __m512 scales = _mm512_loadu_ps(w.panel_scales.data() + pg);
+    for (int t = 0; t < NT; ++t) {
+      const __m512i v = _mm512_sub_epi32(acc[t], _mm512_mullo_epi32(zeros, _mm512_set1_epi32(xqsum[(t0 + t) * ng + g])));
+      yf[t] = _mm512_fmadd_ps(scales, _mm512_cvtepi32_ps(v), yf[t]);
+    }
+  }
+  const int64_t rows_here = std::min<int64_t>(16, w.rows - p * 16);
+  const __mmask16 mask = __mmask16((1u << rows_here) - 1u);
+  for (int t = 0; t < NT; ++t)
+    _mm512_mask_storeu_ps(y + (t0 + t) * w.rows + p * 16, mask, _mm512_mul_ps(yf[t], _mm512_set1_ps(sx[t0 + t])));
+}
+
+void gemm_i8_avx512(const PackedWeights& w, const int8_t* xq, const int32_t* xqsum, const float* sx, int64_t n,
+                    int64_t p0, int64_t p1, float* y) {
+  for (int64_t p = p0; p < p1; ++p) {
+    int64_t t0 = 0;
+    for (; t0 + 8 <= n; t0 += 8) panel_i8<8>(w, p, xq, xqsum, sx, t0, y);
+    switch (n - t0) {
+      case 7: panel_i8<7>(w, p, xq, xqsum, sx, t0, y); break;
+      case 6: panel_i8<6>(w, p, xq, xqsum, sx, t0, y); break;
+      case 5: panel_i8<5>(w, p, xq, xqsum, sx, t0, y); break;
+      case 4: panel_i8<4>(w, p, xq, xqsum, sx, t0, y); break;
+      case 3: panel_i8<3>(w, p, xq, xqsum, sx, t0, y); break;
+      case 2: panel_i8<2>(w, p, xq, xqsum, sx, t0, y); break;
+      case 1: panel_i8<1>(w, p, xq, xqsum, sx, t0, y); break;
+      default: break;
+    }
+  }
+}
+
 }  // namespace
 
 const KernelTable* avx512_kernels() {
-  static const KernelTable t{"avx512", gemv_avx512, dequant_avx512};
+  static const KernelTable t{"avx512", gemv_avx512, dequant_avx512, gemm_i8_avx512};
   return &t;
 }
 

@@ -1,5 +1,7 @@
 // Scalar reference kernels: the definition every SIMD variant is tested against.
 // Per row: y = sum_g (scale_g * sum_{j in g} code_j x_j + mzero_g * xsum_g), accumulated in double.
+#include <cmath>
+
 #include "packed.h"
 
 namespace llmq::kernels {
@@ -27,10 +29,31 @@ void dequant_ref(const PackedWeights& w, int64_t r0, int64_t r1, float* out) {
     }
 }
 
+void gemm_i8_ref(const PackedWeights& w, const int8_t* xq, const int32_t* xqsum, const float* sx, int64_t n,
+                 int64_t p0, int64_t p1, float* y) {
+  for (int64_t p = p0; p < p1; ++p)
+    for (int64_t rr = 0; rr < 16; ++rr) {
+      const int64_t r = p * 16 + rr;
+      if (r >= w.rows) break;
+      for (int64_t t = 0; t < n; ++t) {
+        float acc = 0.0f;
+        for (int64_t g = 0; g < w.ngroups; ++g) {
+          int32_t dot = 0;
+          for (int64_t j = w.group_start[size_t(g)]; j < w.group_start[size_t(g + 1)]; ++j)
+            dot += w.panel_code(r, j) * int32_t(xq[t * w.kp + j]);
+          const size_t pg = size_t((p * w.ngroups + g) * 16 + rr);
+          dot -= w.panel_zeros[pg] * xqsum[t * w.ngroups + g];
+          acc = std::fma(w.panel_scales[pg], float(dot), acc);
+        }
+        y[t * w.rows + r] = acc * sx[t];
+      }
+    }
+}
+
 }  // namespace
 
 const KernelTable& scalar_kernels() {
-  static const KernelTable t{"scalar", gemv_ref, dequant_ref};
+  static const KernelTable t{"scalar", gemv_ref, dequant_ref, gemm_i8_ref};
   return t;
 }
 

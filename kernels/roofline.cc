@@ -53,6 +53,24 @@ KernelRoofline measure_kernel_roofline(int64_t rows, int64_t cols, int64_t gemm_
         },
         6);
     r.stream_gbps = 3.0 * 4.0 * double(n) / t / 1e9;
+    // Read-only bandwidth (what a GEMV needs): a sum over b and c.
+    float sink = 0.0f;
+    const double tr = best_seconds(
+        [&] {
+          // 16 independent partial sums per thread so that the loop is load-bound, not add-latency-bound.
+          float s = 0.0f;
+#pragma omp parallel reduction(+ : s)
+          {
+            float part[16] = {};
+#pragma omp for schedule(static)
+            for (int64_t i = 0; i < n; i += 16)
+              for (int k = 0; k < 16; ++k) part[k] += b[size_t(i + k)] + c[size_t(i + k)];
+            for (float v : part) s += v;
+          }
+          sink += s;
+        },
+        6);
+    r.read_gbps = 2.0 * 4.0 * double(n) / tr / 1e9 + 0.0 * double(sink);
   }
   const auto w = gaussian(size_t(rows * cols), 1);
   const auto x = gaussian(size_t(gemm_tokens * cols), 2);
@@ -92,6 +110,18 @@ KernelRoofline measure_kernel_roofline(int64_t rows, int64_t cols, int64_t gemm_
   r.w4_gemm_ms = 1e3 * best_seconds([&] { w4.Forward(x.data(), gemm_tokens, y.data(), isa); }, 3);
   r.eigen_gemm_ms = 1e3 * best_seconds([&] { Y.noalias() = X * W.transpose(); }, 3);
   r.w4_gemm_speedup_vs_eigen = r.eigen_gemm_ms / r.w4_gemm_ms;
+  PackOptions int8_mode;
+  int8_mode.int8_activations = true;
+  auto w4a8 = PackedLinear::Pack(q4, int8_mode);
+  QuantSpec pc;
+  pc.bits = 8;
+  pc.group_size = 0;  // W8A8: per-output-channel int8 weights
+  auto w8a8 = PackedLinear::Pack(*quantize_rtn(w.data(), rows, cols, pc), int8_mode);
+  r.w4a8_gemm_ms = 1e3 * best_seconds([&] { w4a8->Forward(x.data(), gemm_tokens, y.data(), isa); }, 3);
+  r.w8a8_gemm_ms = 1e3 * best_seconds([&] { w8a8->Forward(x.data(), gemm_tokens, y.data(), isa); }, 3);
+  r.w4a8_gemm_speedup_vs_eigen = r.eigen_gemm_ms / r.w4a8_gemm_ms;
+  r.w8a8_gemm_speedup_vs_eigen = r.eigen_gemm_ms / r.w8a8_gemm_ms;
+  r.w8a8_gops = 2.0 * double(rows) * double(cols) * double(gemm_tokens) / (r.w8a8_gemm_ms * 1e-3) / 1e9;
   return r;
 }
 

@@ -211,3 +211,91 @@ TEST(Kernels, IsaFromEnvironmentRejectsUnknownValues) {
 
 }  // namespace
 }  // namespace llmq
+
+namespace llmq {
+namespace {
+
+// Int8 activations: the reference quantizes x per token (absmax / 127, half to even) and
+// computes sum_g scale_g * (sum (code - zero) * xq) * sx in double.
+TEST(KernelsInt8, ScalarEqualsDirectIntegerProduct) {
+  uint32_t seed = 500;
+  for (const Case& c : cases()) {
+    const QuantizedTensor q = make_tensor(c, seed++);
+    PackOptions po;
+    po.int8_activations = true;
+    auto p = PackedLinear::Pack(q, po);
+    ASSERT_TRUE(p.ok()) << p.status().ToString();
+    ASSERT_TRUE(p->int8_activations());
+    for (int64_t n : {1, 3, 9}) {
+      auto x = test::random_normal(size_t(n * c.cols), seed++);
+      std::vector<float> y(size_t(n * c.rows));
+      p->Forward(x.data(), n, y.data(), Isa::kScalar);
+      // The quantized activations, exactly as the kernels make them.
+      std::vector<double> xd(x.size());
+      for (int64_t t = 0; t < n; ++t) {
+        float amax = 0;
+        for (int64_t k = 0; k < c.cols; ++k) amax = std::max(amax, std::fabs(x[size_t(t * c.cols + k)]));
+        const float s = amax / 127.0f;
+        for (int64_t k = 0; k < c.cols; ++k)
+          xd[size_t(t * c.cols + k)] = double(std::clamp(std::nearbyint(x[size_t(t * c.cols + k)] / s), -127.0f, 127.0f)) * s;
+      }
+      std::vector<float> xdq(xd.begin(), xd.end());
+      // Sparse outliers multiply the float activations (they are the large weights; keeping
+      // their inputs exact costs nothing).
+      QuantizedTensor dense = q;
+      dense.outliers = SparseOutliers();
+      Reference ref = reference_product(dense, xdq, n);
+      if (!q.outliers.empty())
+        for (int64_t t = 0; t < n; ++t)
+          for (int64_t r = 0; r < c.rows; ++r)
+            for (int32_t i = q.outliers.row_ptr[size_t(r)]; i < q.outliers.row_ptr[size_t(r + 1)]; ++i) {
+              const double v = double(fp16_to_float(q.outliers.values[size_t(i)])) * x[size_t(t * c.cols + q.outliers.col_idx[size_t(i)])];
+              ref.y[size_t(t * c.rows + r)] += v;
+              ref.magnitude[size_t(t * c.rows + r)] += std::fabs(v);
+            }
+      EXPECT_LT(worst_error(y, ref.y, ref.magnitude), 1e-5) << q.spec.ToString() << " n " << n;
+    }
+  }
+}
+
+TEST(KernelsInt8, Avx512VnniIsBitIdenticalToScalar) {
+  if (!isa_supported(Isa::kAvx512)) GTEST_SKIP() << "no AVX-512 on this CPU";
+  uint32_t seed = 700;
+  for (const Case& c : cases()) {
+    const QuantizedTensor q = make_tensor(c, seed++);
+    PackOptions po;
+    po.int8_activations = true;
+    auto p = PackedLinear::Pack(q, po);
+    ASSERT_TRUE(p.ok());
+    for (int64_t n = 1; n <= 17; ++n) {
+      auto x = test::random_normal(size_t(n * c.cols), seed++);
+      std::vector<float> ys(size_t(n * c.rows)), yv(ys.size());
+      p->Forward(x.data(), n, ys.data(), Isa::kScalar);
+      p->Forward(x.data(), n, yv.data(), Isa::kAvx512);
+      ASSERT_EQ(ys, yv) << q.spec.ToString() << " " << c.rows << "x" << c.cols << " n " << n;
+    }
+  }
+}
+
+TEST(KernelsInt8, CloseToFloatActivations) {
+  Case c{8, 0, true, false, false, 64, 512};
+  const QuantizedTensor q = make_tensor(c, 900);
+  auto pf = PackedLinear::Pack(q);
+  PackOptions po;
+  po.int8_activations = true;
+  auto pi = PackedLinear::Pack(q, po);
+  const int64_t n = 16;
+  auto x = test::random_normal(size_t(n * c.cols), 901);
+  std::vector<float> yf(size_t(n * c.rows)), yi(yf.size());
+  pf->Forward(x.data(), n, yf.data());
+  pi->Forward(x.data(), n, yi.data());
+  double num = 0, den = 0;
+  for (size_t i = 0; i < yf.size(); ++i) {
+    num += (yf[i] - yi[i]) * double(yf[i] - yi[i]);
+    den += double(yf[i]) * yf[i];
+  }
+  EXPECT_LT(std::sqrt(num / den), 0.02);  // per-token int8 of Gaussian inputs: about 1%
+}
+
+}  // namespace
+}  // namespace llmq

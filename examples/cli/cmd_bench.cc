@@ -51,6 +51,7 @@ int run_bench(int argc, char** argv) {
   j["shape"] = {r.rows, r.cols};
   j["gemm_tokens"] = r.gemm_tokens;
   j["stream_gbps"] = r.stream_gbps;
+  j["read_gbps"] = r.read_gbps;
   j["w4_gemv_ms"] = r.w4_gemv_ms;
   j["w4_gemv_gbps"] = r.w4_gemv_gbps;
   j["w4_gemv_fraction_of_stream"] = r.w4_gemv_fraction_of_stream;
@@ -61,19 +62,27 @@ int run_bench(int argc, char** argv) {
   j["w4_gemm_ms"] = r.w4_gemm_ms;
   j["eigen_gemm_ms"] = r.eigen_gemm_ms;
   j["w4_gemm_speedup_vs_eigen"] = r.w4_gemm_speedup_vs_eigen;
-  j["w8a8_gemm_speedup_vs_eigen"] = nullptr;  // the W8A8 (VNNI) kernel is not implemented yet
+  j["w4a8_gemm_ms"] = r.w4a8_gemm_ms;
+  j["w4a8_gemm_speedup_vs_eigen"] = r.w4a8_gemm_speedup_vs_eigen;
+  j["w8a8_gemm_ms"] = r.w8a8_gemm_ms;
+  j["w8a8_gemm_speedup_vs_eigen"] = r.w8a8_gemm_speedup_vs_eigen;
+  j["w8a8_gops"] = r.w8a8_gops;
   if (args->has("json")) {
     std::printf("%s\n", j.dump(2).c_str());
     return 0;
   }
-  std::printf("STREAM triad            %8.1f GB/s (%d threads)\n", r.stream_gbps, r.threads);
+  std::printf("STREAM triad            %8.1f GB/s (%d threads); read-only %.1f GB/s\n", r.stream_gbps, r.threads,
+              r.read_gbps);
   std::printf("W4 g128 GEMV %lldx%lld  %8.3f ms  %6.1f GB/s = %.0f%% of STREAM; %.1fx Eigen fp32 GEMV (%.3f ms)\n",
               (long long)r.rows, (long long)r.cols, r.w4_gemv_ms, r.w4_gemv_gbps, 100 * r.w4_gemv_fraction_of_stream,
               r.w4_gemv_speedup_vs_eigen, r.eigen_gemv_ms);
   std::printf("W8 GEMV                 %8.3f ms  %.0f%% of STREAM\n", r.w8_gemv_ms, 100 * r.w8_gemv_fraction_of_stream);
   std::printf("W4 GEMM N=%-5lld         %8.2f ms  %.2fx Eigen fp32 GEMM (%.2f ms)\n", (long long)r.gemm_tokens,
               r.w4_gemm_ms, r.w4_gemm_speedup_vs_eigen, r.eigen_gemm_ms);
-  std::printf("W8A8 GEMM               not implemented yet\n");
+  std::printf("W4A8 GEMM N=%-5lld        %8.2f ms  %.2fx Eigen fp32 GEMM\n", (long long)r.gemm_tokens, r.w4a8_gemm_ms,
+              r.w4a8_gemm_speedup_vs_eigen);
+  std::printf("W8A8 GEMM N=%-5lld        %8.2f ms  %.2fx Eigen fp32 GEMM, %.0f int8 GOPS\n", (long long)r.gemm_tokens,
+              r.w8a8_gemm_ms, r.w8a8_gemm_speedup_vs_eigen, r.w8a8_gops);
   return 0;
 }
 

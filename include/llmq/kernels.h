@@ -29,10 +29,17 @@ Isa active_isa();
 // (unset: the best supported ISA). Use it to report a bad setting; active_isa() ignores one.
 Result<Isa> isa_from_environment();
 
+struct PackOptions {
+  // Quantize activations per token to int8 (symmetric, absmax / 127) on the fly and multiply
+  // them with the integer codes in int32 (AVX-512 VNNI): W8A8 for 8-bit weights (SmoothQuant's
+  // path), W4A8 for 2/3/4-bit. Faster for many tokens; approximate in the activations.
+  bool int8_activations = false;
+};
+
 class PackedLinear {
  public:
   // Converts (validates, reorders act-order columns, repacks codes); the QuantizedTensor can be dropped.
-  static Result<PackedLinear> Pack(const QuantizedTensor& q);
+  static Result<PackedLinear> Pack(const QuantizedTensor& q, const PackOptions& options = {});
   PackedLinear();
   ~PackedLinear();
   PackedLinear(PackedLinear&&) noexcept;
@@ -41,6 +48,7 @@ class PackedLinear {
   int64_t rows() const;  // out_features
   int64_t cols() const;  // in_features
   int bits() const;
+  bool int8_activations() const;
   uint64_t bytes() const;  // bytes a GEMV reads (codes + scales + zero terms + outliers)
 
   // y[n, rows] = x[n, cols] * W^T, with W the dequantized weights plus the sparse outliers.
@@ -65,7 +73,8 @@ struct KernelRoofline {
   Isa isa = Isa::kScalar;
   int threads = 0;
   int64_t rows = 0, cols = 0, gemm_tokens = 0;
-  double stream_gbps = 0;                 // STREAM triad, 3 x 64 MiB arrays
+  double stream_gbps = 0;                 // STREAM triad, 3 x 64 MiB arrays (3 words per element)
+  double read_gbps = 0;                   // read-only sum over 2 x 64 MiB
   double w4_gemv_ms = 0, eigen_gemv_ms = 0;
   double w4_gemv_gbps = 0;                // packed bytes read / time
   double w4_gemv_fraction_of_stream = 0;
@@ -73,6 +82,9 @@ struct KernelRoofline {
   double w8_gemv_ms = 0, w8_gemv_fraction_of_stream = 0;
   double w4_gemm_ms = 0, eigen_gemm_ms = 0;
   double w4_gemm_speedup_vs_eigen = 0;
+  double w4a8_gemm_ms = 0, w4a8_gemm_speedup_vs_eigen = 0;   // 4-bit weights x int8 activations
+  double w8a8_gemm_ms = 0, w8a8_gemm_speedup_vs_eigen = 0;   // per-channel int8 weights x int8 activations
+  double w8a8_gops = 0;                                       // int8 multiply-adds x 2 per second / 1e9
 };
 KernelRoofline measure_kernel_roofline(int64_t rows = 4096, int64_t cols = 4096, int64_t gemm_tokens = 512,
                                        Isa isa = active_isa());
