@@ -1,5 +1,5 @@
-// Tokenizers: SentencePiece tokenizer.model files (through the reference library),
-// chosen from a model folder.
+// Tokenizers: SentencePiece tokenizer.model files (through the reference library) and
+// Hugging Face tokenizer.json BPE tokenizers, chosen from a model folder.
 #ifndef LLMQ_TOKENIZER_H_
 #define LLMQ_TOKENIZER_H_
 
@@ -14,7 +14,8 @@ namespace llmq {
 
 class Tokenizer {
  public:
-  // Opens the tokenizer of a model folder (tokenizer.model). Errors name the file.
+  // Opens the tokenizer of a model folder: tokenizer.model (SentencePiece) when present, else
+  // tokenizer.json (Hugging Face BPE: byte-level or SentencePiece-style). Errors name the file.
   static Result<std::unique_ptr<Tokenizer>> Open(const std::string& folder);
   // Opens a SentencePiece model file directly.
   static Result<std::unique_ptr<Tokenizer>> OpenSentencePiece(const std::string& path);

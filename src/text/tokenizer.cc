@@ -1,10 +1,13 @@
-// SentencePiece tokenizer through the reference library (libsentencepiece), so that
-// ids match the reference fixtures exactly.
+// Tokenizer::Open: SentencePiece tokenizer.model through the reference library
+// (libsentencepiece), so that ids match the reference fixtures exactly, or a Hugging Face
+// tokenizer.json (BPE; text/hf_tokenizer.cc).
 #include "llmq/tokenizer.h"
 
 #include <sentencepiece_processor.h>
 
 #include <filesystem>
+
+#include "text/hf_tokenizer.h"
 
 namespace llmq {
 namespace {
@@ -73,10 +76,10 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::Open(const std::string& folder) {
   namespace fs = std::filesystem;
   std::error_code ec;
   const fs::path sp = fs::path(folder) / "tokenizer.model";
+  // tokenizer.model first: when both exist it is the original, and the reference library reads it.
   if (fs::exists(sp, ec)) return OpenSentencePiece(sp.string());
-  if (fs::exists(fs::path(folder) / "tokenizer.json", ec))
-    return Status::NotSupported(folder + "/tokenizer.json: Hugging Face tokenizer.json (BPE) is not supported yet; "
-                                "a SentencePiece tokenizer.model is needed");
+  const fs::path hf = fs::path(folder) / "tokenizer.json";
+  if (fs::exists(hf, ec)) return internal::open_hf_tokenizer(hf.string());
   return Status::NotFound(folder + ": no tokenizer (tokenizer.model or tokenizer.json)");
 }
 
