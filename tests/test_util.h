@@ -51,4 +51,9 @@ std::string read_bytes(const std::string& path);
 namespace llmq::test {
 // SHA-256 of a byte string, as lowercase hex (for fixture hashes).
 std::string sha256_hex(const void* data, size_t size);
+
+// Checks `tok` against ../shared/fixtures/tokenizer-ids.json entry `name` (strings, decoded
+// strings, whole-file id counts, first ids and hashes). With `special_tokens_in_text` (Hugging
+// Face tokenizers), strings containing a literal "<s>" must map it to BOS instead.
+void expect_matches_tokenizer_fixture(const Tokenizer& tok, const std::string& name, bool special_tokens_in_text);
 }  // namespace llmq::test
