@@ -73,6 +73,10 @@ struct KernelTable {
   const char* name;
   // y[r] = dense product for one token (y indexed by row).
   void (*gemv)(const PackedWeights& w, const float* x, const float* xsum, int64_t r0, int64_t r1, float* y);
+  // The same for n <= 8 tokens at once (codes decoded once per row, used for every token):
+  // y[t * ldy + r] for t < n. nullptr: call gemv per token.
+  void (*gemv_multi)(const PackedWeights& w, const float* x, const float* xsum, int64_t n, int64_t r0, int64_t r1,
+                     float* y, int64_t ldy);
   // out[(r - r0) * kp + j] = dequantized weight of packed column j.
   void (*dequant)(const PackedWeights& w, int64_t r0, int64_t r1, float* out);
   // Int8-activation product for panels [p0, p1): xq is [n, kp] int8 (per-token symmetric,

@@ -251,6 +251,17 @@ void PackedLinear::Forward(const float* x, int64_t n, float* y, Isa isa) const {
       }
       std::memcpy(y + t * w.rows, yt.data(), size_t(w.rows) * sizeof(float));
     }
+  } else if (n <= 64 && k.gemv_multi != nullptr) {
+    // A few tokens: up to 8 at a time share each decoded code (weights read n/8 times).
+    for (int64_t t0 = 0; t0 < n; t0 += 8) {
+      const int64_t nt = std::min<int64_t>(8, n - t0);
+#pragma omp parallel
+      {
+        int64_t r0, r1;
+        thread_rows(w.rows, omp_get_thread_num(), omp_get_num_threads(), &r0, &r1);
+        if (r1 > r0) k.gemv_multi(w, xp.data() + t0 * kp, xsum.data() + t0 * ng, nt, r0, r1, y + t0 * w.rows, w.rows);
+      }
+    }
   } else {
     // Prompt processing: dequantize a tile of rows (a few MB), multiply it with Eigen.
     const int64_t tile = std::max<int64_t>(64, std::min<int64_t>(w.rows, (4 << 20) / (kp * 4) / 8 * 8));

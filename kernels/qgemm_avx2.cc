@@ -77,7 +77,7 @@ void dequant_avx2(const PackedWeights& w, int64_t r0, int64_t r1, float* out) {
 }  // namespace
 
 const KernelTable* avx2_kernels() {
-  static const KernelTable t{"avx2", gemv_avx2, dequant_avx2, nullptr};
+  static const KernelTable t{"avx2", gemv_avx2, nullptr, dequant_avx2, nullptr};
   return &t;
 }
 

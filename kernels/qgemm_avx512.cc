@@ -46,6 +46,52 @@ void gemv_avx512(const PackedWeights& w, const float* x, const float* xsum, int6
   }
 }
 
+template <int NT>
+void gemv_multi_n(const PackedWeights& w, const float* x, const float* xsum, int64_t r0, int64_t r1, float* y,
+                  int64_t ldy) {
+  const int64_t kp = w.kp, ng = w.ngroups;
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* row = w.codes.data() + r * w.row_bytes;
+    const float* sc = w.scales.data() + r * ng;
+    const float* mz = w.mzero.data() + r * ng;
+    __m512 total[NT];
+    float zterm[NT];
+    for (int t = 0; t < NT; ++t) total[t] = _mm512_setzero_ps(), zterm[t] = 0.0f;
+    for (int64_t g = 0; g < ng; ++g) {
+      __m512 acc[NT];
+      for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
+      for (int64_t j = w.group_start[size_t(g)]; j < w.group_start[size_t(g + 1)]; j += 32) {
+        __m512 lo, hi;
+        load_codes(w, row, j, &lo, &hi);
+        for (int t = 0; t < NT; ++t) {
+          acc[t] = _mm512_fmadd_ps(lo, _mm512_loadu_ps(x + t * kp + j), acc[t]);
+          acc[t] = _mm512_fmadd_ps(hi, _mm512_loadu_ps(x + t * kp + j + 16), acc[t]);
+        }
+      }
+      const __m512 s = _mm512_set1_ps(sc[g]);
+      for (int t = 0; t < NT; ++t) {
+        total[t] = _mm512_fmadd_ps(s, acc[t], total[t]);
+        zterm[t] += mz[g] * xsum[t * ng + g];
+      }
+    }
+    for (int t = 0; t < NT; ++t) y[t * ldy + r] = _mm512_reduce_add_ps(total[t]) + zterm[t];
+  }
+}
+
+void gemv_multi_avx512(const PackedWeights& w, const float* x, const float* xsum, int64_t n, int64_t r0, int64_t r1,
+                       float* y, int64_t ldy) {
+  switch (n) {
+    case 1: gemv_multi_n<1>(w, x, xsum, r0, r1, y, ldy); break;
+    case 2: gemv_multi_n<2>(w, x, xsum, r0, r1, y, ldy); break;
+    case 3: gemv_multi_n<3>(w, x, xsum, r0, r1, y, ldy); break;
+    case 4: gemv_multi_n<4>(w, x, xsum, r0, r1, y, ldy); break;
+    case 5: gemv_multi_n<5>(w, x, xsum, r0, r1, y, ldy); break;
+    case 6: gemv_multi_n<6>(w, x, xsum, r0, r1, y, ldy); break;
+    case 7: gemv_multi_n<7>(w, x, xsum, r0, r1, y, ldy); break;
+    default: gemv_multi_n<8>(w, x, xsum, r0, r1, y, ldy); break;
+  }
+}
+
 void dequant_avx512(const PackedWeights& w, int64_t r0, int64_t r1, float* out) {
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* row = w.codes.data() + r * w.row_bytes;
@@ -134,7 +180,7 @@ void gemm_i8_avx512(const PackedWeights& w, const int8_t* xq, const int32_t* xqs
 }  // namespace
 
 const KernelTable* avx512_kernels() {
-  static const KernelTable t{"avx512", gemv_avx512, dequant_avx512, gemm_i8_avx512};
+  static const KernelTable t{"avx512", gemv_avx512, gemv_multi_avx512, dequant_avx512, gemm_i8_avx512};
   return &t;
 }
 

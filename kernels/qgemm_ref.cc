@@ -53,7 +53,7 @@ void gemm_i8_ref(const PackedWeights& w, const int8_t* xq, const int32_t* xqsum,
 }  // namespace
 
 const KernelTable& scalar_kernels() {
-  static const KernelTable t{"scalar", gemv_ref, dequant_ref, gemm_i8_ref};
+  static const KernelTable t{"scalar", gemv_ref, nullptr, dequant_ref, gemm_i8_ref};
   return t;
 }
 

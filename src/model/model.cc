@@ -368,19 +368,13 @@ void Model::Impl::attention(const Block& b, int layer, const float* xn, int64_t 
       const int64_t pos = start + t;
       const int64_t lo = std::max<int64_t>(0, pos - window + 1);
       float* s = S.row(t).data();
-      float mx = -INFINITY;
-      for (int64_t j = lo; j <= pos; ++j) mx = std::max(mx, s[j]);
-      double sum = 0;
-      for (int64_t j = 0; j < total; ++j) {
-        if (j < lo || j > pos) {
-          s[j] = 0.0f;
-        } else {
-          s[j] = std::exp(s[j] - mx);
-          sum += s[j];
-        }
-      }
-      const float inv = float(1.0 / sum);
-      for (int64_t j = lo; j <= pos; ++j) s[j] *= inv;
+      // Stable softmax over the visible positions [lo, pos], vectorized (Eigen's exp): with
+      // small heads the exponentials, not the products, dominate attention.
+      Eigen::Map<Eigen::ArrayXf> a(s + lo, pos - lo + 1);
+      a = (a - a.maxCoeff()).exp();
+      a *= float(1.0 / a.cast<double>().sum());
+      std::fill(s, s + lo, 0.0f);
+      std::fill(s + pos + 1, s + total, 0.0f);
     }
     Eigen::Map<RowMatrix, 0, Eigen::OuterStride<>> Ch(ctx.data() + h * hd, n, hd, Eigen::OuterStride<>(qd));
     Ch.noalias() = S * Vh;
