@@ -5,6 +5,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <type_traits>
 
 #include "packed.h"
 
@@ -78,18 +79,25 @@ void gemv_multi_n(const PackedWeights& w, const float* x, const float* xsum, int
   }
 }
 
+// Calls f(std::integral_constant<int, k>) with k = min(n, 8) >= 1, so kernels can keep one
+// accumulator per token in registers.
+template <typename F>
+void with_token_count(int64_t n, F&& f) {
+  switch (n) {
+    case 1: f(std::integral_constant<int, 1>{}); break;
+    case 2: f(std::integral_constant<int, 2>{}); break;
+    case 3: f(std::integral_constant<int, 3>{}); break;
+    case 4: f(std::integral_constant<int, 4>{}); break;
+    case 5: f(std::integral_constant<int, 5>{}); break;
+    case 6: f(std::integral_constant<int, 6>{}); break;
+    case 7: f(std::integral_constant<int, 7>{}); break;
+    default: f(std::integral_constant<int, 8>{}); break;
+  }
+}
+
 void gemv_multi_avx512(const PackedWeights& w, const float* x, const float* xsum, int64_t n, int64_t r0, int64_t r1,
                        float* y, int64_t ldy) {
-  switch (n) {
-    case 1: gemv_multi_n<1>(w, x, xsum, r0, r1, y, ldy); break;
-    case 2: gemv_multi_n<2>(w, x, xsum, r0, r1, y, ldy); break;
-    case 3: gemv_multi_n<3>(w, x, xsum, r0, r1, y, ldy); break;
-    case 4: gemv_multi_n<4>(w, x, xsum, r0, r1, y, ldy); break;
-    case 5: gemv_multi_n<5>(w, x, xsum, r0, r1, y, ldy); break;
-    case 6: gemv_multi_n<6>(w, x, xsum, r0, r1, y, ldy); break;
-    case 7: gemv_multi_n<7>(w, x, xsum, r0, r1, y, ldy); break;
-    default: gemv_multi_n<8>(w, x, xsum, r0, r1, y, ldy); break;
-  }
+  with_token_count(n, [&](auto nt) { gemv_multi_n<decltype(nt)::value>(w, x, xsum, r0, r1, y, ldy); });
 }
 
 void dequant_avx512(const PackedWeights& w, int64_t r0, int64_t r1, float* out) {
@@ -161,20 +169,9 @@ void panel_i8(const PackedWeights& w, int64_t p, const int8_t* xq, const int32_t
 
 void gemm_i8_avx512(const PackedWeights& w, const int8_t* xq, const int32_t* xqsum, const float* sx, int64_t n,
                     int64_t p0, int64_t p1, float* y) {
-  for (int64_t p = p0; p < p1; ++p) {
-    int64_t t0 = 0;
-    for (; t0 + 8 <= n; t0 += 8) panel_i8<8>(w, p, xq, xqsum, sx, t0, y);
-    switch (n - t0) {
-      case 7: panel_i8<7>(w, p, xq, xqsum, sx, t0, y); break;
-      case 6: panel_i8<6>(w, p, xq, xqsum, sx, t0, y); break;
-      case 5: panel_i8<5>(w, p, xq, xqsum, sx, t0, y); break;
-      case 4: panel_i8<4>(w, p, xq, xqsum, sx, t0, y); break;
-      case 3: panel_i8<3>(w, p, xq, xqsum, sx, t0, y); break;
-      case 2: panel_i8<2>(w, p, xq, xqsum, sx, t0, y); break;
-      case 1: panel_i8<1>(w, p, xq, xqsum, sx, t0, y); break;
-      default: break;
-    }
-  }
+  for (int64_t p = p0; p < p1; ++p)
+    for (int64_t t0 = 0; t0 < n; t0 += 8)
+      with_token_count(n - t0, [&](auto nt) { panel_i8<decltype(nt)::value>(w, p, xq, xqsum, sx, t0, y); });
 }
 
 }  // namespace
