@@ -56,7 +56,9 @@ struct PackedWeights {
   std::vector<float> out_val;
 
   uint64_t bytes() const {  // what a GEMV streams: codes + scales + zero terms (+ outliers)
-    return codes.size() + 4 * (scales.size() + mzero.size()) + 4 * (out_col.size() + out_val.size());
+    const uint64_t outliers = 4 * (out_col.size() + out_val.size());
+    if (int8_activations) return panels.size() + 4 * (panel_scales.size() + panel_zeros.size()) + outliers;
+    return codes.size() + 4 * (scales.size() + mzero.size()) + outliers;
   }
   int code(int64_t r, int64_t j) const {  // packed column j of row r
     const uint8_t* row = codes.data() + r * row_bytes;

@@ -12,13 +12,14 @@
 namespace llmq::kernels {
 namespace {
 
-// Two vectors of 16 float codes for packed columns [j, j + 32) of `row`.
+// Two vectors of 16 float codes for packed columns [j, j + 32) of `row`. 4-bit: the 16 bytes
+// are widened once to 16 dwords; lane i then holds column i in bits 0..3 and column i + 16 in
+// bits 4..7, so an AND and a shift split them (7 uops per 32 weights including the FMAs).
 inline void load_codes(const PackedWeights& w, const uint8_t* row, int64_t j, __m512* lo, __m512* hi) {
   if (w.code_bits == 4) {
-    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + j / 2));
-    const __m128i m = _mm_set1_epi8(0x0F);
-    *lo = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(b, m)));
-    *hi = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(b, 4), m)));
+    const __m512i d = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + j / 2)));
+    *lo = _mm512_cvtepi32_ps(_mm512_and_si512(d, _mm512_set1_epi32(0x0F)));
+    *hi = _mm512_cvtepi32_ps(_mm512_srli_epi32(d, 4));
   } else {
     *lo = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + j))));
     *hi = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + j + 16))));
@@ -33,14 +34,26 @@ void gemv_avx512(const PackedWeights& w, const float* x, const float* xsum, int6
     __m512 total = _mm512_setzero_ps();
     float zterm = 0.0f;
     for (int64_t g = 0; g < w.ngroups; ++g) {
-      __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
-      for (int64_t j = w.group_start[size_t(g)]; j < w.group_start[size_t(g + 1)]; j += 32) {
+      // Four independent FMA chains (64 columns per step): one chain would wait on FMA latency.
+      __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps(), a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
+      int64_t j = w.group_start[size_t(g)];
+      const int64_t end = w.group_start[size_t(g + 1)];
+      for (; j + 64 <= end; j += 64) {
+        __m512 lo, hi, lo2, hi2;
+        load_codes(w, row, j, &lo, &hi);
+        load_codes(w, row, j + 32, &lo2, &hi2);
+        a0 = _mm512_fmadd_ps(lo, _mm512_loadu_ps(x + j), a0);
+        a1 = _mm512_fmadd_ps(hi, _mm512_loadu_ps(x + j + 16), a1);
+        a2 = _mm512_fmadd_ps(lo2, _mm512_loadu_ps(x + j + 32), a2);
+        a3 = _mm512_fmadd_ps(hi2, _mm512_loadu_ps(x + j + 48), a3);
+      }
+      if (j < end) {
         __m512 lo, hi;
         load_codes(w, row, j, &lo, &hi);
         a0 = _mm512_fmadd_ps(lo, _mm512_loadu_ps(x + j), a0);
         a1 = _mm512_fmadd_ps(hi, _mm512_loadu_ps(x + j + 16), a1);
       }
-      total = _mm512_fmadd_ps(_mm512_set1_ps(sc[g]), _mm512_add_ps(a0, a1), total);
+      total = _mm512_fmadd_ps(_mm512_set1_ps(sc[g]), _mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)), total);
       zterm += mz[g] * xsum[g];
     }
     y[r] = _mm512_reduce_add_ps(total) + zterm;

@@ -117,6 +117,16 @@ KernelRoofline measure_kernel_roofline(int64_t rows, int64_t cols, int64_t gemm_
   pc.bits = 8;
   pc.group_size = 0;  // W8A8: per-output-channel int8 weights
   auto w8a8 = PackedLinear::Pack(*quantize_rtn(w.data(), rows, cols, pc), int8_mode);
+  {  // W4A8 GEMV (decode with int8 activations), cold weights as above.
+    std::vector<PackedLinear> cold;
+    for (int i = 0, n = copies(q4.storage_bytes()); i < n; ++i) {
+      auto p = PackedLinear::Pack(q4, int8_mode);
+      cold.push_back(std::move(*p));
+    }
+    size_t k = 0;
+    r.w4a8_gemv_ms = 1e3 * best_seconds([&] { cold[k++ % cold.size()].Forward(x.data(), 1, y.data(), isa); }, 40);
+    r.w4a8_gemv_fraction_of_stream = double(cold[0].bytes()) / (r.w4a8_gemv_ms * 1e-3) / 1e9 / r.stream_gbps;
+  }
   r.w4a8_gemm_ms = 1e3 * best_seconds([&] { w4a8->Forward(x.data(), gemm_tokens, y.data(), isa); }, 3);
   r.w8a8_gemm_ms = 1e3 * best_seconds([&] { w8a8->Forward(x.data(), gemm_tokens, y.data(), isa); }, 3);
   r.w4a8_gemm_speedup_vs_eigen = r.eigen_gemm_ms / r.w4a8_gemm_ms;

@@ -62,6 +62,8 @@ int run_bench(int argc, char** argv) {
   j["w4_gemm_ms"] = r.w4_gemm_ms;
   j["eigen_gemm_ms"] = r.eigen_gemm_ms;
   j["w4_gemm_speedup_vs_eigen"] = r.w4_gemm_speedup_vs_eigen;
+  j["w4a8_gemv_ms"] = r.w4a8_gemv_ms;
+  j["w4a8_gemv_fraction_of_stream"] = r.w4a8_gemv_fraction_of_stream;
   j["w4a8_gemm_ms"] = r.w4a8_gemm_ms;
   j["w4a8_gemm_speedup_vs_eigen"] = r.w4a8_gemm_speedup_vs_eigen;
   j["w8a8_gemm_ms"] = r.w8a8_gemm_ms;
@@ -79,6 +81,8 @@ int run_bench(int argc, char** argv) {
   std::printf("W8 GEMV                 %8.3f ms  %.0f%% of STREAM\n", r.w8_gemv_ms, 100 * r.w8_gemv_fraction_of_stream);
   std::printf("W4 GEMM N=%-5lld         %8.2f ms  %.2fx Eigen fp32 GEMM (%.2f ms)\n", (long long)r.gemm_tokens,
               r.w4_gemm_ms, r.w4_gemm_speedup_vs_eigen, r.eigen_gemm_ms);
+  std::printf("W4A8 GEMV                %8.3f ms  %.0f%% of STREAM (int8 activations)\n", r.w4a8_gemv_ms,
+              100 * r.w4a8_gemv_fraction_of_stream);
   std::printf("W4A8 GEMM N=%-5lld        %8.2f ms  %.2fx Eigen fp32 GEMM\n", (long long)r.gemm_tokens, r.w4a8_gemm_ms,
               r.w4a8_gemm_speedup_vs_eigen);
   std::printf("W8A8 GEMM N=%-5lld        %8.2f ms  %.2fx Eigen fp32 GEMM, %.0f int8 GOPS\n", (long long)r.gemm_tokens,

@@ -82,7 +82,8 @@ struct KernelRoofline {
   double w8_gemv_ms = 0, w8_gemv_fraction_of_stream = 0;
   double w4_gemm_ms = 0, eigen_gemm_ms = 0;
   double w4_gemm_speedup_vs_eigen = 0;
-  double w4a8_gemm_ms = 0, w4a8_gemm_speedup_vs_eigen = 0;   // 4-bit weights x int8 activations
+  double w4a8_gemv_ms = 0, w4a8_gemv_fraction_of_stream = 0; // 4-bit weights x int8 activations
+  double w4a8_gemm_ms = 0, w4a8_gemm_speedup_vs_eigen = 0;
   double w8a8_gemm_ms = 0, w8a8_gemm_speedup_vs_eigen = 0;   // per-channel int8 weights x int8 activations
   double w8a8_gops = 0;                                       // int8 multiply-adds x 2 per second / 1e9
 };
