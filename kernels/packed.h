@@ -91,6 +91,10 @@ struct KernelTable {
 };
 
 const KernelTable& scalar_kernels();
+// The AVX2 table's int8 kernel with vpdpbusd (AVX-VNNI); nullptr when not compiled in.
+using GemmI8Fn = void (*)(const PackedWeights&, const int8_t*, const int32_t*, const float*, int64_t, int64_t, int64_t,
+                          float*);
+GemmI8Fn avxvnni_gemm_i8();
 const KernelTable* avx2_kernels();    // nullptr when not compiled in
 const KernelTable* avx512_kernels();  // nullptr when not compiled in
 

@@ -169,6 +169,12 @@ Result<PackedLinear> PackedLinear::Pack(const QuantizedTensor& q, const PackOpti
 
 namespace {
 
+// LLMQ_AVX2_INT8=emulated: use the vpmaddubsw path even on AVX-VNNI CPUs (so tests cover both).
+bool avx2_int8_emulation_forced() {
+  const char* v = std::getenv("LLMQ_AVX2_INT8");
+  return v != nullptr && std::string(v) == "emulated";
+}
+
 const kernels::KernelTable& table_for(const PackedWeights& w, Isa isa) {
   // SIMD kernels walk whole 32-column blocks per group; other layouts use the reference.
   if (w.block_aligned) {
@@ -178,11 +184,20 @@ const kernels::KernelTable& table_for(const PackedWeights& w, Isa isa) {
   return kernels::scalar_kernels();
 }
 
-const kernels::KernelTable& table_i8_for(const PackedWeights& w, Isa isa) {
-  if (w.block_aligned && isa == Isa::kAvx512 && isa_supported(isa) && kernels::cpu_features().avx512vnni &&
-      kernels::avx512_kernels()->gemm_i8 != nullptr)
-    return *kernels::avx512_kernels();
-  return kernels::scalar_kernels();
+// The int8 kernel for `isa`: AVX-512 needs VNNI; AVX2 uses vpdpbusd when the CPU has AVX-VNNI
+// and an exact vpmaddubsw emulation otherwise.
+kernels::GemmI8Fn gemm_i8_for(const PackedWeights& w, Isa isa) {
+  const auto& f = kernels::cpu_features();
+  if (w.block_aligned && isa_supported(isa)) {
+    if (isa == Isa::kAvx512 && f.avx512vnni && kernels::avx512_kernels()->gemm_i8 != nullptr)
+      return kernels::avx512_kernels()->gemm_i8;
+    if (isa == Isa::kAvx2) {
+      if (f.avx_vnni && kernels::avxvnni_gemm_i8() != nullptr && !avx2_int8_emulation_forced())
+        return kernels::avxvnni_gemm_i8();
+      return kernels::avx2_kernels()->gemm_i8;
+    }
+  }
+  return kernels::scalar_kernels().gemm_i8;
 }
 
 // Rows [r0, r1) of thread t of nt, in multiples of 8 rows.
@@ -232,12 +247,12 @@ void PackedLinear::Forward(const float* x, int64_t n, float* y, Isa isa) const {
         xqsum[size_t(t * ng + g)] = acc;
       }
     }
-    const kernels::KernelTable& ki = table_i8_for(w, isa);
+    const kernels::GemmI8Fn gemm_i8 = gemm_i8_for(w, isa);
 #pragma omp parallel
     {
       const int nt = omp_get_num_threads(), t = omp_get_thread_num();
       const int64_t p0 = w.panel_count * t / nt, p1 = w.panel_count * (t + 1) / nt;
-      if (p1 > p0) ki.gemm_i8(w, xq.data(), xqsum.data(), sx.data(), n, p0, p1, y);
+      if (p1 > p0) gemm_i8(w, xq.data(), xqsum.data(), sx.data(), n, p0, p1, y);
     }
   } else if (n < 4) {
     // Decode: one pass over the weights per token, rows split across threads.

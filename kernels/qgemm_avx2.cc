@@ -2,6 +2,7 @@
 // AVX-512 variant with 8-wide vectors: 32 columns per step as four runs of 8 codes.
 #include <immintrin.h>
 
+#include "i8_avx2_impl.h"
 #include "packed.h"
 
 namespace llmq::kernels {
@@ -74,10 +75,15 @@ void dequant_avx2(const PackedWeights& w, int64_t r0, int64_t r1, float* out) {
   }
 }
 
+void gemm_i8_avx2(const PackedWeights& w, const int8_t* xq, const int32_t* xqsum, const float* sx, int64_t n,
+                  int64_t p0, int64_t p1, float* y) {
+  avx2_i8::gemm_i8<false>(w, xq, xqsum, sx, n, p0, p1, y);
+}
+
 }  // namespace
 
 const KernelTable* avx2_kernels() {
-  static const KernelTable t{"avx2", gemv_avx2, nullptr, dequant_avx2, nullptr};
+  static const KernelTable t{"avx2", gemv_avx2, nullptr, dequant_avx2, gemm_i8_avx2};
   return &t;
 }
 

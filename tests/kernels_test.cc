@@ -258,8 +258,8 @@ TEST(KernelsInt8, ScalarEqualsDirectIntegerProduct) {
   }
 }
 
-TEST(KernelsInt8, Avx512VnniIsBitIdenticalToScalar) {
-  if (!isa_supported(Isa::kAvx512)) GTEST_SKIP() << "no AVX-512 on this CPU";
+// Every int8 variant (AVX-512 VNNI, AVX-VNNI, AVX2 emulation) gives the same bits as the reference.
+void expect_int8_bit_identical(Isa isa) {
   uint32_t seed = 700;
   for (const Case& c : cases()) {
     const QuantizedTensor q = make_tensor(c, seed++);
@@ -271,10 +271,23 @@ TEST(KernelsInt8, Avx512VnniIsBitIdenticalToScalar) {
       auto x = test::random_normal(size_t(n * c.cols), seed++);
       std::vector<float> ys(size_t(n * c.rows)), yv(ys.size());
       p->Forward(x.data(), n, ys.data(), Isa::kScalar);
-      p->Forward(x.data(), n, yv.data(), Isa::kAvx512);
-      ASSERT_EQ(ys, yv) << q.spec.ToString() << " " << c.rows << "x" << c.cols << " n " << n;
+      p->Forward(x.data(), n, yv.data(), isa);
+      ASSERT_EQ(ys, yv) << isa_name(isa) << " " << q.spec.ToString() << " " << c.rows << "x" << c.cols << " n " << n;
     }
   }
+}
+
+TEST(KernelsInt8, Avx512VnniIsBitIdenticalToScalar) {
+  if (!isa_supported(Isa::kAvx512)) GTEST_SKIP() << "no AVX-512 on this CPU";
+  expect_int8_bit_identical(Isa::kAvx512);
+}
+
+TEST(KernelsInt8, Avx2IsBitIdenticalToScalarWithAndWithoutVnni) {
+  if (!isa_supported(Isa::kAvx2)) GTEST_SKIP() << "no AVX2 on this CPU";
+  expect_int8_bit_identical(Isa::kAvx2);  // AVX-VNNI where the CPU has it
+  setenv("LLMQ_AVX2_INT8", "emulated", 1);
+  expect_int8_bit_identical(Isa::kAvx2);  // vpmaddubsw emulation
+  unsetenv("LLMQ_AVX2_INT8");
 }
 
 TEST(KernelsInt8, CloseToFloatActivations) {
