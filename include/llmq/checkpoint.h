@@ -114,8 +114,11 @@ class Checkpoint {
   std::vector<std::string> tensor_names() const;
   const TensorInfo* find(const std::string& name) const;
   Result<TensorView> get(const std::string& name) const;  // zero-copy
-  // A tensor converted to fp32 (InvalidArgument if it is not a float tensor).
+  // A tensor converted to fp32 (InvalidArgument if it is not a float tensor). The copy is
+  // the caller's; the tensor's mapped pages are dropped from memory afterwards.
   Result<std::vector<float>> get_float(const std::string& name) const;
+  // Drops a tensor's mapped pages from memory (see SafetensorsFile::ReleasePages).
+  void release_pages(const std::string& name) const;
 
   // Prefix of the decoder's tensors ("model." or "model.decoder."; some OPT exports omit "model.").
   const std::string& base_prefix() const { return base_prefix_; }

@@ -45,6 +45,10 @@ class SafetensorsFile : public std::enable_shared_from_this<SafetensorsFile> {
   // A zero-copy view into the mapping; the view keeps the file mapped. NotFound if absent.
   Result<TensorView> get(const std::string& name) const;
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  // Drops the mapped pages of a tensor from this process's memory (they are read from disk
+  // again if the tensor is used again). Callers that copied a tensor use it to keep the
+  // resident set at what they hold, not at everything they have read.
+  void ReleasePages(const TensorInfo& t) const;
 
   ~SafetensorsFile();
   SafetensorsFile(const SafetensorsFile&) = delete;
@@ -68,6 +72,10 @@ struct TensorToWrite {
   std::vector<int64_t> shape;
   std::vector<uint8_t> bytes;
 };
+
+// The JSON header of a safetensors file holding `tensors` (in this order, contiguous), padded
+// with spaces to a multiple of 8 bytes.
+std::string safetensors_header(const std::vector<TensorInfo>& tensors, const std::map<std::string, std::string>& metadata);
 
 // Writes `tensors` to `path` atomically: into a temporary file in the same folder,
 // flushed to disk, then renamed over `path`. On any error nothing is left behind.

@@ -376,7 +376,15 @@ Result<std::vector<float>> Checkpoint::get_float(const std::string& name) const 
   LLMQ_ASSIGN_OR_RETURN(TensorView v, get(name));
   auto r = to_float32(v);
   if (!r.ok()) return r.status().WithContext(folder_ + ": tensor '" + name + "'");
+  release_pages(name);
   return r;
+}
+
+void Checkpoint::release_pages(const std::string& name) const {
+  auto it = file_of_.find(name);
+  if (it == file_of_.end()) return;
+  const SafetensorsFile& f = *files_[it->second];
+  if (const TensorInfo* t = f.find(name)) f.ReleasePages(*t);
 }
 
 bool Checkpoint::is_quantized_module(const std::string& module) const {

@@ -1,7 +1,10 @@
 // Atomic, sharded model-folder writer.
 #include "io/checkpoint_writer.h"
 
+#include <fcntl.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <cstdio>
 #include <filesystem>
@@ -47,23 +50,84 @@ Result<std::unique_ptr<CheckpointWriter>> CheckpointWriter::Create(const std::st
 }
 
 CheckpointWriter::~CheckpointWriter() {
+  if (data_fd_ >= 0) ::close(data_fd_);
   if (!committed_ && !tmp_.empty()) {
     std::error_code ec;
     fs::remove_all(tmp_, ec);
   }
 }
 
+namespace {
+
+Status write_all(int fd, const void* data, size_t size, const std::string& path) {
+  const auto* p = static_cast<const uint8_t*>(data);
+  while (size > 0) {
+    const ssize_t n = ::write(fd, p, size);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Status::IOError(path + ": write failed: " + errno_text());
+    }
+    p += n;
+    size -= size_t(n);
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
 Status CheckpointWriter::Add(TensorToWrite tensor) {
+  const std::string data_path = (fs::path(tmp_) / (shard_tmp_name(shard_names_.size()) + ".data")).string();
+  uint64_t numel = 1;
+  for (int64_t d : tensor.shape) numel *= uint64_t(d);
+  if (numel * dtype_size(tensor.dtype) != tensor.bytes.size())
+    return Status::InvalidArgument("tensor '" + tensor.name + "': byte count does not match its shape");
+  for (const auto& t : pending_)
+    if (t.name == tensor.name) return Status::InvalidArgument("tensor '" + tensor.name + "' written twice");
+  if (data_fd_ < 0) {
+    data_fd_ = ::open(data_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (data_fd_ < 0) return Status::IOError(data_path + ": cannot create: " + errno_text());
+  }
+  LLMQ_RETURN_IF_ERROR(write_all(data_fd_, tensor.bytes.data(), tensor.bytes.size(), data_path));
+  pending_.push_back({tensor.name, tensor.dtype, tensor.shape, buffered_, tensor.bytes.size()});
   buffered_ += tensor.bytes.size();
-  pending_.push_back(std::move(tensor));
   if (buffered_ >= max_shard_bytes_) return FlushShard();
   return Status::Ok();
 }
 
+// The shard = 8-byte header length + header + the data file, copied in 8 MiB pieces.
 Status CheckpointWriter::FlushShard() {
   if (pending_.empty()) return Status::Ok();
   const std::string path = (fs::path(tmp_) / shard_tmp_name(shard_names_.size())).string();
-  LLMQ_RETURN_IF_ERROR(write_safetensors(path, pending_, {{"format", "pt"}, {"producer", "llmq"}}));
+  const std::string data_path = path + ".data";
+  if (::close(data_fd_) != 0) {
+    data_fd_ = -1;
+    return Status::IOError(data_path + ": close failed: " + errno_text());
+  }
+  data_fd_ = -1;
+  const std::string header = safetensors_header(pending_, {{"format", "pt"}, {"producer", "llmq"}});
+  const uint64_t len = header.size();
+  const int out = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  const int in = ::open(data_path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (out < 0 || in < 0) {
+    if (out >= 0) ::close(out);
+    if (in >= 0) ::close(in);
+    return Status::IOError(path + ": cannot create the shard: " + errno_text());
+  }
+  Status st = write_all(out, &len, 8, path);
+  if (st.ok()) st = write_all(out, header.data(), header.size(), path);
+  std::vector<uint8_t> buf(8u << 20);
+  while (st.ok()) {
+    const ssize_t n = ::read(in, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) st = Status::IOError(data_path + ": read failed: " + errno_text());
+    if (n <= 0) break;
+    st = write_all(out, buf.data(), size_t(n), path);
+  }
+  if (st.ok() && ::fsync(out) != 0) st = Status::IOError(path + ": flush failed: " + errno_text());
+  ::close(in);
+  if (::close(out) != 0 && st.ok()) st = Status::IOError(path + ": close failed: " + errno_text());
+  ::unlink(data_path.c_str());
+  LLMQ_RETURN_IF_ERROR(st);
   std::vector<std::string> names;
   for (const auto& t : pending_) names.push_back(t.name);
   shard_names_.push_back(std::move(names));

@@ -21,7 +21,8 @@ class CheckpointWriter {
                                                           uint64_t max_shard_bytes);
   ~CheckpointWriter();
 
-  // Buffers a tensor; a shard is written once the buffer reaches max_shard_bytes.
+  // Appends a tensor's bytes to the current shard's data file (nothing is kept in memory); the
+  // shard is finished once it holds max_shard_bytes.
   Status Add(TensorToWrite tensor);
   // Writes the last shard, the index (when sharded), config.json, the given extra text files and
   // the tokenizer files found in `copy_from`, then moves the folder into place.
@@ -35,7 +36,8 @@ class CheckpointWriter {
   std::string out_, tmp_;
   bool overwrite_ = false, committed_ = false;
   uint64_t max_shard_bytes_ = 0, buffered_ = 0;
-  std::vector<TensorToWrite> pending_;
+  int data_fd_ = -1;                  // the current shard's data section, written as tensors arrive
+  std::vector<TensorInfo> pending_;   // its tensors (offsets follow the order of Add)
   std::vector<std::vector<std::string>> shard_names_;  // tensor names per written shard
 };
 

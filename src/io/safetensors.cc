@@ -170,7 +170,9 @@ Result<TensorView> SafetensorsFile::get(const std::string& name) const {
 
 namespace {
 
-std::string make_header(const std::vector<TensorToWrite>& tensors, const std::map<std::string, std::string>& metadata) {
+}  // namespace
+
+std::string safetensors_header(const std::vector<TensorInfo>& tensors, const std::map<std::string, std::string>& metadata) {
   // nlohmann's default object is sorted by key; use ordered_json to keep the writer's order.
   nlohmann::ordered_json h = nlohmann::ordered_json::object();
   if (!metadata.empty()) {
@@ -180,15 +182,20 @@ std::string make_header(const std::vector<TensorToWrite>& tensors, const std::ma
   }
   uint64_t off = 0;
   for (const auto& t : tensors) {
-    h[t.name] = {{"dtype", dtype_name(t.dtype)}, {"shape", t.shape}, {"data_offsets", {off, off + t.bytes.size()}}};
-    off += t.bytes.size();
+    h[t.name] = {{"dtype", dtype_name(t.dtype)}, {"shape", t.shape}, {"data_offsets", {off, off + t.nbytes}}};
+    off += t.nbytes;
   }
   std::string s = h.dump();
   while (s.size() % 8) s.push_back(' ');  // align the data section to 8 bytes
   return s;
 }
 
-}  // namespace
+void SafetensorsFile::ReleasePages(const TensorInfo& t) const {
+  const uint64_t page = uint64_t(::sysconf(_SC_PAGESIZE));
+  const uint64_t begin = (data_start_ + t.offset + page - 1) / page * page;  // whole pages inside the tensor
+  const uint64_t end = (data_start_ + t.offset + t.nbytes) / page * page;
+  if (end > begin) ::madvise(const_cast<uint8_t*>(map_) + begin, end - begin, MADV_DONTNEED);
+}
 
 Status write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
                          const std::map<std::string, std::string>& metadata) {
@@ -202,7 +209,9 @@ Status write_safetensors(const std::string& path, const std::vector<TensorToWrit
                                      " bytes, which does not match shape " + shape_string(t.shape) + " x " +
                                      dtype_name(t.dtype));
   }
-  const std::string header = make_header(tensors, metadata);
+  std::vector<TensorInfo> infos;
+  for (const auto& t : tensors) infos.push_back({t.name, t.dtype, t.shape, 0, t.bytes.size()});
+  const std::string header = safetensors_header(infos, metadata);
   const uint64_t len = header.size();
   uint8_t len_bytes[8];
   std::memcpy(len_bytes, &len, 8);

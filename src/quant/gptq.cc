@@ -47,13 +47,14 @@ void invert_lower_triangular(Eigen::Ref<MatF> l) {
 // without forming H^-1: with P the reversal permutation and P H P = L L^T,
 // H^-1 = (P L^-T P)(P L^-1 P), and P L^-1 P is upper triangular with a positive diagonal,
 // so it is the (unique) Cholesky factor. One Cholesky and one triangular inverse.
-bool upper_cholesky_of_inverse(const MatF& h, MatF* u) {
-  MatF r = h.reverse();
-  Eigen::LLT<Eigen::Ref<MatF>> llt(r);
+bool upper_cholesky_of_inverse(MatF h, MatF* u) {
+  h.reverseInPlace();
+  Eigen::LLT<Eigen::Ref<MatF>> llt(h);
   if (llt.info() != Eigen::Success) return false;
-  invert_lower_triangular(r);  // LLT<Ref> factored r in place: its lower triangle is L
-  *u = r.triangularView<Eigen::Lower>();
-  u->reverseInPlace();
+  invert_lower_triangular(h);  // LLT<Ref> factored h in place: its lower triangle is L
+  h.triangularView<Eigen::StrictlyUpper>().setZero();
+  h.reverseInPlace();
+  u->swap(h);
   return u->allFinite() && (u->diagonal().array() > 0.0f).all();
 }
 
@@ -169,7 +170,7 @@ Result<GptqResult> gptq_quantize(const float* w, int64_t rows, int64_t cols, con
   for (int attempt = 0; attempt <= options.damp_retries; ++attempt, damp *= 10.0) {
     MatF Hd = H;
     Hd.diagonal().array() += float(damp) * mean_diag;
-    if (upper_cholesky_of_inverse(Hd, &U)) {
+    if (upper_cholesky_of_inverse(std::move(Hd), &U)) {
       ok = true;
       res.damp = damp;
       res.damp_retries = attempt;

@@ -278,12 +278,20 @@ Status run_gptq(const std::string& input_folder, const Checkpoint& ckpt, const Q
       }));
       units += N;
       if (cancelled) return stop();
-      std::map<const HessianAccumulator*, std::vector<float>> h_of;  // one H per shared input
+      // One fp32 H per shared input; the fp64 accumulators are freed before the solves.
+      std::map<std::string, std::shared_ptr<const std::vector<float>>> h_of;
+      {
+        std::map<const HessianAccumulator*, std::shared_ptr<const std::vector<float>>> by_acc;
+        for (const LinearInfo& l : in_stage) {
+          const HessianAccumulator* acc = hessians[l.module].get();
+          if (!by_acc.count(acc)) by_acc[acc] = std::make_shared<const std::vector<float>>(acc->Hessian());
+          h_of[l.module] = by_acc[acc];
+        }
+        hessians.clear();
+      }
       for (const LinearInfo& l : in_stage) {
         const auto tl = Clock::now();
-        const HessianAccumulator* acc = hessians[l.module].get();
-        if (!h_of.count(acc)) h_of[acc] = acc->Hessian();
-        const std::vector<float>& H = h_of[acc];
+        const std::vector<float>& H = *h_of[l.module];
         LLMQ_ASSIGN_OR_RETURN(std::vector<float> w, ckpt.linear_weight(l));
         auto g = gptq_quantize(w.data(), l.rows, l.cols, H.data(), options.spec, options.gptq);
         if (!g.ok()) return g.status().WithContext(input_folder + ": " + l.module);
@@ -306,6 +314,7 @@ Status run_gptq(const std::string& input_folder, const Checkpoint& ckpt, const Q
         lr.seconds = seconds_since(tl);
         reports.push_back(layer_report_to_json(lr));
         report->layers.push_back(lr);
+        h_of.erase(l.module);  // frees H once its last linear is done
         units += N;
         progress(layer, units, "gptq " + l.module.substr(l.module.rfind('.', l.module.rfind('.') - 1) + 1));
       }
@@ -398,6 +407,7 @@ Result<QuantizeReport> quantize_checkpoint(const std::string& input_folder, cons
       std::vector<uint8_t> bytes(view.nbytes());
       if (!bytes.empty()) std::memcpy(bytes.data(), view.data, bytes.size());
       LLMQ_RETURN_IF_ERROR(writer->Add({name, view.dtype, view.shape, std::move(bytes)}));
+      ckpt->release_pages(name);  // written out: keep the resident set at about one tensor
       continue;
     }
     const LinearInfo& l = lin->second;
@@ -414,6 +424,7 @@ Result<QuantizeReport> quantize_checkpoint(const std::string& input_folder, cons
         std::vector<uint8_t> bytes(v.nbytes());
         if (!bytes.empty()) std::memcpy(bytes.data(), v.data, bytes.size());
         LLMQ_RETURN_IF_ERROR(writer->Add({t.name, v.dtype, v.shape, std::move(bytes)}));
+        b.file->ReleasePages(t);
       }
       nlohmann::ordered_json mj = m->second;
       mj["relative_error"] = report_of.count(l.module) ? report_of[l.module]->relative_error : 0.0;
