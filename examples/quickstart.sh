@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Quick start: install the Debian dependencies, build llmq, quantize a real model from
-# ../shared with RTN 4-bit g128 and report perplexity before and after (TinyStories validation
-# prefix, 256-token windows, first 40: the protocol of the reference numbers in ../shared/DATA.md).
+# ../shared to 3 bits (g128) with RTN and with GPTQ (calibrated on TinyStories train text) and
+# report perplexity before and after (TinyStories validation prefix, 256-token windows, first 40:
+# the protocol of the reference numbers in ../shared/DATA.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 shared=${LLMQ_SHARED:-../shared}
 model=${1:-$shared/models/stories5M-hf}
 text=${2:-$shared/data/tinystories/TinyStories-valid-prefix.txt}
+calib=${3:-$shared/data/tinystories/TinyStories-train-sample.txt}
 if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
@@ -15,13 +17,13 @@ if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
 fi
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release > /dev/null
 cmake --build build -j2
-out=build/quickstart/$(basename "$model")-rtn-w4g128
+base=build/quickstart/$(basename "$model")
 mkdir -p build/quickstart
-./build/bin/llmq quantize --method rtn --bits 4 --group-size 128 --overwrite "$model" "$out"
-./build/bin/llmq inspect "$out"
+./build/bin/llmq quantize --method rtn --bits 3 --group-size 128 --overwrite "$model" "$base-rtn-w3g128"
+./build/bin/llmq quantize --method gptq --bits 3 --group-size 128 --calib "$calib" --overwrite "$model" "$base-gptq-w3g128"
+./build/bin/llmq inspect "$base-gptq-w3g128"
 ppl() { ./build/bin/llmq eval ppl "$1" --data "$text" --seq-len 256 --max-chunks 40 --json 2> /dev/null |
         python3 -c 'import json,sys; print("%.4f" % json.load(sys.stdin)["perplexity"])'; }
-before=$(ppl "$model")
-after=$(ppl "$out")
-echo "perplexity before (fp32): $before   after (RTN w4 g128): $after   [$(basename "$text"), seq 256, 40 windows]"
-./build/bin/llmq generate "$out" --prompt "Once upon a time" -n 40
+echo "perplexity before (fp32): $(ppl "$model")   after RTN w3 g128: $(ppl "$base-rtn-w3g128")   after GPTQ w3 g128: $(ppl "$base-gptq-w3g128")"
+echo "  [$(basename "$text"), seq 256, first 40 windows]"
+./build/bin/llmq generate "$base-gptq-w3g128" --prompt "Once upon a time" -n 40
