@@ -60,6 +60,13 @@ Result<Isa> isa_from_environment() {
   return Status::InvalidArgument("LLMQ_ISA=" + v + ": expected scalar, avx2 or avx512");
 }
 
+void set_num_threads(int n) {
+  static const int default_threads = omp_get_max_threads();
+  omp_set_num_threads(n > 0 ? n : default_threads);
+}
+
+int num_threads() { return omp_get_max_threads(); }
+
 Isa active_isa() {
   static const Isa isa = [] {
     auto r = isa_from_environment();

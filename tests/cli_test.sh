@@ -59,6 +59,9 @@ check bench-kernels 0 "" -- "$llmq" bench kernels --rows 512 --cols 512 --tokens
 json_ok stream_gbps w4_gemv_fraction_of_stream w4_gemv_speedup_vs_eigen w4_gemm_speedup_vs_eigen w8a8_gemm_speedup_vs_eigen isa
 check bench-bad-isa 1 "expected scalar, avx2 or avx512" -- env LLMQ_ISA=mmx "$llmq" bench kernels --rows 64 --cols 64
 check bench-unknown 2 "available: kernels" -- "$llmq" bench gpu
+check threads-1 0 "" -- "$llmq" --threads 1 eval ppl "$model" --data "$shared/data/tinystories/TinyStories-valid-prefix.txt" --seq-len 64 --max-chunks 2 --json
+json_ok perplexity
+check threads-bad 2 "--threads expects a positive integer" -- "$llmq" eval ppl --threads zero "$model"
 check truncated 1 "model.safetensors" -- "$llmq" quantize "$work/bad" "$work/y"
 [ ! -e "$work/y" ] || { echo "FAIL: partial output left at $work/y"; fails=$((fails+1)); }
 echo "$passes passed, $fails failed"

@@ -312,3 +312,26 @@ TEST(KernelsInt8, CloseToFloatActivations) {
 
 }  // namespace
 }  // namespace llmq
+
+namespace llmq {
+namespace {
+
+TEST(Kernels, ThreadCountIsSettableAndDoesNotChangeResults) {
+  const int dflt = num_threads();
+  Case c{4, 32, false, true, false, 37, 96};
+  const QuantizedTensor q = make_tensor(c, 1234);
+  auto p = PackedLinear::Pack(q);
+  ASSERT_TRUE(p.ok());
+  auto x = test::random_normal(size_t(3 * c.cols), 1235);
+  std::vector<float> y1(size_t(3 * c.rows)), y2(y1.size());
+  set_num_threads(1);
+  EXPECT_EQ(num_threads(), 1);
+  p->Forward(x.data(), 3, y1.data());
+  set_num_threads(0);
+  EXPECT_EQ(num_threads(), dflt);
+  p->Forward(x.data(), 3, y2.data());
+  EXPECT_EQ(y1, y2);  // rows are split across threads, never reduced across them
+}
+
+}  // namespace
+}  // namespace llmq

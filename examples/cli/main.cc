@@ -7,6 +7,7 @@
 #include <llmq/llmq.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -43,6 +44,7 @@ const char* kMainHelp =
     "Options:\n"
     "  --help                        this text; 'llmq <command> --help' for a command\n"
     "  --version                     version and the CPU features the kernels use\n"
+    "  --threads N                   threads for kernels, forward pass and GPTQ (default: OMP_NUM_THREADS or all cores)\n"
     "\n"
     "Commands that report numbers accept --json and then print one JSON object on stdout.\n";
 
@@ -51,6 +53,26 @@ const char* kMainHelp =
 
 int main(int argc, char** argv) {
   using namespace llmq::cli;
+  // --threads N (any position, any command): threads for the kernels, forward pass and GPTQ.
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a != "--threads" && a.rfind("--threads=", 0) != 0) continue;
+    const bool joined = a.size() > 9;
+    const auto bad = [] {
+      std::fputs("llmq: --threads expects a positive integer\n", stderr);
+      return 2;
+    };
+    if (!joined && i + 1 >= argc) return bad();
+    const std::string v = joined ? a.substr(10) : argv[i + 1];
+    char* end = nullptr;
+    const long n = std::strtol(v.c_str(), &end, 10);
+    if (v.empty() || *end != '\0' || n <= 0 || n > 4096) return bad();
+    llmq::set_num_threads(int(n));
+    const int drop = joined ? 1 : 2;
+    for (int k = i; k + drop < argc; ++k) argv[k] = argv[k + drop];
+    argc -= drop;
+    break;
+  }
   if (argc < 2) {
     std::fputs(kMainHelp, stderr);
     return 2;

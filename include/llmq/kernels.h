@@ -36,6 +36,11 @@ struct PackOptions {
   bool int8_activations = false;
 };
 
+// Threads for llmq's parallel work (kernels, forward pass, GPTQ, Hessians): n > 0 sets it,
+// 0 restores the OpenMP default (OMP_NUM_THREADS, else every core). Process-wide.
+void set_num_threads(int n);
+int num_threads();
+
 class PackedLinear {
  public:
   // Converts (validates, reorders act-order columns, repacks codes); the QuantizedTensor can be dropped.
