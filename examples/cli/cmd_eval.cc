@@ -32,6 +32,7 @@ const char* kPplHelp =
     "  --data FILE       the evaluation text (UTF-8)\n"
     "  --seq-len N       window length                      [model context, at most 2048]\n"
     "  --max-chunks K    evaluate only the first K windows  [all]\n"
+    "  --int8-activations  quantized linears take int8 activations per token (W4A8/W8A8 kernels)\n"
     "  --json            one JSON object on stdout: perplexity, mean_nll, tokens, predictions,\n"
     "                    seq_len, chunks, seconds, tokens_per_second, model, data\n";
 
@@ -64,7 +65,7 @@ int run_eval(int argc, char** argv) {
     return argc < 3 ? 2 : 0;
   }
   if (std::string(argv[2]) != "ppl") return usage_error("unknown eval task '" + std::string(argv[2]) + "' (available: ppl)", "eval ppl");
-  auto args = Args::Parse(argc, argv, 3, {"json", "help"}, {"data", "seq-len", "max-chunks"});
+  auto args = Args::Parse(argc, argv, 3, {"json", "help", "int8-activations"}, {"data", "seq-len", "max-chunks"});
   if (!args.ok()) return usage_error(args.status().message(), "eval ppl");
   if (args->has("help")) {
     std::fputs(kPplHelp, stdout);
@@ -80,7 +81,9 @@ int run_eval(int argc, char** argv) {
 
   auto text = read_text(data);
   if (!text.ok()) return fail(text.status());
-  auto model = Model::Load(folder);
+  ModelLoadOptions lo;
+  lo.int8_activations = args->has("int8-activations");
+  auto model = Model::Load(folder, lo);
   if (!model.ok()) return fail(model.status());
   auto tok = Tokenizer::Open(folder);
   if (!tok.ok()) return fail(tok.status());
@@ -101,7 +104,8 @@ int run_eval(int argc, char** argv) {
                                 {"predictions", r->predictions}, {"seq_len", r->seq_len}, {"chunks", r->chunks},
                                 {"seconds", r->seconds}, {"tokens_per_second", r->tokens_per_second},
                                 {"model", folder}, {"data", data},
-                                {"quantized", (*model)->checkpoint().is_quantized()}};
+                                {"quantized", (*model)->checkpoint().is_quantized()},
+                                {"int8_activations", lo.int8_activations}};
     std::printf("%s\n", j.dump(2).c_str());
     return 0;
   }

@@ -98,6 +98,7 @@ struct Model::Impl {
   bool has_final_norm = true;
   std::vector<Block> blocks;
   std::vector<bool> loaded;        // per block: weights materialized
+  PackOptions pack;                // how quantized linears are packed for the kernels
   std::vector<float> inv_freq;     // RoPE, [head_dim / 2]
 
   void norm(const float* x, int64_t n, const Norm& nw, float* y) const {
@@ -119,11 +120,11 @@ Result<std::vector<float>> load_float(const Checkpoint& c, const std::string& na
   return c.get_float(name);
 }
 
-Status load_linear(const Checkpoint& c, const LinearInfo& info, Linear* l) {
+Status load_linear(const Checkpoint& c, const LinearInfo& info, Linear* l, const PackOptions& pack = {}) {
   l->info = info;
   if (c.is_quantized_module(info.module)) {
     LLMQ_ASSIGN_OR_RETURN(QuantizedTensor q, c.get_quantized(info.module));
-    auto packed = PackedLinear::Pack(q);
+    auto packed = PackedLinear::Pack(q, pack);
     if (!packed.ok()) return packed.status().WithContext(c.folder() + ": " + info.module);
     l->packed = std::make_shared<const PackedLinear>(std::move(*packed));
   } else {
@@ -209,6 +210,7 @@ Result<std::unique_ptr<Model>> Model::Load(const std::string& folder, const Mode
   }
   im.blocks.resize(size_t(cfg.num_layers));
   im.loaded.assign(size_t(cfg.num_layers), false);
+  im.pack.int8_activations = options.int8_activations;
   if (options.load_blocks)
     for (int l = 0; l < int(cfg.num_layers); ++l) LLMQ_RETURN_IF_ERROR(m->LoadBlock(l));
   return m;
@@ -243,7 +245,7 @@ Status Model::LoadBlock(int layer) {
   const Checkpoint& c = *im.ckpt;
   Block b;
   for (const LinearInfo& l : decoder_linears(cfg, c.base_prefix()))
-    if (l.layer == layer) LLMQ_RETURN_IF_ERROR(load_linear(c, l, linear_of(b, l.role)));
+    if (l.layer == layer) LLMQ_RETURN_IF_ERROR(load_linear(c, l, linear_of(b, l.role), im.pack));
   const std::string p = c.base_prefix() + "layers." + std::to_string(layer) + ".";
   if (cfg.family == ModelFamily::kOpt) {
     LLMQ_RETURN_IF_ERROR(load_norm(c, p + "self_attn_layer_norm", cfg.hidden_size, true, &b.attn_norm));
