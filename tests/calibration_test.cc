@@ -180,14 +180,15 @@ TEST(CalibrationData, TextAndJsonlWithTheModelTokenizer) {
   EXPECT_NE(bad.status().message().find("line 1"), std::string::npos);
 }
 
-QuantizeOptions gptq_options(const std::string& calib) {
+QuantizeOptions calibrated_options(const std::string& calib, const std::string& method = "gptq", int bits = 4,
+                                   int group = 32, int64_t nsamples = 4, int64_t seq_len = 16) {
   QuantizeOptions o;
-  o.method = "gptq";
-  o.spec.bits = 4;
-  o.spec.group_size = 32;
+  o.method = method;
+  o.spec.bits = bits;
+  o.spec.group_size = group;
   o.calibration.data = calib;
-  o.calibration.nsamples = 4;
-  o.calibration.seq_len = 16;
+  o.calibration.nsamples = nsamples;
+  o.calibration.seq_len = seq_len;
   return o;
 }
 
@@ -196,7 +197,7 @@ TEST(QuantizeGptq, WritesALoadableModelAndAReport) {
   test::SyntheticModel sm;
   sm.layers = 2;
   test::write_synthetic_model(dir.file("in"), sm);
-  QuantizeOptions o = gptq_options(write_windows_json(dir, random_windows(4, 16, sm.vocab, 3)));
+  QuantizeOptions o = calibrated_options(write_windows_json(dir, random_windows(4, 16, sm.vocab, 3)));
   o.true_sequential = true;
   o.gptq.act_order = true;
   auto rep = quantize_checkpoint(dir.file("in"), dir.file("out"), o);
@@ -232,7 +233,7 @@ TEST(QuantizeGptq, InterruptedRunResumesToTheSameBytes) {
   test::SyntheticModel sm;
   sm.layers = 3;
   test::write_synthetic_model(dir.file("in"), sm);
-  const QuantizeOptions o = gptq_options(write_windows_json(dir, random_windows(4, 16, sm.vocab, 4)));
+  const QuantizeOptions o = calibrated_options(write_windows_json(dir, random_windows(4, 16, sm.vocab, 4)));
   ASSERT_TRUE(quantize_checkpoint(dir.file("in"), dir.file("fresh"), o).ok());
 
   // Stop as soon as block 2 starts: blocks 0 and 1 are finished and kept.
@@ -288,7 +289,7 @@ TEST(QuantizeGptq, BeatsRtnOnARealModel) {
     EXPECT_TRUE(m.ok());
     return evaluate_perplexity(**m, *ids, po)->perplexity;
   };
-  QuantizeOptions o = gptq_options(calib);
+  QuantizeOptions o = calibrated_options(calib);
   o.spec.bits = 3;
   o.spec.group_size = 0;
   o.calibration.nsamples = 32;
@@ -300,6 +301,109 @@ TEST(QuantizeGptq, BeatsRtnOnARealModel) {
   const double fp = ppl(model), pg = ppl(dir.file("gptq")), pr = ppl(dir.file("rtn"));
   EXPECT_LT(pg, pr) << "fp32 " << fp << " gptq " << pg << " rtn " << pr;
   EXPECT_GT(pg, fp * 0.99);
+}
+
+}  // namespace
+}  // namespace llmq
+
+#include "quant/smoothquant.h"
+
+namespace llmq {
+namespace {
+
+TEST(SmoothQuant, FoldingPreservesTheFloatOutput) {
+  const int64_t cols = 24, r1 = 5, r2 = 7;
+  auto g = test::random_normal(cols, 1, 1.0f), bias = test::random_normal(cols, 2, 0.1f);
+  auto w1 = test::random_normal(size_t(r1 * cols), 3), w2 = test::random_normal(size_t(r2 * cols), 4);
+  auto xhat = test::random_normal(cols, 5);
+  std::vector<float> amax(static_cast<size_t>(cols));
+  for (int64_t j = 0; j < cols; ++j) amax[size_t(j)] = 0.1f + float(j % 7) * (j == 3 ? 50.0f : 1.0f);  // one outlier channel
+  auto out = [&](const std::vector<float>& gw, const std::vector<float>& gb, const std::vector<float>& w, int64_t rows) {
+    std::vector<double> y(static_cast<size_t>(rows), 0.0);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t j = 0; j < cols; ++j)
+        y[size_t(r)] += double(w[size_t(r * cols + j)]) * (double(gw[size_t(j)]) * xhat[size_t(j)] + gb[size_t(j)]);
+    return y;
+  };
+  const auto y1 = out(g, bias, w1, r1), y2 = out(g, bias, w2, r2);
+  std::vector<internal::SmoothedLinear> fed = {{&w1, r1}, {&w2, r2}};
+  const auto s = internal::smoothing_scales(amax, fed, cols, 0.5);
+  EXPECT_GT(s[3], s[2] * 3);  // the outlier channel is scaled down hardest
+  internal::fold_smoothing(s, &g, &bias, fed);
+  const auto z1 = out(g, bias, w1, r1), z2 = out(g, bias, w2, r2);
+  for (int64_t r = 0; r < r1; ++r) EXPECT_NEAR(z1[size_t(r)], y1[size_t(r)], 1e-4 * (1 + std::fabs(y1[size_t(r)])));
+  for (int64_t r = 0; r < r2; ++r) EXPECT_NEAR(z2[size_t(r)], y2[size_t(r)], 1e-4 * (1 + std::fabs(y2[size_t(r)])));
+}
+
+TEST(SmoothQuant, ScalesFollowTheFormula) {
+  std::vector<float> w = {0.5f, -2.0f, 0.0f, 1.0f, 0.25f, 0.0f};  // 2 rows x 3 cols
+  std::vector<internal::SmoothedLinear> fed = {{&w, 2}};
+  const std::vector<float> amax = {4.0f, 1.0f, 3.0f};
+  auto s = internal::smoothing_scales(amax, fed, 3, 0.5);
+  EXPECT_FLOAT_EQ(s[0], std::sqrt(4.0f) / std::sqrt(1.0f));   // max|W_:,0| = 1
+  EXPECT_FLOAT_EQ(s[1], std::sqrt(1.0f) / std::sqrt(2.0f));   // max|W_:,1| = 2
+  EXPECT_FLOAT_EQ(s[2], 1.0f);                                 // no weight in channel 2: left alone
+  s = internal::smoothing_scales(amax, fed, 3, 1.0);
+  EXPECT_FLOAT_EQ(s[0], 4.0f);  // alpha 1: all difficulty to the weights
+}
+
+TEST_P(BlockwiseTest, SmoothQuantWritesAW8A8Model) {
+  TempDir dir;
+  test::SyntheticModel sm;
+  sm.architecture = GetParam();
+  test::write_synthetic_model(dir.file("in"), sm);
+  QuantizeOptions o = calibrated_options(write_windows_json(dir, random_windows(4, 16, sm.vocab, 6)), "smoothquant", 8, 0);
+  auto rep = quantize_checkpoint(dir.file("in"), dir.file("out"), o);
+  ASSERT_TRUE(rep.ok()) << rep.status().ToString();
+  EXPECT_TRUE(rep->int8_activations);
+  auto m = Model::Load(dir.file("out"));
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  EXPECT_TRUE((*m)->int8_activations());
+  // The smoothed norms replaced the originals (fp32 in the output).
+  const std::string norm = GetParam() == "OPTForCausalLM" ? "model.decoder.layers.0.self_attn_layer_norm.weight"
+                                                          : "model.layers.0.input_layernorm.weight";
+  const TensorInfo* t = (*m)->checkpoint().find(norm);
+  ASSERT_NE(t, nullptr) << norm;
+  EXPECT_EQ(t->dtype, DType::kF32);
+  // W8A8 outputs stay close to the float model's.
+  auto f = Model::Load(dir.file("in"));
+  std::vector<int32_t> ids = random_windows(1, 12, sm.vocab, 7)[0];
+  KVCache c1 = (*m)->NewCache(12), c2 = (*f)->NewCache(12);
+  auto a = (*m)->Forward(ids.data(), 12, &c1);
+  auto b = (*f)->Forward(ids.data(), 12, &c2);
+  ASSERT_TRUE(a.ok() && b.ok());
+  double num = 0, den = 0;
+  for (size_t k = 0; k < a->size(); ++k) {
+    num += ((*a)[k] - (*b)[k]) * double((*a)[k] - (*b)[k]);
+    den += double((*b)[k]) * (*b)[k];
+  }
+  EXPECT_LT(std::sqrt(num / den), 0.05);
+  // Smoothquant is W8A8: other specs are refused.
+  o.spec.bits = 4;
+  EXPECT_FALSE(quantize_checkpoint(dir.file("in"), dir.file("out4"), o).ok());
+}
+
+// On a real model: within 1% of fp32, and better than W8A8 without smoothing.
+TEST(QuantizeSmoothQuant, RealModelWithinOnePercentAndBetterThanPlainW8A8) {
+  const std::string model = test::shared_path("models/stories5M-hf");
+  const std::string calib = test::shared_path("data/tinystories/TinyStories-train-sample.txt");
+  auto tok = Tokenizer::Open(model);
+  auto ids = (*tok)->Encode(test::read_bytes(test::shared_path("data/tinystories/TinyStories-valid-prefix.txt")));
+  ids->insert(ids->begin(), (*tok)->bos_id());
+  PerplexityOptions po;
+  po.seq_len = 256;
+  po.max_chunks = 40;
+  TempDir dir;
+  const QuantizeOptions sq = calibrated_options(calib, "smoothquant", 8, 0, 128, 256);
+  ASSERT_TRUE(quantize_checkpoint(model, dir.file("sq"), sq).ok());
+  QuantizeOptions plain;
+  plain.spec = sq.spec;
+  plain.int8_activations = true;
+  ASSERT_TRUE(quantize_checkpoint(model, dir.file("w8a8"), plain).ok());
+  auto ppl = [&](const std::string& f) { return evaluate_perplexity(**Model::Load(f), *ids, po)->perplexity; };
+  const double fp = ppl(model), s = ppl(dir.file("sq")), p = ppl(dir.file("w8a8"));
+  EXPECT_LT(s, fp * 1.01) << "fp32 " << fp << " smoothquant " << s;
+  EXPECT_LT(s, p) << "smoothquant " << s << " plain W8A8 " << p;
 }
 
 }  // namespace

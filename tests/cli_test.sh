@@ -62,6 +62,13 @@ check bench-unknown 2 "available: kernels" -- "$llmq" bench gpu
 check threads-1 0 "" -- "$llmq" --threads 1 eval ppl "$model" --data "$shared/data/tinystories/TinyStories-valid-prefix.txt" --seq-len 64 --max-chunks 2 --json
 json_ok perplexity
 check threads-bad 2 "--threads expects a positive integer" -- "$llmq" eval ppl --threads zero "$model"
+# SmoothQuant W8A8: defaults to 8-bit per-channel, the output runs with int8 activations.
+check smoothquant 0 "" -- "$llmq" quantize --method smoothquant --calib "$calib" --nsamples 8 --seq-len 64 --json "$model" "$work/sq"
+json_ok method alpha int8_activations calibration layers
+check eval-sq 0 "" -- "$llmq" eval ppl "$work/sq" --data "$shared/data/tinystories/TinyStories-valid-prefix.txt" --seq-len 64 --max-chunks 2 --json
+python3 -c "import json,sys; assert json.load(open(sys.argv[1]))['int8_activations'] is True" "$work/out" || { echo "FAIL: W8A8 model did not run int8"; fails=$((fails+1)); }
+check sq-bad-alpha 2 "--alpha expects a number in" -- "$llmq" quantize --method smoothquant --calib "$calib" --alpha 2 "$model" "$work/sq2"
+check sq-bad-bits 1 "smoothquant is W8A8" -- "$llmq" quantize --method smoothquant --calib "$calib" --bits 4 "$model" "$work/sq2"
 check truncated 1 "model.safetensors" -- "$llmq" quantize "$work/bad" "$work/y"
 [ ! -e "$work/y" ] || { echo "FAIL: partial output left at $work/y"; fails=$((fails+1)); }
 echo "$passes passed, $fails failed"

@@ -105,7 +105,7 @@ int run_eval(int argc, char** argv) {
                                 {"seconds", r->seconds}, {"tokens_per_second", r->tokens_per_second},
                                 {"model", folder}, {"data", data},
                                 {"quantized", (*model)->checkpoint().is_quantized()},
-                                {"int8_activations", lo.int8_activations}};
+                                {"int8_activations", (*model)->int8_activations()}};
     std::printf("%s\n", j.dump(2).c_str());
     return 0;
   }

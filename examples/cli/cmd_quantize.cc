@@ -27,7 +27,7 @@ void on_sigint(int) {
 }
 
 const char* kHelp =
-    "Usage: llmq quantize --method {rtn,gptq} --bits {2,3,4,8} [--group-size G] [--sym|--asym]\n"
+    "Usage: llmq quantize --method {rtn,gptq,smoothquant} --bits {2,3,4,8} [--group-size G] [--sym|--asym]\n"
     "                     [--mse] [--scale-dtype fp16|fp32] [--overwrite] [--json] <in-folder> <out-folder>\n"
     "       llmq quantize --method gptq --calib <data> [--nsamples 128] [--seq-len 2048] [--seed 0]\n"
     "                     [--damp 0.01] [--act-order] [--static-groups] [--true-sequential] [--resume] ...\n"
@@ -37,7 +37,8 @@ const char* kHelp =
     "<out-folder>, atomically: on any error nothing is left there. Embeddings, norms, biases\n"
     "and the LM head are copied unchanged. A JSON report is written to <out-folder>/llmq_report.json.\n"
     "\n"
-    "  --method M         rtn (round to nearest) or gptq (Hessian-calibrated)       [rtn]\n"
+    "  --method M         rtn (round to nearest), gptq (Hessian-calibrated) or     [rtn]\n"
+    "                     smoothquant (W8A8, smoothing folded into the norms; defaults to --bits 8 --group-size 0)\n"
     "  --bits B           2, 3, 4 or 8                                              [4]\n"
     "  --group-size G     input columns per scale; 0 = one scale per output channel [128]\n"
     "  --sym / --asym     symmetric (no zero points) or zero-point quantization     [--sym]\n"
@@ -58,6 +59,8 @@ const char* kHelp =
     "  --true-sequential  q/k/v -> o -> gate/up -> down inside a block, Hessians re-collected\n"
     "  --act-dtype T      calibration activations kept as fp32 or fp16              [fp32]\n"
     "  --resume           continue an interrupted run from its finished blocks\n"
+    "  --alpha A          smoothquant migration strength, s = max|X|^A / max|W|^(1-A)  [0.5]\n"
+    "  --int8-activations mark the output W8A8/W4A8: the runtime quantizes activations to int8 per token\n"
     "  --overwrite        replace a non-empty <out-folder>\n"
     "  --json             print the report (one JSON object) on stdout\n";
 }  // namespace
@@ -65,9 +68,9 @@ const char* kHelp =
 int run_quantize(int argc, char** argv) {
   auto args = Args::Parse(argc, argv, 2,
                           {"json", "help", "sym", "asym", "mse", "overwrite", "act-order", "static-groups",
-                           "true-sequential", "resume"},
+                           "true-sequential", "resume", "int8-activations"},
                           {"method", "bits", "group-size", "scale-dtype", "max-shard-mb", "calib", "nsamples",
-                           "seq-len", "seed", "damp", "block-size", "act-dtype"});
+                           "seq-len", "seed", "damp", "block-size", "act-dtype", "alpha"});
   if (!args.ok()) return usage_error(args.status().message(), "quantize");
   if (args->has("help")) {
     std::fputs(kHelp, stdout);
@@ -77,8 +80,9 @@ int run_quantize(int argc, char** argv) {
   if (args->has("sym") && args->has("asym")) return usage_error("--sym and --asym exclude each other", "quantize");
   QuantizeOptions opt;
   opt.method = args->get("method", "rtn");
-  auto bits = args->get_int("bits", 4);
-  auto group = args->get_int("group-size", 128);
+  const bool sq = opt.method == "smoothquant";  // W8A8: 8-bit per-channel unless told otherwise
+  auto bits = args->get_int("bits", sq ? 8 : 4);
+  auto group = args->get_int("group-size", sq ? 0 : 128);
   auto shard = args->get_int("max-shard-mb", 2048);
   if (!bits.ok()) return usage_error(bits.status().message(), "quantize");
   if (!group.ok()) return usage_error(group.status().message(), "quantize");
@@ -91,8 +95,13 @@ int run_quantize(int argc, char** argv) {
   if (sd != "fp16" && sd != "fp32") return usage_error("--scale-dtype must be fp16 or fp32", "quantize");
   opt.spec.scale_dtype = sd == "fp16" ? ScaleDType::kF16 : ScaleDType::kF32;
   if (Status st = opt.spec.Validate(); !st.ok()) return usage_error(st.message(), "quantize");
-  if (opt.method != "rtn" && opt.method != "gptq")
-    return usage_error("unknown --method '" + opt.method + "' (available: rtn, gptq)", "quantize");
+  if (opt.method != "rtn" && opt.method != "gptq" && !sq)
+    return usage_error("unknown --method '" + opt.method + "' (available: rtn, gptq, smoothquant)", "quantize");
+  auto alpha = args->get_double("alpha", 0.5);
+  if (!alpha.ok() || !(*alpha >= 0.0 && *alpha <= 1.0)) return usage_error("--alpha expects a number in [0, 1]", "quantize");
+  if (args->has("alpha") && !sq) return usage_error("--alpha applies to --method smoothquant only", "quantize");
+  opt.alpha = *alpha;
+  opt.int8_activations = args->has("int8-activations");
   auto nsamples = args->get_int("nsamples", 128);
   auto seq_len = args->get_int("seq-len", 2048);
   auto seed = args->get_int("seed", 0);
@@ -105,8 +114,9 @@ int run_quantize(int argc, char** argv) {
   if (!damp.ok() || !(*damp > 0.0)) return usage_error("--damp expects a positive number", "quantize");
   const std::string act = args->get("act-dtype", "fp32");
   if (act != "fp32" && act != "fp16") return usage_error("--act-dtype must be fp32 or fp16", "quantize");
-  if (opt.method == "gptq" && !args->has("calib"))
-    return usage_error("--method gptq needs --calib <data> (e.g. a text file in the model's domain)", "quantize");
+  if (opt.method != "rtn" && !args->has("calib"))
+    return usage_error("--method " + opt.method + " needs --calib <data> (e.g. a text file in the model's domain)",
+                       "quantize");
   if (opt.method == "rtn")
     for (const char* o : {"calib", "act-order", "static-groups", "true-sequential", "resume", "damp"})
       if (args->has(o)) return usage_error(std::string("--") + o + " applies to --method gptq only", "quantize");

@@ -95,6 +95,7 @@ struct QuantizedModuleInfo {
 struct QuantizationInfo {
   std::string format_version;  // "1.0"
   std::string method;          // "rtn", "gptq", ...
+  std::string activations = "fp32";  // "int8": run quantized linears with int8 activations (W8A8)
   std::map<std::string, QuantizedModuleInfo> modules;  // by module name
 };
 

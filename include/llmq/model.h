@@ -36,6 +36,7 @@ struct ModelLoadOptions {
   bool load_blocks = true;
   // Quantized linears run with int8 activations quantized per token (W4A8 / W8A8 through the
   // VNNI kernels): faster prompt processing, slightly different numbers. Float linears are unaffected.
+  // Checkpoints whose quantization_config says "activations": "int8" (W8A8) always run this way.
   bool int8_activations = false;
 };
 
@@ -48,6 +49,7 @@ class Model {
 
   const ModelConfig& config() const;
   const Checkpoint& checkpoint() const;
+  bool int8_activations() const;  // quantized linears take int8 activations (option or W8A8 checkpoint)
   int64_t hidden_size() const { return config().hidden_size; }
   int64_t vocab_size() const { return config().vocab_size; }
 

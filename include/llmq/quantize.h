@@ -35,13 +35,20 @@ struct CalibrationOptions {
 };
 
 struct QuantizeOptions {
-  std::string method = "rtn";  // "rtn" (round to nearest) or "gptq" (needs calibration)
+  // "rtn" (round to nearest), "gptq" (calibrated), "smoothquant" (W8A8 with per-channel smoothing
+  // folded into the norms; calibrated; needs bits 8 per-channel).
+  std::string method = "rtn";
   QuantSpec spec;              // bits, group size, symmetric, scale dtype, MSE search
   CalibrationOptions calibration;
   GptqOptions gptq;
   // GPTQ: quantize inside a block in stages q/k/v -> o -> gate/up -> down, re-collecting the
   // Hessians after each stage so later stages see the earlier ones' error.
   bool true_sequential = false;
+  // SmoothQuant migration strength: s_j = max|X_j|^alpha / max|W_:,j|^(1 - alpha).
+  double alpha = 0.5;
+  // Mark the output as W8A8: the runtime quantizes activations per token to int8 (rtn: W8A8
+  // without smoothing; smoothquant sets it itself).
+  bool int8_activations = false;
   // Keep finished blocks in <out>.llmq-partial beside the output and continue from them.
   bool resume = false;
   bool overwrite = false;      // replace a non-empty output folder
@@ -84,6 +91,8 @@ struct QuantizeReport {
   bool calibrated = false;
   CalibrationReport calibration;  // when calibrated
   GptqOptions gptq;               // when method == "gptq"
+  double alpha = 0.0;             // when method == "smoothquant"
+  bool int8_activations = false;  // the output runs with int8 activations (W8A8)
   bool true_sequential = false;
   double bits_per_weight = 0.0;  // over all quantized linears
   uint64_t input_bytes = 0, output_bytes = 0;

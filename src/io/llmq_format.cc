@@ -172,6 +172,10 @@ Result<std::shared_ptr<QuantizationInfo>> parse_quantization_config(const nlohma
                                 "' is not supported by this llmq (reads major version " + std::to_string(kFormatMajor) +
                                 ")");
   info->method = qc.value("method", std::string());
+  info->activations = qc.value("activations", std::string("fp32"));
+  if (info->activations != "fp32" && info->activations != "int8")
+    return Status::Corruption(source + ": quantization_config.activations '" + info->activations +
+                              "' is neither fp32 nor int8");
   if (!qc.contains("modules") || !qc["modules"].is_object())
     return Status::Corruption(source + ": quantization_config has no 'modules' object");
   for (auto it = qc["modules"].begin(); it != qc["modules"].end(); ++it) {

@@ -174,6 +174,7 @@ Model::Model() : impl_(std::make_unique<Impl>()) {}
 Model::~Model() = default;
 const ModelConfig& Model::config() const { return impl_->cfg; }
 const Checkpoint& Model::checkpoint() const { return *impl_->ckpt; }
+bool Model::int8_activations() const { return impl_->pack.int8_activations; }
 
 Result<std::unique_ptr<Model>> Model::Load(const std::string& folder, const ModelLoadOptions& options) {
   std::unique_ptr<Model> m(new Model());
@@ -210,7 +211,9 @@ Result<std::unique_ptr<Model>> Model::Load(const std::string& folder, const Mode
   }
   im.blocks.resize(size_t(cfg.num_layers));
   im.loaded.assign(size_t(cfg.num_layers), false);
-  im.pack.int8_activations = options.int8_activations;
+  // W8A8 checkpoints (SmoothQuant) ask for int8 activations themselves.
+  im.pack.int8_activations = options.int8_activations ||
+                             (c.quantization() != nullptr && c.quantization()->activations == "int8");
   if (options.load_blocks)
     for (int l = 0; l < int(cfg.num_layers); ++l) LLMQ_RETURN_IF_ERROR(m->LoadBlock(l));
   return m;

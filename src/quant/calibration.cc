@@ -2,6 +2,7 @@
 #include "quant/calibration.h"
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <cstring>
@@ -246,6 +247,30 @@ Result<std::map<std::string, std::shared_ptr<HessianAccumulator>>> BlockwiseCali
   LinearInputHook hook = [&](const LinearInfo& l, const float* x, int64_t n) {
     auto it = collector.find(input_slot(l.role));
     if (it != collector.end() && it->second == l.role) by_slot[it->first]->Add(x, n);
+  };
+  LLMQ_RETURN_IF_ERROR(RunAll(layer, hook, false, progress));
+  return out;
+}
+
+Result<std::map<std::string, std::shared_ptr<std::vector<float>>>> BlockwiseCalibrator::CollectInputAbsMax(
+    int layer, const std::vector<LinearInfo>& linears, const WindowProgress& progress) {
+  std::map<int, std::shared_ptr<std::vector<float>>> by_slot;
+  std::map<int, LinearRole> collector;
+  std::map<std::string, std::shared_ptr<std::vector<float>>> out;
+  for (const LinearInfo& l : linears) {
+    const int slot = input_slot(l.role);
+    if (!by_slot.count(slot)) {
+      by_slot[slot] = std::make_shared<std::vector<float>>(size_t(l.cols), 0.0f);
+      collector[slot] = l.role;
+    }
+    out[l.module] = by_slot[slot];
+  }
+  LinearInputHook hook = [&](const LinearInfo& l, const float* x, int64_t n) {
+    auto it = collector.find(input_slot(l.role));
+    if (it == collector.end() || it->second != l.role) return;
+    std::vector<float>& m = *by_slot[it->first];
+    for (int64_t t = 0; t < n; ++t)
+      for (int64_t j = 0; j < l.cols; ++j) m[size_t(j)] = std::max(m[size_t(j)], std::fabs(x[t * l.cols + j]));
   };
   LLMQ_RETURN_IF_ERROR(RunAll(layer, hook, false, progress));
   return out;

@@ -52,6 +52,10 @@ class BlockwiseCalibrator {
   // input slot of `linears`, keyed by module name (linears sharing an input share the object).
   Result<std::map<std::string, std::shared_ptr<HessianAccumulator>>> CollectHessians(
       int layer, const std::vector<LinearInfo>& linears, const WindowProgress& progress = nullptr);
+  // Runs every window through block `layer` and returns max |x_j| per input channel for each
+  // distinct input of `linears`, keyed by module name (shared like the Hessians).
+  Result<std::map<std::string, std::shared_ptr<std::vector<float>>>> CollectInputAbsMax(
+      int layer, const std::vector<LinearInfo>& linears, const WindowProgress& progress = nullptr);
   // Runs every window through block `layer`; its outputs become the stored activations.
   Status Advance(int layer, const WindowProgress& progress = nullptr);
   // The stored activations of window i, [seq_len, hidden] (for tests).

@@ -17,6 +17,7 @@
 #include "llmq/quantize.h"
 #include "llmq/tokenizer.h"
 #include "quant/calibration.h"
+#include "quant/smoothquant.h"
 
 namespace llmq {
 namespace fs = std::filesystem;
@@ -79,6 +80,8 @@ std::string QuantizeReport::ToJson() const {
                         {"resumed_blocks", calibration.resumed_blocks}};
     j["true_sequential"] = true_sequential;
   }
+  j["int8_activations"] = int8_activations;
+  if (method == "smoothquant") j["alpha"] = alpha;
   if (method == "gptq")
     j["gptq"] = {{"damp", gptq.damp},
                  {"block_size", gptq.block_size},
@@ -168,6 +171,7 @@ nlohmann::ordered_json run_manifest(const std::string& input_folder, const Check
                {"static_groups", o.gptq.static_groups},
                {"damp_retries", o.gptq.damp_retries}};
   m["true_sequential"] = o.true_sequential;
+  m["alpha"] = o.alpha;
   m["format_version"] = internal::kFormatVersion;
   return m;
 }
@@ -176,6 +180,7 @@ nlohmann::ordered_json run_manifest(const std::string& input_folder, const Check
 struct FinishedBlock {
   std::vector<LayerReport> reports;
   std::map<std::string, nlohmann::json> modules;  // module -> module info json
+  std::vector<std::string> replaced;              // non-linear tensors the block rewrote
   std::shared_ptr<const SafetensorsFile> file;
 };
 
@@ -188,6 +193,7 @@ Result<FinishedBlock> read_finished_block(const std::string& stem) {
   try {
     for (const auto& l : j["layers"]) b.reports.push_back(layer_report_from_json(l));
     for (auto it = j["modules"].begin(); it != j["modules"].end(); ++it) b.modules[it.key()] = it.value();
+    for (const auto& r : j.value("replaced", nlohmann::json::array())) b.replaced.push_back(r.get<std::string>());
   } catch (const nlohmann::json::exception& e) {
     return Status::Corruption(stem + ".json: " + e.what());
   }
@@ -197,9 +203,76 @@ Result<FinishedBlock> read_finished_block(const std::string& stem) {
 
 // GPTQ over the whole model, block by block (algorithms.md §2.4). Finished blocks go to
 // `partial`; on return every block of the model is there.
+// SmoothQuant for one block: activation ranges of the norm-fed inputs (q/k/v and gate/up, or
+// OPT's fc1) on the float model, smoothing scales folded into the norm and the linears, then
+// per-channel int8 RTN of every linear of the block. The rewritten norms go into the block file.
+Status smooth_and_quantize_block(const Checkpoint& ckpt, internal::BlockwiseCalibrator& calib, int layer,
+                                 const std::vector<LinearInfo>& linears, const QuantizeOptions& options,
+                                 std::vector<TensorToWrite>* tensors, nlohmann::ordered_json* modules,
+                                 nlohmann::ordered_json* reports, nlohmann::ordered_json* replaced,
+                                 QuantizeReport* report, const std::function<void(int64_t)>& progress) {
+  const ModelConfig& cfg = ckpt.config();
+  const auto t0 = Clock::now();
+  LLMQ_ASSIGN_OR_RETURN(auto amax,
+                        calib.CollectInputAbsMax(layer, linears, [&](int64_t i, int64_t) { progress(i); }));
+  std::map<std::string, std::vector<float>> w;
+  for (const LinearInfo& l : linears) {
+    LLMQ_ASSIGN_OR_RETURN(w[l.module], ckpt.linear_weight(l));
+  }
+  const bool opt = cfg.family == ModelFamily::kOpt;
+  // Post-LN OPT has no norm in front of its linears to fold into: it is quantized unsmoothed.
+  if (!opt || cfg.do_layer_norm_before) {
+    const std::string p = ckpt.base_prefix() + "layers." + std::to_string(layer) + ".";
+    const std::pair<int, std::string> sites[] = {{0, p + (opt ? "self_attn_layer_norm" : "input_layernorm")},
+                                                 {2, p + (opt ? "final_layer_norm" : "post_attention_layernorm")}};
+    for (const auto& [slot, norm] : sites) {
+      std::vector<internal::SmoothedLinear> fed;
+      const LinearInfo* first = nullptr;
+      for (const LinearInfo& l : linears)
+        if (internal::input_slot(l.role) == slot) {
+          fed.push_back({&w[l.module], l.rows});
+          if (first == nullptr) first = &l;
+        }
+      if (first == nullptr) continue;
+      LLMQ_ASSIGN_OR_RETURN(std::vector<float> nw, ckpt.get_float(norm + ".weight"));
+      std::vector<float> nb;
+      if (opt) {
+        LLMQ_ASSIGN_OR_RETURN(nb, ckpt.get_float(norm + ".bias"));
+      }
+      const std::vector<float> s = internal::smoothing_scales(*amax[first->module], fed, first->cols, options.alpha);
+      internal::fold_smoothing(s, &nw, opt ? &nb : nullptr, fed);
+      auto as_tensor = [&](const std::string& name, const std::vector<float>& v) {
+        TensorToWrite t{name, DType::kF32, {int64_t(v.size())}, std::vector<uint8_t>(v.size() * 4)};
+        std::memcpy(t.bytes.data(), v.data(), t.bytes.size());
+        replaced->push_back(name);
+        return t;
+      };
+      tensors->push_back(as_tensor(norm + ".weight", nw));
+      if (opt) tensors->push_back(as_tensor(norm + ".bias", nb));
+    }
+  }
+  for (const LinearInfo& l : linears) {
+    auto q = quantize_rtn(w[l.module].data(), l.rows, l.cols, options.spec);
+    if (!q.ok()) return q.status().WithContext(ckpt.folder() + ": " + l.module);
+    LayerReport lr;
+    lr.module = l.module;
+    lr.rows = l.rows;
+    lr.cols = l.cols;
+    lr.relative_error = relative_error(w[l.module].data(), *q);  // against the smoothed weights
+    lr.bits_per_weight = q->bits_per_weight();
+    lr.seconds = seconds_since(t0) / double(linears.size());
+    for (auto& t : internal::quantized_tensors(l.module, *q)) tensors->push_back(std::move(t));
+    (*modules)[l.module] = internal::module_info_to_json(*q);
+    reports->push_back(layer_report_to_json(lr));
+    report->layers.push_back(lr);
+  }
+  return Status::Ok();
+}
+
 Status run_gptq(const std::string& input_folder, const Checkpoint& ckpt, const QuantizeOptions& options,
                 const std::string& partial, QuantizeReport* report, const Clock::time_point t0) {
   const ModelConfig& cfg = ckpt.config();
+  const bool smoothquant = options.method == "smoothquant";
   // Pre-tokenized data (.json / .bin ids) needs no tokenizer.
   const std::string& data = options.calibration.data;
   const bool token_ids = data.size() > 5 && (data.ends_with(".json") || data.ends_with(".bin"));
@@ -255,7 +328,8 @@ Status run_gptq(const std::string& input_folder, const Checkpoint& ckpt, const Q
           LLMQ_ASSIGN_OR_RETURN(QuantizedModuleInfo mi,
                                 internal::module_info_from_json(done->modules[l.module], stem + ".json"));
           LLMQ_ASSIGN_OR_RETURN(QuantizedTensor q, internal::read_quantized(*done->file, l.module, mi));
-          LLMQ_RETURN_IF_ERROR(calib->model().SetLinearWeight(l, dequantize(q)));
+          // GPTQ's next block sees the quantized one; SmoothQuant's statistics come from the float model.
+          if (!smoothquant) LLMQ_RETURN_IF_ERROR(calib->model().SetLinearWeight(l, dequantize(q)));
         }
         for (auto& r : done->reports) report->layers.push_back(r);
         ++report->calibration.resumed_blocks;
@@ -266,8 +340,16 @@ Status run_gptq(const std::string& input_folder, const Checkpoint& ckpt, const Q
     }
     std::vector<TensorToWrite> tensors;
     nlohmann::ordered_json modules = nlohmann::ordered_json::object(), reports = nlohmann::ordered_json::array();
+    nlohmann::ordered_json replaced = nlohmann::ordered_json::array();  // non-linear tensors this block rewrites
     int64_t units = 0;
-    for (int stage = 0; stage < stages; ++stage) {
+    if (smoothquant) {
+      LLMQ_RETURN_IF_ERROR(smooth_and_quantize_block(ckpt, *calib, layer, linears, options, &tensors, &modules,
+                                                     &reports, &replaced, report, [&](int64_t i) {
+                                                       progress(layer, i, "collecting activation ranges");
+                                                     }));
+      units = N * (stages + per_linear);
+    }
+    for (int stage = 0; stage < (smoothquant ? 0 : stages); ++stage) {
       std::vector<LinearInfo> in_stage;
       for (const LinearInfo& l : linears)
         if (stages == 1 || internal::input_slot(l.role) == stage) in_stage.push_back(l);
@@ -322,7 +404,8 @@ Status run_gptq(const std::string& input_folder, const Checkpoint& ckpt, const Q
     // Finished blocks are on disk before the next one starts: a crash loses at most one block.
     LLMQ_RETURN_IF_ERROR(write_safetensors(stem + ".safetensors", tensors, {{"producer", "llmq"}}));
     LLMQ_RETURN_IF_ERROR(internal::write_text_file_atomic(
-        stem + ".json", nlohmann::ordered_json({{"layers", reports}, {"modules", modules}}).dump(1) + "\n"));
+        stem + ".json",
+        nlohmann::ordered_json({{"layers", reports}, {"modules", modules}, {"replaced", replaced}}).dump(1) + "\n"));
     const int64_t base = units;
     LLMQ_RETURN_IF_ERROR(calib->Advance(layer, [&](int64_t i, int64_t) { progress(layer, base + i, "propagating"); }));
     calib->model().ReleaseBlock(layer);
@@ -356,11 +439,17 @@ Result<QuantizeReport> quantize_checkpoint(const std::string& input_folder, cons
                                            const QuantizeOptions& options) {
   const auto t0 = Clock::now();
   LLMQ_RETURN_IF_ERROR(options.spec.Validate());
-  const bool gptq = options.method == "gptq";
+  const bool smoothquant = options.method == "smoothquant";
+  const bool gptq = options.method == "gptq" || smoothquant;  // the calibrated, block-by-block path
   if (options.method != "rtn" && !gptq)
-    return Status::InvalidArgument("unknown method '" + options.method + "' (available: rtn, gptq)");
+    return Status::InvalidArgument("unknown method '" + options.method + "' (available: rtn, gptq, smoothquant)");
   if (gptq && options.calibration.data.empty())
-    return Status::InvalidArgument("--method gptq needs calibration data (--calib <text-file>)");
+    return Status::InvalidArgument("--method " + options.method + " needs calibration data (--calib <text-file>)");
+  if (smoothquant && (options.spec.bits != 8 || options.spec.group_size != 0 || !options.spec.symmetric))
+    return Status::InvalidArgument("smoothquant is W8A8: it needs --bits 8 --group-size 0 --sym (got " +
+                                   options.spec.ToString() + ")");
+  if (smoothquant && !(options.alpha >= 0.0 && options.alpha <= 1.0))
+    return Status::InvalidArgument("smoothquant --alpha must be in [0, 1]");
   LLMQ_ASSIGN_OR_RETURN(auto ckpt, Checkpoint::Open(input_folder));
   if (ckpt->is_quantized())
     return Status::InvalidArgument(input_folder + ": is already quantized by llmq; quantize the float checkpoint");
@@ -376,6 +465,8 @@ Result<QuantizeReport> quantize_checkpoint(const std::string& input_folder, cons
   report.input_bytes = ckpt->bytes_on_disk();
   report.gptq = options.gptq;
   report.true_sequential = options.true_sequential;
+  report.alpha = smoothquant ? options.alpha : 0.0;
+  report.int8_activations = smoothquant || options.int8_activations;
 
   std::string partial;
   if (gptq) {
@@ -391,12 +482,29 @@ Result<QuantizeReport> quantize_checkpoint(const std::string& input_folder, cons
   std::map<std::string, const LayerReport*> report_of;
   for (const LayerReport& l : report.layers) report_of[l.module] = &l;
   std::map<int, FinishedBlock> blocks;  // GPTQ: finished blocks, opened as needed
+  std::map<std::string, int> replaced_by;  // non-linear tensor -> the block that rewrote it (SmoothQuant)
+  if (gptq)
+    for (int l = 0; l < int(ckpt->config().num_layers); ++l) {
+      LLMQ_ASSIGN_OR_RETURN(FinishedBlock b, read_finished_block(block_stem(partial, l)));
+      for (const auto& name : b.replaced) replaced_by[name] = l;
+    }
   double weighted_bits = 0;
   int64_t quantized_weights = 0;
 
   for (const std::string& name : ckpt->tensor_names()) {
     LLMQ_ASSIGN_OR_RETURN(TensorView view, ckpt->get(name));
     auto lin = linear_of_weight.find(name);
+    if (lin == linear_of_weight.end() && replaced_by.count(name)) {
+      const int layer = replaced_by[name];
+      if (!blocks.count(layer)) {
+        LLMQ_ASSIGN_OR_RETURN(blocks[layer], read_finished_block(block_stem(partial, layer)));
+      }
+      LLMQ_ASSIGN_OR_RETURN(TensorView v, blocks[layer].file->get(name));
+      std::vector<uint8_t> bytes(v.nbytes());
+      if (!bytes.empty()) std::memcpy(bytes.data(), v.data, bytes.size());
+      LLMQ_RETURN_IF_ERROR(writer->Add({name, v.dtype, v.shape, std::move(bytes)}));
+      continue;
+    }
     if (lin == linear_of_weight.end()) {
       if (is_float_dtype(view.dtype)) {
         const int64_t bad = first_non_finite(view);
@@ -465,11 +573,15 @@ Result<QuantizeReport> quantize_checkpoint(const std::string& input_folder, cons
                                {"method", options.method}};
   const nlohmann::json spec_json = internal::spec_to_json(options.spec);
   for (auto it = spec_json.begin(); it != spec_json.end(); ++it) qc[it.key()] = it.value();
-  if (gptq) {
+  if (report.int8_activations) qc["activations"] = "int8";
+  if (smoothquant) qc["alpha"] = options.alpha;
+  if (options.method == "gptq") {
     qc["act_order"] = options.gptq.act_order;
     qc["static_groups"] = options.gptq.static_groups;
     qc["damp"] = options.gptq.damp;
     qc["true_sequential"] = options.true_sequential;
+  }
+  if (gptq) {
     qc["calibration"] = {{"nsamples", report.calibration.nsamples},
                          {"seq_len", report.calibration.seq_len},
                          {"seed", report.calibration.seed}};
