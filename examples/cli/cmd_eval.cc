@@ -191,6 +191,7 @@ int run_generate(int argc, char** argv) {
     std::printf("%s\n", j.dump(2).c_str());
   } else {
     std::printf("\n");
+    std::fflush(stdout);  // the text ends before the statistics on stderr, also when both are piped
     std::fprintf(stderr, "%zu tokens in %.2f s (%.1f tokens/s)\n", out_ids.size(), secs,
                  secs > 0 ? double(out_ids.size()) / secs : 0.0);
   }
