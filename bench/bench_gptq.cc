@@ -4,34 +4,25 @@
 #include <benchmark/benchmark.h>
 #include <llmq/llmq.h>
 
+#include "bench_util.h"
+
 #include <Eigen/Core>
 #include <chrono>
 #include <random>
 
 namespace {
 
-using RowMatF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-
-std::vector<float> gaussian(size_t n, uint32_t seed, float sd) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.0f, sd);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
+using llmq::bench::gaussian;
+using llmq::bench::RowMatF;
 
 // Seconds for C = X^T X with X [tokens, cols] in Eigen fp32 (best of 3).
 double eigen_gram_seconds(const std::vector<float>& x, int64_t tokens, int64_t cols) {
   Eigen::Map<const RowMatF> X(x.data(), tokens, cols);
   Eigen::MatrixXf C(cols, cols);
-  double best = 1e30;
-  for (int i = 0; i < 3; ++i) {
-    const auto t0 = std::chrono::steady_clock::now();
+  return llmq::bench::best_seconds(3, [&](int) {
     C.noalias() = X.transpose() * X;
     benchmark::DoNotOptimize(C.data());
-    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  }
-  return best;
+  });
 }
 
 // A realistic H: 2048 calibration tokens with uneven channel energy.

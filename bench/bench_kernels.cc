@@ -8,6 +8,8 @@
 #include <benchmark/benchmark.h>
 #include <llmq/llmq.h>
 
+#include "bench_util.h"
+
 #include <Eigen/Core>
 #include <chrono>
 #include <map>
@@ -15,16 +17,9 @@
 
 namespace {
 
-using RowMatF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using llmq::bench::gaussian;
+using llmq::bench::RowMatF;
 constexpr uint64_t kColdBytes = 256ull << 20;
-
-std::vector<float> gaussian(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.0f, 0.02f);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
 
 // Eigen fp32 seconds for [n, cols] x [rows, cols]^T (cold weights for n == 1), cached per shape.
 double eigen_seconds(int64_t rows, int64_t cols, int64_t n) {
@@ -37,13 +32,8 @@ double eigen_seconds(int64_t rows, int64_t cols, int64_t n) {
   std::vector<RowMatF> ws(copies, Eigen::Map<const RowMatF>(w.data(), rows, cols));
   Eigen::Map<const RowMatF> X(x.data(), n, cols);
   RowMatF Y(n, rows);
-  double best = 1e30;
-  for (int i = 0; i < (n == 1 ? 20 : 3); ++i) {
-    const auto t0 = std::chrono::steady_clock::now();
-    Y.noalias() = X * ws[size_t(i) % copies].transpose();
-    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  }
-  return cache[key] = best;
+  return cache[key] = llmq::bench::best_seconds(n == 1 ? 20 : 3,
+                                                [&](int i) { Y.noalias() = X * ws[size_t(i) % copies].transpose(); });
 }
 
 void BM_StreamTriad(benchmark::State& state) {

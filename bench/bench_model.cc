@@ -7,6 +7,8 @@
 #include <benchmark/benchmark.h>
 #include <llmq/llmq.h>
 
+#include "bench_util.h"
+
 #include <Eigen/Core>
 #include <chrono>
 #include <filesystem>
@@ -19,18 +21,14 @@
 namespace {
 
 namespace fs = std::filesystem;
-using RowMatF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using llmq::bench::RowMatF;
 
 double gemm_seconds(int64_t n, int64_t k, int64_t m) {  // [n, k] x [k, m]
   RowMatF a = RowMatF::Random(n, k), b = RowMatF::Random(k, m), c(n, m);
-  double best = 1e30;
-  for (int i = 0; i < 5; ++i) {
-    const auto t0 = std::chrono::steady_clock::now();
+  return llmq::bench::best_seconds(5, [&](int) {
     c.noalias() = a * b;
     benchmark::DoNotOptimize(c.data());
-    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  }
-  return best;
+  });
 }
 
 double matmul_only_seconds(const llmq::ModelConfig& c, const std::vector<llmq::LinearInfo>& linears, int64_t n) {

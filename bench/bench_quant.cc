@@ -4,18 +4,14 @@
 #include <benchmark/benchmark.h>
 #include <llmq/llmq.h>
 
+#include "bench_util.h"
+
 #include <cstring>
 #include <random>
 
 namespace {
 
-std::vector<float> gaussian(size_t n) {
-  std::mt19937 rng(42);
-  std::normal_distribution<float> d(0.0f, 0.02f);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
+using llmq::bench::gaussian;
 
 // Shapes: Llama-7B q/k/v/o (4096x4096) and up/gate (11008x4096).
 void Shapes(benchmark::internal::Benchmark* b) {

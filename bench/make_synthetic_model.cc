@@ -41,8 +41,12 @@ int main(int argc, char** argv) {
   }
   const std::string out = argv[1];
   int64_t hidden = 4096, inter = 11008, layers = 32, heads = 32, kv = 32, vocab = 32000;
-  for (int i = 2; i + 1 < argc; i += 2) {
+  for (int i = 2; i < argc; i += 2) {
     const std::string k = argv[i];
+    if (i + 1 >= argc) {
+      std::fprintf(stderr, "llmq-synth: %s expects a value\n", k.c_str());
+      return 2;
+    }
     const int64_t v = std::atoll(argv[i + 1]);
     if (v <= 0) {
       std::fprintf(stderr, "llmq-synth: %s expects a positive integer\n", k.c_str());
@@ -59,7 +63,20 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  std::filesystem::create_directories(out);
+  if (hidden % heads != 0 || heads % kv != 0) {
+    std::fprintf(stderr, "llmq-synth: --hidden must be a multiple of --heads, and --heads of --kv-heads\n");
+    return 2;
+  }
+  std::error_code ec;
+  if (std::filesystem::exists(out, ec) && !std::filesystem::is_empty(out, ec)) {
+    std::fprintf(stderr, "llmq-synth: %s exists and is not empty\n", out.c_str());
+    return 2;
+  }
+  std::filesystem::create_directories(out, ec);
+  if (ec) {
+    std::fprintf(stderr, "llmq-synth: cannot create %s: %s\n", out.c_str(), ec.message().c_str());
+    return 1;
+  }
   const int64_t hd = hidden / heads;
   std::mt19937 rng(1);
   auto shard = [&](int64_t i) {

@@ -31,8 +31,8 @@ struct PackedWeights {
   // Every group starts at a multiple of 32: SIMD kernels process whole 32-column blocks per group.
   bool block_aligned = false;
   std::vector<int32_t> perm;  // packed column j is source column perm[j] (j < cols); empty = identity
-  std::vector<uint8_t> codes;        // [rows, row_bytes]
-  std::vector<float> scales, mzero;  // [rows, ngroups]
+  std::vector<uint8_t> codes;        // [rows, row_bytes] (fp32-activation mode)
+  std::vector<float> scales, mzero;  // [rows, ngroups] (fp32-activation mode)
   // Int8-activation mode (W8A8 / W4A8, chosen at pack time): instead of `codes`, panels of 16
   // rows in the VNNI order. 8-bit: per 4 columns, 64 bytes = 16 rows x 4 consecutive codes
   // (byte 4r + i = column k + i of row r). 4-bit: per 8 columns, 64 bytes, byte 4r + i =

@@ -124,9 +124,9 @@ Result<PackedLinear> PackedLinear::Pack(const QuantizedTensor& q, const PackOpti
     w->panel_zeros.assign(w->panel_scales.size(), 0);
   } else {
     w->codes.assign(size_t(w->rows * w->row_bytes), 0);
+    w->scales.resize(size_t(w->rows * w->ngroups));
+    w->mzero.resize(w->scales.size());
   }
-  w->scales.resize(size_t(w->rows * w->ngroups));
-  w->mzero.resize(w->scales.size());
   std::vector<uint8_t> src(static_cast<size_t>(q.cols));
 #pragma omp parallel for schedule(static) firstprivate(src)
   for (int64_t r = 0; r < q.rows; ++r) {
@@ -154,12 +154,13 @@ Result<PackedLinear> PackedLinear::Pack(const QuantizedTensor& q, const PackOpti
     for (int64_t g = 0; g < w->ngroups; ++g) {
       const int sg = source_group[size_t(g)];
       const float s = q.scales[size_t(r * q.num_groups() + sg)];
-      w->scales[size_t(r * w->ngroups + g)] = s;
-      w->mzero[size_t(r * w->ngroups + g)] = -s * float(q.zero_of(r, sg));
       if (w->int8_activations) {
         const size_t pg = size_t(((r / 16) * w->ngroups + g) * 16 + r % 16);
         w->panel_scales[pg] = s;
         w->panel_zeros[pg] = q.zero_of(r, sg);
+      } else {
+        w->scales[size_t(r * w->ngroups + g)] = s;
+        w->mzero[size_t(r * w->ngroups + g)] = -s * float(q.zero_of(r, sg));
       }
     }
   }

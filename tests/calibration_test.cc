@@ -11,6 +11,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "quant/smoothquant.h"
 #include "test_util.h"
 
 namespace llmq {
@@ -303,13 +304,6 @@ TEST(QuantizeGptq, BeatsRtnOnARealModel) {
   EXPECT_GT(pg, fp * 0.99);
 }
 
-}  // namespace
-}  // namespace llmq
-
-#include "quant/smoothquant.h"
-
-namespace llmq {
-namespace {
 
 TEST(SmoothQuant, FoldingPreservesTheFloatOutput) {
   const int64_t cols = 24, r1 = 5, r2 = 7;

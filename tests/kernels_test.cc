@@ -98,6 +98,12 @@ double worst_error(const std::vector<float>& a, const std::vector<double>& b, co
   return worst;
 }
 
+Result<PackedLinear> pack_int8(const QuantizedTensor& q) {
+  PackOptions po;
+  po.int8_activations = true;
+  return PackedLinear::Pack(q, po);
+}
+
 std::vector<Case> cases() {
   std::vector<Case> out;
   for (int bits : {2, 3, 4, 8})
@@ -209,11 +215,6 @@ TEST(Kernels, IsaFromEnvironmentRejectsUnknownValues) {
   unsetenv("LLMQ_ISA");
 }
 
-}  // namespace
-}  // namespace llmq
-
-namespace llmq {
-namespace {
 
 // Int8 activations: the reference quantizes x per token (absmax / 127, half to even) and
 // computes sum_g scale_g * (sum (code - zero) * xq) * sx in double.
@@ -221,9 +222,7 @@ TEST(KernelsInt8, ScalarEqualsDirectIntegerProduct) {
   uint32_t seed = 500;
   for (const Case& c : cases()) {
     const QuantizedTensor q = make_tensor(c, seed++);
-    PackOptions po;
-    po.int8_activations = true;
-    auto p = PackedLinear::Pack(q, po);
+    auto p = pack_int8(q);
     ASSERT_TRUE(p.ok()) << p.status().ToString();
     ASSERT_TRUE(p->int8_activations());
     for (int64_t n : {1, 3, 9}) {
@@ -263,9 +262,7 @@ void expect_int8_bit_identical(Isa isa) {
   uint32_t seed = 700;
   for (const Case& c : cases()) {
     const QuantizedTensor q = make_tensor(c, seed++);
-    PackOptions po;
-    po.int8_activations = true;
-    auto p = PackedLinear::Pack(q, po);
+    auto p = pack_int8(q);
     ASSERT_TRUE(p.ok());
     for (int64_t n = 1; n <= 17; ++n) {
       auto x = test::random_normal(size_t(n * c.cols), seed++);
@@ -294,9 +291,7 @@ TEST(KernelsInt8, CloseToFloatActivations) {
   Case c{8, 0, true, false, false, 64, 512};
   const QuantizedTensor q = make_tensor(c, 900);
   auto pf = PackedLinear::Pack(q);
-  PackOptions po;
-  po.int8_activations = true;
-  auto pi = PackedLinear::Pack(q, po);
+  auto pi = pack_int8(q);
   const int64_t n = 16;
   auto x = test::random_normal(size_t(n * c.cols), 901);
   std::vector<float> yf(size_t(n * c.rows)), yi(yf.size());
@@ -310,11 +305,6 @@ TEST(KernelsInt8, CloseToFloatActivations) {
   EXPECT_LT(std::sqrt(num / den), 0.02);  // per-token int8 of Gaussian inputs: about 1%
 }
 
-}  // namespace
-}  // namespace llmq
-
-namespace llmq {
-namespace {
 
 TEST(Kernels, ThreadCountIsSettableAndDoesNotChangeResults) {
   const int dflt = num_threads();

@@ -358,11 +358,6 @@ TEST(Model, QuantizedModelRunsAndDegradesGracefully) {
   EXPECT_LT(ppl[2], ppl[0] * 3) << "3-bit g32 RTN should still be a working model";
 }
 
-}  // namespace
-}  // namespace llmq
-
-namespace llmq {
-namespace {
 
 // Quantized linears run through the packed kernels; the same model with every linear
 // replaced by its dequantized float weights is the reference (issue: within 0.1% in ppl).

@@ -60,6 +60,7 @@ class PackedLinear {
   void Forward(const float* x, int64_t n, float* y) const { Forward(x, n, y, active_isa()); }
   void Forward(const float* x, int64_t n, float* y, Isa isa) const;
 
+  // The internal layout (kernels/packed.h): for tests and benchmarks, not a stable interface.
   const kernels::PackedWeights& packed() const { return *w_; }
 
  private:

@@ -16,10 +16,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 // The text behind a calibration path: a file, a .jsonl of {"text"} rows, or a folder of .txt files.
 Result<std::string> read_calibration_text(const std::string& path) {
   std::error_code ec;
@@ -38,7 +34,7 @@ Result<std::string> read_calibration_text(const std::string& path) {
     return all;
   }
   LLMQ_ASSIGN_OR_RETURN(std::string text, read_text_file(path));
-  if (!ends_with(path, ".jsonl")) return text;
+  if (!path.ends_with(".jsonl")) return text;
   std::string all;
   size_t line_no = 0, pos = 0;
   while (pos < text.size()) {
@@ -80,7 +76,7 @@ Result<CalibrationSet> load_calibration_set(const CalibrationOptions& options, c
   std::vector<int32_t> ids;  // a running token stream to draw windows from
   std::error_code ec;
   if (!fs::exists(path, ec)) return Status::NotFound(path + ": calibration data not found");
-  if (ends_with(path, ".json")) {
+  if (path.ends_with(".json")) {
     LLMQ_ASSIGN_OR_RETURN(std::string text, read_text_file(path));
     nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
     if (j.is_discarded() || !j.is_array() || j.empty())
@@ -104,7 +100,7 @@ Result<CalibrationSet> load_calibration_set(const CalibrationOptions& options, c
     } catch (const nlohmann::json::exception&) {
       return Status::InvalidArgument(path + ": token ids must be integers");
     }
-  } else if (ends_with(path, ".bin")) {
+  } else if (path.ends_with(".bin")) {
     LLMQ_ASSIGN_OR_RETURN(std::string raw, read_text_file(path));
     if (raw.size() % 4 != 0)
       return Status::InvalidArgument(path + ": a .bin token file holds little-endian int32 ids; its size " +
@@ -144,6 +140,8 @@ Result<CalibrationSet> load_calibration_set(const CalibrationOptions& options, c
   }
   return set;
 }
+
+bool is_token_id_file(const std::string& path) { return path.ends_with(".json") || path.ends_with(".bin"); }
 
 int input_slot(LinearRole role) {
   switch (role) {

@@ -34,6 +34,9 @@ struct CalibrationSet {
 Result<CalibrationSet> load_calibration_set(const CalibrationOptions& options, const Tokenizer* tokenizer,
                                             int64_t max_context, int64_t vocab_size);
 
+// Pre-tokenized calibration data (.json / .bin ids), which needs no tokenizer.
+bool is_token_id_file(const std::string& path);
+
 // Which linears share one input (and so one Hessian): q/k/v, gate/up (fc1 alone), o, down (fc2).
 int input_slot(LinearRole role);
 

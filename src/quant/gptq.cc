@@ -58,10 +58,6 @@ bool upper_cholesky_of_inverse(MatF h, MatF* u) {
   return u->allFinite() && (u->diagonal().array() > 0.0f).all();
 }
 
-void find_row_params(const float* values, int64_t n, const QuantSpec& spec, GroupParams* p) {
-  *p = rtn_group_params(values, n, spec);
-}
-
 }  // namespace
 
 HessianAccumulator::HessianAccumulator(int64_t cols)
@@ -128,7 +124,7 @@ Result<GptqResult> gptq_quantize(const float* w, int64_t rows, int64_t cols, con
   if (per_channel) {
     channel_params.resize(size_t(rows));
 #pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < rows; ++r) find_row_params(w + r * cols, cols, spec, &channel_params[size_t(r)]);
+    for (int64_t r = 0; r < rows; ++r) channel_params[size_t(r)] = rtn_group_params(w + r * cols, cols, spec);
   }
   // Dead inputs: nothing to compensate with; their weights never matter.
   for (int64_t j = 0; j < cols; ++j)
@@ -146,7 +142,7 @@ Result<GptqResult> gptq_quantize(const float* w, int64_t rows, int64_t cols, con
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t k = 0; k < ng; ++k) {
         const int64_t c0 = k * g, c1 = std::min(cols, c0 + g);
-        find_row_params(Wr.data() + r * cols + c0, c1 - c0, spec, &static_params[size_t(k * rows + r)]);
+        static_params[size_t(k * rows + r)] = rtn_group_params(Wr.data() + r * cols + c0, c1 - c0, spec);
       }
   }
   // Act-order: quantize the columns with the largest H_jj (most input energy) first.
@@ -221,7 +217,7 @@ Result<GptqResult> gptq_quantize(const float* w, int64_t rows, int64_t cols, con
         for (int64_t r = 0; r < rows; ++r) {
           group_buf.resize(size_t(end - j));
           for (int64_t c = j; c < end; ++c) group_buf[size_t(c - j)] = c < i2 ? W1(r, c - i1) : W(r, c);
-          find_row_params(group_buf.data(), end - j, spec, &cur[size_t(r)]);
+          cur[size_t(r)] = rtn_group_params(group_buf.data(), end - j, spec);
         }
         for (int64_t r = 0; r < rows; ++r) {
           q.scales[size_t(r * ng + k)] = cur[size_t(r)].scale;

@@ -201,8 +201,6 @@ Result<FinishedBlock> read_finished_block(const std::string& stem) {
   return b;
 }
 
-// GPTQ over the whole model, block by block (algorithms.md §2.4). Finished blocks go to
-// `partial`; on return every block of the model is there.
 // SmoothQuant for one block: activation ranges of the norm-fed inputs (q/k/v and gate/up, or
 // OPT's fc1) on the float model, smoothing scales folded into the norm and the linears, then
 // per-channel int8 RTN of every linear of the block. The rewritten norms go into the block file.
@@ -269,15 +267,15 @@ Status smooth_and_quantize_block(const Checkpoint& ckpt, internal::BlockwiseCali
   return Status::Ok();
 }
 
-Status run_gptq(const std::string& input_folder, const Checkpoint& ckpt, const QuantizeOptions& options,
+// A calibrated method (GPTQ or SmoothQuant) over the whole model, block by block
+// (algorithms.md §2.4). Finished blocks go to `partial`; on return every block is there.
+Status run_calibrated(const std::string& input_folder, const Checkpoint& ckpt, const QuantizeOptions& options,
                 const std::string& partial, QuantizeReport* report, const Clock::time_point t0) {
   const ModelConfig& cfg = ckpt.config();
   const bool smoothquant = options.method == "smoothquant";
   // Pre-tokenized data (.json / .bin ids) needs no tokenizer.
-  const std::string& data = options.calibration.data;
-  const bool token_ids = data.size() > 5 && (data.ends_with(".json") || data.ends_with(".bin"));
   std::unique_ptr<Tokenizer> tokenizer;
-  if (!token_ids) {
+  if (!internal::is_token_id_file(options.calibration.data)) {
     LLMQ_ASSIGN_OR_RETURN(tokenizer, Tokenizer::Open(input_folder));
   }
   const int64_t context = cfg.max_position_embeddings > 0 ? cfg.max_position_embeddings : options.calibration.seq_len;
@@ -440,10 +438,10 @@ Result<QuantizeReport> quantize_checkpoint(const std::string& input_folder, cons
   const auto t0 = Clock::now();
   LLMQ_RETURN_IF_ERROR(options.spec.Validate());
   const bool smoothquant = options.method == "smoothquant";
-  const bool gptq = options.method == "gptq" || smoothquant;  // the calibrated, block-by-block path
-  if (options.method != "rtn" && !gptq)
+  const bool calibrated = options.method == "gptq" || smoothquant;  // the block-by-block path
+  if (options.method != "rtn" && !calibrated)
     return Status::InvalidArgument("unknown method '" + options.method + "' (available: rtn, gptq, smoothquant)");
-  if (gptq && options.calibration.data.empty())
+  if (calibrated && options.calibration.data.empty())
     return Status::InvalidArgument("--method " + options.method + " needs calibration data (--calib <text-file>)");
   if (smoothquant && (options.spec.bits != 8 || options.spec.group_size != 0 || !options.spec.symmetric))
     return Status::InvalidArgument("smoothquant is W8A8: it needs --bits 8 --group-size 0 --sym (got " +
@@ -469,10 +467,10 @@ Result<QuantizeReport> quantize_checkpoint(const std::string& input_folder, cons
   report.int8_activations = smoothquant || options.int8_activations;
 
   std::string partial;
-  if (gptq) {
+  if (calibrated) {
     partial = partial_dir_for(output_folder);
     LLMQ_RETURN_IF_ERROR(prepare_partial_dir(partial, run_manifest(input_folder, *ckpt, options), options.resume));
-    LLMQ_RETURN_IF_ERROR(run_gptq(input_folder, *ckpt, options, partial, &report, t0));
+    LLMQ_RETURN_IF_ERROR(run_calibrated(input_folder, *ckpt, options, partial, &report, t0));
   }
 
   std::map<std::string, LinearInfo> linear_of_weight;
@@ -483,7 +481,7 @@ Result<QuantizeReport> quantize_checkpoint(const std::string& input_folder, cons
   for (const LayerReport& l : report.layers) report_of[l.module] = &l;
   std::map<int, FinishedBlock> blocks;  // GPTQ: finished blocks, opened as needed
   std::map<std::string, int> replaced_by;  // non-linear tensor -> the block that rewrote it (SmoothQuant)
-  if (gptq)
+  if (smoothquant)
     for (int l = 0; l < int(ckpt->config().num_layers); ++l) {
       LLMQ_ASSIGN_OR_RETURN(FinishedBlock b, read_finished_block(block_stem(partial, l)));
       for (const auto& name : b.replaced) replaced_by[name] = l;
@@ -519,7 +517,7 @@ Result<QuantizeReport> quantize_checkpoint(const std::string& input_folder, cons
       continue;
     }
     const LinearInfo& l = lin->second;
-    if (gptq) {
+    if (calibrated) {
       if (!blocks.count(l.layer)) {
         LLMQ_ASSIGN_OR_RETURN(blocks[l.layer], read_finished_block(block_stem(partial, l.layer)));
       }
@@ -581,7 +579,7 @@ Result<QuantizeReport> quantize_checkpoint(const std::string& input_folder, cons
     qc["damp"] = options.gptq.damp;
     qc["true_sequential"] = options.true_sequential;
   }
-  if (gptq) {
+  if (calibrated) {
     qc["calibration"] = {{"nsamples", report.calibration.nsamples},
                          {"seq_len", report.calibration.seq_len},
                          {"seed", report.calibration.seed}};
