@@ -1,33 +1,38 @@
 #!/usr/bin/env bash
-# Perplexity table for docs/RESULTS.md: every model in ../shared/models at fp32, RTN and GPTQ
-# (4-bit g128, 3-bit g128, 4-bit per-channel, 3-bit per-channel; symmetric), with
-# quantization wall time and peak memory. Evaluation: TinyStories validation prefix, all full
-# windows of the model's context (the issue-3 protocol). Calibration: TinyStories train sample,
-# GPTQ defaults (128 windows x min(2048, context), seed 0, damp 0.01).
-# Usage: bench/ppl_table.sh <llmq-binary> <shared-dir> [extra quantize args...]
+# Perplexity table for docs/RESULTS.md: every model in ../shared/models at fp32 and each method
+# of $METHODS (default: rtn gptq) at each setting of $SETTINGS (default: "4 128,3 128,4 0,3 0":
+# bits and group size, 0 = per-channel; symmetric), with the real bits per weight, quantization
+# wall time and peak memory. Evaluation: TinyStories validation prefix, all full windows of the
+# model's context (the issue-3 protocol). Calibration: TinyStories train sample with each method's
+# CLI defaults (128 windows; min(2048, context) tokens, AWQ min(512, context); seed 0).
+# Usage: [METHODS="rtn gptq awq awq+gptq"] [SETTINGS="4 128,3 128"] bench/ppl_table.sh <llmq-binary> <shared-dir> [extra quantize args...]
 set -euo pipefail
 llmq=$1 shared=$2; shift 2
+extra=("$@")
+methods=${METHODS:-rtn gptq}
+IFS=',' read -r -a settings <<< "${SETTINGS:-4 128,3 128,4 0,3 0}"
 eval_text="$shared/data/tinystories/TinyStories-valid-prefix.txt"
 calib="$shared/data/tinystories/TinyStories-train-sample.txt"
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 field() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$1" "$2"; }
-echo "| model | setting | bpw | fp32 ppl | RTN ppl | GPTQ ppl | RTN time s | GPTQ time s | GPTQ peak RSS MiB |"
-echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+echo "| model | setting | method | bits/weight | perplexity | fp32 | time s | peak RSS MiB |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
 for model in "$shared"/models/*/; do
   model=${model%/}; name=$(basename "$model")
   "$llmq" eval ppl "$model" --data "$eval_text" --json > "$work/fp.json" 2>/dev/null
   fp=$(field "$work/fp.json" perplexity)
-  for setting in "4 128" "3 128" "4 0" "3 0"; do
+  for setting in "${settings[@]}"; do
     set -- $setting; bits=$1 group=$2
     label="w$bits $( [ "$group" = 0 ] && echo per-channel || echo g$group )"
-    "$llmq" quantize --method rtn --bits "$bits" --group-size "$group" --json "$model" "$work/rtn" > "$work/rq.json" 2>/dev/null
-    "$llmq" quantize --method gptq --bits "$bits" --group-size "$group" --calib "$calib" --json "$model" "$work/gptq" > "$work/gq.json" 2>/dev/null
-    "$llmq" eval ppl "$work/rtn" --data "$eval_text" --json > "$work/r.json" 2>/dev/null
-    "$llmq" eval ppl "$work/gptq" --data "$eval_text" --json > "$work/g.json" 2>/dev/null
-    printf "| %s | %s | %.3f | %.4f | %.4f | %.4f | %.2f | %.2f | %.0f |\n" "$name" "$label" \
-      "$(field "$work/gq.json" bits_per_weight)" "$fp" "$(field "$work/r.json" perplexity)" "$(field "$work/g.json" perplexity)" \
-      "$(field "$work/rq.json" seconds)" "$(field "$work/gq.json" seconds)" \
-      "$(python3 -c "import json; print(json.load(open('$work/gq.json'))['peak_rss_bytes']/2**20)")"
-    rm -rf "$work/rtn" "$work/gptq"
+    for method in $methods; do
+      calib_args=(); [ "$method" = rtn ] || calib_args=(--calib "$calib")
+      "$llmq" quantize --method "$method" --bits "$bits" --group-size "$group" "${calib_args[@]}" ${extra[@]+"${extra[@]}"} --json "$model" "$work/q" > "$work/q.json" 2>/dev/null
+      "$llmq" eval ppl "$work/q" --data "$eval_text" --json > "$work/e.json" 2>/dev/null
+      printf "| %s | %s | %s | %.3f | %.4f | %.4f | %.1f | %.0f |\n" "$name" "$label" "$method" \
+        "$(field "$work/q.json" bits_per_weight)" "$(field "$work/e.json" perplexity)" "$fp" \
+        "$(field "$work/q.json" seconds)" \
+        "$(python3 -c "import json; print(json.load(open('$work/q.json'))['peak_rss_bytes']/2**20)")"
+      rm -rf "$work/q"
+    done
   done
 done

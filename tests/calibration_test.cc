@@ -18,18 +18,8 @@ namespace llmq {
 namespace {
 
 namespace fs = std::filesystem;
+using test::random_windows;
 using test::TempDir;
-
-std::vector<std::vector<int32_t>> random_windows(int n, int len, int vocab, uint32_t seed) {
-  std::vector<std::vector<int32_t>> w(static_cast<size_t>(n), std::vector<int32_t>(static_cast<size_t>(len)));
-  uint32_t s = seed;
-  for (auto& win : w)
-    for (auto& t : win) {
-      s = s * 1664525u + 1013904223u;
-      t = int32_t((s >> 8) % uint32_t(vocab));
-    }
-  return w;
-}
 
 std::string write_windows_json(const TempDir& dir, const std::vector<std::vector<int32_t>>& w) {
   const std::string path = dir.file("calib.json");
@@ -274,22 +264,9 @@ TEST(QuantizeGptq, InterruptedRunResumesToTheSameBytes) {
 TEST(QuantizeGptq, BeatsRtnOnARealModel) {
   const std::string model = test::shared_path("models/stories260K-hf");
   const std::string calib = test::shared_path("data/tinystories/TinyStories-train-sample.txt");
-  const std::string eval = test::shared_path("data/tinystories/TinyStories-valid-prefix.txt");
-  auto tok = Tokenizer::Open(model);
-  ASSERT_TRUE(tok.ok());
-  std::string text = test::read_bytes(eval);
-  auto ids = (*tok)->Encode(text.substr(0, 60000));
-  ASSERT_TRUE(ids.ok());
-  ids->insert(ids->begin(), (*tok)->bos_id());
-  PerplexityOptions po;
-  po.seq_len = 256;
-  po.max_chunks = 20;
+  const std::vector<int32_t> ids = test::tinystories_eval_ids(model, 60000);
   TempDir dir;
-  auto ppl = [&](const std::string& folder) {
-    auto m = Model::Load(folder);
-    EXPECT_TRUE(m.ok());
-    return evaluate_perplexity(**m, *ids, po)->perplexity;
-  };
+  auto ppl = [&](const std::string& folder) { return test::perplexity_of(folder, ids, 256, 20); };
   QuantizeOptions o = calibrated_options(calib);
   o.spec.bits = 3;
   o.spec.group_size = 0;
@@ -381,12 +358,7 @@ TEST_P(BlockwiseTest, SmoothQuantWritesAW8A8Model) {
 TEST(QuantizeSmoothQuant, RealModelWithinOnePercentAndBetterThanPlainW8A8) {
   const std::string model = test::shared_path("models/stories5M-hf");
   const std::string calib = test::shared_path("data/tinystories/TinyStories-train-sample.txt");
-  auto tok = Tokenizer::Open(model);
-  auto ids = (*tok)->Encode(test::read_bytes(test::shared_path("data/tinystories/TinyStories-valid-prefix.txt")));
-  ids->insert(ids->begin(), (*tok)->bos_id());
-  PerplexityOptions po;
-  po.seq_len = 256;
-  po.max_chunks = 40;
+  const std::vector<int32_t> ids = test::tinystories_eval_ids(model);
   TempDir dir;
   const QuantizeOptions sq = calibrated_options(calib, "smoothquant", 8, 0, 128, 256);
   ASSERT_TRUE(quantize_checkpoint(model, dir.file("sq"), sq).ok());
@@ -394,7 +366,7 @@ TEST(QuantizeSmoothQuant, RealModelWithinOnePercentAndBetterThanPlainW8A8) {
   plain.spec = sq.spec;
   plain.int8_activations = true;
   ASSERT_TRUE(quantize_checkpoint(model, dir.file("w8a8"), plain).ok());
-  auto ppl = [&](const std::string& f) { return evaluate_perplexity(**Model::Load(f), *ids, po)->perplexity; };
+  auto ppl = [&](const std::string& f) { return test::perplexity_of(f, ids, 256, 40); };
   const double fp = ppl(model), s = ppl(dir.file("sq")), p = ppl(dir.file("w8a8"));
   EXPECT_LT(s, fp * 1.01) << "fp32 " << fp << " smoothquant " << s;
   EXPECT_LT(s, p) << "smoothquant " << s << " plain W8A8 " << p;

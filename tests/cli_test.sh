@@ -46,7 +46,7 @@ mkdir -p "$work/bad" && cp "$model"/* "$work/bad/" && head -c 1000 "$model/model
 # GPTQ: calibration options, clear usage errors, JSON report keys.
 calib="$shared/data/tinystories/TinyStories-train-sample.txt"
 check gptq-needs-calib 2 "needs --calib" -- "$llmq" quantize --method gptq "$model" "$work/g"
-check rtn-rejects-calib 2 "gptq only" -- "$llmq" quantize --calib "$calib" "$model" "$work/g"
+check rtn-rejects-calib 2 "calibrated methods only" -- "$llmq" quantize --calib "$calib" "$model" "$work/g"
 check bad-method 2 "available: rtn, gptq" -- "$llmq" quantize --method awqq "$model" "$work/g"
 check gptq-missing-calib 1 "nope.txt: calibration data not found" -- "$llmq" quantize --method gptq --calib "$work/nope.txt" "$model" "$work/g"
 [ -e "$work/g" ] && { echo "FAIL: output left behind after an error"; fails=$((fails+1)); }
@@ -69,6 +69,13 @@ check eval-sq 0 "" -- "$llmq" eval ppl "$work/sq" --data "$shared/data/tinystori
 python3 -c "import json,sys; assert json.load(open(sys.argv[1]))['int8_activations'] is True" "$work/out" || { echo "FAIL: W8A8 model did not run int8"; fails=$((fails+1)); }
 check sq-bad-alpha 2 "--alpha expects a number in" -- "$llmq" quantize --method smoothquant --calib "$calib" --alpha 2 "$model" "$work/sq2"
 check sq-bad-bits 1 "smoothquant is W8A8" -- "$llmq" quantize --method smoothquant --calib "$calib" --bits 4 "$model" "$work/sq2"
+# AWQ: report keys, the per-layer search results, options checked against the method.
+check awq 0 "" -- "$llmq" quantize --method awq+gptq --calib "$calib" --nsamples 8 --seq-len 64 --awq-grid 5 --json "$model" "$work/awq"
+json_ok method awq gptq calibration layers mean_output_relative_error
+python3 -c "import json,sys; l=json.load(open(sys.argv[1]))['layers']; assert all('awq_alpha' in x for x in l); assert 'awq_clip_shrink' in l[2]" "$work/out" || { echo "FAIL: awq per-layer keys"; fails=$((fails+1)); }
+check eval-awq 0 "" -- "$llmq" eval ppl "$work/awq" --data "$shared/data/tinystories/TinyStories-valid-prefix.txt" --seq-len 64 --max-chunks 2 --json
+check awq-grid-on-rtn 2 "awq / awq+gptq only" -- "$llmq" quantize --awq-grid 4 "$model" "$work/a2"
+check awq-no-act-order 2 "GPTQ (--method gptq or awq+gptq) only" -- "$llmq" quantize --method awq --calib "$calib" --act-order "$model" "$work/a2"
 check truncated 1 "model.safetensors" -- "$llmq" quantize "$work/bad" "$work/y"
 [ ! -e "$work/y" ] || { echo "FAIL: partial output left at $work/y"; fails=$((fails+1)); }
 echo "$passes passed, $fails failed"

@@ -31,6 +31,42 @@ TempDir::~TempDir() {
   fs::remove_all(path_, ec);
 }
 
+std::vector<std::vector<int32_t>> random_windows(int n, int len, int vocab, uint32_t seed) {
+  std::vector<std::vector<int32_t>> w(static_cast<size_t>(n), std::vector<int32_t>(static_cast<size_t>(len)));
+  uint32_t s = seed;
+  for (auto& win : w)
+    for (auto& t : win) {
+      s = s * 1664525u + 1013904223u;
+      t = int32_t((s >> 8) % uint32_t(vocab));
+    }
+  return w;
+}
+
+std::vector<int32_t> tinystories_eval_ids(const std::string& model_folder, size_t max_chars) {
+  auto tok = Tokenizer::Open(model_folder);
+  EXPECT_TRUE(tok.ok()) << tok.status().ToString();
+  if (!tok.ok()) return {};
+  std::string text = read_bytes(shared_path("data/tinystories/TinyStories-valid-prefix.txt"));
+  if (max_chars > 0 && text.size() > max_chars) text.resize(max_chars);
+  auto ids = (*tok)->Encode(text);
+  EXPECT_TRUE(ids.ok()) << ids.status().ToString();
+  if (!ids.ok()) return {};
+  ids->insert(ids->begin(), (*tok)->bos_id());
+  return *ids;
+}
+
+double perplexity_of(const std::string& folder, const std::vector<int32_t>& ids, int64_t seq_len, int64_t max_chunks) {
+  auto m = Model::Load(folder);
+  EXPECT_TRUE(m.ok()) << m.status().ToString();
+  if (!m.ok()) return 0.0;
+  PerplexityOptions po;
+  po.seq_len = seq_len;
+  po.max_chunks = max_chunks;
+  auto r = evaluate_perplexity(**m, ids, po);
+  EXPECT_TRUE(r.ok()) << r.status().ToString();
+  return r.ok() ? r->perplexity : 0.0;
+}
+
 std::vector<float> random_normal(size_t n, uint32_t seed, float stddev) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> d(0.0f, stddev);

@@ -28,6 +28,9 @@ class TempDir {
 
 std::vector<float> random_normal(size_t n, uint32_t seed, float stddev = 1.0f);
 
+// n windows of len token ids in [0, vocab) from a fixed LCG (calibration sets for synthetic models).
+std::vector<std::vector<int32_t>> random_windows(int n, int len, int vocab, uint32_t seed);
+
 struct SyntheticModel {
   std::string architecture = "LlamaForCausalLM";  // or "OPTForCausalLM", "Qwen2ForCausalLM", "MistralForCausalLM"
   int hidden = 64, intermediate = 96, layers = 2, heads = 4, kv_heads = 2, vocab = 128;
@@ -39,6 +42,12 @@ struct SyntheticModel {
 
 // Writes config.json and random weights (N(0, 0.05)) for `m` into `folder`.
 void write_synthetic_model(const std::string& folder, const SyntheticModel& m);
+
+// The TinyStories validation prefix (../shared), its first max_chars characters (0: all), encoded
+// with `model_folder`'s tokenizer with one BOS in front: the evaluation ids of the real-model tests.
+std::vector<int32_t> tinystories_eval_ids(const std::string& model_folder, size_t max_chars = 0);
+// Perplexity of the model in `folder` on `ids` (windows of seq_len, the first max_chunks); fails the test on error.
+double perplexity_of(const std::string& folder, const std::vector<int32_t>& ids, int64_t seq_len, int64_t max_chunks);
 
 // Writes raw bytes to a file (for corrupt-input tests).
 void write_bytes(const std::string& path, const std::string& bytes);

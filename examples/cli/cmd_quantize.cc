@@ -27,7 +27,7 @@ void on_sigint(int) {
 }
 
 const char* kHelp =
-    "Usage: llmq quantize --method {rtn,gptq,smoothquant} --bits {2,3,4,8} [--group-size G] [--sym|--asym]\n"
+    "Usage: llmq quantize --method {rtn,gptq,awq,awq+gptq,smoothquant} --bits {2,3,4,8} [--group-size G] [--sym|--asym]\n"
     "                     [--mse] [--scale-dtype fp16|fp32] [--overwrite] [--json] <in-folder> <out-folder>\n"
     "       llmq quantize --method gptq --calib <data> [--nsamples 128] [--seq-len 2048] [--seed 0]\n"
     "                     [--damp 0.01] [--act-order] [--static-groups] [--true-sequential] [--resume] ...\n"
@@ -37,7 +37,8 @@ const char* kHelp =
     "<out-folder>, atomically: on any error nothing is left there. Embeddings, norms, biases\n"
     "and the LM head are copied unchanged. A JSON report is written to <out-folder>/llmq_report.json.\n"
     "\n"
-    "  --method M         rtn (round to nearest), gptq (Hessian-calibrated) or     [rtn]\n"
+    "  --method M         rtn (round to nearest), gptq (Hessian-calibrated),        [rtn]\n"
+    "                     awq (activation-aware scales + clipping, then RTN), awq+gptq (the same, then GPTQ),\n"
     "                     smoothquant (W8A8, smoothing folded into the norms; defaults to --bits 8 --group-size 0)\n"
     "  --bits B           2, 3, 4 or 8                                              [4]\n"
     "  --group-size G     input columns per scale; 0 = one scale per output channel [128]\n"
@@ -46,11 +47,11 @@ const char* kHelp =
     "  --scale-dtype T    fp16 or fp32 scales                                       [fp16]\n"
     "  --max-shard-mb N   output shard size in MiB                                  [2048]\n"
     "\n"
-    "GPTQ calibration (runs the model block by block; one block of weights in memory):\n"
+    "Calibration (gptq, awq, awq+gptq, smoothquant; the model runs block by block, one block in memory):\n"
     "  --calib PATH       text file, folder of .txt, .jsonl {\"text\"} rows, or token ids\n"
     "                     (.json array of windows or ids, .bin little-endian int32)\n"
     "  --nsamples N       calibration windows                                       [128]\n"
-    "  --seq-len N        tokens per window (capped at the model's context)         [2048]\n"
+    "  --seq-len N        tokens per window (capped at the model's context)    [2048; awq: 512]\n"
     "  --seed S           window sampling seed                                      [0]\n"
     "  --damp D           dampening, fraction of mean(diag H)                       [0.01]\n"
     "  --block-size N     GPTQ lazy-batch width (speed only)                        [128]\n"
@@ -59,6 +60,10 @@ const char* kHelp =
     "  --true-sequential  q/k/v -> o -> gate/up -> down inside a block, Hessians re-collected\n"
     "  --act-dtype T      calibration activations kept as fp32 or fp16              [fp32]\n"
     "  --resume           continue an interrupted run from its finished blocks\n"
+    "  --awq-grid N       AWQ scale search: alpha in {0, 1/N, ..., (N-1)/N}          [20]\n"
+    "  --awq-no-duo       AWQ scales mean|x|^alpha only (llm-awq) instead of AutoAWQ's duo scaling\n"
+    "  --awq-no-clip      skip AWQ's clip search\n"
+    "  --awq-no-gqa-vo    skip the v -> o site under grouped-query attention (the reference does)\n"
     "  --alpha A          smoothquant migration strength, s = max|X|^A / max|W|^(1-A)  [0.5]\n"
     "  --int8-activations mark the output W8A8/W4A8: the runtime quantizes activations to int8 per token\n"
     "  --overwrite        replace a non-empty <out-folder>\n"
@@ -68,9 +73,10 @@ const char* kHelp =
 int run_quantize(int argc, char** argv) {
   auto args = Args::Parse(argc, argv, 2,
                           {"json", "help", "sym", "asym", "mse", "overwrite", "act-order", "static-groups",
-                           "true-sequential", "resume", "int8-activations"},
+                           "true-sequential", "resume", "int8-activations", "awq-no-duo", "awq-no-clip",
+                           "awq-no-gqa-vo"},
                           {"method", "bits", "group-size", "scale-dtype", "max-shard-mb", "calib", "nsamples",
-                           "seq-len", "seed", "damp", "block-size", "act-dtype", "alpha"});
+                           "seq-len", "seed", "damp", "block-size", "act-dtype", "alpha", "awq-grid"});
   if (!args.ok()) return usage_error(args.status().message(), "quantize");
   if (args->has("help")) {
     std::fputs(kHelp, stdout);
@@ -95,15 +101,27 @@ int run_quantize(int argc, char** argv) {
   if (sd != "fp16" && sd != "fp32") return usage_error("--scale-dtype must be fp16 or fp32", "quantize");
   opt.spec.scale_dtype = sd == "fp16" ? ScaleDType::kF16 : ScaleDType::kF32;
   if (Status st = opt.spec.Validate(); !st.ok()) return usage_error(st.message(), "quantize");
-  if (opt.method != "rtn" && opt.method != "gptq" && !sq)
-    return usage_error("unknown --method '" + opt.method + "' (available: rtn, gptq, smoothquant)", "quantize");
+  const bool awq = opt.method == "awq" || opt.method == "awq+gptq";
+  if (opt.method != "rtn" && opt.method != "gptq" && !sq && !awq)
+    return usage_error("unknown --method '" + opt.method + "' (available: rtn, gptq, awq, awq+gptq, smoothquant)",
+                       "quantize");
+  auto awq_grid = args->get_int("awq-grid", 20);
+  if (!awq_grid.ok() || *awq_grid < 1 || *awq_grid > 1000)
+    return usage_error("--awq-grid expects an integer in 1..1000", "quantize");
+  if (!awq)
+    for (const char* o : {"awq-grid", "awq-no-duo", "awq-no-clip", "awq-no-gqa-vo"})
+      if (args->has(o)) return usage_error(std::string("--") + o + " applies to --method awq / awq+gptq only", "quantize");
+  opt.awq.grid = int(*awq_grid);
+  opt.awq.duo_scaling = !args->has("awq-no-duo");
+  opt.awq.clip = !args->has("awq-no-clip");
+  opt.awq.gqa_v_to_o = !args->has("awq-no-gqa-vo");
   auto alpha = args->get_double("alpha", 0.5);
   if (!alpha.ok() || !(*alpha >= 0.0 && *alpha <= 1.0)) return usage_error("--alpha expects a number in [0, 1]", "quantize");
   if (args->has("alpha") && !sq) return usage_error("--alpha applies to --method smoothquant only", "quantize");
   opt.alpha = *alpha;
   opt.int8_activations = args->has("int8-activations");
   auto nsamples = args->get_int("nsamples", 128);
-  auto seq_len = args->get_int("seq-len", 2048);
+  auto seq_len = args->get_int("seq-len", awq ? 512 : 2048);  // AWQ's reference calibrates on 512-token blocks
   auto seed = args->get_int("seed", 0);
   auto block = args->get_int("block-size", 128);
   auto damp = args->get_double("damp", 0.01);
@@ -119,7 +137,13 @@ int run_quantize(int argc, char** argv) {
                        "quantize");
   if (opt.method == "rtn")
     for (const char* o : {"calib", "act-order", "static-groups", "true-sequential", "resume", "damp"})
-      if (args->has(o)) return usage_error(std::string("--") + o + " applies to --method gptq only", "quantize");
+      if (args->has(o)) return usage_error(std::string("--") + o + " applies to calibrated methods only", "quantize");
+  if (opt.method == "awq" || opt.method == "smoothquant")
+    for (const char* o : {"act-order", "static-groups", "damp", "block-size"})
+      if (args->has(o))
+        return usage_error(std::string("--") + o + " applies to GPTQ (--method gptq or awq+gptq) only", "quantize");
+  if (args->has("true-sequential") && opt.method != "gptq")
+    return usage_error("--true-sequential applies to --method gptq only", "quantize");
   opt.calibration.data = args->get("calib");
   opt.calibration.nsamples = *nsamples;
   opt.calibration.seq_len = *seq_len;

@@ -64,6 +64,12 @@ class Model {
   void RunBlock(int layer, float* x, int64_t n, KVCache* cache, const LinearInputHook& hook = nullptr) const;
   void Head(const float* x, int64_t n, float* logits) const;  // final norm + LM head
 
+  // One half of block `layer` on its already-normalized input xn [n, hidden] at positions
+  // 0..n-1: y = o(attention(xn)) or y = the MLP of xn, [n, hidden]. What AWQ's scale search
+  // inspects. InvalidArgument when the block is not loaded.
+  enum class BlockPart { kAttention, kMlp };
+  Status RunBlockPart(int layer, BlockPart part, const float* xn, int64_t n, float* y) const;
+
   // Streaming: materialize / drop the weights of one decoder block. RunBlock needs the block loaded.
   Status LoadBlock(int layer);
   void ReleaseBlock(int layer);
@@ -71,6 +77,9 @@ class Model {
   // Replaces a (loaded) linear's weight by a float [rows, cols] matrix, e.g. the
   // dequantized result of a method, so that later blocks see the quantization error.
   Status SetLinearWeight(const LinearInfo& linear, std::vector<float> weight);
+  // Replaces a (loaded) block's norm weight or bias, or a linear's bias, by name, e.g.
+  // "model.layers.3.input_layernorm.weight" after a method folded scales into it.
+  Status SetBlockTensor(const std::string& name, std::vector<float> value);
 
   struct Impl;
 

@@ -34,13 +34,31 @@ struct CalibrationOptions {
   bool fp16_activations = false;  // keep the calibration activations in fp16 (half the memory)
 };
 
+// AWQ's scale and clip searches (../shared/docs/algorithms.md §3; defaults are AutoAWQ's).
+struct AwqOptions {
+  int grid = 20;             // alpha in {0, 1/grid, ..., (grid-1)/grid}
+  // s = mean|x|^a / (w_mean^(1-a) + 1e-4), w_mean the mean over rows of |w| / max|w| of its group
+  // (AutoAWQ's duo scaling); false: s = mean|x|^a (llm-awq).
+  bool duo_scaling = true;
+  bool clip = true;          // clip search for every linear but q and k
+  int clip_grid = 20;        // clip candidates absmax * (1 - i/clip_grid) ...
+  double max_shrink = 0.5;   // ... for i < max_shrink * clip_grid (down to 55%)
+  int64_t clip_tokens = 512; // tokens the clip search looks at (a strided subsample)
+  // Under grouped-query attention v_proj has fewer rows than o_proj has inputs; the reference
+  // skips the v -> o site there. true: scale it with one scale per kv channel (the o-input
+  // statistics averaged over the query heads that share it), which still folds exactly.
+  bool gqa_v_to_o = true;
+};
+
 struct QuantizeOptions {
-  // "rtn" (round to nearest), "gptq" (calibrated), "smoothquant" (W8A8 with per-channel smoothing
-  // folded into the norms; calibrated; needs bits 8 per-channel).
+  // "rtn" (round to nearest), "gptq" (calibrated), "awq" (activation-aware scales and clipping,
+  // then RTN), "awq+gptq" (the same scales and clipping, then GPTQ), "smoothquant" (W8A8 with
+  // per-channel smoothing folded into the norms; needs bits 8 per-channel). All but rtn are calibrated.
   std::string method = "rtn";
   QuantSpec spec;              // bits, group size, symmetric, scale dtype, MSE search
   CalibrationOptions calibration;
   GptqOptions gptq;
+  AwqOptions awq;
   // GPTQ: quantize inside a block in stages q/k/v -> o -> gate/up -> down, re-collecting the
   // Hessians after each stage so later stages see the earlier ones' error.
   bool true_sequential = false;
@@ -72,6 +90,12 @@ struct LayerReport {
   int damp_retries = 0;
   bool fell_back_to_rtn = false;
   int64_t dead_columns = 0;
+  // AWQ only (negative when not applicable): the scaling site this linear belongs to (its
+  // weights' input channels were multiplied by s = ...^alpha), the inspected module's output MSE
+  // with the chosen scales and with none, and the mean clip (1 - max_val / absmax) over groups.
+  double awq_alpha = -1.0;
+  double awq_loss = -1.0, awq_loss_unscaled = -1.0;
+  double awq_clip_shrink = -1.0;
 };
 
 // What the calibration pass used.
@@ -90,7 +114,8 @@ struct QuantizeReport {
   std::vector<LayerReport> layers;
   bool calibrated = false;
   CalibrationReport calibration;  // when calibrated
-  GptqOptions gptq;               // when method == "gptq"
+  GptqOptions gptq;               // when method is "gptq" or "awq+gptq"
+  AwqOptions awq;                 // when method is "awq" or "awq+gptq"
   double alpha = 0.0;             // when method == "smoothquant"
   bool int8_activations = false;  // the output runs with int8 activations (W8A8)
   bool true_sequential = false;

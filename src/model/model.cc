@@ -11,6 +11,7 @@
 #include <cassert>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 
 #include "llmq/float16.h"
 #include "llmq/kernels.h"
@@ -107,6 +108,7 @@ struct Model::Impl {
   }
   void attention(const Block& b, int layer, const float* xn, int64_t n, KVCache* cache, float* out,
                  const LinearInputHook& hook) const;
+  void mlp(const Block& b, const float* xn, int64_t n, float* out, const LinearInputHook& hook) const;
 };
 
 namespace {
@@ -283,6 +285,32 @@ Status Model::SetLinearWeight(const LinearInfo& linear, std::vector<float> weigh
   return Status::Ok();
 }
 
+Status Model::SetBlockTensor(const std::string& name, std::vector<float> value) {
+  Impl& im = *impl_;
+  const std::string base = im.ckpt->base_prefix() + "layers.";
+  int layer = -1;
+  if (name.compare(0, base.size(), base) == 0) layer = std::atoi(name.c_str() + base.size());
+  if (!block_loaded(layer)) return Status::InvalidArgument(name + ": not a tensor of a loaded block");
+  Block& b = im.blocks[size_t(layer)];
+  const std::string p = base + std::to_string(layer) + ".";
+  const bool opt = im.cfg.family == ModelFamily::kOpt;
+  std::vector<float>* target = nullptr;
+  const std::pair<std::string, Norm*> norms[] = {{opt ? "self_attn_layer_norm" : "input_layernorm", &b.attn_norm},
+                                                 {opt ? "final_layer_norm" : "post_attention_layernorm", &b.mlp_norm}};
+  for (const auto& [stem, norm] : norms) {
+    if (name == p + stem + ".weight") target = &norm->weight;
+    if (name == p + stem + ".bias" && !norm->bias.empty()) target = &norm->bias;
+  }
+  for (const LinearInfo& l : decoder_linears(im.cfg, im.ckpt->base_prefix()))
+    if (l.layer == layer && l.has_bias && name == l.module + ".bias") target = &linear_of(b, l.role)->bias;
+  if (target == nullptr) return Status::InvalidArgument(name + ": not a norm or linear bias of block " + std::to_string(layer));
+  if (value.size() != target->size())
+    return Status::InvalidArgument(name + ": replacement has " + std::to_string(value.size()) + " values, expected " +
+                                   std::to_string(target->size()));
+  *target = std::move(value);
+  return Status::Ok();
+}
+
 KVCache Model::NewCache(int64_t capacity) const {
   KVCache c;
   c.capacity = capacity;
@@ -388,12 +416,39 @@ void Model::Impl::attention(const Block& b, int layer, const float* xn, int64_t 
   b.o.Forward(ctx.data(), n, out);
 }
 
+void Model::Impl::mlp(const Block& b, const float* xn, int64_t n, float* out, const LinearInputHook& hook) const {
+  const int64_t f = cfg.intermediate_size;
+  std::vector<float> a(static_cast<size_t>(n * f));
+  if (cfg.family == ModelFamily::kLlama) {
+    std::vector<float> u(static_cast<size_t>(n * f));
+    if (hook) {
+      hook(b.gate.info, xn, n);
+      hook(b.up.info, xn, n);
+    }
+    b.gate.Forward(xn, n, a.data());
+    b.up.Forward(xn, n, u.data());
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n * f; ++i) {
+      const float g = a[size_t(i)];
+      a[size_t(i)] = g / (1.0f + std::exp(-g)) * u[size_t(i)];
+    }
+    if (hook) hook(b.down.info, a.data(), n);
+    b.down.Forward(a.data(), n, out);
+  } else {
+    if (hook) hook(b.fc1.info, xn, n);
+    b.fc1.Forward(xn, n, a.data());
+    for (auto& v : a) v = std::max(v, 0.0f);
+    if (hook) hook(b.fc2.info, a.data(), n);
+    b.fc2.Forward(a.data(), n, out);
+  }
+}
+
 void Model::RunBlock(int layer, float* x, int64_t n, KVCache* cache, const LinearInputHook& hook) const {
   const Impl& im = *impl_;
   const ModelConfig& cfg = im.cfg;
   assert(im.loaded[size_t(layer)] && "RunBlock on a block that is not loaded");
   const Block& b = im.blocks[size_t(layer)];
-  const int64_t d = cfg.hidden_size, f = cfg.intermediate_size;
+  const int64_t d = cfg.hidden_size;
   std::vector<float> xn(static_cast<size_t>(n * d)), y(static_cast<size_t>(n * d));
   const bool pre_ln = cfg.family == ModelFamily::kLlama || cfg.do_layer_norm_before;
   ConstMap Y(y.data(), n, d);
@@ -410,34 +465,30 @@ void Model::RunBlock(int layer, float* x, int64_t n, KVCache* cache, const Linea
   // MLP.
   if (pre_ln) im.norm(x, n, b.mlp_norm, xn.data());
   else std::copy_n(x, n * d, xn.data());
-  std::vector<float> a(static_cast<size_t>(n * f));
-  if (cfg.family == ModelFamily::kLlama) {
-    std::vector<float> u(static_cast<size_t>(n * f));
-    if (hook) {
-      hook(b.gate.info, xn.data(), n);
-      hook(b.up.info, xn.data(), n);
-    }
-    b.gate.Forward(xn.data(), n, a.data());
-    b.up.Forward(xn.data(), n, u.data());
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n * f; ++i) {
-      const float g = a[size_t(i)];
-      a[size_t(i)] = g / (1.0f + std::exp(-g)) * u[size_t(i)];
-    }
-    if (hook) hook(b.down.info, a.data(), n);
-    b.down.Forward(a.data(), n, y.data());
-  } else {
-    if (hook) hook(b.fc1.info, xn.data(), n);
-    b.fc1.Forward(xn.data(), n, a.data());
-    for (auto& v : a) v = std::max(v, 0.0f);
-    if (hook) hook(b.fc2.info, a.data(), n);
-    b.fc2.Forward(a.data(), n, y.data());
-  }
+  im.mlp(b, xn.data(), n, y.data(), hook);
   X += Y;
   if (!pre_ln) {
     im.norm(x, n, b.mlp_norm, xn.data());
     std::copy(xn.begin(), xn.end(), x);
   }
+}
+
+Status Model::RunBlockPart(int layer, BlockPart part, const float* xn, int64_t n, float* y) const {
+  if (!block_loaded(layer)) return Status::InvalidArgument("block " + std::to_string(layer) + " is not loaded");
+  const Impl& im = *impl_;
+  const Block& b = im.blocks[size_t(layer)];
+  if (part == BlockPart::kMlp) {
+    im.mlp(b, xn, n, y, nullptr);
+    return Status::Ok();
+  }
+  KVCache cache;  // this block only, positions 0..n-1
+  cache.capacity = n;
+  cache.k.resize(size_t(im.cfg.num_layers));
+  cache.v.resize(cache.k.size());
+  cache.k[size_t(layer)].assign(size_t(n * im.cfg.num_kv_heads * im.cfg.head_dim), 0.0f);
+  cache.v[size_t(layer)] = cache.k[size_t(layer)];
+  im.attention(b, layer, xn, n, &cache, y, nullptr);
+  return Status::Ok();
 }
 
 void Model::Head(const float* x, int64_t n, float* logits) const {

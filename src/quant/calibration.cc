@@ -229,49 +229,66 @@ Status BlockwiseCalibrator::RunAll(int layer, const LinearInputHook& hook, bool 
   return Status::Ok();
 }
 
-Result<std::map<std::string, std::shared_ptr<HessianAccumulator>>> BlockwiseCalibrator::CollectHessians(
-    int layer, const std::vector<LinearInfo>& linears, const WindowProgress& progress) {
-  std::map<int, std::shared_ptr<HessianAccumulator>> by_slot;
+namespace {
+
+// One accumulator per distinct input slot of `linears` (keyed by every module that reads it),
+// fed by the first role of each slot as `run` sends the windows through the block.
+template <typename T, typename Make, typename Add>
+Result<std::map<std::string, std::shared_ptr<T>>> collect_per_slot(
+    const std::vector<LinearInfo>& linears, Make make, Add add,
+    const std::function<Status(const LinearInputHook&)>& run) {
+  std::map<int, std::shared_ptr<T>> by_slot;
   std::map<int, LinearRole> collector;  // the one role per slot whose hook call is accumulated
-  std::map<std::string, std::shared_ptr<HessianAccumulator>> out;
+  std::map<std::string, std::shared_ptr<T>> out;
   for (const LinearInfo& l : linears) {
     const int slot = input_slot(l.role);
     if (!by_slot.count(slot)) {
-      by_slot[slot] = std::make_shared<HessianAccumulator>(l.cols);
+      by_slot[slot] = make(l.cols);
       collector[slot] = l.role;
     }
     out[l.module] = by_slot[slot];
   }
   LinearInputHook hook = [&](const LinearInfo& l, const float* x, int64_t n) {
     auto it = collector.find(input_slot(l.role));
-    if (it != collector.end() && it->second == l.role) by_slot[it->first]->Add(x, n);
+    if (it != collector.end() && it->second == l.role) add(*by_slot[it->first], x, n, l.cols);
   };
-  LLMQ_RETURN_IF_ERROR(RunAll(layer, hook, false, progress));
+  LLMQ_RETURN_IF_ERROR(run(hook));
   return out;
+}
+
+}  // namespace
+
+Result<std::map<std::string, std::shared_ptr<HessianAccumulator>>> BlockwiseCalibrator::CollectHessians(
+    int layer, const std::vector<LinearInfo>& linears, const WindowProgress& progress) {
+  return collect_per_slot<HessianAccumulator>(
+      linears, [](int64_t cols) { return std::make_shared<HessianAccumulator>(cols); },
+      [](HessianAccumulator& h, const float* x, int64_t n, int64_t) { h.Add(x, n); },
+      [&](const LinearInputHook& hook) { return RunAll(layer, hook, false, progress); });
 }
 
 Result<std::map<std::string, std::shared_ptr<std::vector<float>>>> BlockwiseCalibrator::CollectInputAbsMax(
     int layer, const std::vector<LinearInfo>& linears, const WindowProgress& progress) {
-  std::map<int, std::shared_ptr<std::vector<float>>> by_slot;
-  std::map<int, LinearRole> collector;
-  std::map<std::string, std::shared_ptr<std::vector<float>>> out;
-  for (const LinearInfo& l : linears) {
-    const int slot = input_slot(l.role);
-    if (!by_slot.count(slot)) {
-      by_slot[slot] = std::make_shared<std::vector<float>>(size_t(l.cols), 0.0f);
-      collector[slot] = l.role;
-    }
-    out[l.module] = by_slot[slot];
-  }
-  LinearInputHook hook = [&](const LinearInfo& l, const float* x, int64_t n) {
-    auto it = collector.find(input_slot(l.role));
-    if (it == collector.end() || it->second != l.role) return;
-    std::vector<float>& m = *by_slot[it->first];
-    for (int64_t t = 0; t < n; ++t)
-      for (int64_t j = 0; j < l.cols; ++j) m[size_t(j)] = std::max(m[size_t(j)], std::fabs(x[t * l.cols + j]));
-  };
-  LLMQ_RETURN_IF_ERROR(RunAll(layer, hook, false, progress));
-  return out;
+  return collect_per_slot<std::vector<float>>(
+      linears, [](int64_t cols) { return std::make_shared<std::vector<float>>(size_t(cols), 0.0f); },
+      [](std::vector<float>& m, const float* x, int64_t n, int64_t cols) {
+        for (int64_t t = 0; t < n; ++t)
+          for (int64_t j = 0; j < cols; ++j) m[size_t(j)] = std::max(m[size_t(j)], std::fabs(x[t * cols + j]));
+      },
+      [&](const LinearInputHook& hook) { return RunAll(layer, hook, false, progress); });
+}
+
+Result<std::map<std::string, std::shared_ptr<std::vector<float>>>> BlockwiseCalibrator::CollectInputs(
+    int layer, const std::vector<LinearInfo>& linears, const WindowProgress& progress) {
+  const size_t tokens = size_t(num_windows() * set_.seq_len);
+  return collect_per_slot<std::vector<float>>(
+      linears,
+      [&](int64_t cols) {
+        auto v = std::make_shared<std::vector<float>>();
+        v->reserve(tokens * size_t(cols));
+        return v;
+      },
+      [](std::vector<float>& m, const float* x, int64_t n, int64_t cols) { m.insert(m.end(), x, x + n * cols); },
+      [&](const LinearInputHook& hook) { return RunAll(layer, hook, false, progress); });
 }
 
 Status BlockwiseCalibrator::Advance(int layer, const WindowProgress& progress) {

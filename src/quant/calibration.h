@@ -59,6 +59,11 @@ class BlockwiseCalibrator {
   // distinct input of `linears`, keyed by module name (shared like the Hessians).
   Result<std::map<std::string, std::shared_ptr<std::vector<float>>>> CollectInputAbsMax(
       int layer, const std::vector<LinearInfo>& linears, const WindowProgress& progress = nullptr);
+  // Runs every window through block `layer` and returns the inputs of each distinct input of
+  // `linears`, all windows stacked: [num_windows * seq_len, cols] row-major, keyed by module
+  // name (shared like the Hessians). Memory: tokens x cols floats per distinct input.
+  Result<std::map<std::string, std::shared_ptr<std::vector<float>>>> CollectInputs(
+      int layer, const std::vector<LinearInfo>& linears, const WindowProgress& progress = nullptr);
   // Runs every window through block `layer`; its outputs become the stored activations.
   Status Advance(int layer, const WindowProgress& progress = nullptr);
   // The stored activations of window i, [seq_len, hidden] (for tests).

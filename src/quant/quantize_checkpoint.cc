@@ -16,6 +16,7 @@
 #include "llmq/checkpoint.h"
 #include "llmq/quantize.h"
 #include "llmq/tokenizer.h"
+#include "quant/awq.h"
 #include "quant/calibration.h"
 #include "quant/smoothquant.h"
 
@@ -33,6 +34,25 @@ int64_t first_non_finite(const TensorView& v) {
   for (size_t i = 0; i < r->size(); ++i)
     if (!std::isfinite((*r)[i])) return int64_t(i);
   return -1;
+}
+
+}  // namespace
+
+namespace {
+
+bool is_awq(const std::string& method) { return method == "awq" || method == "awq+gptq"; }
+
+nlohmann::ordered_json awq_options_json(const AwqOptions& a) {
+  return {{"grid", a.grid},           {"duo_scaling", a.duo_scaling}, {"clip", a.clip},
+          {"clip_grid", a.clip_grid}, {"max_shrink", a.max_shrink},   {"clip_tokens", a.clip_tokens},
+          {"gqa_v_to_o", a.gqa_v_to_o}};
+}
+
+// A float32 tensor for the output (norms and biases a method rewrote).
+TensorToWrite float_tensor(const std::string& name, const std::vector<float>& v) {
+  TensorToWrite t{name, DType::kF32, {int64_t(v.size())}, std::vector<uint8_t>(v.size() * 4)};
+  if (!v.empty()) std::memcpy(t.bytes.data(), v.data(), t.bytes.size());
+  return t;
 }
 
 }  // namespace
@@ -82,7 +102,8 @@ std::string QuantizeReport::ToJson() const {
   }
   j["int8_activations"] = int8_activations;
   if (method == "smoothquant") j["alpha"] = alpha;
-  if (method == "gptq")
+  if (is_awq(method)) j["awq"] = awq_options_json(awq);
+  if (method == "gptq" || method == "awq+gptq")
     j["gptq"] = {{"damp", gptq.damp},
                  {"block_size", gptq.block_size},
                  {"act_order", gptq.act_order},
@@ -101,6 +122,12 @@ std::string QuantizeReport::ToJson() const {
       e["damp_retries"] = l.damp_retries;
       e["fell_back_to_rtn"] = l.fell_back_to_rtn;
       e["dead_columns"] = l.dead_columns;
+      if (l.awq_alpha >= 0) {
+        e["awq_alpha"] = l.awq_alpha;
+        e["awq_loss"] = l.awq_loss;
+        e["awq_loss_unscaled"] = l.awq_loss_unscaled;
+      }
+      if (l.awq_clip_shrink >= 0) e["awq_clip_shrink"] = l.awq_clip_shrink;
     }
     arr.push_back(e);
   }
@@ -116,7 +143,9 @@ nlohmann::ordered_json layer_report_to_json(const LayerReport& l) {
           {"bits_per_weight", l.bits_per_weight}, {"seconds", l.seconds},
           {"output_relative_error", l.output_relative_error}, {"gptq_loss", l.gptq_loss},
           {"damp", l.damp},            {"damp_retries", l.damp_retries},
-          {"fell_back_to_rtn", l.fell_back_to_rtn}, {"dead_columns", l.dead_columns}};
+          {"fell_back_to_rtn", l.fell_back_to_rtn}, {"dead_columns", l.dead_columns},
+          {"awq_alpha", l.awq_alpha},  {"awq_loss", l.awq_loss},
+          {"awq_loss_unscaled", l.awq_loss_unscaled}, {"awq_clip_shrink", l.awq_clip_shrink}};
 }
 
 LayerReport layer_report_from_json(const nlohmann::json& j) {
@@ -133,6 +162,10 @@ LayerReport layer_report_from_json(const nlohmann::json& j) {
   l.damp_retries = j.at("damp_retries").get<int>();
   l.fell_back_to_rtn = j.at("fell_back_to_rtn").get<bool>();
   l.dead_columns = j.at("dead_columns").get<int64_t>();
+  l.awq_alpha = j.at("awq_alpha").get<double>();
+  l.awq_loss = j.at("awq_loss").get<double>();
+  l.awq_loss_unscaled = j.at("awq_loss_unscaled").get<double>();
+  l.awq_clip_shrink = j.at("awq_clip_shrink").get<double>();
   return l;
 }
 
@@ -172,6 +205,7 @@ nlohmann::ordered_json run_manifest(const std::string& input_folder, const Check
                {"damp_retries", o.gptq.damp_retries}};
   m["true_sequential"] = o.true_sequential;
   m["alpha"] = o.alpha;
+  if (is_awq(o.method)) m["awq"] = awq_options_json(o.awq);
   m["format_version"] = internal::kFormatVersion;
   return m;
 }
@@ -239,14 +273,12 @@ Status smooth_and_quantize_block(const Checkpoint& ckpt, internal::BlockwiseCali
       }
       const std::vector<float> s = internal::smoothing_scales(*amax[first->module], fed, first->cols, options.alpha);
       internal::fold_smoothing(s, &nw, opt ? &nb : nullptr, fed);
-      auto as_tensor = [&](const std::string& name, const std::vector<float>& v) {
-        TensorToWrite t{name, DType::kF32, {int64_t(v.size())}, std::vector<uint8_t>(v.size() * 4)};
-        std::memcpy(t.bytes.data(), v.data(), t.bytes.size());
-        replaced->push_back(name);
-        return t;
-      };
-      tensors->push_back(as_tensor(norm + ".weight", nw));
-      if (opt) tensors->push_back(as_tensor(norm + ".bias", nb));
+      tensors->push_back(float_tensor(norm + ".weight", nw));
+      replaced->push_back(norm + ".weight");
+      if (opt) {
+        tensors->push_back(float_tensor(norm + ".bias", nb));
+        replaced->push_back(norm + ".bias");
+      }
     }
   }
   for (const LinearInfo& l : linears) {
@@ -267,12 +299,94 @@ Status smooth_and_quantize_block(const Checkpoint& ckpt, internal::BlockwiseCali
   return Status::Ok();
 }
 
-// A calibrated method (GPTQ or SmoothQuant) over the whole model, block by block
+// AWQ for one block: the inputs of its linears on the float block, the scale search per site and
+// the clip search (quant/awq.h), then RTN ("awq") or GPTQ ("awq+gptq") of the scaled weights. The
+// folded norms and biases go into the block file. For awq+gptq the block is left quantized (with
+// the folded tensors) so the next block sees its error, as in GPTQ; plain AWQ propagates the
+// float block, as the reference does.
+Status awq_quantize_block(const Checkpoint& ckpt, internal::BlockwiseCalibrator& calib, int layer,
+                          const std::vector<LinearInfo>& linears, const QuantizeOptions& options,
+                          std::vector<TensorToWrite>* tensors, nlohmann::ordered_json* modules,
+                          nlohmann::ordered_json* reports, nlohmann::ordered_json* replaced, QuantizeReport* report,
+                          const std::function<void(int64_t, const std::string&)>& progress) {
+  const int64_t N = calib.num_windows();
+  LLMQ_ASSIGN_OR_RETURN(auto inputs, calib.CollectInputs(layer, linears, [&](int64_t i, int64_t) {
+    progress(i, "collecting inputs");
+  }));
+  const auto t0 = Clock::now();
+  LLMQ_ASSIGN_OR_RETURN(internal::AwqBlock awq, internal::awq_block(calib.model(), ckpt, layer, linears, inputs,
+                                                                    calib.seq_len(), options.spec, options.awq));
+  const double search_seconds = seconds_since(t0) / double(linears.size());
+  const bool gptq = options.method == "awq+gptq";
+  std::map<const std::vector<float>*, std::shared_ptr<const std::vector<float>>> h_of_input;
+  int64_t units = N;
+  for (const LinearInfo& l : linears) {
+    const auto tl = Clock::now();
+    const std::vector<float>* x = inputs[l.module].get();
+    if (!h_of_input.count(x)) {
+      HessianAccumulator acc(l.cols);
+      acc.Add(x->data(), int64_t(x->size()) / l.cols);
+      h_of_input[x] = std::make_shared<const std::vector<float>>(acc.Hessian());
+    }
+    const std::vector<float>& H = *h_of_input[x];
+    const std::vector<float>& w = awq.weights[l.module];
+    LayerReport lr;
+    QuantizedTensor q;
+    if (gptq) {
+      auto g = gptq_quantize(w.data(), l.rows, l.cols, H.data(), options.spec, options.gptq);
+      if (!g.ok()) return g.status().WithContext(ckpt.folder() + ": " + l.module);
+      lr.gptq_loss = g->loss;
+      lr.damp = g->damp;
+      lr.damp_retries = g->damp_retries;
+      lr.fell_back_to_rtn = g->fell_back_to_rtn;
+      lr.dead_columns = g->dead_columns;
+      q = std::move(g->q);
+    } else {
+      auto r = quantize_rtn(w.data(), l.rows, l.cols, options.spec);
+      if (!r.ok()) return r.status().WithContext(ckpt.folder() + ": " + l.module);
+      q = std::move(*r);
+    }
+    std::vector<float> deq = dequantize(q);
+    // Errors against the scaled float weights before clipping: the clip is part of the error.
+    const std::vector<float>& exact = awq.unclipped.count(l.module) ? awq.unclipped[l.module] : w;
+    lr.module = l.module;
+    lr.rows = l.rows;
+    lr.cols = l.cols;
+    lr.relative_error = relative_error(exact.data(), q);
+    lr.output_relative_error = output_relative_error(exact.data(), deq.data(), l.rows, l.cols, H.data());
+    lr.bits_per_weight = q.bits_per_weight();
+    if (awq.site_of.count(l.module)) {
+      const internal::AwqSiteResult& site = awq.site_of[l.module];
+      lr.awq_alpha = site.alpha;
+      lr.awq_loss = site.loss;
+      lr.awq_loss_unscaled = site.loss_unscaled;
+    }
+    if (awq.clip_shrink.count(l.module)) lr.awq_clip_shrink = awq.clip_shrink[l.module];
+    if (gptq) LLMQ_RETURN_IF_ERROR(calib.model().SetLinearWeight(l, std::move(deq)));
+    for (auto& t : internal::quantized_tensors(l.module, q)) tensors->push_back(std::move(t));
+    (*modules)[l.module] = internal::module_info_to_json(q);
+    lr.seconds = seconds_since(tl) + search_seconds;
+    reports->push_back(layer_report_to_json(lr));
+    report->layers.push_back(lr);
+    units += N;
+    progress(units, (gptq ? "awq+gptq " : "awq ") + l.module.substr(l.module.rfind('.', l.module.rfind('.') - 1) + 1));
+  }
+  for (auto& [name, value] : awq.replaced) {
+    tensors->push_back(float_tensor(name, value));
+    replaced->push_back(name);
+    if (gptq) LLMQ_RETURN_IF_ERROR(calib.model().SetBlockTensor(name, std::move(value)));
+  }
+  return Status::Ok();
+}
+
+// A calibrated method (GPTQ, AWQ or SmoothQuant) over the whole model, block by block
 // (algorithms.md §2.4). Finished blocks go to `partial`; on return every block is there.
 Status run_calibrated(const std::string& input_folder, const Checkpoint& ckpt, const QuantizeOptions& options,
                 const std::string& partial, QuantizeReport* report, const Clock::time_point t0) {
   const ModelConfig& cfg = ckpt.config();
-  const bool smoothquant = options.method == "smoothquant";
+  const bool smoothquant = options.method == "smoothquant", awq = is_awq(options.method);
+  // The next block sees this one quantized (GPTQ) or in float (SmoothQuant, AWQ with RTN).
+  const bool propagate_quantized = options.method == "gptq" || options.method == "awq+gptq";
   // Pre-tokenized data (.json / .bin ids) needs no tokenizer.
   std::unique_ptr<Tokenizer> tokenizer;
   if (!internal::is_token_id_file(options.calibration.data)) {
@@ -326,9 +440,14 @@ Status run_calibrated(const std::string& input_folder, const Checkpoint& ckpt, c
           LLMQ_ASSIGN_OR_RETURN(QuantizedModuleInfo mi,
                                 internal::module_info_from_json(done->modules[l.module], stem + ".json"));
           LLMQ_ASSIGN_OR_RETURN(QuantizedTensor q, internal::read_quantized(*done->file, l.module, mi));
-          // GPTQ's next block sees the quantized one; SmoothQuant's statistics come from the float model.
-          if (!smoothquant) LLMQ_RETURN_IF_ERROR(calib->model().SetLinearWeight(l, dequantize(q)));
+          if (propagate_quantized) LLMQ_RETURN_IF_ERROR(calib->model().SetLinearWeight(l, dequantize(q)));
         }
+        if (propagate_quantized)
+          for (const std::string& name : done->replaced) {
+            LLMQ_ASSIGN_OR_RETURN(TensorView v, done->file->get(name));
+            LLMQ_ASSIGN_OR_RETURN(std::vector<float> value, to_float32(v));
+            LLMQ_RETURN_IF_ERROR(calib->model().SetBlockTensor(name, std::move(value)));
+          }
         for (auto& r : done->reports) report->layers.push_back(r);
         ++report->calibration.resumed_blocks;
         LLMQ_RETURN_IF_ERROR(calib->Advance(layer, [&](int64_t i, int64_t) { progress(layer, per_block - N + i, "replaying finished block"); }));
@@ -347,7 +466,14 @@ Status run_calibrated(const std::string& input_folder, const Checkpoint& ckpt, c
                                                      }));
       units = N * (stages + per_linear);
     }
-    for (int stage = 0; stage < (smoothquant ? 0 : stages); ++stage) {
+    if (awq) {
+      LLMQ_RETURN_IF_ERROR(awq_quantize_block(ckpt, *calib, layer, linears, options, &tensors, &modules, &reports,
+                                              &replaced, report, [&](int64_t u, const std::string& item) {
+                                                progress(layer, u, item);
+                                              }));
+      units = N * (stages + per_linear);
+    }
+    for (int stage = 0; stage < (smoothquant || awq ? 0 : stages); ++stage) {
       std::vector<LinearInfo> in_stage;
       for (const LinearInfo& l : linears)
         if (stages == 1 || internal::input_slot(l.role) == stage) in_stage.push_back(l);
@@ -438,9 +564,17 @@ Result<QuantizeReport> quantize_checkpoint(const std::string& input_folder, cons
   const auto t0 = Clock::now();
   LLMQ_RETURN_IF_ERROR(options.spec.Validate());
   const bool smoothquant = options.method == "smoothquant";
-  const bool calibrated = options.method == "gptq" || smoothquant;  // the block-by-block path
+  // Methods that rewrite norms or biases (folded scales): those tensors come from the block files.
+  const bool rewrites_tensors = smoothquant || is_awq(options.method);
+  const bool calibrated = options.method == "gptq" || rewrites_tensors;  // the block-by-block path
   if (options.method != "rtn" && !calibrated)
-    return Status::InvalidArgument("unknown method '" + options.method + "' (available: rtn, gptq, smoothquant)");
+    return Status::InvalidArgument("unknown method '" + options.method +
+                                   "' (available: rtn, gptq, awq, awq+gptq, smoothquant)");
+  if (options.true_sequential && options.method != "gptq")
+    return Status::InvalidArgument("true_sequential applies to method gptq only");
+  if (is_awq(options.method) && (options.awq.grid < 1 || options.awq.clip_grid < 1 || options.awq.clip_tokens < 1 ||
+                                 !(options.awq.max_shrink >= 0.0 && options.awq.max_shrink < 1.0)))
+    return Status::InvalidArgument("awq: grid, clip_grid and clip_tokens must be positive and max_shrink in [0, 1)");
   if (calibrated && options.calibration.data.empty())
     return Status::InvalidArgument("--method " + options.method + " needs calibration data (--calib <text-file>)");
   if (smoothquant && (options.spec.bits != 8 || options.spec.group_size != 0 || !options.spec.symmetric))
@@ -462,6 +596,7 @@ Result<QuantizeReport> quantize_checkpoint(const std::string& input_folder, cons
   report.output = output_folder;
   report.input_bytes = ckpt->bytes_on_disk();
   report.gptq = options.gptq;
+  report.awq = options.awq;
   report.true_sequential = options.true_sequential;
   report.alpha = smoothquant ? options.alpha : 0.0;
   report.int8_activations = smoothquant || options.int8_activations;
@@ -480,8 +615,8 @@ Result<QuantizeReport> quantize_checkpoint(const std::string& input_folder, cons
   std::map<std::string, const LayerReport*> report_of;
   for (const LayerReport& l : report.layers) report_of[l.module] = &l;
   std::map<int, FinishedBlock> blocks;  // GPTQ: finished blocks, opened as needed
-  std::map<std::string, int> replaced_by;  // non-linear tensor -> the block that rewrote it (SmoothQuant)
-  if (smoothquant)
+  std::map<std::string, int> replaced_by;  // non-linear tensor -> the block that rewrote it
+  if (rewrites_tensors)
     for (int l = 0; l < int(ckpt->config().num_layers); ++l) {
       LLMQ_ASSIGN_OR_RETURN(FinishedBlock b, read_finished_block(block_stem(partial, l)));
       for (const auto& name : b.replaced) replaced_by[name] = l;
@@ -573,7 +708,8 @@ Result<QuantizeReport> quantize_checkpoint(const std::string& input_folder, cons
   for (auto it = spec_json.begin(); it != spec_json.end(); ++it) qc[it.key()] = it.value();
   if (report.int8_activations) qc["activations"] = "int8";
   if (smoothquant) qc["alpha"] = options.alpha;
-  if (options.method == "gptq") {
+  if (is_awq(options.method)) qc["awq"] = awq_options_json(options.awq);
+  if (options.method == "gptq" || options.method == "awq+gptq") {
     qc["act_order"] = options.gptq.act_order;
     qc["static_groups"] = options.gptq.static_groups;
     qc["damp"] = options.gptq.damp;
