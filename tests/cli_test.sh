@@ -76,6 +76,13 @@ python3 -c "import json,sys; l=json.load(open(sys.argv[1]))['layers']; assert al
 check eval-awq 0 "" -- "$llmq" eval ppl "$work/awq" --data "$shared/data/tinystories/TinyStories-valid-prefix.txt" --seq-len 64 --max-chunks 2 --json
 check awq-grid-on-rtn 2 "awq / awq+gptq only" -- "$llmq" quantize --awq-grid 4 "$model" "$work/a2"
 check awq-no-act-order 2 "GPTQ (--method gptq or awq+gptq) only" -- "$llmq" quantize --method awq --calib "$calib" --act-order "$model" "$work/a2"
+# AdpQ: zero-shot (no --calib), outliers reported, bad options are usage errors.
+check adpq 0 "" -- "$llmq" quantize --method adpq --bits 3 --outlier-fraction 0.02 --json "$model" "$work/adpq"
+json_ok method adpq outlier_fraction bits_per_weight layers
+check eval-adpq 0 "" -- "$llmq" eval ppl "$work/adpq" --data "$shared/data/tinystories/TinyStories-valid-prefix.txt" --seq-len 64 --max-chunks 2 --json
+check adpq-no-calib 2 "zero-shot" -- "$llmq" quantize --method adpq --calib "$calib" "$model" "$work/a3"
+check adpq-bad-scope 2 "tensor, row or group" -- "$llmq" quantize --method adpq --adpq-scope column "$model" "$work/a3"
+check adpq-bad-fraction 2 "--outlier-fraction expects" -- "$llmq" quantize --method adpq --outlier-fraction 1 "$model" "$work/a3"
 check truncated 1 "model.safetensors" -- "$llmq" quantize "$work/bad" "$work/y"
 [ ! -e "$work/y" ] || { echo "FAIL: partial output left at $work/y"; fails=$((fails+1)); }
 echo "$passes passed, $fails failed"

@@ -27,7 +27,7 @@ void on_sigint(int) {
 }
 
 const char* kHelp =
-    "Usage: llmq quantize --method {rtn,gptq,awq,awq+gptq,smoothquant} --bits {2,3,4,8} [--group-size G] [--sym|--asym]\n"
+    "Usage: llmq quantize --method {rtn,gptq,awq,awq+gptq,smoothquant,adpq} --bits {2,3,4,8} [--group-size G] [--sym|--asym]\n"
     "                     [--mse] [--scale-dtype fp16|fp32] [--overwrite] [--json] <in-folder> <out-folder>\n"
     "       llmq quantize --method gptq --calib <data> [--nsamples 128] [--seq-len 2048] [--seed 0]\n"
     "                     [--damp 0.01] [--act-order] [--static-groups] [--true-sequential] [--resume] ...\n"
@@ -39,7 +39,8 @@ const char* kHelp =
     "\n"
     "  --method M         rtn (round to nearest), gptq (Hessian-calibrated),        [rtn]\n"
     "                     awq (activation-aware scales + clipping, then RTN), awq+gptq (the same, then GPTQ),\n"
-    "                     smoothquant (W8A8, smoothing folded into the norms; defaults to --bits 8 --group-size 0)\n"
+    "                     smoothquant (W8A8, smoothing folded into the norms; defaults to --bits 8 --group-size 0),\n"
+    "                     adpq (zero-shot, no data: adaptive-LASSO outliers kept in fp16, RTN for the rest)\n"
     "  --bits B           2, 3, 4 or 8                                              [4]\n"
     "  --group-size G     input columns per scale; 0 = one scale per output channel [128]\n"
     "  --sym / --asym     symmetric (no zero points) or zero-point quantization     [--sym]\n"
@@ -64,6 +65,11 @@ const char* kHelp =
     "  --awq-no-duo       AWQ scales mean|x|^alpha only (llm-awq) instead of AutoAWQ's duo scaling\n"
     "  --awq-no-clip      skip AWQ's clip search\n"
     "  --awq-no-gqa-vo    skip the v -> o site under grouped-query attention (the reference does)\n"
+    "AdpQ (no calibration data):\n"
+    "  --outlier-fraction F  share of weights kept as fp16 outliers (per scope)     [0.05]\n"
+    "  --adpq-lambda L    fixed threshold instead: outlier iff |w|^(1+gamma) > L\n"
+    "  --adpq-gamma G     adaptive-LASSO exponent                                   [1]\n"
+    "  --adpq-scope S     tensor, row or group: where the share or lambda applies   [tensor]\n"
     "  --alpha A          smoothquant migration strength, s = max|X|^A / max|W|^(1-A)  [0.5]\n"
     "  --int8-activations mark the output W8A8/W4A8: the runtime quantizes activations to int8 per token\n"
     "  --overwrite        replace a non-empty <out-folder>\n"
@@ -76,7 +82,8 @@ int run_quantize(int argc, char** argv) {
                            "true-sequential", "resume", "int8-activations", "awq-no-duo", "awq-no-clip",
                            "awq-no-gqa-vo"},
                           {"method", "bits", "group-size", "scale-dtype", "max-shard-mb", "calib", "nsamples",
-                           "seq-len", "seed", "damp", "block-size", "act-dtype", "alpha", "awq-grid"});
+                           "seq-len", "seed", "damp", "block-size", "act-dtype", "alpha", "awq-grid",
+                           "outlier-fraction", "adpq-lambda", "adpq-gamma", "adpq-scope"});
   if (!args.ok()) return usage_error(args.status().message(), "quantize");
   if (args->has("help")) {
     std::fputs(kHelp, stdout);
@@ -102,9 +109,30 @@ int run_quantize(int argc, char** argv) {
   opt.spec.scale_dtype = sd == "fp16" ? ScaleDType::kF16 : ScaleDType::kF32;
   if (Status st = opt.spec.Validate(); !st.ok()) return usage_error(st.message(), "quantize");
   const bool awq = opt.method == "awq" || opt.method == "awq+gptq";
-  if (opt.method != "rtn" && opt.method != "gptq" && !sq && !awq)
-    return usage_error("unknown --method '" + opt.method + "' (available: rtn, gptq, awq, awq+gptq, smoothquant)",
-                       "quantize");
+  const bool adpq = opt.method == "adpq";
+  if (opt.method != "rtn" && opt.method != "gptq" && !sq && !awq && !adpq)
+    return usage_error(
+        "unknown --method '" + opt.method + "' (available: rtn, gptq, awq, awq+gptq, smoothquant, adpq)", "quantize");
+  auto fraction = args->get_double("outlier-fraction", 0.05);
+  auto lambda = args->get_double("adpq-lambda", 0.0);
+  auto gamma = args->get_double("adpq-gamma", 1.0);
+  const std::string scope = args->get("adpq-scope", "tensor");
+  if (!fraction.ok() || !(*fraction >= 0.0 && *fraction < 1.0))
+    return usage_error("--outlier-fraction expects a number in [0, 1)", "quantize");
+  if (!lambda.ok() || (!(*lambda > 0.0) && args->has("adpq-lambda")))
+    return usage_error("--adpq-lambda expects a positive number", "quantize");
+  if (!gamma.ok() || !(*gamma >= 0.0)) return usage_error("--adpq-gamma expects a non-negative number", "quantize");
+  if (scope != "tensor" && scope != "row" && scope != "group")
+    return usage_error("--adpq-scope must be tensor, row or group", "quantize");
+  if (!adpq)
+    for (const char* o : {"outlier-fraction", "adpq-lambda", "adpq-gamma", "adpq-scope"})
+      if (args->has(o)) return usage_error(std::string("--") + o + " applies to --method adpq only", "quantize");
+  if (args->has("adpq-lambda") && args->has("outlier-fraction"))
+    return usage_error("--adpq-lambda and --outlier-fraction exclude each other", "quantize");
+  opt.adpq.outlier_fraction = *fraction;
+  opt.adpq.lambda = *lambda;
+  opt.adpq.gamma = *gamma;
+  opt.adpq.scope = scope == "tensor" ? AdpqScope::kTensor : scope == "row" ? AdpqScope::kRow : AdpqScope::kGroup;
   auto awq_grid = args->get_int("awq-grid", 20);
   if (!awq_grid.ok() || *awq_grid < 1 || *awq_grid > 1000)
     return usage_error("--awq-grid expects an integer in 1..1000", "quantize");
@@ -132,10 +160,12 @@ int run_quantize(int argc, char** argv) {
   if (!damp.ok() || !(*damp > 0.0)) return usage_error("--damp expects a positive number", "quantize");
   const std::string act = args->get("act-dtype", "fp32");
   if (act != "fp32" && act != "fp16") return usage_error("--act-dtype must be fp32 or fp16", "quantize");
-  if (opt.method != "rtn" && !args->has("calib"))
+  if (adpq && args->has("calib"))
+    return usage_error("adpq is zero-shot: it takes no --calib", "quantize");
+  if (opt.method != "rtn" && !adpq && !args->has("calib"))
     return usage_error("--method " + opt.method + " needs --calib <data> (e.g. a text file in the model's domain)",
                        "quantize");
-  if (opt.method == "rtn")
+  if (opt.method == "rtn" || adpq)
     for (const char* o : {"calib", "act-order", "static-groups", "true-sequential", "resume", "damp"})
       if (args->has(o)) return usage_error(std::string("--") + o + " applies to calibrated methods only", "quantize");
   if (opt.method == "awq" || opt.method == "smoothquant")

@@ -2,6 +2,7 @@
 #ifndef LLMQ_LLMQ_H_
 #define LLMQ_LLMQ_H_
 
+#include "llmq/adpq.h"
 #include "llmq/checkpoint.h"
 #include "llmq/float16.h"
 #include "llmq/gptq.h"

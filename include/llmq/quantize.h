@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "llmq/adpq.h"
 #include "llmq/gptq.h"
 #include "llmq/quant.h"
 #include "llmq/status.h"
@@ -53,12 +54,15 @@ struct AwqOptions {
 struct QuantizeOptions {
   // "rtn" (round to nearest), "gptq" (calibrated), "awq" (activation-aware scales and clipping,
   // then RTN), "awq+gptq" (the same scales and clipping, then GPTQ), "smoothquant" (W8A8 with
-  // per-channel smoothing folded into the norms; needs bits 8 per-channel). All but rtn are calibrated.
+  // per-channel smoothing folded into the norms; needs bits 8 per-channel), "adpq" (zero-shot:
+  // outliers by adaptive-LASSO soft-thresholding kept in fp16, RTN for the rest). All but rtn and
+  // adpq are calibrated.
   std::string method = "rtn";
   QuantSpec spec;              // bits, group size, symmetric, scale dtype, MSE search
   CalibrationOptions calibration;
   GptqOptions gptq;
   AwqOptions awq;
+  AdpqOptions adpq;
   // GPTQ: quantize inside a block in stages q/k/v -> o -> gate/up -> down, re-collecting the
   // Hessians after each stage so later stages see the earlier ones' error.
   bool true_sequential = false;
@@ -96,6 +100,7 @@ struct LayerReport {
   double awq_alpha = -1.0;
   double awq_loss = -1.0, awq_loss_unscaled = -1.0;
   double awq_clip_shrink = -1.0;
+  int64_t outliers = 0;  // weights kept in the sparse fp16 part
 };
 
 // What the calibration pass used.
@@ -116,6 +121,7 @@ struct QuantizeReport {
   CalibrationReport calibration;  // when calibrated
   GptqOptions gptq;               // when method is "gptq" or "awq+gptq"
   AwqOptions awq;                 // when method is "awq" or "awq+gptq"
+  AdpqOptions adpq;               // when method is "adpq"
   double alpha = 0.0;             // when method == "smoothquant"
   bool int8_activations = false;  // the output runs with int8 activations (W8A8)
   bool true_sequential = false;

@@ -50,7 +50,12 @@ std::vector<TensorToWrite> quantized_tensors(const std::string& module, const Qu
   if (!q.outliers.empty()) {
     const int64_t nnz = int64_t(q.outliers.nnz());
     out.push_back({p + kOutlierRowPtr, DType::kI32, {q.rows + 1}, bytes_of(q.outliers.row_ptr)});
-    out.push_back({p + kOutlierColIdx, DType::kI32, {nnz}, bytes_of(q.outliers.col_idx)});
+    if (q.cols <= 65536) {  // 16-bit columns: an outlier costs 32 bits (value + column), as SpQR counts it
+      std::vector<uint16_t> c16(q.outliers.col_idx.begin(), q.outliers.col_idx.end());
+      out.push_back({p + kOutlierColIdx, DType::kU16, {nnz}, bytes_of(c16)});
+    } else {
+      out.push_back({p + kOutlierColIdx, DType::kI32, {nnz}, bytes_of(q.outliers.col_idx)});
+    }
     out.push_back({p + kOutlierValues, DType::kF16, {nnz}, bytes_of(q.outliers.values)});
   }
   return out;
@@ -88,7 +93,12 @@ Result<QuantizedTensor> read_quantized_from(const Src& ckpt, const std::string& 
     if (ci == nullptr || ci->shape.size() != 1)
       return Status::Corruption(where(ckpt) + ": module '" + module + "' has no 1-D outlier_col_idx tensor");
     const int64_t nnz = ci->shape[0];
-    LLMQ_ASSIGN_OR_RETURN(q.outliers.col_idx, read_vector<int32_t>(ckpt, p + kOutlierColIdx, DType::kI32, {nnz}));
+    if (ci->dtype == DType::kU16) {
+      LLMQ_ASSIGN_OR_RETURN(auto c16, read_vector<uint16_t>(ckpt, p + kOutlierColIdx, DType::kU16, {nnz}));
+      q.outliers.col_idx.assign(c16.begin(), c16.end());
+    } else {
+      LLMQ_ASSIGN_OR_RETURN(q.outliers.col_idx, read_vector<int32_t>(ckpt, p + kOutlierColIdx, DType::kI32, {nnz}));
+    }
     LLMQ_ASSIGN_OR_RETURN(q.outliers.values, read_vector<uint16_t>(ckpt, p + kOutlierValues, DType::kF16, {nnz}));
   }
   Status st = q.Validate();

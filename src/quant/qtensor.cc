@@ -152,7 +152,7 @@ size_t QuantizedTensor::storage_bytes() const {
   const size_t scale_bytes = spec.scale_dtype == ScaleDType::kF16 ? 2 : 4;
   size_t b = codes.size() * 4 + scales.size() * scale_bytes + zeros.size() + g_idx.size() * 4;
   if (!outliers.empty())
-    b += outliers.row_ptr.size() * 4 + outliers.col_idx.size() * 4 + outliers.values.size() * 2;
+    b += outliers.row_ptr.size() * 4 + outliers.col_idx.size() * (cols <= 65536 ? 2 : 4) + outliers.values.size() * 2;
   return b;
 }
 

@@ -48,6 +48,14 @@ nlohmann::ordered_json awq_options_json(const AwqOptions& a) {
           {"gqa_v_to_o", a.gqa_v_to_o}};
 }
 
+nlohmann::ordered_json adpq_options_json(const AdpqOptions& a) {
+  const char* scope = a.scope == AdpqScope::kTensor ? "tensor" : a.scope == AdpqScope::kRow ? "row" : "group";
+  nlohmann::ordered_json j = {{"gamma", a.gamma}, {"scope", scope}};
+  if (a.lambda > 0) j["lambda"] = a.lambda;
+  else j["target_outlier_fraction"] = a.outlier_fraction;
+  return j;
+}
+
 // A float32 tensor for the output (norms and biases a method rewrote).
 TensorToWrite float_tensor(const std::string& name, const std::vector<float>& v) {
   TensorToWrite t{name, DType::kF32, {int64_t(v.size())}, std::vector<uint8_t>(v.size() * 4)};
@@ -103,6 +111,15 @@ std::string QuantizeReport::ToJson() const {
   j["int8_activations"] = int8_activations;
   if (method == "smoothquant") j["alpha"] = alpha;
   if (is_awq(method)) j["awq"] = awq_options_json(awq);
+  if (method == "adpq") {
+    int64_t outliers = 0, weights = 0;
+    for (const auto& l : layers) {
+      outliers += l.outliers;
+      weights += l.rows * l.cols;
+    }
+    j["adpq"] = adpq_options_json(adpq);
+    j["outlier_fraction"] = weights > 0 ? double(outliers) / double(weights) : 0.0;
+  }
   if (method == "gptq" || method == "awq+gptq")
     j["gptq"] = {{"damp", gptq.damp},
                  {"block_size", gptq.block_size},
@@ -115,6 +132,7 @@ std::string QuantizeReport::ToJson() const {
                                 {"relative_error", l.relative_error},
                                 {"bits_per_weight", l.bits_per_weight},
                                 {"seconds", l.seconds}};
+    if (method == "adpq") e["outliers"] = l.outliers;
     if (calibrated) {
       e["output_relative_error"] = l.output_relative_error;
       if (l.gptq_loss >= 0) e["gptq_loss"] = l.gptq_loss;
@@ -567,9 +585,10 @@ Result<QuantizeReport> quantize_checkpoint(const std::string& input_folder, cons
   // Methods that rewrite norms or biases (folded scales): those tensors come from the block files.
   const bool rewrites_tensors = smoothquant || is_awq(options.method);
   const bool calibrated = options.method == "gptq" || rewrites_tensors;  // the block-by-block path
-  if (options.method != "rtn" && !calibrated)
+  const bool adpq = options.method == "adpq";
+  if (options.method != "rtn" && !adpq && !calibrated)
     return Status::InvalidArgument("unknown method '" + options.method +
-                                   "' (available: rtn, gptq, awq, awq+gptq, smoothquant)");
+                                   "' (available: rtn, gptq, awq, awq+gptq, smoothquant, adpq)");
   if (options.true_sequential && options.method != "gptq")
     return Status::InvalidArgument("true_sequential applies to method gptq only");
   if (is_awq(options.method) && (options.awq.grid < 1 || options.awq.clip_grid < 1 || options.awq.clip_tokens < 1 ||
@@ -597,6 +616,7 @@ Result<QuantizeReport> quantize_checkpoint(const std::string& input_folder, cons
   report.input_bytes = ckpt->bytes_on_disk();
   report.gptq = options.gptq;
   report.awq = options.awq;
+  report.adpq = options.adpq;
   report.true_sequential = options.true_sequential;
   report.alpha = smoothquant ? options.alpha : 0.0;
   report.int8_activations = smoothquant || options.int8_activations;
@@ -679,9 +699,11 @@ Result<QuantizeReport> quantize_checkpoint(const std::string& input_folder, cons
     }
     const auto tl = Clock::now();
     LLMQ_ASSIGN_OR_RETURN(std::vector<float> w, ckpt->get_float(name));
-    auto q = quantize_rtn(w.data(), l.rows, l.cols, options.spec);
+    auto q = adpq ? quantize_adpq(w.data(), l.rows, l.cols, options.spec, options.adpq)
+                  : quantize_rtn(w.data(), l.rows, l.cols, options.spec);
     if (!q.ok()) return q.status().WithContext(input_folder + ": tensor '" + name + "'");
     LayerReport lr;
+    lr.outliers = int64_t(q->outliers.nnz());
     lr.module = l.module;
     lr.rows = l.rows;
     lr.cols = l.cols;
@@ -709,6 +731,7 @@ Result<QuantizeReport> quantize_checkpoint(const std::string& input_folder, cons
   if (report.int8_activations) qc["activations"] = "int8";
   if (smoothquant) qc["alpha"] = options.alpha;
   if (is_awq(options.method)) qc["awq"] = awq_options_json(options.awq);
+  if (adpq) qc["adpq"] = adpq_options_json(options.adpq);
   if (options.method == "gptq" || options.method == "awq+gptq") {
     qc["act_order"] = options.gptq.act_order;
     qc["static_groups"] = options.gptq.static_groups;

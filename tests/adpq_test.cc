@@ -1,0 +1,202 @@
+// AdpQ: the outlier split (target share per scope, fixed lambda), share 0 equal to RTN, the
+// reconstruction of outliers, file round trip with exact bit accounting, the kernels on the
+// sparse part, and AdpQ against RTN on a real model.
+#include <gtest/gtest.h>
+#include <llmq/llmq.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include "test_util.h"
+
+namespace llmq {
+namespace {
+
+using test::TempDir;
+
+// Gaussian weights with a few heavy-tailed entries, as in trained LLM layers.
+std::vector<float> heavy_tailed(int64_t rows, int64_t cols, uint32_t seed) {
+  std::vector<float> w = test::random_normal(size_t(rows * cols), seed, 0.02f);
+  const std::vector<float> u = test::random_normal(size_t(rows * cols), seed + 1);
+  for (size_t i = 0; i < w.size(); ++i)
+    if (std::fabs(u[i]) > 2.5f) w[i] *= 8.0f;  // ~1.2% of the weights
+  return w;
+}
+
+QuantSpec spec_of(int bits, int group, bool sym = true) {
+  QuantSpec s;
+  s.bits = bits;
+  s.group_size = group;
+  s.symmetric = sym;
+  return s;
+}
+
+std::vector<uint8_t> outlier_mask(const QuantizedTensor& q) {
+  std::vector<uint8_t> m(size_t(q.rows * q.cols), 0);
+  if (q.outliers.empty()) return m;
+  for (int64_t r = 0; r < q.rows; ++r)
+    for (int32_t k = q.outliers.row_ptr[size_t(r)]; k < q.outliers.row_ptr[size_t(r + 1)]; ++k)
+      m[size_t(r * q.cols + q.outliers.col_idx[size_t(k)])] = 1;
+  return m;
+}
+
+TEST(Adpq, ShareZeroIsRtn) {
+  const auto w = heavy_tailed(9, 100, 1);
+  for (bool sym : {true, false}) {
+    AdpqOptions o;
+    o.outlier_fraction = 0.0;
+    auto a = quantize_adpq(w.data(), 9, 100, spec_of(3, 32, sym), o);
+    auto r = quantize_rtn(w.data(), 9, 100, spec_of(3, 32, sym));
+    ASSERT_TRUE(a.ok() && r.ok());
+    EXPECT_TRUE(a->outliers.empty());
+    EXPECT_EQ(a->codes, r->codes);
+    EXPECT_EQ(a->scales, r->scales);
+    EXPECT_EQ(a->zeros, r->zeros);
+  }
+}
+
+TEST(Adpq, TargetShareTakesTheLargestMagnitudesPerScope) {
+  const int64_t rows = 13, cols = 70;
+  const auto w = heavy_tailed(rows, cols, 3);
+  const QuantSpec spec = spec_of(4, 32);
+  AdpqOptions o;
+  o.outlier_fraction = 0.05;
+  // Tensor scope: exactly ceil(5% of n), and every outlier is at least as large as every other weight.
+  auto t = quantize_adpq(w.data(), rows, cols, spec, o);
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(int64_t(t->outliers.nnz()), int64_t(std::ceil(0.05 * rows * cols)));
+  auto m = outlier_mask(*t);
+  float smallest_out = INFINITY, largest_in = 0;
+  for (size_t i = 0; i < w.size(); ++i) {
+    if (m[i]) smallest_out = std::min(smallest_out, std::fabs(w[i]));
+    else largest_in = std::max(largest_in, std::fabs(w[i]));
+  }
+  EXPECT_GE(smallest_out, largest_in);
+  // Row and group scopes: the share holds in each row / each group (groups 32, 32, 6 wide).
+  o.scope = AdpqScope::kRow;
+  auto r = quantize_adpq(w.data(), rows, cols, spec, o);
+  ASSERT_TRUE(r.ok());
+  for (int64_t i = 0; i < rows; ++i)
+    EXPECT_EQ(r->outliers.row_ptr[size_t(i + 1)] - r->outliers.row_ptr[size_t(i)], int(std::ceil(0.05 * cols)));
+  o.scope = AdpqScope::kGroup;
+  auto g = quantize_adpq(w.data(), rows, cols, spec, o);
+  ASSERT_TRUE(g.ok());
+  m = outlier_mask(*g);
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t c0 = 0; c0 < cols; c0 += 32) {
+      const int64_t width = std::min<int64_t>(32, cols - c0);
+      int n = 0;
+      for (int64_t c = c0; c < c0 + width; ++c) n += m[size_t(i * cols + c)];
+      EXPECT_EQ(n, int(std::ceil(0.05 * double(width))));
+    }
+}
+
+TEST(Adpq, FixedLambdaIsTheSoftThresholdRule) {
+  const auto w = heavy_tailed(5, 64, 5);
+  AdpqOptions o;
+  o.lambda = 0.002;  // gamma 1: outlier iff |w|^2 > lambda, i.e. |w| > 0.0447
+  auto q = quantize_adpq(w.data(), 5, 64, spec_of(4, 32), o);
+  ASSERT_TRUE(q.ok());
+  const auto m = outlier_mask(*q);
+  for (size_t i = 0; i < w.size(); ++i) {
+    const double beta = std::max(0.0, std::fabs(double(w[i])) - o.lambda / std::fabs(double(w[i])));
+    EXPECT_EQ(m[i] != 0, beta > 0) << i;
+  }
+  o.gamma = 0.0;  // plain soft threshold: |w| > lambda
+  q = quantize_adpq(w.data(), 5, 64, spec_of(4, 32), o);
+  const auto m0 = outlier_mask(*q);
+  for (size_t i = 0; i < w.size(); ++i) EXPECT_EQ(m0[i] != 0, std::fabs(w[i]) > o.lambda) << i;
+  o.outlier_fraction = 1.5;
+  EXPECT_FALSE(quantize_adpq(w.data(), 5, 64, spec_of(4, 32), o).ok());
+}
+
+TEST(Adpq, OutliersReconstructAndTheRestQuantizesOnANarrowerRange) {
+  const int64_t rows = 16, cols = 256;
+  const auto w = heavy_tailed(rows, cols, 7);
+  const QuantSpec spec = spec_of(3, 128, false);
+  auto a = quantize_adpq(w.data(), rows, cols, spec);
+  auto r = quantize_rtn(w.data(), rows, cols, spec);
+  ASSERT_TRUE(a.ok() && r.ok());
+  ASSERT_TRUE(a->Validate().ok());
+  const auto d = dequantize(*a);
+  const auto m = outlier_mask(*a);
+  for (size_t i = 0; i < w.size(); ++i)
+    if (m[i]) {
+      EXPECT_NEAR(d[i], w[i], 1e-3 * std::fabs(w[i])) << i;  // fp16 of the residual
+    }
+  EXPECT_LT(relative_error(w.data(), *a), 0.5 * relative_error(w.data(), *r));
+  // The kernels add the sparse part exactly as dequantize does.
+  auto packed = PackedLinear::Pack(*a);
+  ASSERT_TRUE(packed.ok());
+  const auto x = test::random_normal(size_t(3 * cols), 8);
+  std::vector<float> y(size_t(3 * rows));
+  packed->Forward(x.data(), 3, y.data());
+  for (int64_t t = 0; t < 3; ++t)
+    for (int64_t o = 0; o < rows; ++o) {
+      double ref = 0;
+      for (int64_t c = 0; c < cols; ++c) ref += double(x[size_t(t * cols + c)]) * d[size_t(o * cols + c)];
+      EXPECT_NEAR(y[size_t(t * rows + o)], ref, 1e-4 * (1 + std::fabs(ref)));
+    }
+}
+
+// Through the whole-checkpoint entry point: the written tensors read back to the same quantized
+// tensor, outlier columns are stored as U16, and the reported bits are the bytes on disk.
+TEST(QuantizeAdpq, RoundTripsAndCountsTheBitsItWrites) {
+  TempDir dir;
+  test::SyntheticModel sm;
+  sm.dtype = DType::kF32;
+  test::write_synthetic_model(dir.file("in"), sm);
+  QuantizeOptions o;
+  o.method = "adpq";
+  o.spec = spec_of(3, 32);
+  auto rep = quantize_checkpoint(dir.file("in"), dir.file("out"), o);
+  ASSERT_TRUE(rep.ok()) << rep.status().ToString();
+  auto in = Checkpoint::Open(dir.file("in"));
+  auto out = Checkpoint::Open(dir.file("out"));
+  ASSERT_TRUE(in.ok() && out.ok());
+  double bits = 0, weights = 0;
+  for (const LinearInfo& l : (*in)->linears()) {
+    auto w = (*in)->linear_weight(l);
+    auto expect = quantize_adpq(w->data(), l.rows, l.cols, o.spec, o.adpq);
+    auto got = (*out)->get_quantized(l.module);
+    ASSERT_TRUE(expect.ok() && got.ok()) << l.module;
+    EXPECT_EQ(got->codes, expect->codes);
+    EXPECT_EQ(got->scales, expect->scales);
+    EXPECT_EQ(got->outliers.row_ptr, expect->outliers.row_ptr);
+    EXPECT_EQ(got->outliers.col_idx, expect->outliers.col_idx);
+    EXPECT_EQ(got->outliers.values, expect->outliers.values);
+    EXPECT_EQ(int64_t(got->outliers.nnz()), int64_t(std::ceil(0.05 * double(l.rows * l.cols))));
+    uint64_t on_disk = 0;
+    for (const std::string& name : (*out)->tensor_names())
+      if (name.rfind(l.module + ".", 0) == 0) on_disk += (*out)->find(name)->nbytes;
+    EXPECT_EQ(on_disk, got->storage_bytes()) << l.module;
+    EXPECT_EQ((*out)->find(l.module + ".outlier_col_idx")->dtype, DType::kU16);
+    bits += 8.0 * double(on_disk);
+    weights += double(l.rows * l.cols);
+  }
+  EXPECT_NEAR(rep->bits_per_weight, bits / weights, 1e-9);
+  EXPECT_GT(rep->bits_per_weight, 3.0 + 0.05 * 32);  // codes + an outlier's 32 bits at a 5% share
+  auto m = Model::Load(dir.file("out"));
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+}
+
+// On a real model at 3 bits the fp16 outliers must buy a better perplexity than plain RTN.
+TEST(QuantizeAdpq, BeatsRtnOnARealModel) {
+  const std::string model = test::shared_path("models/stories5M-hf");
+  const std::vector<int32_t> ids = test::tinystories_eval_ids(model, 60000);
+  TempDir dir;
+  QuantizeOptions o;
+  o.method = "adpq";
+  o.spec = spec_of(3, 128);
+  ASSERT_TRUE(quantize_checkpoint(model, dir.file("adpq"), o).ok());
+  QuantizeOptions r;
+  r.spec = o.spec;
+  ASSERT_TRUE(quantize_checkpoint(model, dir.file("rtn"), r).ok());
+  const double fp = test::perplexity_of(model, ids, 256, 20), pa = test::perplexity_of(dir.file("adpq"), ids, 256, 20),
+               pr = test::perplexity_of(dir.file("rtn"), ids, 256, 20);
+  EXPECT_LT(pa, pr) << "fp32 " << fp << " adpq " << pa << " rtn " << pr;
+  EXPECT_GT(pa, fp * 0.99);
+}
+
+}  // namespace
+}  // namespace llmq
