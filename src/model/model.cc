@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <omp.h>
 
 #include "llmq/float16.h"
 #include "llmq/kernels.h"
@@ -541,28 +542,71 @@ Result<PerplexityResult> evaluate_perplexity(const Model& model, const std::vect
   if (options.max_chunks > 0) windows = std::min(windows, options.max_chunks);
   r.chunks = windows;
   const int64_t V = model.vocab_size();
-  double nll = 0;
-  KVCache cache = model.NewCache(r.seq_len);
-  for (int64_t w = 0; w < windows; ++w) {
-    cache.length = 0;
+  const ModelConfig& cfg = model.config();
+  // Small models: one window per thread (each forward runs single-threaded inside). Fine-grained
+  // parallel regions per layer cost a barrier each, and when another process shares the cores
+  // every barrier waits for a descheduled thread. Large models keep the threads inside each
+  // forward, where the GEMMs are big and one window's state (KV cache, logits) is large.
+  const int threads = omp_get_max_threads();
+  const double window_bytes =
+      4.0 * double(r.seq_len) *
+      (2.0 * double(cfg.num_layers * cfg.num_kv_heads * cfg.head_dim) + double(V) +
+       4.0 * double(cfg.hidden_size) + 2.0 * double(cfg.intermediate_size));
+  const bool across_windows = threads > 1 && windows >= 2 * threads && window_bytes * threads < double(1u << 30);
+  // Per-window sums, added in window order: the same result however the work is split.
+  std::vector<double> window_nll(static_cast<size_t>(windows), 0.0);
+  Status first_error;
+  int64_t done = 0;
+  auto run_window = [&](int64_t w, KVCache* cache) -> Status {
+    cache->length = 0;
     const int32_t* tok = ids.data() + w * r.seq_len;
-    LLMQ_ASSIGN_OR_RETURN(std::vector<float> logits, model.Forward(tok, r.seq_len, &cache));
-    double window_nll = 0;
-#pragma omp parallel for reduction(+ : window_nll) schedule(static)
+    LLMQ_ASSIGN_OR_RETURN(std::vector<float> logits, model.Forward(tok, r.seq_len, cache));
+    std::vector<double> token_nll(static_cast<size_t>(r.seq_len - 1));
+#pragma omp parallel for schedule(static) if (!across_windows)
     for (int64_t t = 0; t < r.seq_len - 1; ++t) {
       const float* l = logits.data() + t * V;
       double mx = l[0];
       for (int64_t i = 1; i < V; ++i) mx = std::max(mx, double(l[i]));
       double s = 0;
       for (int64_t i = 0; i < V; ++i) s += std::exp(double(l[i]) - mx);
-      window_nll += (mx + std::log(s)) - double(l[tok[t + 1]]);
+      token_nll[size_t(t)] = (mx + std::log(s)) - double(l[tok[t + 1]]);
     }
-    nll += window_nll;
-    r.predictions += r.seq_len - 1;
+    double sum = 0;
+    for (double v : token_nll) sum += v;
+    window_nll[size_t(w)] = sum;
+    return Status::Ok();
+  };
+  auto report = [&] {
+    const int64_t n = ++done;
     if (options.progress)
-      options.progress({w + 1, windows, "window " + std::to_string(w + 1),
+      options.progress({n, windows, "window " + std::to_string(n),
                         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()});
+  };
+  if (across_windows) {
+#pragma omp parallel
+    {
+      KVCache cache = model.NewCache(r.seq_len);
+#pragma omp for schedule(dynamic)
+      for (int64_t w = 0; w < windows; ++w) {
+        Status st = run_window(w, &cache);
+#pragma omp critical(llmq_perplexity)
+        {
+          if (!st.ok() && first_error.ok()) first_error = st;
+          report();
+        }
+      }
+    }
+  } else {
+    KVCache cache = model.NewCache(r.seq_len);
+    for (int64_t w = 0; w < windows && first_error.ok(); ++w) {
+      first_error = run_window(w, &cache);
+      report();
+    }
   }
+  if (!first_error.ok()) return first_error;
+  double nll = 0;
+  for (double v : window_nll) nll += v;
+  r.predictions = windows * (r.seq_len - 1);
   r.mean_nll = nll / double(r.predictions);
   r.perplexity = std::exp(r.mean_nll);
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
