@@ -9,6 +9,7 @@
 #include <numeric>
 
 #include "io/llmq_format.h"
+#include "llmq/float16.h"
 #include "test_util.h"
 
 namespace llmq {
@@ -37,9 +38,13 @@ std::vector<float> correlated_hessian(int64_t cols, int64_t n, uint32_t seed, st
 // The OBQ update rule of the GPTQ paper (eq. 2-3), one row at a time, in fp64, with the
 // explicit inverse and Gaussian elimination of quantized columns. Columns are taken in
 // `order`; group parameters are found on the current (updated) weights when a group starts.
+// With a finite `tau` (SpQR, natural order only): a weight whose (w - q)^2 / Hinv_qq exceeds tau
+// becomes an fp16 outlier (code of 0, value fp16(w)) and is marked in *outliers.
 std::vector<uint32_t> obq_reference(const std::vector<float>& w, int64_t rows, int64_t cols,
                                     const std::vector<float>& h, const QuantSpec& spec, double damp,
-                                    const std::vector<int64_t>& order) {
+                                    const std::vector<int64_t>& order, double tau = INFINITY,
+                                    std::vector<uint8_t>* outliers = nullptr) {
+  if (outliers) outliers->assign(size_t(rows * cols), 0);
   MatD H(cols, cols);
   for (int64_t i = 0; i < cols; ++i)
     for (int64_t j = 0; j < cols; ++j) H(i, j) = h[size_t(i * cols + j)];
@@ -60,9 +65,14 @@ std::vector<uint32_t> obq_reference(const std::vector<float>& w, int64_t rows, i
         for (int64_t k = pos; k < std::min(cols, pos + g); ++k) grp.push_back(float(row(order[size_t(k)])));
         p = rtn_group_params(grp.data(), int64_t(grp.size()), spec);
       }
-      const uint32_t code = rtn_quantize_value(float(row(q)), p, spec);
+      uint32_t code = rtn_quantize_value(float(row(q)), p, spec);
+      double deq = double(p.scale) * (double(code) - p.zero);
+      if ((row(q) - deq) * (row(q) - deq) / Hinv(q, q) > tau) {
+        code = rtn_quantize_value(0.0f, p, spec);
+        deq = fp16_to_float(float_to_fp16(float(row(q))));
+        if (outliers) (*outliers)[size_t(r * cols + q)] = 1;
+      }
       codes[size_t(r * cols + q)] = code;
-      const double deq = double(p.scale) * (double(code) - p.zero);
       const double err = (row(q) - deq) / Hinv(q, q);
       row -= err * Hinv.col(q);
       row(q) = deq;
@@ -304,6 +314,112 @@ TEST(Gptq, ActOrderResultRoundTripsThroughTheFileFormat) {
   ASSERT_TRUE(back.ok()) << back.status().ToString();
   EXPECT_EQ(back->g_idx, res->q.g_idx);
   EXPECT_EQ(dequantize(*back), dequantize(res->q));
+}
+
+// SpQR (algorithms.md §5): outliers are the weights whose Hessian-weighted error exceeds
+// tau = threshold * mean_j var(W[:, j]) / U_jj^2, with U the upper Cholesky factor of the damped H^-1.
+TEST(Gptq, SpqrOutliersEqualObqWithTheHessianWeightedRule) {
+  const int64_t rows = 12, cols = 48;
+  auto w = test::random_normal(size_t(rows * cols), 31, 0.1f);
+  for (size_t i = 0; i < w.size(); i += 37) w[i] *= 6.0f;  // a few heavy weights
+  auto h = correlated_hessian(cols, 256, 32);
+  QuantSpec spec;
+  spec.bits = 3;
+  spec.group_size = 8;
+  spec.scale_dtype = ScaleDType::kF32;
+  GptqOptions opt;
+  opt.block_size = 16;
+  opt.outlier_threshold = 0.3;
+  auto res = gptq_quantize(w.data(), rows, cols, h.data(), spec, opt);
+  ASSERT_TRUE(res.ok()) << res.status().ToString();
+  ASSERT_TRUE(res->q.Validate().ok());
+
+  MatD H(cols, cols);
+  for (int64_t i = 0; i < cols; ++i)
+    for (int64_t j = 0; j < cols; ++j) H(i, j) = h[size_t(i * cols + j)];
+  H.diagonal().array() += opt.damp * H.diagonal().mean();
+  const MatD L = Eigen::LLT<MatD>(H.inverse()).matrixL();  // H^-1 = L L^T = U^T U with U = L^T
+  double sens = 0;
+  for (int64_t j = 0; j < cols; ++j) {
+    Eigen::VectorXd col(rows);
+    for (int64_t r = 0; r < rows; ++r) col(r) = w[size_t(r * cols + j)];
+    const double var = (col.array() - col.mean()).square().sum() / double(rows - 1);
+    sens += var / (L(j, j) * L(j, j));
+  }
+  std::vector<int64_t> order(static_cast<size_t>(cols));
+  std::iota(order.begin(), order.end(), 0);
+  std::vector<uint8_t> ref_outliers;
+  const auto ref = obq_reference(w, rows, cols, h, spec, opt.damp, order, opt.outlier_threshold * sens / double(cols),
+                                 &ref_outliers);
+  std::vector<uint8_t> got_outliers(size_t(rows * cols), 0);
+  const SparseOutliers& o = res->q.outliers;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int32_t k = o.row_ptr[size_t(r)]; k < o.row_ptr[size_t(r + 1)]; ++k)
+      got_outliers[size_t(r * cols + o.col_idx[size_t(k)])] = 1;
+  const int64_t n_ref = std::accumulate(ref_outliers.begin(), ref_outliers.end(), int64_t(0));
+  EXPECT_GT(n_ref, 3);
+  EXPECT_LT(n_ref, rows * cols / 10);
+  EXPECT_EQ(res->outliers, n_ref);
+  EXPECT_EQ(got_outliers, ref_outliers);
+  EXPECT_EQ(mismatch_fraction(codes_of(res->q), ref), 0.0);
+  // An outlier is reconstructed to fp16 precision: dense part 0 plus the sparse value.
+  const auto d = dequantize(res->q);
+  for (size_t i = 0; i < got_outliers.size(); ++i)
+    if (got_outliers[i]) {
+      EXPECT_NE(d[i], 0.0f);
+    }
+}
+
+TEST(Gptq, SpqrThresholdTradesOutliersForLoss) {
+  const int64_t rows = 32, cols = 64;
+  auto w = test::random_normal(size_t(rows * cols), 41, 0.1f);
+  auto h = correlated_hessian(cols, 256, 42);
+  QuantSpec spec;
+  spec.bits = 3;
+  spec.group_size = 16;
+  GptqOptions opt;
+  auto none = gptq_quantize(w.data(), rows, cols, h.data(), spec, opt);
+  opt.outlier_threshold = INFINITY;
+  auto inf = gptq_quantize(w.data(), rows, cols, h.data(), spec, opt);
+  ASSERT_TRUE(none.ok() && inf.ok());
+  EXPECT_EQ(inf->outliers, 0);
+  EXPECT_TRUE(inf->q.outliers.empty());
+  EXPECT_EQ(inf->q.codes, none->q.codes);
+  int64_t prev_outliers = 0;
+  double prev_loss = none->loss;
+  for (double thr : {0.15, 0.08, 0.04}) {
+    opt.outlier_threshold = thr;
+    auto r = gptq_quantize(w.data(), rows, cols, h.data(), spec, opt);
+    ASSERT_TRUE(r.ok());
+    EXPECT_GT(r->outliers, prev_outliers) << thr;
+    EXPECT_LT(r->loss, prev_loss) << thr;
+    EXPECT_GT(r->q.bits_per_weight(), none->q.bits_per_weight());
+    prev_outliers = r->outliers;
+    prev_loss = r->loss;
+  }
+}
+
+// Bilevel scales inside GPTQ: what is stored is what the codes were found with.
+TEST(Gptq, BilevelScalesAreTheScalesTheCodesUse) {
+  const int64_t rows = 40, cols = 64;  // 40 rows: chunks of 16, 16 and 8
+  auto w = test::random_normal(size_t(rows * cols), 51, 0.1f);
+  auto h = correlated_hessian(cols, 256, 52);
+  QuantSpec spec;
+  spec.bits = 3;
+  spec.group_size = 16;
+  auto plain = gptq_quantize(w.data(), rows, cols, h.data(), spec, {});
+  spec.scale_bits = 3;
+  auto bilevel = gptq_quantize(w.data(), rows, cols, h.data(), spec, {});
+  ASSERT_TRUE(plain.ok() && bilevel.ok());
+  const QuantizedTensor& q = bilevel->q;
+  ASSERT_TRUE(q.Validate().ok());
+  EXPECT_EQ(q.num_scale_chunks(), 3);
+  QuantizedTensor copy = q;
+  copy.DequantizeScales();
+  EXPECT_EQ(copy.scales, q.scales);
+  // 3-bit scales cost little: the GPTQ loss stays within a few percent of fp16 scales'.
+  EXPECT_LT(bilevel->loss, plain->loss * 1.15);
+  EXPECT_LT(q.storage_bytes(), plain->q.storage_bytes());
 }
 
 TEST(HessianAccumulator, EqualsTwoOverNXtXInDoublePrecision) {

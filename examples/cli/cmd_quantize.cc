@@ -27,7 +27,7 @@ void on_sigint(int) {
 }
 
 const char* kHelp =
-    "Usage: llmq quantize --method {rtn,gptq,awq,awq+gptq,smoothquant,adpq} --bits {2,3,4,8} [--group-size G] [--sym|--asym]\n"
+    "Usage: llmq quantize --method {rtn,gptq,awq,awq+gptq,smoothquant,adpq,spqr} --bits {2,3,4,8} [--group-size G] [--sym|--asym]\n"
     "                     [--mse] [--scale-dtype fp16|fp32] [--overwrite] [--json] <in-folder> <out-folder>\n"
     "       llmq quantize --method gptq --calib <data> [--nsamples 128] [--seq-len 2048] [--seed 0]\n"
     "                     [--damp 0.01] [--act-order] [--static-groups] [--true-sequential] [--resume] ...\n"
@@ -40,11 +40,15 @@ const char* kHelp =
     "  --method M         rtn (round to nearest), gptq (Hessian-calibrated),        [rtn]\n"
     "                     awq (activation-aware scales + clipping, then RTN), awq+gptq (the same, then GPTQ),\n"
     "                     smoothquant (W8A8, smoothing folded into the norms; defaults to --bits 8 --group-size 0),\n"
-    "                     adpq (zero-shot, no data: adaptive-LASSO outliers kept in fp16, RTN for the rest)\n"
+    "                     adpq (zero-shot, no data: adaptive-LASSO outliers kept in fp16, RTN for the rest),\n"
+    "                     spqr (GPTQ + groups of 16 + 3-bit bilevel scales + Hessian-weighted fp16 outliers;\n"
+    "                     defaults to --group-size 16 --scale-bits 3 --damp 1 --outlier-threshold 0.2)\n"
     "  --bits B           2, 3, 4 or 8                                              [4]\n"
     "  --group-size G     input columns per scale; 0 = one scale per output channel [128]\n"
     "  --sym / --asym     symmetric (no zero points) or zero-point quantization     [--sym]\n"
     "  --mse              search a shrunk range per group minimizing |q(w)-w|^2.4\n"
+    "  --scale-bits B     bilevel scales: each group column's scales quantized to B bits in chunks\n"
+    "                     of --scale-group-rows rows (16) with an fp16 (min, step) each; 0 = fp16 scales  [0; spqr: 3]\n"
     "  --scale-dtype T    fp16 or fp32 scales                                       [fp16]\n"
     "  --max-shard-mb N   output shard size in MiB                                  [2048]\n"
     "\n"
@@ -65,6 +69,9 @@ const char* kHelp =
     "  --awq-no-duo       AWQ scales mean|x|^alpha only (llm-awq) instead of AutoAWQ's duo scaling\n"
     "  --awq-no-clip      skip AWQ's clip search\n"
     "  --awq-no-gqa-vo    skip the v -> o site under grouped-query attention (the reference does)\n"
+    "SpQR:\n"
+    "  --outlier-threshold T  keep weights with ((w-q)/U_jj)^2 > T * mean_j var(W_j)/U_jj^2 in fp16  [0.2]\n"
+    "  --target-bits X    per linear, the threshold whose bits per weight (outliers included) come closest to X\n"
     "AdpQ (no calibration data):\n"
     "  --outlier-fraction F  share of weights kept as fp16 outliers (per scope)     [0.05]\n"
     "  --adpq-lambda L    fixed threshold instead: outlier iff |w|^(1+gamma) > L\n"
@@ -83,7 +90,8 @@ int run_quantize(int argc, char** argv) {
                            "awq-no-gqa-vo"},
                           {"method", "bits", "group-size", "scale-dtype", "max-shard-mb", "calib", "nsamples",
                            "seq-len", "seed", "damp", "block-size", "act-dtype", "alpha", "awq-grid",
-                           "outlier-fraction", "adpq-lambda", "adpq-gamma", "adpq-scope"});
+                           "outlier-fraction", "adpq-lambda", "adpq-gamma", "adpq-scope",
+                           "scale-bits", "scale-group-rows", "outlier-threshold", "target-bits"});
   if (!args.ok()) return usage_error(args.status().message(), "quantize");
   if (args->has("help")) {
     std::fputs(kHelp, stdout);
@@ -94,8 +102,13 @@ int run_quantize(int argc, char** argv) {
   QuantizeOptions opt;
   opt.method = args->get("method", "rtn");
   const bool sq = opt.method == "smoothquant";  // W8A8: 8-bit per-channel unless told otherwise
+  const bool spqr = opt.method == "spqr";
   auto bits = args->get_int("bits", sq ? 8 : 4);
-  auto group = args->get_int("group-size", sq ? 0 : 128);
+  auto group = args->get_int("group-size", sq ? 0 : spqr ? 16 : 128);
+  auto scale_bits = args->get_int("scale-bits", spqr ? 3 : 0);
+  auto scale_rows = args->get_int("scale-group-rows", 16);
+  if (!scale_bits.ok() || !scale_rows.ok() || *scale_rows < 1)
+    return usage_error("--scale-bits and --scale-group-rows expect integers (rows >= 1)", "quantize");
   auto shard = args->get_int("max-shard-mb", 2048);
   if (!bits.ok()) return usage_error(bits.status().message(), "quantize");
   if (!group.ok()) return usage_error(group.status().message(), "quantize");
@@ -104,15 +117,29 @@ int run_quantize(int argc, char** argv) {
   opt.spec.group_size = int(*group);
   opt.spec.symmetric = !args->has("asym");
   opt.spec.mse_search = args->has("mse");
+  opt.spec.scale_bits = int(*scale_bits);
+  opt.spec.scale_group_rows = int(*scale_rows);
   const std::string sd = args->get("scale-dtype", "fp16");
   if (sd != "fp16" && sd != "fp32") return usage_error("--scale-dtype must be fp16 or fp32", "quantize");
   opt.spec.scale_dtype = sd == "fp16" ? ScaleDType::kF16 : ScaleDType::kF32;
   if (Status st = opt.spec.Validate(); !st.ok()) return usage_error(st.message(), "quantize");
   const bool awq = opt.method == "awq" || opt.method == "awq+gptq";
   const bool adpq = opt.method == "adpq";
-  if (opt.method != "rtn" && opt.method != "gptq" && !sq && !awq && !adpq)
+  if (opt.method != "rtn" && opt.method != "gptq" && !sq && !awq && !adpq && !spqr)
     return usage_error(
-        "unknown --method '" + opt.method + "' (available: rtn, gptq, awq, awq+gptq, smoothquant, adpq)", "quantize");
+        "unknown --method '" + opt.method + "' (available: rtn, gptq, awq, awq+gptq, smoothquant, adpq, spqr)",
+        "quantize");
+  auto threshold = args->get_double("outlier-threshold", 0.2);
+  auto target = args->get_double("target-bits", 0.0);
+  if (!threshold.ok() || !(*threshold > 0.0)) return usage_error("--outlier-threshold expects a positive number", "quantize");
+  if (!target.ok() || !(*target >= 0.0)) return usage_error("--target-bits expects a positive number", "quantize");
+  if (!spqr)
+    for (const char* o : {"outlier-threshold", "target-bits"})
+      if (args->has(o)) return usage_error(std::string("--") + o + " applies to --method spqr only", "quantize");
+  if (args->has("outlier-threshold") && args->has("target-bits"))
+    return usage_error("--outlier-threshold and --target-bits exclude each other", "quantize");
+  if (spqr) opt.gptq.outlier_threshold = *threshold;
+  opt.target_bits = *target;
   auto fraction = args->get_double("outlier-fraction", 0.05);
   auto lambda = args->get_double("adpq-lambda", 0.0);
   auto gamma = args->get_double("adpq-gamma", 1.0);
@@ -152,7 +179,7 @@ int run_quantize(int argc, char** argv) {
   auto seq_len = args->get_int("seq-len", awq ? 512 : 2048);  // AWQ's reference calibrates on 512-token blocks
   auto seed = args->get_int("seed", 0);
   auto block = args->get_int("block-size", 128);
-  auto damp = args->get_double("damp", 0.01);
+  auto damp = args->get_double("damp", spqr ? 1.0 : 0.01);  // SpQR's reference percdamp is 1
   if (!nsamples.ok() || *nsamples <= 0) return usage_error("--nsamples expects a positive integer", "quantize");
   if (!seq_len.ok() || *seq_len < 2) return usage_error("--seq-len expects an integer >= 2", "quantize");
   if (!seed.ok() || *seed < 0) return usage_error("--seed expects a non-negative integer", "quantize");
@@ -172,8 +199,8 @@ int run_quantize(int argc, char** argv) {
     for (const char* o : {"act-order", "static-groups", "damp", "block-size"})
       if (args->has(o))
         return usage_error(std::string("--") + o + " applies to GPTQ (--method gptq or awq+gptq) only", "quantize");
-  if (args->has("true-sequential") && opt.method != "gptq")
-    return usage_error("--true-sequential applies to --method gptq only", "quantize");
+  if (args->has("true-sequential") && opt.method != "gptq" && !spqr)
+    return usage_error("--true-sequential applies to --method gptq and spqr only", "quantize");
   opt.calibration.data = args->get("calib");
   opt.calibration.nsamples = *nsamples;
   opt.calibration.seq_len = *seq_len;

@@ -45,6 +45,10 @@ struct GptqOptions {
   bool act_order = false;     // columns in order of decreasing diag(H); a g_idx is stored
   bool static_groups = false; // group parameters from the original weights (keeps act_order's g_idx trivial)
   int damp_retries = 4;       // on a failed Cholesky: retry with damp x10, this many times
+  // SpQR (algorithms.md §5): > 0 keeps every weight whose Hessian-weighted error
+  // ((w - q) / U_jj)^2 exceeds outlier_threshold * mean_j(var(W[:, j]) / U_jj^2) in fp16 (the
+  // sparse part); its error is then ~0 and nothing is propagated for it. 0 (or infinity): none.
+  double outlier_threshold = 0.0;
 };
 
 struct GptqResult {
@@ -54,11 +58,13 @@ struct GptqResult {
   int damp_retries = 0;       // how many times the damping was raised
   bool fell_back_to_rtn = false;  // every Cholesky failed: the layer is plain RTN
   int64_t dead_columns = 0;   // inputs that were always zero (H_jj = 0): their weights are zeroed
+  int64_t outliers = 0;       // weights kept in fp16 (SpQR)
 };
 
 // Quantizes w [rows, cols] (row-major) given its input Hessian [cols, cols] (row-major).
 // Group parameters are found on the error-compensated weights as the columns are
-// reached (or on the original weights with static_groups / per-channel specs).
+// reached (or on the original weights with static_groups / per-channel specs). With bilevel
+// scales in the spec (SpQR) each group column's scales are quantized before its codes are found.
 Result<GptqResult> gptq_quantize(const float* w, int64_t rows, int64_t cols, const float* hessian,
                                  const QuantSpec& spec, const GptqOptions& options = {});
 

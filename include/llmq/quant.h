@@ -30,6 +30,11 @@ struct QuantSpec {
   bool symmetric = true;     // true: no zeros, grid centered on 2^(bits-1); false: per-group zero point
   ScaleDType scale_dtype = ScaleDType::kF16;  // scales are rounded to this type when produced
   bool mse_search = false;   // RTN: search a shrunk range minimizing sum |q(x)-x|^2.4 (GPTQ's mse option)
+  // Bilevel scales (SpQR's second-order statistics): > 0 quantizes the scales of each group column,
+  // in chunks of scale_group_rows consecutive rows, to scale_bits-bit codes with one fp16 (min,
+  // step) pair per chunk; scale_dtype then does not apply. 0: plain fp16/fp32 scales.
+  int scale_bits = 0;
+  int scale_group_rows = 16;
 
   // InvalidArgument naming the bad field, or OK.
   Status Validate() const;
@@ -63,12 +68,24 @@ struct QuantizedTensor {
   // Optional group index per input column (act-order); empty means g(c) = c / group_cols.
   std::vector<int32_t> g_idx;
   SparseOutliers outliers;
+  // Bilevel scales only (spec.scale_bits > 0): the code of every scale, [rows, num_groups], and per
+  // (chunk of scale_group_rows rows, group) the fp16 pair (min, step), [num_scale_chunks, num_groups, 2];
+  // scales[r, g] == min + step * code (computed in fp32), which is what `scales` holds.
+  std::vector<uint8_t> scale_codes;
+  std::vector<uint16_t> scale_params;
 
   int64_t num_groups() const;
   int64_t words_per_row() const { return (cols * spec.bits + 31) / 32; }
   int group_of(int64_t c) const {
     return g_idx.empty() ? int(c / spec.group_cols(cols)) : g_idx[size_t(c)];
   }
+  int64_t num_scale_chunks() const {
+    return spec.scale_bits > 0 ? (rows + spec.scale_group_rows - 1) / spec.scale_group_rows : 0;
+  }
+  // Bilevel scales: quantizes scales[:, g] (every row) in place and records their codes and pairs.
+  void QuantizeScaleColumn(int64_t g);
+  // Bilevel scales: recomputes `scales` from scale_codes and scale_params (what a reader does).
+  void DequantizeScales();
   int zero_of(int64_t r, int64_t g) const {
     return spec.symmetric ? (1 << (spec.bits - 1)) : zeros[size_t(r * num_groups() + g)];
   }

@@ -55,14 +55,18 @@ struct QuantizeOptions {
   // "rtn" (round to nearest), "gptq" (calibrated), "awq" (activation-aware scales and clipping,
   // then RTN), "awq+gptq" (the same scales and clipping, then GPTQ), "smoothquant" (W8A8 with
   // per-channel smoothing folded into the norms; needs bits 8 per-channel), "adpq" (zero-shot:
-  // outliers by adaptive-LASSO soft-thresholding kept in fp16, RTN for the rest). All but rtn and
-  // adpq are calibrated.
+  // outliers by adaptive-LASSO soft-thresholding kept in fp16, RTN for the rest), "spqr" (GPTQ
+  // with small groups, bilevel scales (spec.scale_bits) and Hessian-weighted fp16 outliers,
+  // gptq.outlier_threshold). All but rtn and adpq are calibrated.
   std::string method = "rtn";
   QuantSpec spec;              // bits, group size, symmetric, scale dtype, MSE search
   CalibrationOptions calibration;
   GptqOptions gptq;
   AwqOptions awq;
   AdpqOptions adpq;
+  // SpQR: > 0 picks each linear's outlier threshold (bisection) so that its bits per weight,
+  // outliers included, come as close to this budget as possible without exceeding it.
+  double target_bits = 0.0;
   // GPTQ: quantize inside a block in stages q/k/v -> o -> gate/up -> down, re-collecting the
   // Hessians after each stage so later stages see the earlier ones' error.
   bool true_sequential = false;
@@ -101,6 +105,7 @@ struct LayerReport {
   double awq_loss = -1.0, awq_loss_unscaled = -1.0;
   double awq_clip_shrink = -1.0;
   int64_t outliers = 0;  // weights kept in the sparse fp16 part
+  double outlier_threshold = -1.0;  // SpQR: the relative threshold used (chosen with target_bits)
 };
 
 // What the calibration pass used.
@@ -122,6 +127,7 @@ struct QuantizeReport {
   GptqOptions gptq;               // when method is "gptq" or "awq+gptq"
   AwqOptions awq;                 // when method is "awq" or "awq+gptq"
   AdpqOptions adpq;               // when method is "adpq"
+  double target_bits = 0.0;       // when method is "spqr"
   double alpha = 0.0;             // when method == "smoothquant"
   bool int8_activations = false;  // the output runs with int8 activations (W8A8)
   bool true_sequential = false;

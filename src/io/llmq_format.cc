@@ -38,7 +38,14 @@ std::vector<TensorToWrite> quantized_tensors(const std::string& module, const Qu
   const int64_t ng = q.num_groups();
   std::vector<TensorToWrite> out;
   out.push_back({p + kCodes, DType::kI32, {q.rows, q.words_per_row()}, bytes_of(q.codes)});
-  if (q.spec.scale_dtype == ScaleDType::kF16) {
+  if (q.spec.scale_bits > 0) {
+    const int64_t wpr = (ng * q.spec.scale_bits + 31) / 32;
+    std::vector<uint32_t> packed(size_t(q.rows * wpr), 0u);
+    for (int64_t r = 0; r < q.rows; ++r)
+      pack_bits(q.scale_codes.data() + r * ng, ng, q.spec.scale_bits, packed.data() + r * wpr);
+    out.push_back({p + kScaleCodes, DType::kI32, {q.rows, wpr}, bytes_of(packed)});
+    out.push_back({p + kScaleParams, DType::kF16, {q.num_scale_chunks(), ng, 2}, bytes_of(q.scale_params)});
+  } else if (q.spec.scale_dtype == ScaleDType::kF16) {
     std::vector<uint16_t> h(q.scales.size());
     for (size_t i = 0; i < h.size(); ++i) h[i] = float_to_fp16(q.scales[i]);
     out.push_back({p + kScales, DType::kF16, {q.rows, ng}, bytes_of(h)});
@@ -73,7 +80,19 @@ Result<QuantizedTensor> read_quantized_from(const Src& ckpt, const std::string& 
   q.spec = info.spec;
   const int64_t ng = q.num_groups();
   LLMQ_ASSIGN_OR_RETURN(q.codes, read_vector<uint32_t>(ckpt, p + kCodes, DType::kI32, {q.rows, q.words_per_row()}));
-  if (q.spec.scale_dtype == ScaleDType::kF16) {
+  if (q.spec.scale_bits > 0) {
+    const int64_t wpr = (ng * q.spec.scale_bits + 31) / 32;
+    LLMQ_ASSIGN_OR_RETURN(auto packed, read_vector<uint32_t>(ckpt, p + kScaleCodes, DType::kI32, {q.rows, wpr}));
+    LLMQ_ASSIGN_OR_RETURN(q.scale_params, read_vector<uint16_t>(ckpt, p + kScaleParams, DType::kF16,
+                                                                {q.num_scale_chunks(), ng, 2}));
+    q.scale_codes.resize(size_t(q.rows * ng));
+    for (int64_t r = 0; r < q.rows; ++r)
+      unpack_bits(packed.data() + r * wpr, ng, q.spec.scale_bits, q.scale_codes.data() + r * ng);
+    for (size_t i = 0; i < q.scale_codes.size(); ++i)
+      if (q.scale_codes[i] >= (1u << q.spec.scale_bits))
+        return Status::Corruption(where(ckpt) + ": module '" + module + "' has a scale code out of range");
+    q.DequantizeScales();
+  } else if (q.spec.scale_dtype == ScaleDType::kF16) {
     LLMQ_ASSIGN_OR_RETURN(auto h, read_vector<uint16_t>(ckpt, p + kScales, DType::kF16, {q.rows, ng}));
     q.scales.resize(h.size());
     for (size_t i = 0; i < h.size(); ++i) q.scales[i] = fp16_to_float(h[i]);
@@ -141,10 +160,15 @@ nlohmann::ordered_json module_info_to_json(const QuantizedTensor& q) {
 }
 
 nlohmann::json spec_to_json(const QuantSpec& spec) {
-  return {{"bits", spec.bits},
-          {"group_size", spec.group_size},
-          {"sym", spec.symmetric},
-          {"scale_dtype", spec.scale_dtype == ScaleDType::kF16 ? "fp16" : "fp32"}};
+  nlohmann::json j = {{"bits", spec.bits},
+                      {"group_size", spec.group_size},
+                      {"sym", spec.symmetric},
+                      {"scale_dtype", spec.scale_dtype == ScaleDType::kF16 ? "fp16" : "fp32"}};
+  if (spec.scale_bits > 0) {
+    j["scale_bits"] = spec.scale_bits;
+    j["scale_group_rows"] = spec.scale_group_rows;
+  }
+  return j;
 }
 
 Result<QuantSpec> spec_from_json(const nlohmann::json& j, const std::string& where) {
@@ -159,6 +183,11 @@ Result<QuantSpec> spec_from_json(const nlohmann::json& j, const std::string& whe
   if (sd == "fp16") s.scale_dtype = ScaleDType::kF16;
   else if (sd == "fp32") s.scale_dtype = ScaleDType::kF32;
   else return Status::Corruption(where + ": scale_dtype '" + sd + "' is not fp16 or fp32");
+  for (const char* key : {"scale_bits", "scale_group_rows"})
+    if (j.contains(key) && !j[key].is_number_integer())
+      return Status::Corruption(where + ": '" + key + "' must be an integer");
+  s.scale_bits = j.value("scale_bits", 0);
+  s.scale_group_rows = j.value("scale_group_rows", 16);
   Status st = s.Validate();
   if (!st.ok()) return Status::Corruption(where + ": " + st.message());
   return s;

@@ -13,6 +13,8 @@
 #include <cmath>
 #include <numeric>
 
+#include "llmq/float16.h"
+
 namespace llmq {
 
 using MatF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
@@ -187,15 +189,33 @@ Result<GptqResult> gptq_quantize(const float* w, int64_t rows, int64_t cols, con
   QuantizedTensor& q = res.q;
   std::vector<uint8_t> codes(size_t(rows * cols));  // [rows, cols] in quantization (permuted) order
   std::vector<GroupParams> cur(static_cast<size_t>(rows));
-  auto store_params = [&](int64_t k, const std::vector<GroupParams>& p, int64_t offset) {
+  // Stores one group column's parameters; bilevel scales are quantized and written back.
+  auto store_params = [&](int64_t k, std::vector<GroupParams>& p, int64_t offset) {
     for (int64_t r = 0; r < rows; ++r) {
       q.scales[size_t(r * ng + k)] = p[size_t(offset + r)].scale;
       if (!spec.symmetric) q.zeros[size_t(r * ng + k)] = uint8_t(p[size_t(offset + r)].zero);
+    }
+    if (spec.scale_bits > 0) {
+      q.QuantizeScaleColumn(k);
+      for (int64_t r = 0; r < rows; ++r) p[size_t(offset + r)].scale = q.scales[size_t(r * ng + k)];
     }
   };
   if (per_channel) store_params(0, channel_params, 0);
   for (int64_t k = 0; k < ng && !static_params.empty(); ++k) store_params(k, static_params, k * rows);
   if (options.act_order && !static_groups) q.g_idx.assign(size_t(cols), 0);
+
+  // SpQR's outlier threshold, relative to the layer's mean sensitivity var(W[:, j]) / U_jj^2.
+  double tau = INFINITY;
+  if (options.outlier_threshold > 0.0 && std::isfinite(options.outlier_threshold) && rows > 1) {
+    double sens = 0.0;
+    for (int64_t j = 0; j < cols; ++j) {
+      const double mean = W.col(j).cast<double>().mean();
+      const double var = (W.col(j).cast<double>().array() - mean).square().sum() / double(rows - 1);
+      sens += var / (double(U(j, j)) * double(U(j, j)));
+    }
+    tau = options.outlier_threshold * sens / double(cols);
+  }
+  std::vector<std::vector<std::pair<int32_t, uint16_t>>> row_outliers(static_cast<size_t>(rows));
 
   const int64_t B = options.block_size;
   double loss = 0.0;
@@ -219,10 +239,7 @@ Result<GptqResult> gptq_quantize(const float* w, int64_t rows, int64_t cols, con
           for (int64_t c = j; c < end; ++c) group_buf[size_t(c - j)] = c < i2 ? W1(r, c - i1) : W(r, c);
           cur[size_t(r)] = rtn_group_params(group_buf.data(), end - j, spec);
         }
-        for (int64_t r = 0; r < rows; ++r) {
-          q.scales[size_t(r * ng + k)] = cur[size_t(r)].scale;
-          if (!spec.symmetric) q.zeros[size_t(r * ng + k)] = uint8_t(cur[size_t(r)].zero);
-        }
+        store_params(k, cur, 0);
       }
       if (!q.g_idx.empty()) q.g_idx[size_t(perm[size_t(j)])] = int32_t(j / g);
       const float d = U(j, j);
@@ -230,10 +247,18 @@ Result<GptqResult> gptq_quantize(const float* w, int64_t rows, int64_t cols, con
       for (int64_t r = 0; r < rows; ++r) {
         const float x = W1(r, i);
         const GroupParams& p = cur[size_t(r)];
-        const uint32_t c = rtn_quantize_value(x, p, spec);
+        uint32_t c = rtn_quantize_value(x, p, spec);
+        float deq = p.scale * float(int(c) - p.zero);
+        float e = (x - deq) / d;
+        if (double(e) * double(e) > tau) {
+          // An outlier: the dense code holds 0's code, the sparse part the rest, in fp16.
+          c = rtn_quantize_value(0.0f, p, spec);
+          const float deq0 = p.scale * float(int(c) - p.zero);
+          const uint16_t v = float_to_fp16(x - deq0);
+          row_outliers[size_t(r)].push_back({int32_t(perm[size_t(j)]), v});
+          e = (x - (deq0 + fp16_to_float(v))) / d;
+        }
         codes[size_t(r * cols + j)] = uint8_t(c);
-        const float deq = p.scale * float(int(c) - p.zero);
-        const float e = (x - deq) / d;
         col_loss += double(e) * double(e) * 0.5;
         Err1(r, i) = e;
       }
@@ -244,6 +269,21 @@ Result<GptqResult> gptq_quantize(const float* w, int64_t rows, int64_t cols, con
     if (i2 < cols) W.rightCols(cols - i2).noalias() -= Err1 * U.block(i1, i2, count, cols - i2);
   }
   res.loss = loss;
+  if (tau < INFINITY) {
+    SparseOutliers& o = q.outliers;
+    o.row_ptr.assign(size_t(rows + 1), 0);
+    for (int64_t r = 0; r < rows; ++r) {
+      auto& ro = row_outliers[size_t(r)];
+      std::sort(ro.begin(), ro.end());
+      for (const auto& [col, v] : ro) {
+        o.col_idx.push_back(col);
+        o.values.push_back(v);
+      }
+      o.row_ptr[size_t(r + 1)] = int32_t(o.col_idx.size());
+    }
+    res.outliers = int64_t(o.col_idx.size());
+    if (o.col_idx.empty()) o.row_ptr.clear();
+  }
 
   // Codes back in the original column order.
   std::vector<uint8_t> row_codes(static_cast<size_t>(cols));

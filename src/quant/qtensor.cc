@@ -1,5 +1,6 @@
 // QuantizedTensor: bit packing, validation, storage accounting and the
 // reference dequantization every kernel is tested against.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -12,6 +13,9 @@ Status QuantSpec::Validate() const {
   if (bits != 2 && bits != 3 && bits != 4 && bits != 8)
     return Status::InvalidArgument("bits must be 2, 3, 4 or 8 (got " + std::to_string(bits) + ")");
   if (group_size < 0) return Status::InvalidArgument("group size must be >= 0 (0 = per output channel)");
+  if (scale_bits != 0 && (scale_bits < 2 || scale_bits > 8))
+    return Status::InvalidArgument("scale bits must be 0 (plain scales) or 2..8 (got " + std::to_string(scale_bits) + ")");
+  if (scale_group_rows < 1) return Status::InvalidArgument("scale group rows must be >= 1");
   return Status::Ok();
 }
 
@@ -19,8 +23,53 @@ std::string QuantSpec::ToString() const {
   std::string s = "w" + std::to_string(bits) + (group_size > 0 ? " g" + std::to_string(group_size) : " per-channel");
   s += symmetric ? " sym" : " asym";
   s += scale_dtype == ScaleDType::kF16 ? " fp16-scales" : " fp32-scales";
+  if (scale_bits > 0) s += " scales-q" + std::to_string(scale_bits) + "/" + std::to_string(scale_group_rows);
   if (mse_search) s += " mse";
   return s;
+}
+
+namespace {
+
+float scale_from_code(uint16_t min16, uint16_t step16, uint8_t code) {
+  return fp16_to_float(min16) + fp16_to_float(step16) * float(code);
+}
+
+}  // namespace
+
+void QuantizedTensor::QuantizeScaleColumn(int64_t g) {
+  const int64_t ng = num_groups(), chunk = spec.scale_group_rows;
+  const int maxq = (1 << spec.scale_bits) - 1;
+  for (int64_t c = 0; c < num_scale_chunks(); ++c) {
+    const int64_t r0 = c * chunk, r1 = std::min(rows, r0 + chunk);
+    float mn = scales[size_t(r0 * ng + g)], mx = mn;
+    for (int64_t r = r0; r < r1; ++r) {
+      mn = std::min(mn, scales[size_t(r * ng + g)]);
+      mx = std::max(mx, scales[size_t(r * ng + g)]);
+    }
+    uint16_t min16 = float_to_fp16(mn);
+    if (fp16_to_float(min16) <= 0.0f && mn > 0.0f) min16 = 0x0001;  // keep scales positive
+    const float lo = fp16_to_float(min16);
+    const uint16_t step16 = float_to_fp16(std::max(0.0f, mx - lo) / float(maxq));
+    const float step = fp16_to_float(step16);
+    scale_params[size_t((c * ng + g) * 2)] = min16;
+    scale_params[size_t((c * ng + g) * 2 + 1)] = step16;
+    for (int64_t r = r0; r < r1; ++r) {
+      const float v = scales[size_t(r * ng + g)];
+      const int code = step > 0.0f ? std::clamp(int(round_half_even((v - lo) / step)), 0, maxq) : 0;
+      scale_codes[size_t(r * ng + g)] = uint8_t(code);
+      scales[size_t(r * ng + g)] = scale_from_code(min16, step16, uint8_t(code));
+    }
+  }
+}
+
+void QuantizedTensor::DequantizeScales() {
+  const int64_t ng = num_groups(), chunk = spec.scale_group_rows;
+  scales.resize(size_t(rows * ng));
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t g = 0; g < ng; ++g) {
+      const size_t p = size_t(((r / chunk) * ng + g) * 2);
+      scales[size_t(r * ng + g)] = scale_from_code(scale_params[p], scale_params[p + 1], scale_codes[size_t(r * ng + g)]);
+    }
 }
 
 // With a group index there are still ceil(cols / group) groups: act-order only reorders membership.
@@ -57,6 +106,10 @@ QuantizedTensor QuantizedTensor::Allocate(int64_t rows, int64_t cols, const Quan
   const size_t ng = size_t(rows * spec.num_groups(cols));
   q.scales.assign(ng, 1.0f);
   if (!spec.symmetric) q.zeros.assign(ng, 0);
+  if (spec.scale_bits > 0) {
+    q.scale_codes.assign(ng, 0);
+    q.scale_params.assign(size_t(q.num_scale_chunks() * q.num_groups() * 2), 0);
+  }
   return q;
 }
 
@@ -101,6 +154,17 @@ Status QuantizedTensor::Validate() const {
                               std::to_string(spec.symmetric ? 0 : rows * ng));
   for (size_t i = 0; i < zeros.size(); ++i)
     if (zeros[i] >= (1u << spec.bits)) return Status::Corruption("zero " + std::to_string(i) + " out of range");
+  if (spec.scale_bits > 0) {
+    if (int64_t(scale_codes.size()) != rows * ng || int64_t(scale_params.size()) != num_scale_chunks() * ng * 2)
+      return Status::Corruption("bilevel scales: codes or (min, step) pairs have the wrong size");
+    for (size_t i = 0; i < scale_codes.size(); ++i)
+      if (scale_codes[i] >= (1u << spec.scale_bits))
+        return Status::Corruption("scale code " + std::to_string(i) + " out of range");
+    for (uint16_t h : scale_params)
+      if (!std::isfinite(fp16_to_float(h))) return Status::Corruption("bilevel scale pair is not finite");
+  } else if (!scale_codes.empty() || !scale_params.empty()) {
+    return Status::Corruption("scale codes present but scale_bits is 0");
+  }
   if (!g_idx.empty()) {
     if (int64_t(g_idx.size()) != cols)
       return Status::Corruption("g_idx has " + std::to_string(g_idx.size()) + " entries, expected " +
@@ -150,7 +214,11 @@ Status QuantizedTensor::Validate() const {
 
 size_t QuantizedTensor::storage_bytes() const {
   const size_t scale_bytes = spec.scale_dtype == ScaleDType::kF16 ? 2 : 4;
-  size_t b = codes.size() * 4 + scales.size() * scale_bytes + zeros.size() + g_idx.size() * 4;
+  size_t b = codes.size() * 4 + zeros.size() + g_idx.size() * 4;
+  if (spec.scale_bits > 0)  // packed codes per row + the fp16 pairs
+    b += size_t(rows * ((num_groups() * spec.scale_bits + 31) / 32)) * 4 + scale_params.size() * 2;
+  else
+    b += scales.size() * scale_bytes;
   if (!outliers.empty())
     b += outliers.row_ptr.size() * 4 + outliers.col_idx.size() * (cols <= 65536 ? 2 : 4) + outliers.values.size() * 2;
   return b;

@@ -41,6 +41,8 @@ int64_t first_non_finite(const TensorView& v) {
 namespace {
 
 bool is_awq(const std::string& method) { return method == "awq" || method == "awq+gptq"; }
+// Methods whose final quantizer is the GPTQ engine.
+bool uses_gptq(const std::string& method) { return method == "gptq" || method == "awq+gptq" || method == "spqr"; }
 
 nlohmann::ordered_json awq_options_json(const AwqOptions& a) {
   return {{"grid", a.grid},           {"duo_scaling", a.duo_scaling}, {"clip", a.clip},
@@ -111,16 +113,21 @@ std::string QuantizeReport::ToJson() const {
   j["int8_activations"] = int8_activations;
   if (method == "smoothquant") j["alpha"] = alpha;
   if (is_awq(method)) j["awq"] = awq_options_json(awq);
-  if (method == "adpq") {
+  if (method == "spqr")
+    j["spqr"] = {{"outlier_threshold", gptq.outlier_threshold},
+                 {"scale_bits", spec.scale_bits},
+                 {"scale_group_rows", spec.scale_group_rows},
+                 {"target_bits", target_bits}};
+  if (method == "adpq" || method == "spqr") {
     int64_t outliers = 0, weights = 0;
     for (const auto& l : layers) {
       outliers += l.outliers;
       weights += l.rows * l.cols;
     }
-    j["adpq"] = adpq_options_json(adpq);
+    if (method == "adpq") j["adpq"] = adpq_options_json(adpq);
     j["outlier_fraction"] = weights > 0 ? double(outliers) / double(weights) : 0.0;
   }
-  if (method == "gptq" || method == "awq+gptq")
+  if (uses_gptq(method))
     j["gptq"] = {{"damp", gptq.damp},
                  {"block_size", gptq.block_size},
                  {"act_order", gptq.act_order},
@@ -132,7 +139,8 @@ std::string QuantizeReport::ToJson() const {
                                 {"relative_error", l.relative_error},
                                 {"bits_per_weight", l.bits_per_weight},
                                 {"seconds", l.seconds}};
-    if (method == "adpq") e["outliers"] = l.outliers;
+    if (method == "adpq" || method == "spqr") e["outliers"] = l.outliers;
+    if (method == "spqr") e["outlier_threshold"] = l.outlier_threshold;
     if (calibrated) {
       e["output_relative_error"] = l.output_relative_error;
       if (l.gptq_loss >= 0) e["gptq_loss"] = l.gptq_loss;
@@ -163,7 +171,8 @@ nlohmann::ordered_json layer_report_to_json(const LayerReport& l) {
           {"damp", l.damp},            {"damp_retries", l.damp_retries},
           {"fell_back_to_rtn", l.fell_back_to_rtn}, {"dead_columns", l.dead_columns},
           {"awq_alpha", l.awq_alpha},  {"awq_loss", l.awq_loss},
-          {"awq_loss_unscaled", l.awq_loss_unscaled}, {"awq_clip_shrink", l.awq_clip_shrink}};
+          {"awq_loss_unscaled", l.awq_loss_unscaled}, {"awq_clip_shrink", l.awq_clip_shrink},
+          {"outliers", l.outliers},    {"outlier_threshold", l.outlier_threshold}};
 }
 
 LayerReport layer_report_from_json(const nlohmann::json& j) {
@@ -184,7 +193,34 @@ LayerReport layer_report_from_json(const nlohmann::json& j) {
   l.awq_loss = j.at("awq_loss").get<double>();
   l.awq_loss_unscaled = j.at("awq_loss_unscaled").get<double>();
   l.awq_clip_shrink = j.at("awq_clip_shrink").get<double>();
+  l.outliers = j.at("outliers").get<int64_t>();
+  l.outlier_threshold = j.at("outlier_threshold").get<double>();
   return l;
+}
+
+// SpQR with a bit budget: the outlier threshold (relative, log-bisected over 1e-3 .. 1e4) with the
+// most outliers whose bits per weight stay within `target`; no outliers when even those exceed it.
+// The threshold used is left in options->outlier_threshold (0: no outliers).
+Result<GptqResult> spqr_to_target_bits(const float* w, int64_t rows, int64_t cols, const float* h,
+                                       const QuantSpec& spec, GptqOptions* options, double target) {
+  options->outlier_threshold = 0.0;  // none
+  LLMQ_ASSIGN_OR_RETURN(GptqResult best, gptq_quantize(w, rows, cols, h, spec, *options));
+  if (best.q.bits_per_weight() >= target) return best;
+  double lo = std::log(1e-3), hi = std::log(1e4);  // bits fall as the threshold rises
+  for (int it = 0; it < 14; ++it) {
+    const double mid = 0.5 * (lo + hi);
+    GptqOptions o = *options;
+    o.outlier_threshold = std::exp(mid);
+    LLMQ_ASSIGN_OR_RETURN(GptqResult r, gptq_quantize(w, rows, cols, h, spec, o));
+    if (r.q.bits_per_weight() <= target) {
+      hi = mid;
+      best = std::move(r);
+      options->outlier_threshold = o.outlier_threshold;
+    } else {
+      lo = mid;
+    }
+  }
+  return best;
 }
 
 // Where a calibrated run keeps its finished blocks: a hidden folder beside the output.
@@ -216,7 +252,9 @@ nlohmann::ordered_json run_manifest(const std::string& input_folder, const Check
                       {"seq_len", o.calibration.seq_len},
                       {"seed", o.calibration.seed},
                       {"fp16_activations", o.calibration.fp16_activations}};
-  m["gptq"] = {{"damp", o.gptq.damp},
+  m["target_bits"] = o.target_bits;
+  m["gptq"] = {{"outlier_threshold", o.gptq.outlier_threshold},
+               {"damp", o.gptq.damp},
                {"block_size", o.gptq.block_size},
                {"act_order", o.gptq.act_order},
                {"static_groups", o.gptq.static_groups},
@@ -404,7 +442,7 @@ Status run_calibrated(const std::string& input_folder, const Checkpoint& ckpt, c
   const ModelConfig& cfg = ckpt.config();
   const bool smoothquant = options.method == "smoothquant", awq = is_awq(options.method);
   // The next block sees this one quantized (GPTQ) or in float (SmoothQuant, AWQ with RTN).
-  const bool propagate_quantized = options.method == "gptq" || options.method == "awq+gptq";
+  const bool propagate_quantized = uses_gptq(options.method);
   // Pre-tokenized data (.json / .bin ids) needs no tokenizer.
   std::unique_ptr<Tokenizer> tokenizer;
   if (!internal::is_token_id_file(options.calibration.data)) {
@@ -517,7 +555,10 @@ Status run_calibrated(const std::string& input_folder, const Checkpoint& ckpt, c
         const auto tl = Clock::now();
         const std::vector<float>& H = *h_of[l.module];
         LLMQ_ASSIGN_OR_RETURN(std::vector<float> w, ckpt.linear_weight(l));
-        auto g = gptq_quantize(w.data(), l.rows, l.cols, H.data(), options.spec, options.gptq);
+        GptqOptions gopt = options.gptq;
+        auto g = options.target_bits > 0
+                     ? spqr_to_target_bits(w.data(), l.rows, l.cols, H.data(), options.spec, &gopt, options.target_bits)
+                     : gptq_quantize(w.data(), l.rows, l.cols, H.data(), options.spec, gopt);
         if (!g.ok()) return g.status().WithContext(input_folder + ": " + l.module);
         std::vector<float> deq = dequantize(g->q);
         LayerReport lr;
@@ -532,6 +573,8 @@ Status run_calibrated(const std::string& input_folder, const Checkpoint& ckpt, c
         lr.damp_retries = g->damp_retries;
         lr.fell_back_to_rtn = g->fell_back_to_rtn;
         lr.dead_columns = g->dead_columns;
+        lr.outliers = g->outliers;
+        if (options.method == "spqr") lr.outlier_threshold = gopt.outlier_threshold;
         LLMQ_RETURN_IF_ERROR(calib->model().SetLinearWeight(l, std::move(deq)));
         for (auto& t : internal::quantized_tensors(l.module, g->q)) tensors.push_back(std::move(t));
         modules[l.module] = internal::module_info_to_json(g->q);
@@ -584,13 +627,15 @@ Result<QuantizeReport> quantize_checkpoint(const std::string& input_folder, cons
   const bool smoothquant = options.method == "smoothquant";
   // Methods that rewrite norms or biases (folded scales): those tensors come from the block files.
   const bool rewrites_tensors = smoothquant || is_awq(options.method);
-  const bool calibrated = options.method == "gptq" || rewrites_tensors;  // the block-by-block path
+  const bool calibrated = uses_gptq(options.method) || rewrites_tensors;  // the block-by-block path
   const bool adpq = options.method == "adpq";
   if (options.method != "rtn" && !adpq && !calibrated)
     return Status::InvalidArgument("unknown method '" + options.method +
-                                   "' (available: rtn, gptq, awq, awq+gptq, smoothquant, adpq)");
-  if (options.true_sequential && options.method != "gptq")
-    return Status::InvalidArgument("true_sequential applies to method gptq only");
+                                   "' (available: rtn, gptq, awq, awq+gptq, smoothquant, adpq, spqr)");
+  if (options.true_sequential && options.method != "gptq" && options.method != "spqr")
+    return Status::InvalidArgument("true_sequential applies to methods gptq and spqr only");
+  if (options.target_bits > 0 && options.method != "spqr")
+    return Status::InvalidArgument("target_bits applies to method spqr only");
   if (is_awq(options.method) && (options.awq.grid < 1 || options.awq.clip_grid < 1 || options.awq.clip_tokens < 1 ||
                                  !(options.awq.max_shrink >= 0.0 && options.awq.max_shrink < 1.0)))
     return Status::InvalidArgument("awq: grid, clip_grid and clip_tokens must be positive and max_shrink in [0, 1)");
@@ -617,6 +662,7 @@ Result<QuantizeReport> quantize_checkpoint(const std::string& input_folder, cons
   report.gptq = options.gptq;
   report.awq = options.awq;
   report.adpq = options.adpq;
+  report.target_bits = options.target_bits;
   report.true_sequential = options.true_sequential;
   report.alpha = smoothquant ? options.alpha : 0.0;
   report.int8_activations = smoothquant || options.int8_activations;
@@ -732,7 +778,11 @@ Result<QuantizeReport> quantize_checkpoint(const std::string& input_folder, cons
   if (smoothquant) qc["alpha"] = options.alpha;
   if (is_awq(options.method)) qc["awq"] = awq_options_json(options.awq);
   if (adpq) qc["adpq"] = adpq_options_json(options.adpq);
-  if (options.method == "gptq" || options.method == "awq+gptq") {
+  if (options.method == "spqr") {
+    qc["outlier_threshold"] = options.gptq.outlier_threshold;
+    if (options.target_bits > 0) qc["target_bits"] = options.target_bits;
+  }
+  if (uses_gptq(options.method)) {
     qc["act_order"] = options.gptq.act_order;
     qc["static_groups"] = options.gptq.static_groups;
     qc["damp"] = options.gptq.damp;

@@ -91,15 +91,27 @@ Result<QuantizedTensor> quantize_rtn(const float* w, int64_t rows, int64_t cols,
                                      std::to_string(i / cols) + ", column " + std::to_string(i % cols));
   QuantizedTensor q = QuantizedTensor::Allocate(rows, cols, spec);
   const int64_t g = spec.group_cols(cols), ng = spec.num_groups(cols);
+  std::vector<GroupParams> params(static_cast<size_t>(rows * ng));
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t k = 0; k < ng; ++k) {
+      const int64_t c0 = k * g, c1 = std::min(cols, c0 + g);
+      const GroupParams p = rtn_group_params(w + r * cols + c0, c1 - c0, spec);
+      params[size_t(r * ng + k)] = p;
+      q.scales[size_t(r * ng + k)] = p.scale;
+      if (!spec.symmetric) q.zeros[size_t(r * ng + k)] = uint8_t(p.zero);
+    }
+  if (spec.scale_bits > 0) {  // bilevel: the codes are found with the scales as they will be stored
+    for (int64_t k = 0; k < ng; ++k) q.QuantizeScaleColumn(k);
+    for (size_t i = 0; i < params.size(); ++i) params[i].scale = q.scales[i];
+  }
   std::vector<uint8_t> row_codes(static_cast<size_t>(cols));
 #pragma omp parallel for schedule(static) firstprivate(row_codes)
   for (int64_t r = 0; r < rows; ++r) {
     const float* row = w + r * cols;
     for (int64_t k = 0; k < ng; ++k) {
       const int64_t c0 = k * g, c1 = std::min(cols, c0 + g);
-      const GroupParams p = rtn_group_params(row + c0, c1 - c0, spec);
-      q.scales[size_t(r * ng + k)] = p.scale;
-      if (!spec.symmetric) q.zeros[size_t(r * ng + k)] = uint8_t(p.zero);
+      const GroupParams& p = params[size_t(r * ng + k)];
       for (int64_t c = c0; c < c1; ++c) row_codes[size_t(c)] = uint8_t(rtn_quantize_value(row[c], p, spec));
     }
     pack_bits(row_codes.data(), cols, spec.bits, q.codes.data() + r * q.words_per_row());
