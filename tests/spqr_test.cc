@@ -82,7 +82,7 @@ TEST(BilevelScales, RtnCodesAreFoundWithTheStoredScales) {
 }
 
 TEST(BilevelScales, FileRoundTripCountsEveryByteAndRejectsBadCodes) {
-  const int64_t rows = 24, cols = 80;  // 5 groups x 3 bits = 15 bits: one word per row
+  const int64_t rows = 24, cols = 80;  // 24 x 5 scale codes x 3 bits = 360 bits: 12 words
   const auto w = test::random_normal(size_t(rows * cols), 9, 0.05f);
   auto q = quantize_rtn(w.data(), rows, cols, bilevel_spec(4, 16, 3, 8));
   ASSERT_TRUE(q.ok());
@@ -96,6 +96,7 @@ TEST(BilevelScales, FileRoundTripCountsEveryByteAndRejectsBadCodes) {
   EXPECT_EQ(bytes, q->storage_bytes());
   EXPECT_EQ((*file)->find("m.qscales"), nullptr);
   ASSERT_NE((*file)->find("m.qscale_codes"), nullptr);
+  EXPECT_EQ((*file)->find("m.qscale_codes")->shape, (std::vector<int64_t>{12}));
   EXPECT_EQ((*file)->find("m.qscale_params")->shape, (std::vector<int64_t>{3, 5, 2}));
   const nlohmann::ordered_json info_json = internal::module_info_to_json(*q);
   auto info = internal::module_info_from_json(info_json, "test");
@@ -139,7 +140,9 @@ TEST(QuantizeSpqr, MeetsTheBitBudgetAndCountsTheBytesItWrites) {
   o.calibration.data = write_calibration(dir, sm.vocab, 5);
   o.calibration.nsamples = 4;
   o.calibration.seq_len = 16;
-  o.target_bits = 3.9;  // dense part: 3 + 0.5 (4 groups x 3 bits in a 32-bit word) + 0.125 (pairs)
+  // Dense part: 3 + 3/16 (scale codes) + 2 x 16 / (16 x 16) (pairs) = 3.3125 bits; any outlier adds
+  // the CSR row pointers, 32 x 65 bits on a 64 x 64 layer (0.5 bits), and 32 bits per outlier.
+  o.target_bits = 4.0;
   auto rep = quantize_checkpoint(dir.file("in"), dir.file("out"), o);
   ASSERT_TRUE(rep.ok()) << rep.status().ToString();
   auto out = Checkpoint::Open(dir.file("out"));
@@ -147,7 +150,7 @@ TEST(QuantizeSpqr, MeetsTheBitBudgetAndCountsTheBytesItWrites) {
   double bits = 0, weights = 0;
   int64_t outliers = 0;
   for (const LayerReport& l : rep->layers) {
-    EXPECT_LE(l.bits_per_weight, 3.9) << l.module;
+    EXPECT_LE(l.bits_per_weight, 4.0) << l.module;
     EXPECT_GT(l.outlier_threshold, 0.0) << l.module;
     auto q = (*out)->get_quantized(l.module);
     ASSERT_TRUE(q.ok()) << q.status().ToString();
@@ -162,17 +165,17 @@ TEST(QuantizeSpqr, MeetsTheBitBudgetAndCountsTheBytesItWrites) {
     weights += double(l.rows * l.cols);
     outliers += l.outliers;
   }
-  EXPECT_GT(outliers, 0);  // the budget leaves room above the dense 3.625 bits
+  EXPECT_GT(outliers, 0);
   EXPECT_NEAR(rep->bits_per_weight, bits / weights, 1e-9);
   auto j = nlohmann::json::parse(test::read_bytes(dir.file("out/llmq_report.json")));
-  EXPECT_EQ(j["spqr"]["target_bits"], 3.9);
+  EXPECT_EQ(j["spqr"]["target_bits"], 4.0);
   EXPECT_EQ(j["spqr"]["scale_bits"], 3);
   EXPECT_NEAR(j["outlier_fraction"].get<double>(), double(outliers) / weights, 1e-12);
   auto m = Model::Load(dir.file("out"));
   ASSERT_TRUE(m.ok()) << m.status().ToString();
   // A budget below the dense part: no outliers, threshold 0 (none), and the report says so.
   QuantizeOptions tight = o;
-  tight.target_bits = 3.4;  // below every linear's dense part (down_proj: 3.458)
+  tight.target_bits = 3.3;  // below the dense part: no outliers, not even row pointers
   auto rt = quantize_checkpoint(dir.file("in"), dir.file("tight"), tight);
   ASSERT_TRUE(rt.ok()) << rt.status().ToString();
   for (const LayerReport& l : rt->layers) {
@@ -215,6 +218,20 @@ TEST(QuantizeSpqr, BeatsGptqW3OnARealModel) {
                pg = test::perplexity_of(dir.file("gptq"), ids, 256, 20);
   EXPECT_LT(ps, pg) << "fp32 " << fp << " spqr " << ps << " (" << rs->bits_per_weight << " bits) gptq " << pg;
   EXPECT_GT(ps, fp * 0.99);
+  // The kernels (dense low-bit part + sparse fp16 add) give what the dequantized weights give.
+  auto reference = Model::Load(dir.file("spqr"));
+  ASSERT_TRUE(reference.ok());
+  for (const LinearInfo& l : (*reference)->checkpoint().linears()) {
+    auto w = (*reference)->checkpoint().linear_weight(l);  // dense + outliers, in float
+    ASSERT_TRUE(w.ok());
+    ASSERT_TRUE((*reference)->SetLinearWeight(l, std::move(*w)).ok());
+  }
+  PerplexityOptions po;
+  po.seq_len = 256;
+  po.max_chunks = 20;
+  auto pref = evaluate_perplexity(**reference, ids, po);
+  ASSERT_TRUE(pref.ok());
+  EXPECT_NEAR(ps, pref->perplexity, pref->perplexity * 1e-4);
 }
 
 }  // namespace

@@ -79,6 +79,8 @@ struct QuantizedTensor {
   int group_of(int64_t c) const {
     return g_idx.empty() ? int(c / spec.group_cols(cols)) : g_idx[size_t(c)];
   }
+  // Bilevel scales: 32-bit words holding every scale code, [rows, num_groups] packed contiguously.
+  int64_t scale_code_words() const { return (rows * num_groups() * spec.scale_bits + 31) / 32; }
   int64_t num_scale_chunks() const {
     return spec.scale_bits > 0 ? (rows + spec.scale_group_rows - 1) / spec.scale_group_rows : 0;
   }

@@ -39,11 +39,9 @@ std::vector<TensorToWrite> quantized_tensors(const std::string& module, const Qu
   std::vector<TensorToWrite> out;
   out.push_back({p + kCodes, DType::kI32, {q.rows, q.words_per_row()}, bytes_of(q.codes)});
   if (q.spec.scale_bits > 0) {
-    const int64_t wpr = (ng * q.spec.scale_bits + 31) / 32;
-    std::vector<uint32_t> packed(size_t(q.rows * wpr), 0u);
-    for (int64_t r = 0; r < q.rows; ++r)
-      pack_bits(q.scale_codes.data() + r * ng, ng, q.spec.scale_bits, packed.data() + r * wpr);
-    out.push_back({p + kScaleCodes, DType::kI32, {q.rows, wpr}, bytes_of(packed)});
+    std::vector<uint32_t> packed(size_t(q.scale_code_words()), 0u);
+    pack_bits(q.scale_codes.data(), q.rows * ng, q.spec.scale_bits, packed.data());
+    out.push_back({p + kScaleCodes, DType::kI32, {q.scale_code_words()}, bytes_of(packed)});
     out.push_back({p + kScaleParams, DType::kF16, {q.num_scale_chunks(), ng, 2}, bytes_of(q.scale_params)});
   } else if (q.spec.scale_dtype == ScaleDType::kF16) {
     std::vector<uint16_t> h(q.scales.size());
@@ -81,13 +79,11 @@ Result<QuantizedTensor> read_quantized_from(const Src& ckpt, const std::string& 
   const int64_t ng = q.num_groups();
   LLMQ_ASSIGN_OR_RETURN(q.codes, read_vector<uint32_t>(ckpt, p + kCodes, DType::kI32, {q.rows, q.words_per_row()}));
   if (q.spec.scale_bits > 0) {
-    const int64_t wpr = (ng * q.spec.scale_bits + 31) / 32;
-    LLMQ_ASSIGN_OR_RETURN(auto packed, read_vector<uint32_t>(ckpt, p + kScaleCodes, DType::kI32, {q.rows, wpr}));
+    LLMQ_ASSIGN_OR_RETURN(auto packed, read_vector<uint32_t>(ckpt, p + kScaleCodes, DType::kI32, {q.scale_code_words()}));
     LLMQ_ASSIGN_OR_RETURN(q.scale_params, read_vector<uint16_t>(ckpt, p + kScaleParams, DType::kF16,
                                                                 {q.num_scale_chunks(), ng, 2}));
     q.scale_codes.resize(size_t(q.rows * ng));
-    for (int64_t r = 0; r < q.rows; ++r)
-      unpack_bits(packed.data() + r * wpr, ng, q.spec.scale_bits, q.scale_codes.data() + r * ng);
+    unpack_bits(packed.data(), q.rows * ng, q.spec.scale_bits, q.scale_codes.data());
     for (size_t i = 0; i < q.scale_codes.size(); ++i)
       if (q.scale_codes[i] >= (1u << q.spec.scale_bits))
         return Status::Corruption(where(ckpt) + ": module '" + module + "' has a scale code out of range");

@@ -20,7 +20,7 @@ inline constexpr int kFormatMajor = 1;
 // Tensor-name suffixes of a quantized module (appended to "<module>.").
 inline constexpr const char* kCodes = "qcodes";
 inline constexpr const char* kScales = "qscales";
-inline constexpr const char* kScaleCodes = "qscale_codes";    // bilevel scales: packed codes, I32 [rows, words]
+inline constexpr const char* kScaleCodes = "qscale_codes";    // bilevel scales: [rows, groups] codes packed contiguously, I32 [words]
 inline constexpr const char* kScaleParams = "qscale_params";  // bilevel scales: F16 [chunks, groups, 2] (min, step)
 inline constexpr const char* kZeros = "qzeros";
 inline constexpr const char* kGIdx = "g_idx";

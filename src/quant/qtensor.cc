@@ -215,8 +215,8 @@ Status QuantizedTensor::Validate() const {
 size_t QuantizedTensor::storage_bytes() const {
   const size_t scale_bytes = spec.scale_dtype == ScaleDType::kF16 ? 2 : 4;
   size_t b = codes.size() * 4 + zeros.size() + g_idx.size() * 4;
-  if (spec.scale_bits > 0)  // packed codes per row + the fp16 pairs
-    b += size_t(rows * ((num_groups() * spec.scale_bits + 31) / 32)) * 4 + scale_params.size() * 2;
+  if (spec.scale_bits > 0)  // the packed codes + the fp16 pairs
+    b += size_t(scale_code_words()) * 4 + scale_params.size() * 2;
   else
     b += scales.size() * scale_bytes;
   if (!outliers.empty())
