@@ -4,8 +4,9 @@
 # bits and group size, 0 = per-channel; symmetric), with the real bits per weight, quantization
 # wall time and peak memory. Evaluation: TinyStories validation prefix, all full windows of the
 # model's context (the issue-3 protocol). Calibration: TinyStories train sample with each method's
-# CLI defaults (128 windows; min(2048, context) tokens, AWQ min(512, context); seed 0).
-# Usage: [METHODS="rtn gptq awq awq+gptq"] [SETTINGS="4 128,3 128"] bench/ppl_table.sh <llmq-binary> <shared-dir> [extra quantize args...]
+# CLI defaults (128 windows; min(2048, context) tokens, AWQ min(512, context); seed 0); rtn and
+# adpq use no data.
+# Usage: [METHODS="rtn gptq awq awq+gptq adpq spqr"] [SETTINGS="4 128,3 128"] bench/ppl_table.sh <llmq-binary> <shared-dir> [extra quantize args...]
 set -euo pipefail
 llmq=$1 shared=$2; shift 2
 extra=("$@")
@@ -25,7 +26,7 @@ for model in "$shared"/models/*/; do
     set -- $setting; bits=$1 group=$2
     label="w$bits $( [ "$group" = 0 ] && echo per-channel || echo g$group )"
     for method in $methods; do
-      calib_args=(); [ "$method" = rtn ] || calib_args=(--calib "$calib")
+      calib_args=(); [ "$method" = rtn ] || [ "$method" = adpq ] || calib_args=(--calib "$calib")  # adpq: zero-shot
       "$llmq" quantize --method "$method" --bits "$bits" --group-size "$group" "${calib_args[@]}" ${extra[@]+"${extra[@]}"} --json "$model" "$work/q" > "$work/q.json" 2>/dev/null
       "$llmq" eval ppl "$work/q" --data "$eval_text" --json > "$work/e.json" 2>/dev/null
       printf "| %s | %s | %s | %.3f | %.4f | %.4f | %.1f | %.0f |\n" "$name" "$label" "$method" \

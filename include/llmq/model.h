@@ -82,6 +82,7 @@ class Model {
   Status SetBlockTensor(const std::string& name, std::vector<float> value);
 
   struct Impl;
+  const Impl& impl() const { return *impl_; }  // internal (src/): the weights, for the backward pass
 
  private:
   Model();

@@ -16,47 +16,11 @@
 
 #include "llmq/float16.h"
 #include "llmq/kernels.h"
+#include "model/model_impl.h"
 
 namespace llmq {
 
-using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-using ConstMap = Eigen::Map<const RowMatrix>;
-using Map = Eigen::Map<RowMatrix>;
-
-namespace {
-
-// A linear layer: float weights, or quantized weights run through the packed kernels
-// (llmq/kernels.h); no float copy of quantized weights is kept.
-struct Linear {
-  LinearInfo info;
-  std::vector<float> w;                         // [rows, cols] when float
-  std::shared_ptr<const PackedLinear> packed;   // when quantized
-  std::vector<float> bias;                      // [rows] or empty
-
-  // y[n, rows] = x[n, cols] W^T + b
-  void Forward(const float* x, int64_t n, float* y) const {
-    const int64_t rows = info.rows, cols = info.cols;
-    Map Y(y, n, rows);
-    if (packed) {
-      packed->Forward(x, n, y);
-    } else {
-      ConstMap X(x, n, cols), W(w.data(), rows, cols);
-      Y.noalias() = X * W.transpose();
-    }
-    if (!bias.empty()) Y.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(bias.data(), rows);
-  }
-};
-
-struct Norm {
-  std::vector<float> weight, bias;  // bias empty for RMSNorm
-};
-
-struct Block {
-  Norm attn_norm, mlp_norm;
-  Linear q, k, v, o;
-  Linear gate, up, down;  // Llama
-  Linear fc1, fc2;        // OPT
-};
+namespace internal {
 
 void rms_norm(const float* x, int64_t n, int64_t d, const Norm& nw, double eps, float* y) {
 #pragma omp parallel for schedule(static)
@@ -86,31 +50,26 @@ void layer_norm(const float* x, int64_t n, int64_t d, const Norm& nw, double eps
   }
 }
 
-}  // namespace
-
-struct Model::Impl {
-  std::shared_ptr<const Checkpoint> ckpt;
-  ModelConfig cfg;
-  std::vector<float> embed;        // [vocab, embed_dim]
-  std::vector<float> positions;    // OPT: [max_pos + 2, hidden]
-  std::vector<float> lm_head;      // [vocab, embed_dim]; empty when tied to embed
-  Linear project_in, project_out;  // OPT word_embed_proj_dim != hidden
-  bool has_projections = false;
-  Norm final_norm;
-  bool has_final_norm = true;
-  std::vector<Block> blocks;
-  std::vector<bool> loaded;        // per block: weights materialized
-  PackOptions pack;                // how quantized linears are packed for the kernels
-  std::vector<float> inv_freq;     // RoPE, [head_dim / 2]
-
-  void norm(const float* x, int64_t n, const Norm& nw, float* y) const {
-    if (cfg.family == ModelFamily::kOpt) layer_norm(x, n, cfg.hidden_size, nw, cfg.norm_eps, y);
-    else rms_norm(x, n, cfg.hidden_size, nw, cfg.norm_eps, y);
+void causal_softmax(float* scores, int64_t n, int64_t total, int64_t start, int64_t window) {
+  for (int64_t t = 0; t < n; ++t) {
+    const int64_t pos = start + t;
+    const int64_t lo = std::max<int64_t>(0, pos - window + 1);
+    float* s = scores + t * total;
+    // Stable softmax over the visible positions [lo, pos], vectorized (Eigen's exp): with
+    // small heads the exponentials, not the products, dominate attention.
+    Eigen::Map<Eigen::ArrayXf> a(s + lo, pos - lo + 1);
+    a = (a - a.maxCoeff()).exp();
+    a *= float(1.0 / a.cast<double>().sum());
+    std::fill(s, s + lo, 0.0f);
+    std::fill(s + pos + 1, s + total, 0.0f);
   }
-  void attention(const Block& b, int layer, const float* xn, int64_t n, KVCache* cache, float* out,
-                 const LinearInputHook& hook) const;
-  void mlp(const Block& b, const float* xn, int64_t n, float* out, const LinearInputHook& hook) const;
-};
+}
+
+}  // namespace internal
+
+using internal::Block;
+using internal::Linear;
+using internal::Norm;
 
 namespace {
 
@@ -398,18 +357,7 @@ void Model::Impl::attention(const Block& b, int layer, const float* xn, int64_t 
     Eigen::Map<const RowMatrix, 0, Eigen::OuterStride<>> Kh(K + kvh * hd, total, hd, Eigen::OuterStride<>(kvd));
     Eigen::Map<const RowMatrix, 0, Eigen::OuterStride<>> Vh(V + kvh * hd, total, hd, Eigen::OuterStride<>(kvd));
     RowMatrix S = (Qh * Kh.transpose()) * scale;
-    for (int64_t t = 0; t < n; ++t) {
-      const int64_t pos = start + t;
-      const int64_t lo = std::max<int64_t>(0, pos - window + 1);
-      float* s = S.row(t).data();
-      // Stable softmax over the visible positions [lo, pos], vectorized (Eigen's exp): with
-      // small heads the exponentials, not the products, dominate attention.
-      Eigen::Map<Eigen::ArrayXf> a(s + lo, pos - lo + 1);
-      a = (a - a.maxCoeff()).exp();
-      a *= float(1.0 / a.cast<double>().sum());
-      std::fill(s, s + lo, 0.0f);
-      std::fill(s + pos + 1, s + total, 0.0f);
-    }
+    internal::causal_softmax(S.data(), n, total, start, window);
     Eigen::Map<RowMatrix, 0, Eigen::OuterStride<>> Ch(ctx.data() + h * hd, n, hd, Eigen::OuterStride<>(qd));
     Ch.noalias() = S * Vh;
   }

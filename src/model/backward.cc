@@ -1,0 +1,365 @@
+// Backward pass of the next-token cross-entropy through the decoder blocks and the head, for
+// OAC (Edalati et al., AAAI-25; algorithms.md §6): per linear y = W x, the output-adaptive
+// Hessian needs δ_t = ∂L/∂y_t and x_t for every token (G_n = Σ_t δ_t x_tᵀ, eq. of §6.2).
+//
+// Each block is run forward once more from its stored input to keep its intermediates, then
+// differentiated; the ops mirror model.cc's forward:
+//   pre-norm:  a = N1(x); h = x + O·attn(Q a, K a, V a); b = N2(h); out = h + mlp(b)
+//   post-norm (OPT do_layer_norm_before = false): h = N1(x + O·attn(...)); out = N2(h + mlp(h))
+//   RMSNorm:   y = g ⊙ x r, r = (mean x² + ε)^(-1/2)        dx = r g⊙dy − x r³ Σ(g⊙dy⊙x) / d
+//   LayerNorm: y = g ⊙ x̂ + β, x̂ = (x − μ) r              dx = r (ĝ − mean ĝ − x̂ mean(ĝ⊙x̂)), ĝ = g⊙dy
+//   softmax attention per head: dV += Pᵀ dC; dP = dC Vᵀ; dS = P ⊙ (dP − rowsum(dP ⊙ P)); dQ = s dS K; dK += s dSᵀ Q
+//   RoPE: a rotation by the position's angles, so its backward rotates by the negative angles
+//   SwiGLU: m = silu(g) ⊙ u, silu'(g) = σ(g)(1 + g(1 − σ(g)));  OPT: ReLU
+#include "model/backward.h"
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <cmath>
+
+#include "model/model_impl.h"
+
+namespace llmq::internal {
+
+namespace {
+
+using StridedMap = Eigen::Map<RowMatrix, 0, Eigen::OuterStride<>>;
+using ConstStridedMap = Eigen::Map<const RowMatrix, 0, Eigen::OuterStride<>>;
+
+// dx [n, cols] = dy [n, rows] W [rows, cols] (accumulated when add is true).
+void linear_backward(const Linear& l, const float* dy, int64_t n, float* dx, bool add) {
+  ConstMap DY(dy, n, l.info.rows), W(l.w.data(), l.info.rows, l.info.cols);
+  Map DX(dx, n, l.info.cols);
+  if (add) DX.noalias() += DY * W;
+  else DX.noalias() = DY * W;
+}
+
+// dx += backward of the norm at input x, given dy.
+void norm_backward(const Model::Impl& im, const Norm& nw, const float* x, const float* dy, int64_t n, float* dx) {
+  const int64_t d = im.cfg.hidden_size;
+  const bool layer_norm = im.cfg.family == ModelFamily::kOpt;
+  const double eps = im.cfg.norm_eps;
+#pragma omp parallel for schedule(static)
+  for (int64_t t = 0; t < n; ++t) {
+    const float* xr = x + t * d;
+    const float* gr = dy + t * d;
+    float* out = dx + t * d;
+    if (layer_norm) {
+      double mean = 0, var = 0;
+      for (int64_t i = 0; i < d; ++i) mean += xr[i];
+      mean /= double(d);
+      for (int64_t i = 0; i < d; ++i) var += (xr[i] - mean) * (xr[i] - mean);
+      const double r = 1.0 / std::sqrt(var / double(d) + eps);
+      double m1 = 0, m2 = 0;
+      for (int64_t i = 0; i < d; ++i) {
+        const double gh = double(gr[i]) * nw.weight[size_t(i)];
+        m1 += gh;
+        m2 += gh * (xr[i] - mean) * r;
+      }
+      m1 /= double(d);
+      m2 /= double(d);
+      for (int64_t i = 0; i < d; ++i) {
+        const double gh = double(gr[i]) * nw.weight[size_t(i)];
+        out[i] += float(r * (gh - m1 - (xr[i] - mean) * r * m2));
+      }
+    } else {
+      double ss = 0, dot = 0;
+      for (int64_t i = 0; i < d; ++i) {
+        ss += double(xr[i]) * xr[i];
+        dot += double(gr[i]) * nw.weight[size_t(i)] * xr[i];
+      }
+      const double r = 1.0 / std::sqrt(ss / double(d) + eps);
+      const double c = r * r * r * dot / double(d);
+      for (int64_t i = 0; i < d; ++i) out[i] += float(r * double(gr[i]) * nw.weight[size_t(i)] - double(xr[i]) * c);
+    }
+  }
+}
+
+// Rotates every head of z [n, heads * hd] by the RoPE angles of positions 0..n-1 (sign +1, the
+// forward) or by their negatives (sign -1, the backward).
+void rope_rotate(const Model::Impl& im, float* z, int64_t n, int64_t heads, float sign) {
+  const int64_t hd = im.cfg.head_dim, half = hd / 2, width = heads * hd;
+#pragma omp parallel for schedule(static)
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t i = 0; i < half; ++i) {
+      const float ang = float(double(t) * double(im.inv_freq[size_t(i)]));
+      const float cs = std::cos(ang), sn = sign * std::sin(ang);
+      for (int64_t h = 0; h < heads; ++h) {
+        float* r = z + t * width + h * hd;
+        const float a = r[i], b = r[i + half];
+        r[i] = a * cs - b * sn;
+        r[i + half] = b * cs + a * sn;
+      }
+    }
+}
+
+// What one block's backward needs from its forward.
+struct BlockTape {
+  std::vector<float> a;           // attention input (normed x, or x when post-norm)
+  std::vector<float> q, k, v;     // after RoPE
+  std::vector<float> probs;       // [heads, n, n]
+  std::vector<float> ctx;         // [n, heads * hd]
+  std::vector<float> hpre;        // x + attention output (the post-norm N1 input)
+  std::vector<float> h;           // residual stream after attention
+  std::vector<float> b;           // MLP input
+  std::vector<float> f1, f2;      // Llama: gate and up outputs; OPT: fc1 output (f2 unused)
+  std::vector<float> m;           // down / fc2 input
+  std::vector<float> outpre;      // h + mlp output (the post-norm N2 input)
+};
+
+bool pre_norm(const ModelConfig& cfg) { return cfg.family == ModelFamily::kLlama || cfg.do_layer_norm_before; }
+
+// Block forward from x [n, d]; writes the output to `out` and, when tape is given, keeps the intermediates.
+void block_forward(const Model::Impl& im, const Block& bl, const float* x, int64_t n, float* out, BlockTape* tp) {
+  const ModelConfig& cfg = im.cfg;
+  const int64_t d = cfg.hidden_size, hd = cfg.head_dim, nh = cfg.num_heads, nkv = cfg.num_kv_heads;
+  const int64_t qd = nh * hd, kvd = nkv * hd, group = nh / nkv, f = cfg.intermediate_size;
+  const int64_t window = cfg.sliding_window > 0 ? cfg.sliding_window : n;
+  const bool pre = pre_norm(cfg);
+  BlockTape local;
+  BlockTape& T = tp ? *tp : local;
+  T.a.assign(size_t(n * d), 0.0f);
+  if (pre) im.norm(x, n, bl.attn_norm, T.a.data());
+  else std::copy_n(x, n * d, T.a.data());
+  T.q.resize(size_t(n * qd));
+  T.k.resize(size_t(n * kvd));
+  T.v.resize(size_t(n * kvd));
+  bl.q.Forward(T.a.data(), n, T.q.data());
+  bl.k.Forward(T.a.data(), n, T.k.data());
+  bl.v.Forward(T.a.data(), n, T.v.data());
+  if (cfg.family == ModelFamily::kLlama) {
+    rope_rotate(im, T.q.data(), n, nh, 1.0f);
+    rope_rotate(im, T.k.data(), n, nkv, 1.0f);
+  }
+  const float scale = 1.0f / std::sqrt(float(hd));
+  T.probs.assign(size_t(nh * n * n), 0.0f);
+  T.ctx.resize(size_t(n * qd));
+#pragma omp parallel for schedule(dynamic)
+  for (int64_t hh = 0; hh < nh; ++hh) {
+    const int64_t kvh = hh / group;
+    ConstStridedMap Q(T.q.data() + hh * hd, n, hd, Eigen::OuterStride<>(qd));
+    ConstStridedMap K(T.k.data() + kvh * hd, n, hd, Eigen::OuterStride<>(kvd));
+    ConstStridedMap V(T.v.data() + kvh * hd, n, hd, Eigen::OuterStride<>(kvd));
+    Map P(T.probs.data() + hh * n * n, n, n);
+    P.noalias() = (Q * K.transpose()) * scale;
+    causal_softmax(P.data(), n, n, 0, window);
+    StridedMap C(T.ctx.data() + hh * hd, n, hd, Eigen::OuterStride<>(qd));
+    C.noalias() = P * V;
+  }
+  std::vector<float> y(static_cast<size_t>(n * d));
+  bl.o.Forward(T.ctx.data(), n, y.data());
+  T.hpre.resize(size_t(n * d));
+  for (int64_t i = 0; i < n * d; ++i) T.hpre[size_t(i)] = x[i] + y[size_t(i)];
+  T.h = T.hpre;
+  if (!pre) im.norm(T.hpre.data(), n, bl.attn_norm, T.h.data());
+  T.b.assign(size_t(n * d), 0.0f);
+  if (pre) im.norm(T.h.data(), n, bl.mlp_norm, T.b.data());
+  else T.b = T.h;
+  T.m.resize(size_t(n * f));
+  if (cfg.family == ModelFamily::kLlama) {
+    T.f1.resize(size_t(n * f));
+    T.f2.resize(size_t(n * f));
+    bl.gate.Forward(T.b.data(), n, T.f1.data());
+    bl.up.Forward(T.b.data(), n, T.f2.data());
+    for (int64_t i = 0; i < n * f; ++i) {
+      const float g = T.f1[size_t(i)];
+      T.m[size_t(i)] = g / (1.0f + std::exp(-g)) * T.f2[size_t(i)];
+    }
+    bl.down.Forward(T.m.data(), n, y.data());
+  } else {
+    T.f1.resize(size_t(n * f));
+    bl.fc1.Forward(T.b.data(), n, T.f1.data());
+    for (int64_t i = 0; i < n * f; ++i) T.m[size_t(i)] = std::max(T.f1[size_t(i)], 0.0f);
+    bl.fc2.Forward(T.m.data(), n, y.data());
+  }
+  T.outpre.resize(size_t(n * d));
+  for (int64_t i = 0; i < n * d; ++i) T.outpre[size_t(i)] = T.h[size_t(i)] + y[size_t(i)];
+  if (pre) std::copy(T.outpre.begin(), T.outpre.end(), out);
+  else im.norm(T.outpre.data(), n, bl.mlp_norm, out);
+}
+
+// Given dout = ∂L/∂out, returns ∂L/∂x in dx (overwritten) and reports the linears' (x, δ).
+void block_backward(const Model::Impl& im, const Block& bl, const float* x, const BlockTape& T, const float* dout,
+                    int64_t n, float* dx, const LinearGradientHook& hook) {
+  const ModelConfig& cfg = im.cfg;
+  const int64_t d = cfg.hidden_size, hd = cfg.head_dim, nh = cfg.num_heads, nkv = cfg.num_kv_heads;
+  const int64_t qd = nh * hd, kvd = nkv * hd, group = nh / nkv, f = cfg.intermediate_size;
+  const bool pre = pre_norm(cfg);
+  // Through the MLP residual: dh = ∂L/∂h, dy = ∂L/∂(mlp output).
+  std::vector<float> dy(dout, dout + n * d);
+  if (!pre) {
+    std::fill(dy.begin(), dy.end(), 0.0f);
+    norm_backward(im, bl.mlp_norm, T.outpre.data(), dout, n, dy.data());
+  }
+  std::vector<float> dh = dy;
+  std::vector<float> dm(static_cast<size_t>(n * f)), db(static_cast<size_t>(n * d));
+  if (cfg.family == ModelFamily::kLlama) {
+    if (hook) hook(bl.down.info, T.m.data(), dy.data(), n);
+    linear_backward(bl.down, dy.data(), n, dm.data(), false);
+    std::vector<float> dg(static_cast<size_t>(n * f)), du(static_cast<size_t>(n * f));
+    for (int64_t i = 0; i < n * f; ++i) {
+      const float g = T.f1[size_t(i)], sg = 1.0f / (1.0f + std::exp(-g));
+      du[size_t(i)] = dm[size_t(i)] * g * sg;
+      dg[size_t(i)] = dm[size_t(i)] * T.f2[size_t(i)] * sg * (1.0f + g * (1.0f - sg));
+    }
+    if (hook) {
+      hook(bl.gate.info, T.b.data(), dg.data(), n);
+      hook(bl.up.info, T.b.data(), du.data(), n);
+    }
+    linear_backward(bl.gate, dg.data(), n, db.data(), false);
+    linear_backward(bl.up, du.data(), n, db.data(), true);
+  } else {
+    if (hook) hook(bl.fc2.info, T.m.data(), dy.data(), n);
+    linear_backward(bl.fc2, dy.data(), n, dm.data(), false);
+    for (int64_t i = 0; i < n * f; ++i)
+      if (T.f1[size_t(i)] <= 0.0f) dm[size_t(i)] = 0.0f;
+    if (hook) hook(bl.fc1.info, T.b.data(), dm.data(), n);
+    linear_backward(bl.fc1, dm.data(), n, db.data(), false);
+  }
+  if (pre) norm_backward(im, bl.mlp_norm, T.h.data(), db.data(), n, dh.data());
+  else
+    for (int64_t i = 0; i < n * d; ++i) dh[size_t(i)] += db[size_t(i)];
+  // Through the attention residual: dho = ∂L/∂(x + attention output).
+  std::vector<float> dho = dh;
+  if (!pre) {
+    std::fill(dho.begin(), dho.end(), 0.0f);
+    norm_backward(im, bl.attn_norm, T.hpre.data(), dh.data(), n, dho.data());
+  }
+  if (hook) hook(bl.o.info, T.ctx.data(), dho.data(), n);
+  std::vector<float> dctx(static_cast<size_t>(n * qd));
+  linear_backward(bl.o, dho.data(), n, dctx.data(), false);
+  std::vector<float> dq(static_cast<size_t>(n * qd)), dk(static_cast<size_t>(n * kvd), 0.0f),
+      dv(static_cast<size_t>(n * kvd), 0.0f);
+  const float scale = 1.0f / std::sqrt(float(hd));
+  // One kv head per iteration: its query heads' contributions to dK and dV stay in one thread.
+#pragma omp parallel for schedule(dynamic)
+  for (int64_t kvh = 0; kvh < nkv; ++kvh) {
+    ConstStridedMap K(T.k.data() + kvh * hd, n, hd, Eigen::OuterStride<>(kvd));
+    ConstStridedMap V(T.v.data() + kvh * hd, n, hd, Eigen::OuterStride<>(kvd));
+    StridedMap dK(dk.data() + kvh * hd, n, hd, Eigen::OuterStride<>(kvd));
+    StridedMap dV(dv.data() + kvh * hd, n, hd, Eigen::OuterStride<>(kvd));
+    for (int64_t hh = kvh * group; hh < (kvh + 1) * group; ++hh) {
+      ConstMap P(T.probs.data() + hh * n * n, n, n);
+      ConstStridedMap Q(T.q.data() + hh * hd, n, hd, Eigen::OuterStride<>(qd));
+      ConstStridedMap dC(dctx.data() + hh * hd, n, hd, Eigen::OuterStride<>(qd));
+      StridedMap dQ(dq.data() + hh * hd, n, hd, Eigen::OuterStride<>(qd));
+      dV.noalias() += P.transpose() * dC;
+      RowMatrix dS = dC * V.transpose();
+      for (int64_t t = 0; t < n; ++t) {
+        const double dot = (dS.row(t).cast<double>().array() * P.row(t).cast<double>().array()).sum();
+        dS.row(t) = (P.row(t).array() * (dS.row(t).array() - float(dot))).matrix();
+      }
+      dQ.noalias() = (dS * K) * scale;
+      dK.noalias() += (dS.transpose() * Q) * scale;
+    }
+  }
+  if (cfg.family == ModelFamily::kLlama) {
+    rope_rotate(im, dq.data(), n, nh, -1.0f);
+    rope_rotate(im, dk.data(), n, nkv, -1.0f);
+  }
+  if (hook) {
+    hook(bl.q.info, T.a.data(), dq.data(), n);
+    hook(bl.k.info, T.a.data(), dk.data(), n);
+    hook(bl.v.info, T.a.data(), dv.data(), n);
+  }
+  std::vector<float> da(static_cast<size_t>(n * d));
+  linear_backward(bl.q, dq.data(), n, da.data(), false);
+  linear_backward(bl.k, dk.data(), n, da.data(), true);
+  linear_backward(bl.v, dv.data(), n, da.data(), true);
+  std::copy(dho.begin(), dho.end(), dx);
+  if (pre) norm_backward(im, bl.attn_norm, x, da.data(), n, dx);
+  else
+    for (int64_t i = 0; i < n * d; ++i) dx[i] += da[size_t(i)];
+}
+
+bool all_float(const Block& b, ModelFamily family) {
+  const Linear* ls[] = {&b.q, &b.k, &b.v, &b.o, &b.gate, &b.up, &b.down, &b.fc1, &b.fc2};
+  for (const Linear* l : ls) {
+    const bool used = family == ModelFamily::kLlama ? (l != &b.fc1 && l != &b.fc2) : (l != &b.gate && l != &b.up && l != &b.down);
+    if (used && (l->packed || l->w.empty())) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+Result<WindowGradient> backward_window(const Model& model, int first, int last_hooked, const float* x,
+                                       const int32_t* tokens, int64_t n, const LinearGradientHook& hook) {
+  const Model::Impl& im = model.impl();
+  const ModelConfig& cfg = im.cfg;
+  const int layers = int(cfg.num_layers);
+  if (first < 0 || first >= layers) return Status::InvalidArgument("backward: block " + std::to_string(first) + " does not exist");
+  if (n < 2) return Status::InvalidArgument("backward: a window needs at least 2 tokens");
+  for (int l = first; l < layers; ++l) {
+    if (!model.block_loaded(l)) return Status::InvalidArgument("backward: block " + std::to_string(l) + " is not loaded");
+    if (!all_float(im.blocks[size_t(l)], cfg.family))
+      return Status::InvalidArgument("backward: block " + std::to_string(l) + " has quantized linears (the backward pass runs in float)");
+  }
+  for (int64_t t = 0; t < n; ++t)
+    if (tokens[t] < 0 || tokens[t] >= cfg.vocab_size)
+      return Status::InvalidArgument("backward: token id " + std::to_string(tokens[t]) + " is outside the vocabulary");
+  const int64_t d = cfg.hidden_size, V = cfg.vocab_size;
+  // Forward, keeping each block's input.
+  std::vector<std::vector<float>> inputs(static_cast<size_t>(layers - first));
+  inputs[0].assign(x, x + n * d);
+  std::vector<float> top(static_cast<size_t>(n * d));
+  for (int l = first; l < layers; ++l) {
+    float* out = l + 1 < layers ? (inputs[size_t(l + 1 - first)].resize(size_t(n * d)), inputs[size_t(l + 1 - first)].data())
+                                : top.data();
+    block_forward(im, im.blocks[size_t(l)], inputs[size_t(l - first)].data(), n, out, nullptr);
+  }
+  // Head (the runtime's): logits; then the loss and ∂L/∂logits in place.
+  const int64_t edim = im.has_projections ? cfg.word_embed_proj_dim : d;
+  const std::vector<float>& Wv = im.lm_head.empty() ? im.embed : im.lm_head;
+  ConstMap Wm(Wv.data(), V, edim);
+  RowMatrix L(n, V);
+  model.Head(top.data(), n, L.data());
+  WindowGradient r;
+  const double inv = 1.0 / double(n - 1);
+  double loss = 0;
+#pragma omp parallel for reduction(+ : loss) schedule(static)
+  for (int64_t t = 0; t < n; ++t) {
+    float* row = L.row(t).data();
+    if (t == n - 1) {
+      std::fill(row, row + V, 0.0f);
+      continue;
+    }
+    double mx = row[0];
+    for (int64_t i = 1; i < V; ++i) mx = std::max(mx, double(row[i]));
+    double s = 0;
+    for (int64_t i = 0; i < V; ++i) s += std::exp(double(row[i]) - mx);
+    const int32_t label = tokens[t + 1];
+    loss += (mx + std::log(s)) - double(row[label]);
+    for (int64_t i = 0; i < V; ++i) row[i] = float(std::exp(double(row[i]) - mx) / s * inv);
+    row[label] -= float(inv);
+  }
+  r.loss = loss * inv;
+  std::vector<float> dtop(static_cast<size_t>(n * d), 0.0f);
+  {
+    RowMatrix dH = L * Wm;  // [n, edim]
+    std::vector<float> dhn(static_cast<size_t>(n * d));
+    if (im.has_projections) {
+      ConstMap P(im.project_out.w.data(), edim, d);
+      Map(dhn.data(), n, d).noalias() = dH * P;
+    } else {
+      std::copy(dH.data(), dH.data() + n * d, dhn.data());
+    }
+    if (im.has_final_norm) norm_backward(im, im.final_norm, top.data(), dhn.data(), n, dtop.data());
+    else dtop = dhn;
+  }
+  // Blocks, top down: recompute each block's intermediates from its input, then differentiate.
+  std::vector<float> dcur = std::move(dtop), dnext(static_cast<size_t>(n * d));
+  BlockTape tape;
+  std::vector<float> scratch(static_cast<size_t>(n * d));
+  for (int l = layers - 1; l >= first; --l) {
+    const Block& bl = im.blocks[size_t(l)];
+    const float* xin = inputs[size_t(l - first)].data();
+    block_forward(im, bl, xin, n, scratch.data(), &tape);
+    block_backward(im, bl, xin, tape, dcur.data(), n, dnext.data(), l <= last_hooked ? hook : LinearGradientHook());
+    std::swap(dcur, dnext);
+  }
+  r.dx = std::move(dcur);
+  return r;
+}
+
+}  // namespace llmq::internal

@@ -1,0 +1,158 @@
+// The backward pass (OAC's gradient engine) against central finite differences of the loss, on
+// tiny synthetic models of each supported architecture: the gradient of every linear's weight
+// (formed here from the engine's (x, δ) pairs as Σ_t δ_t x_tᵀ) and of the block input, along
+// random directions; and the loss against the runtime forward pass.
+#include "model/backward.h"
+
+#include <gtest/gtest.h>
+#include <llmq/llmq.h>
+
+#include <cmath>
+#include <map>
+
+#include "test_util.h"
+
+namespace llmq {
+namespace {
+
+using test::TempDir;
+
+struct Fixture {
+  TempDir dir;
+  std::unique_ptr<Model> model;
+  std::vector<int32_t> tokens;
+  std::vector<float> x0;  // embeddings of tokens: the input of block 0
+};
+
+void load(Fixture* f, const std::string& arch, int64_t n) {
+  test::SyntheticModel sm;
+  sm.architecture = arch;
+  sm.hidden = 32;
+  sm.intermediate = 40;
+  sm.layers = 2;
+  sm.heads = 4;
+  sm.kv_heads = arch == "OPTForCausalLM" ? 4 : 2;
+  sm.vocab = 48;
+  sm.dtype = DType::kF32;
+  test::write_synthetic_model(f->dir.file("m"), sm);
+  auto m = Model::Load(f->dir.file("m"));
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  f->model = std::move(*m);
+  f->tokens = test::random_windows(1, int(n), sm.vocab, 17)[0];
+  f->x0.resize(size_t(n * sm.hidden));
+  ASSERT_TRUE(f->model->Embed(f->tokens.data(), n, 0, f->x0.data()).ok());
+}
+
+double loss_of(const Fixture& f, const std::vector<float>& x) {
+  auto r = internal::backward_window(*f.model, 0, -1, x.data(), f.tokens.data(), int64_t(f.tokens.size()), nullptr);
+  EXPECT_TRUE(r.ok()) << r.status().ToString();
+  return r.ok() ? r->loss : NAN;
+}
+
+class BackwardTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(BackwardTest, LossEqualsTheRuntimeForward) {
+  Fixture f;
+  const int64_t n = 10;
+  load(&f, GetParam(), n);
+  KVCache cache = f.model->NewCache(n);
+  auto logits = f.model->Forward(f.tokens.data(), n, &cache);
+  ASSERT_TRUE(logits.ok());
+  const int64_t V = f.model->vocab_size();
+  double ce = 0;
+  for (int64_t t = 0; t + 1 < n; ++t) {
+    const float* l = logits->data() + t * V;
+    double mx = l[0], s = 0;
+    for (int64_t i = 1; i < V; ++i) mx = std::max(mx, double(l[i]));
+    for (int64_t i = 0; i < V; ++i) s += std::exp(double(l[i]) - mx);
+    ce += mx + std::log(s) - double(l[f.tokens[size_t(t + 1)]]);
+  }
+  EXPECT_NEAR(loss_of(f, f.x0), ce / double(n - 1), 1e-5);
+}
+
+// Directional central differences: along a random direction D the derivative is <grad, D>. The
+// loss is fp32 (resolution ~5e-8 here), so the difference quotient carries ~5e-8 / h of noise;
+// the step is 1e-2 of the weights' RMS, except for OPT, whose ReLU kinks (pre-activations that
+// cross zero within the step) need 1e-3: the tolerance is 2e-3 relative plus that noise.
+TEST_P(BackwardTest, LinearGradientsMatchFiniteDifferences) {
+  Fixture f;
+  const int64_t n = 9;
+  load(&f, GetParam(), n);
+  std::map<std::string, std::vector<double>> grad;  // Σ_t δ_t x_tᵀ per linear
+  auto r = internal::backward_window(*f.model, 0, 1, f.x0.data(), f.tokens.data(), n,
+                                     [&](const LinearInfo& l, const float* x, const float* delta, int64_t nt) {
+                                       auto& g = grad[l.module];
+                                       ASSERT_TRUE(g.empty()) << l.module << " reported twice";
+                                       g.assign(size_t(l.rows * l.cols), 0.0);
+                                       for (int64_t t = 0; t < nt; ++t)
+                                         for (int64_t i = 0; i < l.rows; ++i)
+                                           for (int64_t j = 0; j < l.cols; ++j)
+                                             g[size_t(i * l.cols + j)] += double(delta[t * l.rows + i]) * x[t * l.cols + j];
+                                     });
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  const auto& linears = f.model->checkpoint().linears();
+  EXPECT_EQ(grad.size(), linears.size());
+  const double step = GetParam() == "OPTForCausalLM" ? 1e-3 : 1e-2;
+  uint32_t seed = 100;
+  for (const LinearInfo& l : linears) {
+    ASSERT_TRUE(grad.count(l.module)) << l.module << " got no gradient";
+    auto w = f.model->checkpoint().linear_weight(l);
+    ASSERT_TRUE(w.ok());
+    const auto dir = test::random_normal(w->size(), seed++);
+    double analytic = 0, wss = 0;
+    for (size_t i = 0; i < w->size(); ++i) {
+      analytic += grad[l.module][i] * dir[i];
+      wss += double((*w)[i]) * (*w)[i];
+    }
+    const double h = step * std::sqrt(wss / double(w->size()));
+    double loss[2];
+    for (int s = 0; s < 2; ++s) {
+      std::vector<float> wp(*w);
+      for (size_t i = 0; i < wp.size(); ++i) wp[i] += float((s == 0 ? h : -h) * dir[i]);
+      ASSERT_TRUE(f.model->SetLinearWeight(l, std::move(wp)).ok());
+      loss[s] = loss_of(f, f.x0);
+    }
+    ASSERT_TRUE(f.model->SetLinearWeight(l, *w).ok());
+    const double fd = (loss[0] - loss[1]) / (2 * h);
+    EXPECT_NEAR(analytic, fd, 2e-3 * std::fabs(fd) + 5e-8 / h) << l.module;
+  }
+  // The gradient at the block input (embeddings) as well.
+  const auto dir = test::random_normal(f.x0.size(), 7);
+  double analytic = 0;
+  for (size_t i = 0; i < dir.size(); ++i) analytic += double(r->dx[i]) * dir[i];
+  const double h = step * 0.05;  // embeddings are N(0, 0.05)
+  std::vector<float> xp(f.x0), xm(f.x0);
+  for (size_t i = 0; i < dir.size(); ++i) {
+    xp[i] += float(h * dir[i]);
+    xm[i] -= float(h * dir[i]);
+  }
+  const double fd = (loss_of(f, xp) - loss_of(f, xm)) / (2 * h);
+  EXPECT_NEAR(analytic, fd, 2e-3 * std::fabs(fd) + 5e-8 / h) << "input";
+}
+
+INSTANTIATE_TEST_SUITE_P(Architectures, BackwardTest,
+                         ::testing::Values("LlamaForCausalLM", "Qwen2ForCausalLM", "MistralForCausalLM",
+                                           "OPTForCausalLM"),
+                         [](const auto& info) { return info.param; });
+
+TEST(Backward, RefusesQuantizedBlocksAndBadInput) {
+  Fixture f;
+  load(&f, "LlamaForCausalLM", 6);
+  EXPECT_FALSE(internal::backward_window(*f.model, 0, 1, f.x0.data(), f.tokens.data(), 1, nullptr).ok());
+  EXPECT_FALSE(internal::backward_window(*f.model, 2, 1, f.x0.data(), f.tokens.data(), 6, nullptr).ok());
+  std::vector<int32_t> bad(f.tokens);
+  bad[3] = 1000;
+  EXPECT_FALSE(internal::backward_window(*f.model, 0, 1, f.x0.data(), bad.data(), 6, nullptr).ok());
+  QuantizeOptions o;
+  o.spec.bits = 4;
+  o.spec.group_size = 16;
+  ASSERT_TRUE(quantize_checkpoint(f.dir.file("m"), f.dir.file("q"), o).ok());
+  auto q = Model::Load(f.dir.file("q"));
+  ASSERT_TRUE(q.ok());
+  auto r = internal::backward_window(**q, 0, 1, f.x0.data(), f.tokens.data(), 6, nullptr);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("quantized"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace llmq
