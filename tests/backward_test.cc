@@ -3,12 +3,15 @@
 // (formed here from the engine's (x, δ) pairs as Σ_t δ_t x_tᵀ) and of the block input, along
 // random directions; and the loss against the runtime forward pass.
 #include "model/backward.h"
+#include "quant/calibration.h"
 
 #include <gtest/gtest.h>
 #include <llmq/llmq.h>
 
 #include <cmath>
+#include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 
 #include "test_util.h"
 
@@ -152,6 +155,125 @@ TEST(Backward, RefusesQuantizedBlocksAndBadInput) {
   auto r = internal::backward_window(**q, 0, 1, f.x0.data(), f.tokens.data(), 6, nullptr);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("quantized"), std::string::npos);
+}
+
+
+// The calibrator's output-adaptive Hessians are the direct sums over explicitly formed
+// per-sequence weight gradients G_n = Σ_t δ_t x_tᵀ (H ∝ Σ_n G_nᵀ G_n), or per token
+// H ∝ Σ_t ‖δ_t‖² x_t x_tᵀ, up to one positive factor (which changes no GPTQ decision, §6.4).
+TEST(OacHessian, EqualsTheSumOfExplicitPerSequenceGradients) {
+  TempDir dir;
+  test::SyntheticModel sm;
+  sm.hidden = 32;
+  sm.intermediate = 40;
+  sm.dtype = DType::kF32;
+  test::write_synthetic_model(dir.path(), sm);
+  internal::CalibrationSet set;
+  set.seq_len = 12;
+  set.windows = test::random_windows(3, 12, sm.vocab, 23);
+  auto ck = Checkpoint::Open(dir.path());
+  ASSERT_TRUE(ck.ok());
+  std::vector<LinearInfo> block1;
+  for (const LinearInfo& l : (*ck)->linears())
+    if (l.layer == 1) block1.push_back(l);
+  for (bool per_token : {false, true}) {
+    auto calib = internal::BlockwiseCalibrator::Create(dir.path(), set, false);
+    ASSERT_TRUE(calib.ok());
+    ASSERT_TRUE((*calib)->Advance(0).ok());  // the stored activations are now block 1's inputs
+    std::vector<std::vector<float>> inputs;
+    for (int64_t i = 0; i < 3; ++i) inputs.push_back((*calib)->Activations(i));
+    auto got = (*calib)->CollectOutputAdaptiveHessians(1, block1, per_token);
+    ASSERT_TRUE(got.ok()) << got.status().ToString();
+    // Direct: the engine's (x, δ) per window, the weight gradient formed in fp64.
+    std::map<std::string, std::vector<double>> expect;
+    for (int64_t i = 0; i < 3; ++i) {
+      auto r = internal::backward_window(
+          (*calib)->model(), 1, 1, inputs[size_t(i)].data(), set.windows[size_t(i)].data(), 12,
+          [&](const LinearInfo& l, const float* x, const float* d, int64_t n) {
+            auto& H = expect[l.module];
+            H.resize(size_t(l.cols * l.cols), 0.0);
+            if (per_token) {
+              for (int64_t t = 0; t < n; ++t) {
+                double e = 0;
+                for (int64_t r0 = 0; r0 < l.rows; ++r0) e += double(d[t * l.rows + r0]) * d[t * l.rows + r0];
+                for (int64_t a = 0; a < l.cols; ++a)
+                  for (int64_t b = 0; b < l.cols; ++b) H[size_t(a * l.cols + b)] += e * x[t * l.cols + a] * x[t * l.cols + b];
+              }
+              return;
+            }
+            std::vector<double> G(size_t(l.rows * l.cols), 0.0);
+            for (int64_t t = 0; t < n; ++t)
+              for (int64_t r0 = 0; r0 < l.rows; ++r0)
+                for (int64_t c = 0; c < l.cols; ++c) G[size_t(r0 * l.cols + c)] += double(d[t * l.rows + r0]) * x[t * l.cols + c];
+            for (int64_t a = 0; a < l.cols; ++a)
+              for (int64_t b = 0; b < l.cols; ++b)
+                for (int64_t r0 = 0; r0 < l.rows; ++r0)
+                  H[size_t(a * l.cols + b)] += G[size_t(r0 * l.cols + a)] * G[size_t(r0 * l.cols + b)];
+          });
+      ASSERT_TRUE(r.ok());
+    }
+    for (const LinearInfo& l : block1) {
+      const std::vector<float> h = (*got)[l.module]->Hessian();
+      const std::vector<double>& e = expect[l.module];
+      ASSERT_EQ(h.size(), e.size());
+      double th = 0, te = 0;
+      for (int64_t j = 0; j < l.cols; ++j) {
+        th += h[size_t(j * l.cols + j)];
+        te += e[size_t(j * l.cols + j)];
+      }
+      ASSERT_GT(te, 0.0) << l.module;
+      double worst = 0;
+      for (size_t k = 0; k < h.size(); ++k) worst = std::max(worst, std::fabs(h[k] / th - e[k] / te));
+      EXPECT_LT(worst, 1e-4 / double(l.cols)) << l.module << (per_token ? " per token" : " per sequence");
+    }
+  }
+}
+
+// Through the whole-checkpoint entry point: oac and spqr+oac write loadable models, the report
+// carries the OAC keys, and the same inputs give the same bytes.
+TEST(QuantizeOac, WritesLoadableDeterministicOutput) {
+  TempDir dir;
+  test::SyntheticModel sm;
+  sm.dtype = DType::kF32;
+  test::write_synthetic_model(dir.file("in"), sm);
+  const std::string calib = dir.file("calib.json");
+  std::ofstream(calib) << nlohmann::json(test::random_windows(4, 16, sm.vocab, 5)).dump();
+  QuantizeOptions o;
+  o.method = "oac";
+  o.spec.bits = 3;
+  o.spec.group_size = 32;
+  o.spec.symmetric = false;
+  o.calibration.data = calib;
+  o.calibration.nsamples = 4;
+  o.calibration.seq_len = 16;
+  auto a = quantize_checkpoint(dir.file("in"), dir.file("a"), o);
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  auto b = quantize_checkpoint(dir.file("in"), dir.file("b"), o);
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(test::read_bytes(dir.file("a/model.safetensors")), test::read_bytes(dir.file("b/model.safetensors")));
+  EXPECT_GT(a->oac_backward_seconds, 0.0);
+  auto j = nlohmann::json::parse(test::read_bytes(dir.file("a/llmq_report.json")));
+  EXPECT_EQ(j["oac"]["grad"], "sequence");
+  EXPECT_TRUE(j["layers"][0].contains("gptq_loss"));
+  ASSERT_TRUE(Model::Load(dir.file("a")).ok());
+  // Per-token Hessians and float-model gradients give a different (valid) model.
+  QuantizeOptions t = o;
+  t.oac.per_token = true;
+  t.oac.once = true;
+  ASSERT_TRUE(quantize_checkpoint(dir.file("in"), dir.file("t"), t).ok());
+  EXPECT_NE(test::read_bytes(dir.file("t/model.safetensors")), test::read_bytes(dir.file("a/model.safetensors")));
+  // SpQR with the output-adaptive Hessian.
+  QuantizeOptions s = o;
+  s.method = "spqr+oac";
+  s.spec.symmetric = true;
+  s.spec.group_size = 16;
+  s.spec.scale_bits = 3;
+  s.gptq.damp = 1.0;
+  s.gptq.outlier_threshold = 0.2;
+  auto rs = quantize_checkpoint(dir.file("in"), dir.file("s"), s);
+  ASSERT_TRUE(rs.ok()) << rs.status().ToString();
+  auto m = Model::Load(dir.file("s"));
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
 }
 
 }  // namespace

@@ -89,8 +89,16 @@ json_ok method spqr gptq outlier_fraction bits_per_weight layers
 python3 -c "import json,sys; j=json.load(open(sys.argv[1])); assert j['spqr']['scale_bits']==3 and j['group_size']==16; assert all(l['bits_per_weight']<=3.5 and 'outlier_threshold' in l for l in j['layers'])" "$work/out" || { echo "FAIL: spqr keys or budget"; fails=$((fails+1)); }
 check eval-spqr 0 "" -- "$llmq" eval ppl "$work/spqr" --data "$shared/data/tinystories/TinyStories-valid-prefix.txt" --seq-len 64 --max-chunks 2 --json
 check spqr-threshold-and-target 2 "exclude each other" -- "$llmq" quantize --method spqr --calib "$calib" --outlier-threshold 0.1 --target-bits 3.5 "$model" "$work/s2"
-check spqr-threshold-on-gptq 2 "spqr only" -- "$llmq" quantize --method gptq --calib "$calib" --outlier-threshold 0.1 "$model" "$work/s2"
+check spqr-threshold-on-gptq 2 "spqr and spqr+oac only" -- "$llmq" quantize --method gptq --calib "$calib" --outlier-threshold 0.1 "$model" "$work/s2"
 check spqr-bad-scale-bits 2 "scale bits" -- "$llmq" quantize --method spqr --calib "$calib" --scale-bits 1 "$model" "$work/s2"
+
+check oac 0 "" -- "$llmq" quantize --method oac --bits 3 --calib "$calib" --nsamples 4 --seq-len 64 --json "$model" "$work/oac"
+json_ok method oac gptq calibration layers bits_per_weight
+check eval-oac 0 "" -- "$llmq" eval ppl "$work/oac" --data "$shared/data/tinystories/TinyStories-valid-prefix.txt" --seq-len 64 --max-chunks 2 --json
+check spqr-oac 0 "" -- "$llmq" quantize --method spqr+oac --bits 3 --calib "$calib" --nsamples 4 --seq-len 64 --oac-grad token --oac-once --json "$model" "$work/spqr-oac"
+json_ok method oac spqr outlier_fraction
+check oac-bad-grad 2 "sequence or token" -- "$llmq" quantize --method oac --calib "$calib" --oac-grad row "$model" "$work/o2"
+check oac-grad-on-gptq 2 "oac and spqr+oac only" -- "$llmq" quantize --method gptq --calib "$calib" --oac-once "$model" "$work/o2"
 check truncated 1 "model.safetensors" -- "$llmq" quantize "$work/bad" "$work/y"
 [ ! -e "$work/y" ] || { echo "FAIL: partial output left at $work/y"; fails=$((fails+1)); }
 echo "$passes passed, $fails failed"

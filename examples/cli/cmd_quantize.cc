@@ -27,7 +27,7 @@ void on_sigint(int) {
 }
 
 const char* kHelp =
-    "Usage: llmq quantize --method {rtn,gptq,awq,awq+gptq,smoothquant,adpq,spqr} --bits {2,3,4,8} [--group-size G] [--sym|--asym]\n"
+    "Usage: llmq quantize --method {rtn,gptq,awq,awq+gptq,smoothquant,adpq,spqr,oac,spqr+oac} --bits {2,3,4,8} [--group-size G] [--sym|--asym]\n"
     "                     [--mse] [--scale-dtype fp16|fp32] [--overwrite] [--json] <in-folder> <out-folder>\n"
     "       llmq quantize --method gptq --calib <data> [--nsamples 128] [--seq-len 2048] [--seed 0]\n"
     "                     [--damp 0.01] [--act-order] [--static-groups] [--true-sequential] [--resume] ...\n"
@@ -42,7 +42,10 @@ const char* kHelp =
     "                     smoothquant (W8A8, smoothing folded into the norms; defaults to --bits 8 --group-size 0),\n"
     "                     adpq (zero-shot, no data: adaptive-LASSO outliers kept in fp16, RTN for the rest),\n"
     "                     spqr (GPTQ + groups of 16 + 3-bit bilevel scales + Hessian-weighted fp16 outliers;\n"
-    "                     defaults to --group-size 16 --scale-bits 3 --damp 1 --outlier-threshold 0.2)\n"
+    "                     defaults to --group-size 16 --scale-bits 3 --damp 1 --outlier-threshold 0.2),\n"
+    "                     oac (GPTQ with output-adaptive Hessians from a backward pass of the calibration\n"
+    "                     text's cross-entropy, per block; keeps the float weights of the blocks not yet\n"
+    "                     quantized in memory), spqr+oac (SpQR with those Hessians)\n"
     "  --bits B           2, 3, 4 or 8                                              [4]\n"
     "  --group-size G     input columns per scale; 0 = one scale per output channel [128]\n"
     "  --sym / --asym     symmetric (no zero points) or zero-point quantization     [--sym]\n"
@@ -52,7 +55,7 @@ const char* kHelp =
     "  --scale-dtype T    fp16 or fp32 scales                                       [fp16]\n"
     "  --max-shard-mb N   output shard size in MiB                                  [2048]\n"
     "\n"
-    "Calibration (gptq, awq, awq+gptq, smoothquant; the model runs block by block, one block in memory):\n"
+    "Calibration (all but rtn and adpq; the model runs block by block, one block in memory):\n"
     "  --calib PATH       text file, folder of .txt, .jsonl {\"text\"} rows, or token ids\n"
     "                     (.json array of windows or ids, .bin little-endian int32)\n"
     "  --nsamples N       calibration windows                                       [128]\n"
@@ -69,6 +72,9 @@ const char* kHelp =
     "  --awq-no-duo       AWQ scales mean|x|^alpha only (llm-awq) instead of AutoAWQ's duo scaling\n"
     "  --awq-no-clip      skip AWQ's clip search\n"
     "  --awq-no-gqa-vo    skip the v -> o site under grouped-query attention (the reference does)\n"
+    "OAC (oac, spqr+oac):\n"
+    "  --oac-grad G       sequence: H = sum_n G_n^T G_n, G_n = sum_t delta_t x_t^T; token: H = sum_t |delta_t|^2 x_t x_t^T  [sequence]\n"
+    "  --oac-once         gradients of the float model (earlier blocks not quantized) instead of block by block\n"
     "SpQR:\n"
     "  --outlier-threshold T  keep weights with ((w-q)/U_jj)^2 > T * mean_j var(W_j)/U_jj^2 in fp16  [0.2]\n"
     "  --target-bits X    per linear, the threshold whose bits per weight (outliers included) come closest to X\n"
@@ -87,11 +93,11 @@ int run_quantize(int argc, char** argv) {
   auto args = Args::Parse(argc, argv, 2,
                           {"json", "help", "sym", "asym", "mse", "overwrite", "act-order", "static-groups",
                            "true-sequential", "resume", "int8-activations", "awq-no-duo", "awq-no-clip",
-                           "awq-no-gqa-vo"},
+                           "awq-no-gqa-vo", "oac-once"},
                           {"method", "bits", "group-size", "scale-dtype", "max-shard-mb", "calib", "nsamples",
                            "seq-len", "seed", "damp", "block-size", "act-dtype", "alpha", "awq-grid",
                            "outlier-fraction", "adpq-lambda", "adpq-gamma", "adpq-scope",
-                           "scale-bits", "scale-group-rows", "outlier-threshold", "target-bits"});
+                           "scale-bits", "scale-group-rows", "outlier-threshold", "target-bits", "oac-grad"});
   if (!args.ok()) return usage_error(args.status().message(), "quantize");
   if (args->has("help")) {
     std::fputs(kHelp, stdout);
@@ -102,7 +108,8 @@ int run_quantize(int argc, char** argv) {
   QuantizeOptions opt;
   opt.method = args->get("method", "rtn");
   const bool sq = opt.method == "smoothquant";  // W8A8: 8-bit per-channel unless told otherwise
-  const bool spqr = opt.method == "spqr";
+  const bool spqr = opt.method == "spqr" || opt.method == "spqr+oac";
+  const bool oac = opt.method == "oac" || opt.method == "spqr+oac";
   auto bits = args->get_int("bits", sq ? 8 : 4);
   auto group = args->get_int("group-size", sq ? 0 : spqr ? 16 : 128);
   auto scale_bits = args->get_int("scale-bits", spqr ? 3 : 0);
@@ -125,17 +132,25 @@ int run_quantize(int argc, char** argv) {
   if (Status st = opt.spec.Validate(); !st.ok()) return usage_error(st.message(), "quantize");
   const bool awq = opt.method == "awq" || opt.method == "awq+gptq";
   const bool adpq = opt.method == "adpq";
-  if (opt.method != "rtn" && opt.method != "gptq" && !sq && !awq && !adpq && !spqr)
+  if (opt.method != "rtn" && opt.method != "gptq" && !sq && !awq && !adpq && !spqr && !oac)
     return usage_error(
-        "unknown --method '" + opt.method + "' (available: rtn, gptq, awq, awq+gptq, smoothquant, adpq, spqr)",
+        "unknown --method '" + opt.method + "' (available: rtn, gptq, awq, awq+gptq, smoothquant, adpq, spqr, oac, spqr+oac)",
         "quantize");
+  const std::string grad = args->get("oac-grad", "sequence");
+  if (grad != "sequence" && grad != "token") return usage_error("--oac-grad must be sequence or token", "quantize");
+  if (!oac && (args->has("oac-grad") || args->has("oac-once")))
+    return usage_error("--oac-grad and --oac-once apply to --method oac and spqr+oac only", "quantize");
+  if (oac && args->has("true-sequential"))
+    return usage_error("--true-sequential does not apply to OAC (its Hessians come from one backward per block)", "quantize");
+  opt.oac.per_token = grad == "token";
+  opt.oac.once = args->has("oac-once");
   auto threshold = args->get_double("outlier-threshold", 0.2);
   auto target = args->get_double("target-bits", 0.0);
   if (!threshold.ok() || !(*threshold > 0.0)) return usage_error("--outlier-threshold expects a positive number", "quantize");
   if (!target.ok() || !(*target >= 0.0)) return usage_error("--target-bits expects a positive number", "quantize");
   if (!spqr)
     for (const char* o : {"outlier-threshold", "target-bits"})
-      if (args->has(o)) return usage_error(std::string("--") + o + " applies to --method spqr only", "quantize");
+      if (args->has(o)) return usage_error(std::string("--") + o + " applies to --method spqr and spqr+oac only", "quantize");
   if (args->has("outlier-threshold") && args->has("target-bits"))
     return usage_error("--outlier-threshold and --target-bits exclude each other", "quantize");
   if (spqr) opt.gptq.outlier_threshold = *threshold;

@@ -51,19 +51,28 @@ struct AwqOptions {
   bool gqa_v_to_o = true;
 };
 
+// OAC (algorithms.md §6): how the output-adaptive Hessians are formed.
+struct OacOptions {
+  bool per_token = false;  // H = Σ_t ‖δ_t‖² x_t x_tᵀ instead of per sequence H = Σ_n G_nᵀG_n, G_n = Σ_t δ_t x_tᵀ
+  bool once = false;       // gradients of the float model instead of block by block with the earlier blocks quantized
+};
+
 struct QuantizeOptions {
   // "rtn" (round to nearest), "gptq" (calibrated), "awq" (activation-aware scales and clipping,
   // then RTN), "awq+gptq" (the same scales and clipping, then GPTQ), "smoothquant" (W8A8 with
   // per-channel smoothing folded into the norms; needs bits 8 per-channel), "adpq" (zero-shot:
   // outliers by adaptive-LASSO soft-thresholding kept in fp16, RTN for the rest), "spqr" (GPTQ
   // with small groups, bilevel scales (spec.scale_bits) and Hessian-weighted fp16 outliers,
-  // gptq.outlier_threshold). All but rtn and adpq are calibrated.
+  // gptq.outlier_threshold), "oac" (GPTQ with output-adaptive Hessians from a backward pass of
+  // the calibration text's cross-entropy) and "spqr+oac" (SpQR with them). All but rtn and adpq
+  // are calibrated.
   std::string method = "rtn";
   QuantSpec spec;              // bits, group size, symmetric, scale dtype, MSE search
   CalibrationOptions calibration;
   GptqOptions gptq;
   AwqOptions awq;
   AdpqOptions adpq;
+  OacOptions oac;
   // SpQR: > 0 picks each linear's outlier threshold (bisection) so that its bits per weight,
   // outliers included, come as close to this budget as possible without exceeding it.
   double target_bits = 0.0;
@@ -127,7 +136,9 @@ struct QuantizeReport {
   GptqOptions gptq;               // when method is "gptq" or "awq+gptq"
   AwqOptions awq;                 // when method is "awq" or "awq+gptq"
   AdpqOptions adpq;               // when method is "adpq"
-  double target_bits = 0.0;       // when method is "spqr"
+  double target_bits = 0.0;       // when method is "spqr" or "spqr+oac"
+  OacOptions oac;                 // when method is "oac" or "spqr+oac"
+  double oac_backward_seconds = 0.0, oac_quantize_seconds = 0.0;  // OAC: time in the backward pass / the solves
   double alpha = 0.0;             // when method == "smoothquant"
   bool int8_activations = false;  // the output runs with int8 activations (W8A8)
   bool true_sequential = false;

@@ -1,6 +1,7 @@
 // Calibration windows and the block-by-block calibration driver (see calibration.h).
 #include "quant/calibration.h"
 
+#include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -10,6 +11,7 @@
 
 #include "io/file_util.h"
 #include "llmq/float16.h"
+#include "model/backward.h"
 
 namespace llmq::internal {
 namespace fs = std::filesystem;
@@ -264,6 +266,49 @@ Result<std::map<std::string, std::shared_ptr<HessianAccumulator>>> BlockwiseCali
       linears, [](int64_t cols) { return std::make_shared<HessianAccumulator>(cols); },
       [](HessianAccumulator& h, const float* x, int64_t n, int64_t) { h.Add(x, n); },
       [&](const LinearInputHook& hook) { return RunAll(layer, hook, false, progress); });
+}
+
+namespace {
+using RowMatrixF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using ConstRowMap = Eigen::Map<const RowMatrixF>;
+}  // namespace
+
+Result<std::map<std::string, std::shared_ptr<HessianAccumulator>>> BlockwiseCalibrator::CollectOutputAdaptiveHessians(
+    int layer, const std::vector<LinearInfo>& linears, bool per_token, const WindowProgress& progress) {
+  const int layers = int(model_->config().num_layers);
+  for (int l = layer; l < layers; ++l) LLMQ_RETURN_IF_ERROR(model_->LoadBlock(l));
+  std::map<std::string, std::shared_ptr<HessianAccumulator>> out;
+  for (const LinearInfo& l : linears) {
+    if (l.layer != layer) return Status::InvalidArgument(l.module + " is not in block " + std::to_string(layer));
+    out[l.module] = std::make_shared<HessianAccumulator>(l.cols);
+  }
+  const int64_t T = set_.seq_len;
+  std::vector<float> x(size_t(T * hidden_)), rows;
+  const int64_t n = num_windows();
+  for (int64_t i = 0; i < n; ++i) {
+    Load(i, x.data());
+    auto g = internal::backward_window(
+        *model_, layer, layer, x.data(), set_.windows[size_t(i)].data(), T,
+        [&](const LinearInfo& l, const float* xin, const float* delta, int64_t nt) {
+          auto it = out.find(l.module);
+          if (it == out.end()) return;
+          const ConstRowMap X(xin, nt, l.cols), D(delta, nt, l.rows);
+          // δ carries the mean loss's 1/(T-1): scale it back (H's scale changes no decision, §6.4,
+          // but keeps the fp32 sums far from underflow).
+          const float up = float(T - 1);
+          if (per_token) {
+            RowMatrixF scaled = X;
+            for (int64_t t = 0; t < nt; ++t) scaled.row(t) *= up * D.row(t).norm();
+            it->second->Add(scaled.data(), nt);
+          } else {
+            const RowMatrixF G = (D.transpose() * X) * up;  // [rows, cols]: this sequence's weight gradient
+            it->second->Add(G.data(), l.rows);
+          }
+        });
+    if (!g.ok()) return g.status().WithContext("OAC backward, block " + std::to_string(layer));
+    if (progress) progress(i + 1, n);
+  }
+  return out;
 }
 
 Result<std::map<std::string, std::shared_ptr<std::vector<float>>>> BlockwiseCalibrator::CollectInputAbsMax(

@@ -64,6 +64,13 @@ class BlockwiseCalibrator {
   // name (shared like the Hessians). Memory: tokens x cols floats per distinct input.
   Result<std::map<std::string, std::shared_ptr<std::vector<float>>>> CollectInputs(
       int layer, const std::vector<LinearInfo>& linears, const WindowProgress& progress = nullptr);
+  // OAC (algorithms.md §6.2): one output-adaptive Hessian per linear of `linears` (all of block
+  // `layer`). Each window's stored input runs through blocks layer..L-1 and the head in float and
+  // back (internal::backward_window, the window's next tokens as labels); per sequence
+  // (per_token false) H = Σ_n G_nᵀG_n with G_n = Σ_t δ_t x_tᵀ, per token H = Σ ‖δ_t‖² x_t x_tᵀ.
+  // Loads (and keeps) blocks layer..L-1 in float: the model's weights from `layer` on are resident.
+  Result<std::map<std::string, std::shared_ptr<HessianAccumulator>>> CollectOutputAdaptiveHessians(
+      int layer, const std::vector<LinearInfo>& linears, bool per_token, const WindowProgress& progress = nullptr);
   // Runs every window through block `layer`; its outputs become the stored activations.
   Status Advance(int layer, const WindowProgress& progress = nullptr);
   // The stored activations of window i, [seq_len, hidden] (for tests).

@@ -42,7 +42,11 @@ namespace {
 
 bool is_awq(const std::string& method) { return method == "awq" || method == "awq+gptq"; }
 // Methods whose final quantizer is the GPTQ engine.
-bool uses_gptq(const std::string& method) { return method == "gptq" || method == "awq+gptq" || method == "spqr"; }
+bool is_oac(const std::string& method) { return method == "oac" || method == "spqr+oac"; }
+bool is_spqr(const std::string& method) { return method == "spqr" || method == "spqr+oac"; }
+bool uses_gptq(const std::string& method) {
+  return method == "gptq" || method == "awq+gptq" || is_spqr(method) || is_oac(method);
+}
 
 nlohmann::ordered_json awq_options_json(const AwqOptions& a) {
   return {{"grid", a.grid},           {"duo_scaling", a.duo_scaling}, {"clip", a.clip},
@@ -113,12 +117,17 @@ std::string QuantizeReport::ToJson() const {
   j["int8_activations"] = int8_activations;
   if (method == "smoothquant") j["alpha"] = alpha;
   if (is_awq(method)) j["awq"] = awq_options_json(awq);
-  if (method == "spqr")
+  if (is_oac(method))
+    j["oac"] = {{"grad", oac.per_token ? "token" : "sequence"},
+                {"once", oac.once},
+                {"backward_seconds", oac_backward_seconds},
+                {"quantize_seconds", oac_quantize_seconds}};
+  if (is_spqr(method))
     j["spqr"] = {{"outlier_threshold", gptq.outlier_threshold},
                  {"scale_bits", spec.scale_bits},
                  {"scale_group_rows", spec.scale_group_rows},
                  {"target_bits", target_bits}};
-  if (method == "adpq" || method == "spqr") {
+  if (method == "adpq" || is_spqr(method)) {
     int64_t outliers = 0, weights = 0;
     for (const auto& l : layers) {
       outliers += l.outliers;
@@ -139,8 +148,8 @@ std::string QuantizeReport::ToJson() const {
                                 {"relative_error", l.relative_error},
                                 {"bits_per_weight", l.bits_per_weight},
                                 {"seconds", l.seconds}};
-    if (method == "adpq" || method == "spqr") e["outliers"] = l.outliers;
-    if (method == "spqr") e["outlier_threshold"] = l.outlier_threshold;
+    if (method == "adpq" || is_spqr(method)) e["outliers"] = l.outliers;
+    if (is_spqr(method)) e["outlier_threshold"] = l.outlier_threshold;
     if (calibrated) {
       e["output_relative_error"] = l.output_relative_error;
       if (l.gptq_loss >= 0) e["gptq_loss"] = l.gptq_loss;
@@ -253,6 +262,7 @@ nlohmann::ordered_json run_manifest(const std::string& input_folder, const Check
                       {"seed", o.calibration.seed},
                       {"fp16_activations", o.calibration.fp16_activations}};
   m["target_bits"] = o.target_bits;
+  m["oac"] = {{"per_token", o.oac.per_token}, {"once", o.oac.once}};
   m["gptq"] = {{"outlier_threshold", o.gptq.outlier_threshold},
                {"damp", o.gptq.damp},
                {"block_size", o.gptq.block_size},
@@ -442,7 +452,10 @@ Status run_calibrated(const std::string& input_folder, const Checkpoint& ckpt, c
   const ModelConfig& cfg = ckpt.config();
   const bool smoothquant = options.method == "smoothquant", awq = is_awq(options.method);
   // The next block sees this one quantized (GPTQ) or in float (SmoothQuant, AWQ with RTN).
-  const bool propagate_quantized = uses_gptq(options.method);
+  // OAC with --oac-once: the next block sees this one in float, so every block's gradients are
+  // the float model's.
+  const bool oac = is_oac(options.method);
+  const bool propagate_quantized = uses_gptq(options.method) && !(oac && options.oac.once);
   // Pre-tokenized data (.json / .bin ids) needs no tokenizer.
   std::unique_ptr<Tokenizer> tokenizer;
   if (!internal::is_token_id_file(options.calibration.data)) {
@@ -535,9 +548,17 @@ Status run_calibrated(const std::string& input_folder, const Checkpoint& ckpt, c
         if (stages == 1 || internal::input_slot(l.role) == stage) in_stage.push_back(l);
       if (in_stage.empty()) continue;
       const int64_t base = units;
-      LLMQ_ASSIGN_OR_RETURN(auto hessians, calib->CollectHessians(layer, in_stage, [&](int64_t i, int64_t) {
-        progress(layer, base + i, "collecting inputs");
-      }));
+      const auto tb = Clock::now();
+      auto collected = oac ? calib->CollectOutputAdaptiveHessians(layer, in_stage, options.oac.per_token,
+                                                                  [&](int64_t i, int64_t) {
+                                                                    progress(layer, base + i, "backward");
+                                                                  })
+                           : calib->CollectHessians(layer, in_stage, [&](int64_t i, int64_t) {
+                               progress(layer, base + i, "collecting inputs");
+                             });
+      if (!collected.ok()) return collected.status();
+      auto hessians = std::move(*collected);
+      if (oac) report->oac_backward_seconds += seconds_since(tb);
       units += N;
       if (cancelled) return stop();
       // One fp32 H per shared input; the fp64 accumulators are freed before the solves.
@@ -574,11 +595,12 @@ Status run_calibrated(const std::string& input_folder, const Checkpoint& ckpt, c
         lr.fell_back_to_rtn = g->fell_back_to_rtn;
         lr.dead_columns = g->dead_columns;
         lr.outliers = g->outliers;
-        if (options.method == "spqr") lr.outlier_threshold = gopt.outlier_threshold;
+        if (is_spqr(options.method)) lr.outlier_threshold = gopt.outlier_threshold;
         LLMQ_RETURN_IF_ERROR(calib->model().SetLinearWeight(l, std::move(deq)));
         for (auto& t : internal::quantized_tensors(l.module, g->q)) tensors.push_back(std::move(t));
         modules[l.module] = internal::module_info_to_json(g->q);
         lr.seconds = seconds_since(tl);
+        if (oac) report->oac_quantize_seconds += lr.seconds;
         reports.push_back(layer_report_to_json(lr));
         report->layers.push_back(lr);
         h_of.erase(l.module);  // frees H once its last linear is done
@@ -631,11 +653,11 @@ Result<QuantizeReport> quantize_checkpoint(const std::string& input_folder, cons
   const bool adpq = options.method == "adpq";
   if (options.method != "rtn" && !adpq && !calibrated)
     return Status::InvalidArgument("unknown method '" + options.method +
-                                   "' (available: rtn, gptq, awq, awq+gptq, smoothquant, adpq, spqr)");
-  if (options.true_sequential && options.method != "gptq" && options.method != "spqr")
+                                   "' (available: rtn, gptq, awq, awq+gptq, smoothquant, adpq, spqr, oac, spqr+oac)");
+  if (options.true_sequential && options.method != "gptq" && options.method != "spqr")  // not OAC: one backward per block
     return Status::InvalidArgument("true_sequential applies to methods gptq and spqr only");
-  if (options.target_bits > 0 && options.method != "spqr")
-    return Status::InvalidArgument("target_bits applies to method spqr only");
+  if (options.target_bits > 0 && !is_spqr(options.method))
+    return Status::InvalidArgument("target_bits applies to methods spqr and spqr+oac only");
   if (is_awq(options.method) && (options.awq.grid < 1 || options.awq.clip_grid < 1 || options.awq.clip_tokens < 1 ||
                                  !(options.awq.max_shrink >= 0.0 && options.awq.max_shrink < 1.0)))
     return Status::InvalidArgument("awq: grid, clip_grid and clip_tokens must be positive and max_shrink in [0, 1)");
@@ -663,6 +685,7 @@ Result<QuantizeReport> quantize_checkpoint(const std::string& input_folder, cons
   report.awq = options.awq;
   report.adpq = options.adpq;
   report.target_bits = options.target_bits;
+  report.oac = options.oac;
   report.true_sequential = options.true_sequential;
   report.alpha = smoothquant ? options.alpha : 0.0;
   report.int8_activations = smoothquant || options.int8_activations;
@@ -778,7 +801,8 @@ Result<QuantizeReport> quantize_checkpoint(const std::string& input_folder, cons
   if (smoothquant) qc["alpha"] = options.alpha;
   if (is_awq(options.method)) qc["awq"] = awq_options_json(options.awq);
   if (adpq) qc["adpq"] = adpq_options_json(options.adpq);
-  if (options.method == "spqr") {
+  if (is_oac(options.method)) qc["oac"] = {{"grad", options.oac.per_token ? "token" : "sequence"}, {"once", options.oac.once}};
+  if (is_spqr(options.method)) {
     qc["outlier_threshold"] = options.gptq.outlier_threshold;
     if (options.target_bits > 0) qc["target_bits"] = options.target_bits;
   }
