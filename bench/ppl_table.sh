@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Perplexity table for docs/RESULTS.md: every model in ../shared/models at fp32 and each method
-# of $METHODS (default: rtn gptq) at each setting of $SETTINGS (default: "4 128,3 128,4 0,3 0":
-# bits and group size, 0 = per-channel; symmetric), with the real bits per weight, quantization
+# of $METHODS (default: rtn gptq; "method@arg@arg" passes extra arguments to that method only, e.g.
+# "oac@--oac-grad@token") at each setting of $SETTINGS (default: "4 128,3 128,4 0,3 0": bits,
+# group size (0 = per-channel), and "asym" for zero points), with the real bits per weight, quantization
 # wall time and peak memory. Evaluation: TinyStories validation prefix, all full windows of the
 # model's context (the issue-3 protocol). Calibration: TinyStories train sample with each method's
 # CLI defaults (128 windows; min(2048, context) tokens, AWQ min(512, context); seed 0); rtn and
@@ -23,13 +24,14 @@ for model in "$shared"/models/*/; do
   "$llmq" eval ppl "$model" --data "$eval_text" --json > "$work/fp.json" 2>/dev/null
   fp=$(field "$work/fp.json" perplexity)
   for setting in "${settings[@]}"; do
-    set -- $setting; bits=$1 group=$2
-    label="w$bits $( [ "$group" = 0 ] && echo per-channel || echo g$group )"
-    for method in $methods; do
+    set -- $setting; bits=$1 group=$2 sym=${3:-sym}
+    label="w$bits $( [ "$group" = 0 ] && echo per-channel || echo g$group )$( [ "$sym" = asym ] && echo " asym" )"
+    for spec in $methods; do
+      IFS='@' read -r -a parts <<< "$spec"; method=${parts[0]}; margs=("${parts[@]:1}")
       calib_args=(); [ "$method" = rtn ] || [ "$method" = adpq ] || calib_args=(--calib "$calib")  # adpq: zero-shot
-      "$llmq" quantize --method "$method" --bits "$bits" --group-size "$group" "${calib_args[@]}" ${extra[@]+"${extra[@]}"} --json "$model" "$work/q" > "$work/q.json" 2>/dev/null
+      "$llmq" quantize --method "$method" --bits "$bits" --group-size "$group" "--$sym" "${calib_args[@]}" ${margs[@]+"${margs[@]}"} ${extra[@]+"${extra[@]}"} --json "$model" "$work/q" > "$work/q.json" 2>/dev/null
       "$llmq" eval ppl "$work/q" --data "$eval_text" --json > "$work/e.json" 2>/dev/null
-      printf "| %s | %s | %s | %.3f | %.4f | %.4f | %.1f | %.0f |\n" "$name" "$label" "$method" \
+      printf "| %s | %s | %s | %.3f | %.4f | %.4f | %.1f | %.0f |\n" "$name" "$label" "${spec//@/ }" \
         "$(field "$work/q.json" bits_per_weight)" "$(field "$work/e.json" perplexity)" "$fp" \
         "$(field "$work/q.json" seconds)" \
         "$(python3 -c "import json; print(json.load(open('$work/q.json'))['peak_rss_bytes']/2**20)")"

@@ -306,6 +306,65 @@ TEST(SmoothQuant, FoldingPreservesTheFloatOutput) {
   for (int64_t r = 0; r < r2; ++r) EXPECT_NEAR(z2[size_t(r)], y2[size_t(r)], 1e-4 * (1 + std::fabs(y2[size_t(r)])));
 }
 
+// One smoothed linear through the real W8A8 path (int8 per-channel weights, int8 per-token
+// activations, VNNI or its reference): each output is within the bound the two int8 steps give,
+// |y - y^| <= sum_j (|x_j| dw_r / 2 + |w_rj| dx / 2 + dx dw_r / 4) with dw_r the row's weight step
+// and dx = max|x| / 127 the token's activation step; and smoothing an outlier channel shrinks the error.
+TEST(SmoothQuant, W8A8LinearIsWithinTheInt8StepsOfFloat) {
+  const int64_t rows = 24, cols = 64, n = 6;
+  auto w = test::random_normal(size_t(rows * cols), 61, 0.05f);
+  auto x = test::random_normal(size_t(n * cols), 62);
+  for (int64_t t = 0; t < n; ++t) x[size_t(t * cols + 5)] *= 40.0f;  // an activation outlier channel
+  std::vector<float> amax(static_cast<size_t>(cols), 0.0f);
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t j = 0; j < cols; ++j) amax[size_t(j)] = std::max(amax[size_t(j)], std::fabs(x[size_t(t * cols + j)]));
+  auto run = [&](bool smooth) {
+    std::vector<float> ws = w, xs = x;
+    if (smooth) {
+      std::vector<internal::SmoothedLinear> fed = {{&ws, rows}};
+      const auto s = internal::smoothing_scales(amax, fed, cols, 0.5);
+      std::vector<float> g(static_cast<size_t>(cols), 1.0f);
+      internal::fold_smoothing(s, &g, nullptr, fed);  // the norm's 1/s is what the activations get
+      for (int64_t t = 0; t < n; ++t)
+        for (int64_t j = 0; j < cols; ++j) xs[size_t(t * cols + j)] *= g[size_t(j)];
+    }
+    QuantSpec spec;
+    spec.bits = 8;
+    spec.group_size = 0;
+    spec.scale_dtype = ScaleDType::kF32;
+    auto q = quantize_rtn(ws.data(), rows, cols, spec);
+    EXPECT_TRUE(q.ok());
+    PackOptions po;
+    po.int8_activations = true;
+    auto packed = PackedLinear::Pack(*q, po);
+    EXPECT_TRUE(packed.ok());
+    std::vector<float> y(static_cast<size_t>(n * rows));
+    packed->Forward(xs.data(), n, y.data());
+    double err2 = 0, ref2 = 0;
+    for (int64_t t = 0; t < n; ++t) {
+      float xmax = 0;
+      for (int64_t j = 0; j < cols; ++j) xmax = std::max(xmax, std::fabs(xs[size_t(t * cols + j)]));
+      const double dx = xmax / 127.0;
+      for (int64_t r = 0; r < rows; ++r) {
+        const double dw = q->scales[size_t(r)];
+        double ref = 0, bound = 0;
+        for (int64_t j = 0; j < cols; ++j) {
+          const double xv = xs[size_t(t * cols + j)], wv = ws[size_t(r * cols + j)];
+          ref += xv * wv;
+          bound += std::fabs(xv) * dw / 2 + std::fabs(wv) * dx / 2 + dx * dw / 4;
+        }
+        const double got = y[size_t(t * rows + r)];
+        EXPECT_LE(std::fabs(got - ref), bound * 1.001 + 1e-6) << "token " << t << " row " << r;
+        err2 += (got - ref) * (got - ref);
+        ref2 += ref * ref;
+      }
+    }
+    return std::sqrt(err2 / ref2);
+  };
+  const double plain = run(false), smoothed = run(true);
+  EXPECT_LT(smoothed, plain) << "plain W8A8 " << plain << " smoothed " << smoothed;
+}
+
 TEST(SmoothQuant, ScalesFollowTheFormula) {
   std::vector<float> w = {0.5f, -2.0f, 0.0f, 1.0f, 0.25f, 0.0f};  // 2 rows x 3 cols
   std::vector<internal::SmoothedLinear> fed = {{&w, 2}};
