@@ -229,6 +229,40 @@ TEST(OacHessian, EqualsTheSumOfExplicitPerSequenceGradients) {
   }
 }
 
+// With every δ_t of the same norm the per-token Hessian is GPTQ's Σ x_t x_tᵀ times ‖δ‖²; per
+// sequence with one token per sequence it is the same; with constant δ over a sequence,
+// G = δ (Σ_t x_t)ᵀ, so H = ‖δ‖² (Σ_t x_t)(Σ_t x_t)ᵀ.
+TEST(OacHessian, ConstantGradientEnergyGivesGptqsHessian) {
+  const int64_t n = 10, cols = 6, rows = 4;
+  const auto x = test::random_normal(size_t(n * cols), 3);
+  auto dir = test::random_normal(size_t(rows), 4);
+  std::vector<float> delta(static_cast<size_t>(n * rows));
+  for (int64_t t = 0; t < n; ++t)  // the same norm 2 for every token, different directions
+    for (int64_t r = 0; r < rows; ++r) delta[size_t(t * rows + r)] = float((t % 2 ? -2.0 : 2.0) * dir[size_t((r + t) % rows)]);
+  double nd = 0;
+  for (int64_t r = 0; r < rows; ++r) nd += double(dir[size_t(r)]) * dir[size_t(r)];
+  HessianAccumulator gptq(cols), token(cols);
+  gptq.Add(x.data(), n);
+  internal::add_output_adaptive(&token, x.data(), delta.data(), n, rows, 1.0f, true);
+  const auto hg = gptq.Hessian(), ht = token.Hessian();
+  for (size_t k = 0; k < hg.size(); ++k) EXPECT_NEAR(ht[k], 4.0 * nd * hg[k], 1e-4 * (1 + std::fabs(ht[k]))) << k;
+  // Per sequence, constant δ: rank one along Σ_t x_t.
+  std::vector<float> same(static_cast<size_t>(n * rows));
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t r = 0; r < rows; ++r) same[size_t(t * rows + r)] = dir[size_t(r)];
+  HessianAccumulator seq(cols);
+  internal::add_output_adaptive(&seq, x.data(), same.data(), n, rows, 1.0f, false);
+  std::vector<double> sx(static_cast<size_t>(cols), 0.0);
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t j = 0; j < cols; ++j) sx[size_t(j)] += x[size_t(t * cols + j)];
+  const auto hs = seq.Hessian();
+  const double c = hs[0] / (sx[0] * sx[0]);  // the accumulator's 2/N factor
+  for (int64_t a = 0; a < cols; ++a)
+    for (int64_t b = 0; b < cols; ++b)
+      EXPECT_NEAR(hs[size_t(a * cols + b)], c * sx[size_t(a)] * sx[size_t(b)], 1e-4 * (1 + std::fabs(hs[size_t(a * cols + b)])));
+  EXPECT_NEAR(c * double(rows), 2.0 * nd, 1e-4 * nd);  // 2/rows per added row, times ‖δ‖²
+}
+
 // Through the whole-checkpoint entry point: oac and spqr+oac write loadable models, the report
 // carries the OAC keys, and the same inputs give the same bytes.
 TEST(QuantizeOac, WritesLoadableDeterministicOutput) {

@@ -273,6 +273,20 @@ using RowMatrixF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::R
 using ConstRowMap = Eigen::Map<const RowMatrixF>;
 }  // namespace
 
+void add_output_adaptive(HessianAccumulator* h, const float* x, const float* delta, int64_t n, int64_t rows,
+                         float delta_scale, bool per_token) {
+  const int64_t cols = h->cols();
+  const ConstRowMap X(x, n, cols), D(delta, n, rows);
+  if (per_token) {
+    RowMatrixF scaled = X;
+    for (int64_t t = 0; t < n; ++t) scaled.row(t) *= delta_scale * D.row(t).norm();
+    h->Add(scaled.data(), n);
+  } else {
+    const RowMatrixF G = (D.transpose() * X) * delta_scale;  // [rows, cols]: this sequence's weight gradient
+    h->Add(G.data(), rows);
+  }
+}
+
 Result<std::map<std::string, std::shared_ptr<HessianAccumulator>>> BlockwiseCalibrator::CollectOutputAdaptiveHessians(
     int layer, const std::vector<LinearInfo>& linears, bool per_token, const WindowProgress& progress) {
   const int layers = int(model_->config().num_layers);
@@ -291,19 +305,9 @@ Result<std::map<std::string, std::shared_ptr<HessianAccumulator>>> BlockwiseCali
         *model_, layer, layer, x.data(), set_.windows[size_t(i)].data(), T,
         [&](const LinearInfo& l, const float* xin, const float* delta, int64_t nt) {
           auto it = out.find(l.module);
-          if (it == out.end()) return;
-          const ConstRowMap X(xin, nt, l.cols), D(delta, nt, l.rows);
           // δ carries the mean loss's 1/(T-1): scale it back (H's scale changes no decision, §6.4,
           // but keeps the fp32 sums far from underflow).
-          const float up = float(T - 1);
-          if (per_token) {
-            RowMatrixF scaled = X;
-            for (int64_t t = 0; t < nt; ++t) scaled.row(t) *= up * D.row(t).norm();
-            it->second->Add(scaled.data(), nt);
-          } else {
-            const RowMatrixF G = (D.transpose() * X) * up;  // [rows, cols]: this sequence's weight gradient
-            it->second->Add(G.data(), l.rows);
-          }
+          if (it != out.end()) add_output_adaptive(it->second.get(), xin, delta, nt, l.rows, float(T - 1), per_token);
         });
     if (!g.ok()) return g.status().WithContext("OAC backward, block " + std::to_string(layer));
     if (progress) progress(i + 1, n);

@@ -40,6 +40,12 @@ bool is_token_id_file(const std::string& path);
 // Which linears share one input (and so one Hessian): q/k/v, gate/up (fc1 alone), o, down (fc2).
 int input_slot(LinearRole role);
 
+// OAC's accumulation for one sequence of one linear (x [n, cols], delta [n, rows], δ multiplied by
+// delta_scale): per sequence G = δᵀx is added as `rows` rows (H += GᵀG), per token the inputs
+// scaled by ‖δ_t‖ (H += Σ ‖δ_t‖² x_t x_tᵀ).
+void add_output_adaptive(HessianAccumulator* h, const float* x, const float* delta, int64_t n, int64_t rows,
+                         float delta_scale, bool per_token);
+
 class BlockwiseCalibrator {
  public:
   // The model is opened in streaming mode; the windows are embedded at once.
