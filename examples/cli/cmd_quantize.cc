@@ -239,6 +239,12 @@ int run_quantize(int argc, char** argv) {
   auto report = quantize_checkpoint(args->positional()[0], args->positional()[1], opt);
   bar.Finish();
   if (!report.ok()) return fail(report.status());
+  int over = 0;  // linears whose dense part alone exceeds --target-bits: they keep no outliers
+  for (const auto& l : report->layers) over += opt.target_bits > 0 && l.bits_per_weight > opt.target_bits;
+  if (over > 0)
+    std::fprintf(stderr, "llmq quantize: warning: %d linears exceed --target-bits %.3g even without outliers "
+                 "(groups, bilevel scales or act-order's g_idx cost more); their real bits are in the report\n",
+                 over, opt.target_bits);
   if (args->has("json")) {
     std::printf("%s\n", report->ToJson().c_str());
     return 0;
