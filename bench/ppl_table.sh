@@ -7,7 +7,7 @@
 # model's context (the issue-3 protocol). Calibration: TinyStories train sample with each method's
 # CLI defaults (128 windows; min(2048, context) tokens, AWQ min(512, context); seed 0); rtn and
 # adpq use no data.
-# Usage: [METHODS="rtn gptq awq awq+gptq adpq spqr"] [SETTINGS="4 128,3 128"] bench/ppl_table.sh <llmq-binary> <shared-dir> [extra quantize args...]
+# Usage: [MODELS=<folder glob>] [METHODS="rtn gptq awq awq+gptq adpq spqr"] [SETTINGS="4 128,3 128"] bench/ppl_table.sh <llmq-binary> <shared-dir> [extra quantize args...]
 set -euo pipefail
 llmq=$1 shared=$2; shift 2
 extra=("$@")
@@ -19,13 +19,13 @@ work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 field() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$1" "$2"; }
 echo "| model | setting | method | bits/weight | perplexity | fp32 | time s | peak RSS MiB |"
 echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
-for model in "$shared"/models/*/; do
+for model in "$shared"/models/${MODELS:-*}/; do
   model=${model%/}; name=$(basename "$model")
   "$llmq" eval ppl "$model" --data "$eval_text" --json > "$work/fp.json" 2>/dev/null
   fp=$(field "$work/fp.json" perplexity)
   for setting in "${settings[@]}"; do
     set -- $setting; bits=$1 group=$2 sym=${3:-sym}
-    label="w$bits $( [ "$group" = 0 ] && echo per-channel || echo g$group )$( [ "$sym" = asym ] && echo " asym" )"
+    label="w$bits $( [ "$group" = 0 ] && echo per-channel || echo g$group )$( [ "$sym" = asym ] && echo " asym" || true )"
     for spec in $methods; do
       IFS='@' read -r -a parts <<< "$spec"; method=${parts[0]}; margs=("${parts[@]:1}")
       calib_args=(); [ "$method" = rtn ] || [ "$method" = adpq ] || calib_args=(--calib "$calib")  # adpq: zero-shot
