@@ -290,12 +290,26 @@ TEST(QuantizeOac, WritesLoadableDeterministicOutput) {
   EXPECT_EQ(j["oac"]["grad"], "sequence");
   EXPECT_TRUE(j["layers"][0].contains("gptq_loss"));
   ASSERT_TRUE(Model::Load(dir.file("a")).ok());
-  // Per-token Hessians and float-model gradients give a different (valid) model.
+  // Per-token Hessians, and float-model gradients, each give a different (valid) model; the first
+  // block is the same with float-model gradients (nothing before it is quantized), the rest not.
   QuantizeOptions t = o;
   t.oac.per_token = true;
-  t.oac.once = true;
   ASSERT_TRUE(quantize_checkpoint(dir.file("in"), dir.file("t"), t).ok());
   EXPECT_NE(test::read_bytes(dir.file("t/model.safetensors")), test::read_bytes(dir.file("a/model.safetensors")));
+  QuantizeOptions once = o;
+  once.oac.once = true;
+  ASSERT_TRUE(quantize_checkpoint(dir.file("in"), dir.file("once"), once).ok());
+  auto ca = Checkpoint::Open(dir.file("a")), co = Checkpoint::Open(dir.file("once"));
+  ASSERT_TRUE(ca.ok() && co.ok());
+  for (const LinearInfo& l : (*ca)->linears()) {
+    auto qa = (*ca)->get_quantized(l.module), qo = (*co)->get_quantized(l.module);
+    ASSERT_TRUE(qa.ok() && qo.ok());
+    if (l.layer == 0) {
+      EXPECT_EQ(qa->codes, qo->codes) << l.module;
+    } else if (l.role == LinearRole::kDown) {
+      EXPECT_NE(qa->codes, qo->codes) << l.module;
+    }
+  }
   // SpQR with the output-adaptive Hessian.
   QuantizeOptions s = o;
   s.method = "spqr+oac";

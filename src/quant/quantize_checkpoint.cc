@@ -596,7 +596,8 @@ Status run_calibrated(const std::string& input_folder, const Checkpoint& ckpt, c
         lr.dead_columns = g->dead_columns;
         lr.outliers = g->outliers;
         if (is_spqr(options.method)) lr.outlier_threshold = gopt.outlier_threshold;
-        LLMQ_RETURN_IF_ERROR(calib->model().SetLinearWeight(l, std::move(deq)));
+        // The next block sees this one quantized, except for OAC's float-model gradients (--oac-once).
+        if (propagate_quantized) LLMQ_RETURN_IF_ERROR(calib->model().SetLinearWeight(l, std::move(deq)));
         for (auto& t : internal::quantized_tensors(l.module, g->q)) tensors.push_back(std::move(t));
         modules[l.module] = internal::module_info_to_json(g->q);
         lr.seconds = seconds_since(tl);
