@@ -23,14 +23,6 @@ std::vector<float> heavy_tailed(int64_t rows, int64_t cols, uint32_t seed) {
   return w;
 }
 
-QuantSpec spec_of(int bits, int group, bool sym = true) {
-  QuantSpec s;
-  s.bits = bits;
-  s.group_size = group;
-  s.symmetric = sym;
-  return s;
-}
-
 std::vector<uint8_t> outlier_mask(const QuantizedTensor& q) {
   std::vector<uint8_t> m(size_t(q.rows * q.cols), 0);
   if (q.outliers.empty()) return m;
@@ -45,8 +37,8 @@ TEST(Adpq, ShareZeroIsRtn) {
   for (bool sym : {true, false}) {
     AdpqOptions o;
     o.outlier_fraction = 0.0;
-    auto a = quantize_adpq(w.data(), 9, 100, spec_of(3, 32, sym), o);
-    auto r = quantize_rtn(w.data(), 9, 100, spec_of(3, 32, sym));
+    auto a = quantize_adpq(w.data(), 9, 100, test::quant_spec(3, 32, sym), o);
+    auto r = quantize_rtn(w.data(), 9, 100, test::quant_spec(3, 32, sym));
     ASSERT_TRUE(a.ok() && r.ok());
     EXPECT_TRUE(a->outliers.empty());
     EXPECT_EQ(a->codes, r->codes);
@@ -58,7 +50,7 @@ TEST(Adpq, ShareZeroIsRtn) {
 TEST(Adpq, TargetShareTakesTheLargestMagnitudesPerScope) {
   const int64_t rows = 13, cols = 70;
   const auto w = heavy_tailed(rows, cols, 3);
-  const QuantSpec spec = spec_of(4, 32);
+  const QuantSpec spec = test::quant_spec(4, 32);
   AdpqOptions o;
   o.outlier_fraction = 0.05;
   // Tensor scope: exactly ceil(5% of n), and every outlier is at least as large as every other weight.
@@ -95,7 +87,7 @@ TEST(Adpq, FixedLambdaIsTheSoftThresholdRule) {
   const auto w = heavy_tailed(5, 64, 5);
   AdpqOptions o;
   o.lambda = 0.002;  // gamma 1: outlier iff |w|^2 > lambda, i.e. |w| > 0.0447
-  auto q = quantize_adpq(w.data(), 5, 64, spec_of(4, 32), o);
+  auto q = quantize_adpq(w.data(), 5, 64, test::quant_spec(4, 32), o);
   ASSERT_TRUE(q.ok());
   const auto m = outlier_mask(*q);
   for (size_t i = 0; i < w.size(); ++i) {
@@ -103,17 +95,17 @@ TEST(Adpq, FixedLambdaIsTheSoftThresholdRule) {
     EXPECT_EQ(m[i] != 0, beta > 0) << i;
   }
   o.gamma = 0.0;  // plain soft threshold: |w| > lambda
-  q = quantize_adpq(w.data(), 5, 64, spec_of(4, 32), o);
+  q = quantize_adpq(w.data(), 5, 64, test::quant_spec(4, 32), o);
   const auto m0 = outlier_mask(*q);
   for (size_t i = 0; i < w.size(); ++i) EXPECT_EQ(m0[i] != 0, std::fabs(w[i]) > o.lambda) << i;
   o.outlier_fraction = 1.5;
-  EXPECT_FALSE(quantize_adpq(w.data(), 5, 64, spec_of(4, 32), o).ok());
+  EXPECT_FALSE(quantize_adpq(w.data(), 5, 64, test::quant_spec(4, 32), o).ok());
 }
 
 TEST(Adpq, OutliersReconstructAndTheRestQuantizesOnANarrowerRange) {
   const int64_t rows = 16, cols = 256;
   const auto w = heavy_tailed(rows, cols, 7);
-  const QuantSpec spec = spec_of(3, 128, false);
+  const QuantSpec spec = test::quant_spec(3, 128, false);
   auto a = quantize_adpq(w.data(), rows, cols, spec);
   auto r = quantize_rtn(w.data(), rows, cols, spec);
   ASSERT_TRUE(a.ok() && r.ok());
@@ -148,7 +140,7 @@ TEST(QuantizeAdpq, RoundTripsAndCountsTheBitsItWrites) {
   test::write_synthetic_model(dir.file("in"), sm);
   QuantizeOptions o;
   o.method = "adpq";
-  o.spec = spec_of(3, 32);
+  o.spec = test::quant_spec(3, 32);
   auto rep = quantize_checkpoint(dir.file("in"), dir.file("out"), o);
   ASSERT_TRUE(rep.ok()) << rep.status().ToString();
   auto in = Checkpoint::Open(dir.file("in"));
@@ -166,9 +158,7 @@ TEST(QuantizeAdpq, RoundTripsAndCountsTheBitsItWrites) {
     EXPECT_EQ(got->outliers.col_idx, expect->outliers.col_idx);
     EXPECT_EQ(got->outliers.values, expect->outliers.values);
     EXPECT_EQ(int64_t(got->outliers.nnz()), int64_t(std::ceil(0.05 * double(l.rows * l.cols))));
-    uint64_t on_disk = 0;
-    for (const std::string& name : (*out)->tensor_names())
-      if (name.rfind(l.module + ".", 0) == 0) on_disk += (*out)->find(name)->nbytes;
+    const uint64_t on_disk = test::module_bytes_on_disk(**out, l.module);
     EXPECT_EQ(on_disk, got->storage_bytes()) << l.module;
     EXPECT_EQ((*out)->find(l.module + ".outlier_col_idx")->dtype, DType::kU16);
     bits += 8.0 * double(on_disk);
@@ -187,7 +177,7 @@ TEST(QuantizeAdpq, BeatsRtnOnARealModel) {
   TempDir dir;
   QuantizeOptions o;
   o.method = "adpq";
-  o.spec = spec_of(3, 128);
+  o.spec = test::quant_spec(3, 128);
   ASSERT_TRUE(quantize_checkpoint(model, dir.file("adpq"), o).ok());
   QuantizeOptions r;
   r.spec = o.spec;

@@ -217,9 +217,7 @@ TEST(Quantize, FormatRoundTripsGroupIndexAndOutliers) {
   EXPECT_EQ(back->outliers.values, q->outliers.values);
   EXPECT_EQ(dequantize(*back), dequantize(*q));
   // Storage accounting equals the bytes of the module's tensors as written.
-  uint64_t stored = 0;
-  for (const std::string& name : (*c)->tensor_names())
-    if (name.rfind(module + ".", 0) == 0) stored += (*c)->find(name)->nbytes;
+  const uint64_t stored = test::module_bytes_on_disk(**c, module);
   EXPECT_EQ(back->storage_bytes(), stored);
   // A corrupt group index in the file is caught on read.
   q->g_idx[5] = 7;

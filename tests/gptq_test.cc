@@ -99,10 +99,7 @@ TEST(Gptq, EqualsDirectObqUpdatesPerChannel) {
   const int64_t rows = 12, cols = 40;
   auto w = test::random_normal(size_t(rows * cols), 7, 0.1f);
   auto h = correlated_hessian(cols, 256, 8);
-  QuantSpec spec;
-  spec.bits = 3;
-  spec.group_size = 0;
-  spec.scale_dtype = ScaleDType::kF32;
+  QuantSpec spec = test::quant_spec(3, 0, true, ScaleDType::kF32);
   GptqOptions opt;
   opt.block_size = 16;  // several lazy batches, one not full
   auto res = gptq_quantize(w.data(), rows, cols, h.data(), spec, opt);
@@ -120,11 +117,7 @@ TEST(Gptq, EqualsDirectObqUpdatesGroupedAsymmetric) {
   const int64_t rows = 10, cols = 48;
   auto w = test::random_normal(size_t(rows * cols), 11, 0.1f);
   auto h = correlated_hessian(cols, 300, 12);
-  QuantSpec spec;
-  spec.bits = 4;
-  spec.group_size = 8;
-  spec.symmetric = false;
-  spec.scale_dtype = ScaleDType::kF32;
+  QuantSpec spec = test::quant_spec(4, 8, false, ScaleDType::kF32);
   GptqOptions opt;
   opt.block_size = 16;  // groups start inside blocks: parameters must see the in-block updates
   auto res = gptq_quantize(w.data(), rows, cols, h.data(), spec, opt);
@@ -138,10 +131,7 @@ TEST(Gptq, ActOrderEqualsObqInDecreasingDiagonalOrderAndKeepsGroupIndex) {
   const int64_t rows = 8, cols = 32;
   auto w = test::random_normal(size_t(rows * cols), 21, 0.1f);
   auto h = correlated_hessian(cols, 256, 22);
-  QuantSpec spec;
-  spec.bits = 4;
-  spec.group_size = 8;
-  spec.scale_dtype = ScaleDType::kF32;
+  QuantSpec spec = test::quant_spec(4, 8, true, ScaleDType::kF32);
   GptqOptions opt;
   opt.act_order = true;
   opt.block_size = 8;
@@ -163,10 +153,7 @@ TEST(Gptq, EqualsDirectObqUpdatesOnAWideLayer) {
   const int64_t rows = 3, cols = 203;
   auto w = test::random_normal(size_t(rows * cols), 17, 0.1f);
   auto h = correlated_hessian(cols, 1024, 18);
-  QuantSpec spec;
-  spec.bits = 4;
-  spec.group_size = 0;
-  spec.scale_dtype = ScaleDType::kF32;
+  QuantSpec spec = test::quant_spec(4, 0, true, ScaleDType::kF32);
   auto res = gptq_quantize(w.data(), rows, cols, h.data(), spec);
   ASSERT_TRUE(res.ok()) << res.status().ToString();
   std::vector<int64_t> order(static_cast<size_t>(cols));
@@ -183,10 +170,7 @@ TEST(Gptq, IdentityHessianEqualsRtn) {
   for (int bits : {2, 3, 4, 8})
     for (int group : {0, 16, 64})
       for (bool sym : {true, false}) {
-        QuantSpec spec;
-        spec.bits = bits;
-        spec.group_size = group;
-        spec.symmetric = sym;
+        QuantSpec spec = test::quant_spec(bits, group, sym);
         auto g = gptq_quantize(w.data(), rows, cols, h.data(), spec);
         auto r = quantize_rtn(w.data(), rows, cols, spec);
         ASSERT_TRUE(g.ok() && r.ok());
@@ -201,9 +185,7 @@ TEST(Gptq, LowersOutputErrorBelowRtn) {
   auto w = test::random_normal(size_t(rows * cols), 41, 0.05f);
   auto h = correlated_hessian(cols, 512, 42);
   for (int bits : {3, 4}) {
-    QuantSpec spec;
-    spec.bits = bits;
-    spec.group_size = 32;
+    QuantSpec spec = test::quant_spec(bits, 32);
     auto g = gptq_quantize(w.data(), rows, cols, h.data(), spec);
     auto r = quantize_rtn(w.data(), rows, cols, spec);
     ASSERT_TRUE(g.ok() && r.ok());
@@ -221,8 +203,7 @@ TEST(Gptq, DeadColumnsAreZeroedAndReported) {
   for (int64_t j : {3, 9}) {  // inputs 3 and 9 never fire
     for (int64_t i = 0; i < cols; ++i) h[size_t(j * cols + i)] = h[size_t(i * cols + j)] = 0.0f;
   }
-  QuantSpec spec;
-  spec.group_size = 0;
+  QuantSpec spec = test::quant_spec(4, 0);
   auto res = gptq_quantize(w.data(), rows, cols, h.data(), spec);
   ASSERT_TRUE(res.ok());
   EXPECT_EQ(res->dead_columns, 2);
@@ -277,8 +258,7 @@ TEST(Gptq, StaticGroupsWithActOrderNeedNoGroupIndex) {
   const int64_t rows = 8, cols = 64;
   auto w = test::random_normal(size_t(rows * cols), 81, 0.1f);
   auto h = correlated_hessian(cols, 256, 82);
-  QuantSpec spec;
-  spec.group_size = 16;
+  QuantSpec spec = test::quant_spec(4, 16);
   GptqOptions opt;
   opt.act_order = true;
   opt.static_groups = true;
@@ -294,10 +274,7 @@ TEST(Gptq, ActOrderResultRoundTripsThroughTheFileFormat) {
   const int64_t rows = 16, cols = 96;
   auto w = test::random_normal(size_t(rows * cols), 91, 0.1f);
   auto h = correlated_hessian(cols, 256, 92);
-  QuantSpec spec;
-  spec.bits = 3;
-  spec.group_size = 32;
-  spec.symmetric = false;
+  QuantSpec spec = test::quant_spec(3, 32, false);
   GptqOptions opt;
   opt.act_order = true;
   auto res = gptq_quantize(w.data(), rows, cols, h.data(), spec, opt);
@@ -323,10 +300,7 @@ TEST(Gptq, SpqrOutliersEqualObqWithTheHessianWeightedRule) {
   auto w = test::random_normal(size_t(rows * cols), 31, 0.1f);
   for (size_t i = 0; i < w.size(); i += 37) w[i] *= 6.0f;  // a few heavy weights
   auto h = correlated_hessian(cols, 256, 32);
-  QuantSpec spec;
-  spec.bits = 3;
-  spec.group_size = 8;
-  spec.scale_dtype = ScaleDType::kF32;
+  QuantSpec spec = test::quant_spec(3, 8, true, ScaleDType::kF32);
   GptqOptions opt;
   opt.block_size = 16;
   opt.outlier_threshold = 0.3;
@@ -374,9 +348,7 @@ TEST(Gptq, SpqrThresholdTradesOutliersForLoss) {
   const int64_t rows = 32, cols = 64;
   auto w = test::random_normal(size_t(rows * cols), 41, 0.1f);
   auto h = correlated_hessian(cols, 256, 42);
-  QuantSpec spec;
-  spec.bits = 3;
-  spec.group_size = 16;
+  QuantSpec spec = test::quant_spec(3, 16);
   GptqOptions opt;
   auto none = gptq_quantize(w.data(), rows, cols, h.data(), spec, opt);
   opt.outlier_threshold = INFINITY;
@@ -404,9 +376,7 @@ TEST(Gptq, BilevelScalesAreTheScalesTheCodesUse) {
   const int64_t rows = 40, cols = 64;  // 40 rows: chunks of 16, 16 and 8
   auto w = test::random_normal(size_t(rows * cols), 51, 0.1f);
   auto h = correlated_hessian(cols, 256, 52);
-  QuantSpec spec;
-  spec.bits = 3;
-  spec.group_size = 16;
+  QuantSpec spec = test::quant_spec(3, 16);
   auto plain = gptq_quantize(w.data(), rows, cols, h.data(), spec, {});
   spec.scale_bits = 3;
   auto bilevel = gptq_quantize(w.data(), rows, cols, h.data(), spec, {});

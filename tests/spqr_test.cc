@@ -18,9 +18,7 @@ namespace {
 using test::TempDir;
 
 QuantSpec bilevel_spec(int bits, int group, int scale_bits, int scale_rows = 16) {
-  QuantSpec s;
-  s.bits = bits;
-  s.group_size = group;
+  QuantSpec s = test::quant_spec(bits, group);
   s.scale_bits = scale_bits;
   s.scale_group_rows = scale_rows;
   return s;
@@ -156,9 +154,7 @@ TEST(QuantizeSpqr, MeetsTheBitBudgetAndCountsTheBytesItWrites) {
     ASSERT_TRUE(q.ok()) << q.status().ToString();
     EXPECT_EQ(int64_t(q->outliers.nnz()), l.outliers);
     EXPECT_EQ(q->spec.scale_bits, 3);
-    uint64_t on_disk = 0;
-    for (const std::string& name : (*out)->tensor_names())
-      if (name.rfind(l.module + ".", 0) == 0) on_disk += (*out)->find(name)->nbytes;
+    const uint64_t on_disk = test::module_bytes_on_disk(**out, l.module);
     EXPECT_EQ(on_disk, q->storage_bytes()) << l.module;
     EXPECT_NEAR(8.0 * double(on_disk) / double(l.rows * l.cols), l.bits_per_weight, 1e-9);
     bits += 8.0 * double(on_disk);

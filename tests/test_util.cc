@@ -180,6 +180,22 @@ void write_synthetic_model(const std::string& folder, const SyntheticModel& m) {
   std::ofstream(folder + "/model.safetensors.index.json") << nlohmann::json{{"weight_map", weight_map}}.dump(2);
 }
 
+QuantSpec quant_spec(int bits, int group_size, bool symmetric, ScaleDType scale_dtype) {
+  QuantSpec s;
+  s.bits = bits;
+  s.group_size = group_size;
+  s.symmetric = symmetric;
+  s.scale_dtype = scale_dtype;
+  return s;
+}
+
+uint64_t module_bytes_on_disk(const Checkpoint& c, const std::string& module) {
+  uint64_t bytes = 0;
+  for (const std::string& name : c.tensor_names())
+    if (name.rfind(module + ".", 0) == 0) bytes += c.find(name)->nbytes;
+  return bytes;
+}
+
 void write_bytes(const std::string& path, const std::string& bytes) {
   std::ofstream(path, std::ios::binary) << bytes;
 }

@@ -49,6 +49,11 @@ std::vector<int32_t> tinystories_eval_ids(const std::string& model_folder, size_
 // Perplexity of the model in `folder` on `ids` (windows of seq_len, the first max_chunks); fails the test on error.
 double perplexity_of(const std::string& folder, const std::vector<int32_t>& ids, int64_t seq_len, int64_t max_chunks);
 
+// A QuantSpec from its main fields (the rest at their defaults).
+QuantSpec quant_spec(int bits, int group_size, bool symmetric = true, ScaleDType scale_dtype = ScaleDType::kF16);
+// Bytes of every tensor of quantized `module` in checkpoint `c`: what its storage_bytes() must equal.
+uint64_t module_bytes_on_disk(const Checkpoint& c, const std::string& module);
+
 // Writes raw bytes to a file (for corrupt-input tests).
 void write_bytes(const std::string& path, const std::string& bytes);
 std::string read_bytes(const std::string& path);

@@ -272,13 +272,12 @@ void block_backward(const Model::Impl& im, const Block& bl, const float* x, cons
     for (int64_t i = 0; i < n * d; ++i) dx[i] += da[size_t(i)];
 }
 
+// The backward pass needs every linear of the block as float weights (not packed codes).
 bool all_float(const Block& b, ModelFamily family) {
-  const Linear* ls[] = {&b.q, &b.k, &b.v, &b.o, &b.gate, &b.up, &b.down, &b.fc1, &b.fc2};
-  for (const Linear* l : ls) {
-    const bool used = family == ModelFamily::kLlama ? (l != &b.fc1 && l != &b.fc2) : (l != &b.gate && l != &b.up && l != &b.down);
-    if (used && (l->packed || l->w.empty())) return false;
-  }
-  return true;
+  std::vector<const Linear*> used = {&b.q, &b.k, &b.v, &b.o};
+  if (family == ModelFamily::kLlama) used.insert(used.end(), {&b.gate, &b.up, &b.down});
+  else used.insert(used.end(), {&b.fc1, &b.fc2});
+  return std::all_of(used.begin(), used.end(), [](const Linear* l) { return !l->packed && !l->w.empty(); });
 }
 
 }  // namespace

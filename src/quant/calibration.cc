@@ -297,7 +297,7 @@ Result<std::map<std::string, std::shared_ptr<HessianAccumulator>>> BlockwiseCali
     out[l.module] = std::make_shared<HessianAccumulator>(l.cols);
   }
   const int64_t T = set_.seq_len;
-  std::vector<float> x(size_t(T * hidden_)), rows;
+  std::vector<float> x(size_t(T * hidden_));
   const int64_t n = num_windows();
   for (int64_t i = 0; i < n; ++i) {
     Load(i, x.data());

@@ -41,9 +41,9 @@ int64_t first_non_finite(const TensorView& v) {
 namespace {
 
 bool is_awq(const std::string& method) { return method == "awq" || method == "awq+gptq"; }
-// Methods whose final quantizer is the GPTQ engine.
 bool is_oac(const std::string& method) { return method == "oac" || method == "spqr+oac"; }
 bool is_spqr(const std::string& method) { return method == "spqr" || method == "spqr+oac"; }
+// Methods whose final quantizer is the GPTQ engine.
 bool uses_gptq(const std::string& method) {
   return method == "gptq" || method == "awq+gptq" || is_spqr(method) || is_oac(method);
 }
