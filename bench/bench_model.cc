@@ -14,10 +14,6 @@
 #include <filesystem>
 #include <map>
 
-#ifndef LLMQ_SHARED_DIR
-#define LLMQ_SHARED_DIR "../shared"
-#endif
-
 namespace {
 
 namespace fs = std::filesystem;
@@ -40,16 +36,9 @@ double matmul_only_seconds(const llmq::ModelConfig& c, const std::vector<llmq::L
   return t;
 }
 
-std::string model_dir(int index) {
-  std::vector<std::string> dirs;
-  for (const auto& e : fs::directory_iterator(fs::path(LLMQ_SHARED_DIR) / "models")) dirs.push_back(e.path().string());
-  std::sort(dirs.begin(), dirs.end());
-  return index < int(dirs.size()) ? dirs[size_t(index)] : "";
-}
-
 // args: model index (sorted folders of ../shared/models), quantized (0/1), seq
 void BM_PromptProcessing(benchmark::State& state) {
-  const std::string folder = model_dir(int(state.range(0)));
+  const std::string folder = llmq::bench::shared_model_dir(int(state.range(0)));
   if (folder.empty()) {
     state.SkipWithError("no such model under " LLMQ_SHARED_DIR "/models");
     return;

@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
+#include <string>
 #include <random>
 #include <vector>
 
@@ -33,6 +35,19 @@ double best_seconds(int reps, F&& f) {
     best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
   return best;
+}
+
+#ifndef LLMQ_SHARED_DIR
+#define LLMQ_SHARED_DIR "../shared"
+#endif
+
+// The index-th folder (sorted by name) of ../shared/models, or "" when there are fewer.
+inline std::string shared_model_dir(int index) {
+  std::vector<std::string> dirs;
+  for (const auto& e : std::filesystem::directory_iterator(std::filesystem::path(LLMQ_SHARED_DIR) / "models"))
+    dirs.push_back(e.path().string());
+  std::sort(dirs.begin(), dirs.end());
+  return index < int(dirs.size()) ? dirs[size_t(index)] : "";
 }
 
 }  // namespace llmq::bench

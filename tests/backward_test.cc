@@ -27,14 +27,23 @@ struct Fixture {
   std::vector<float> x0;  // embeddings of tokens: the input of block 0
 };
 
-void load(Fixture* f, const std::string& arch, int64_t n) {
+// Test variants by name: the four architectures, plus the layouts whose backward differs —
+// OPT-350m's post-norm blocks with project_in / project_out, and Mistral with a sliding window
+// shorter than the window of tokens.
+void load(Fixture* f, const std::string& variant, int64_t n) {
   test::SyntheticModel sm;
-  sm.architecture = arch;
+  const bool opt = variant.rfind("OPT", 0) == 0;
+  sm.architecture = opt ? "OPTForCausalLM" : variant == "MistralSlidingWindow" ? "MistralForCausalLM" : variant;
+  if (variant == "OPTPostNormProjected") {
+    sm.opt_post_norm = true;
+    sm.opt_embed_proj_dim = 24;
+  }
+  if (variant == "MistralSlidingWindow") sm.sliding_window = 4;
   sm.hidden = 32;
   sm.intermediate = 40;
   sm.layers = 2;
   sm.heads = 4;
-  sm.kv_heads = arch == "OPTForCausalLM" ? 4 : 2;
+  sm.kv_heads = opt ? 4 : 2;
   sm.vocab = 48;
   sm.dtype = DType::kF32;
   test::write_synthetic_model(f->dir.file("m"), sm);
@@ -95,7 +104,7 @@ TEST_P(BackwardTest, LinearGradientsMatchFiniteDifferences) {
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   const auto& linears = f.model->checkpoint().linears();
   EXPECT_EQ(grad.size(), linears.size());
-  const double step = GetParam() == "OPTForCausalLM" ? 1e-3 : 1e-2;
+  const double step = GetParam().rfind("OPT", 0) == 0 ? 1e-3 : 1e-2;
   uint32_t seed = 100;
   for (const LinearInfo& l : linears) {
     ASSERT_TRUE(grad.count(l.module)) << l.module << " got no gradient";
@@ -135,8 +144,48 @@ TEST_P(BackwardTest, LinearGradientsMatchFiniteDifferences) {
 
 INSTANTIATE_TEST_SUITE_P(Architectures, BackwardTest,
                          ::testing::Values("LlamaForCausalLM", "Qwen2ForCausalLM", "MistralForCausalLM",
-                                           "OPTForCausalLM"),
+                                           "OPTForCausalLM", "OPTPostNormProjected", "MistralSlidingWindow"),
                          [](const auto& info) { return info.param; });
+
+// Keeping every block's intermediates, keeping none (each recomputed from its input) and
+// reusing one workspace across windows of different lengths and first blocks give the same
+// loss, input gradient and (x, δ) pairs.
+TEST(Backward, KeptTapesRecomputationAndWorkspaceReuseAgree) {
+  Fixture f;
+  const int64_t n = 11;
+  load(&f, "LlamaForCausalLM", n);
+  using Pairs = std::map<std::string, std::vector<float>>;
+  auto run = [&](int64_t len, internal::BackwardWorkspace* ws, int64_t budget, Pairs* pairs) {
+    auto r = internal::backward_window(
+        *f.model, 0, 1, f.x0.data(), f.tokens.data(), len,
+        [&](const LinearInfo& l, const float* x, const float* d, int64_t nt) {
+          auto& v = (*pairs)[l.module];
+          v.assign(x, x + nt * l.cols);
+          v.insert(v.end(), d, d + nt * l.rows);
+        },
+        ws, budget);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return r.ok() ? *r : internal::WindowGradient();
+  };
+  Pairs kept, recomputed, reused;
+  const auto a = run(n, nullptr, internal::kDefaultTapeBudgetBytes, &kept);
+  const auto b = run(n, nullptr, 0, &recomputed);
+  internal::BackwardWorkspace ws;
+  Pairs shorter;
+  run(n - 4, &ws, internal::kDefaultTapeBudgetBytes, &shorter);  // leaves smaller buffers behind
+  const auto c = run(n, &ws, internal::kDefaultTapeBudgetBytes, &reused);
+  ASSERT_EQ(kept.size(), f.model->checkpoint().linears().size());
+  for (const auto* other : {&b, &c}) {
+    EXPECT_EQ(other->loss, a.loss);
+    ASSERT_EQ(other->dx.size(), a.dx.size());
+    for (size_t i = 0; i < a.dx.size(); ++i) ASSERT_NEAR(other->dx[i], a.dx[i], 1e-6f * (1 + std::fabs(a.dx[i]))) << i;
+  }
+  for (const auto* other : {&recomputed, &reused})
+    for (const auto& [module, v] : kept) {
+      ASSERT_EQ(other->at(module).size(), v.size()) << module;
+      for (size_t i = 0; i < v.size(); ++i) ASSERT_NEAR(other->at(module)[i], v[i], 1e-6f * (1 + std::fabs(v[i]))) << module;
+    }
+}
 
 TEST(Backward, RefusesQuantizedBlocksAndBadInput) {
   Fixture f;

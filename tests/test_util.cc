@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -103,6 +104,7 @@ void write_synthetic_model(const std::string& folder, const SyntheticModel& m) {
   nlohmann::json cfg;
   cfg["architectures"] = {m.architecture};
   const bool opt = m.architecture == "OPTForCausalLM";
+  const int edim = opt && m.opt_embed_proj_dim > 0 ? m.opt_embed_proj_dim : m.hidden;
   cfg["hidden_size"] = m.hidden;
   cfg["num_hidden_layers"] = m.layers;
   cfg["num_attention_heads"] = m.heads;
@@ -113,14 +115,15 @@ void write_synthetic_model(const std::string& folder, const SyntheticModel& m) {
   if (opt) {
     cfg["model_type"] = "opt";
     cfg["ffn_dim"] = m.intermediate;
-    cfg["do_layer_norm_before"] = true;
-    cfg["word_embed_proj_dim"] = m.hidden;
+    cfg["do_layer_norm_before"] = !m.opt_post_norm;
+    cfg["word_embed_proj_dim"] = edim;
     cfg["activation_function"] = "relu";
   } else {
     cfg["intermediate_size"] = m.intermediate;
     cfg["num_key_value_heads"] = m.kv_heads;
     cfg["rms_norm_eps"] = 1e-5;
     cfg["rope_theta"] = 10000.0;
+    if (m.sliding_window > 0) cfg["sliding_window"] = m.sliding_window;
   }
   std::ofstream(folder + "/config.json") << cfg.dump(2);
 
@@ -132,8 +135,14 @@ void write_synthetic_model(const std::string& folder, const SyntheticModel& m) {
   std::vector<TensorToWrite> ts;
   uint32_t seed = m.seed;
   const std::string base = default_base_prefix(parsed->family);
-  ts.push_back(make(base + "embed_tokens.weight", {m.vocab, m.hidden}, m.dtype, seed++, 0, 0.05f));
+  ts.push_back(make(base + "embed_tokens.weight", {m.vocab, edim}, m.dtype, seed++, 0, 0.05f));
   if (opt) ts.push_back(make(base + "embed_positions.weight", {64 + 2, m.hidden}, m.dtype, seed++, 0, 0.05f));
+  if (edim != m.hidden) {
+    // Scaled so the projected activations keep the embeddings' N(0, 0.05) size.
+    const float sd_in = 1.0f / std::sqrt(float(edim)), sd_out = 1.0f / std::sqrt(float(m.hidden));
+    ts.push_back(make(base + "project_in.weight", {m.hidden, edim}, m.dtype, seed++, 0, sd_in));
+    ts.push_back(make(base + "project_out.weight", {edim, m.hidden}, m.dtype, seed++, 0, sd_out));
+  }
   for (int l = 0; l < m.layers; ++l) {
     const std::string p = base + "layers." + std::to_string(l) + ".";
     if (opt) {
@@ -152,12 +161,14 @@ void write_synthetic_model(const std::string& folder, const SyntheticModel& m) {
     }
   }
   if (opt) {
-    ts.push_back(make(base + "final_layer_norm.weight", {m.hidden}, m.dtype, seed++, 1.0f, 0.02f));
-    ts.push_back(make(base + "final_layer_norm.bias", {m.hidden}, m.dtype, seed++, 0.0f, 0.02f));
+    if (!m.opt_post_norm) {  // HF builds the final norm only for pre-norm OPT
+      ts.push_back(make(base + "final_layer_norm.weight", {m.hidden}, m.dtype, seed++, 1.0f, 0.02f));
+      ts.push_back(make(base + "final_layer_norm.bias", {m.hidden}, m.dtype, seed++, 0.0f, 0.02f));
+    }
   } else {
     ts.push_back(make(base + "norm.weight", {m.hidden}, m.dtype, seed++, 1.0f, 0.02f));
   }
-  if (!m.tie_embeddings) ts.push_back(make("lm_head.weight", {m.vocab, m.hidden}, m.dtype, seed++, 0, 0.05f));
+  if (!m.tie_embeddings) ts.push_back(make("lm_head.weight", {m.vocab, edim}, m.dtype, seed++, 0, 0.05f));
 
   if (m.shards <= 1) {
     Status st = write_safetensors(folder + "/model.safetensors", ts, {{"format", "pt"}});

@@ -35,6 +35,9 @@ struct SyntheticModel {
   std::string architecture = "LlamaForCausalLM";  // or "OPTForCausalLM", "Qwen2ForCausalLM", "MistralForCausalLM"
   int hidden = 64, intermediate = 96, layers = 2, heads = 4, kv_heads = 2, vocab = 128;
   bool tie_embeddings = false;
+  int sliding_window = 0;         // Llama family: > 0 writes "sliding_window" (Mistral style)
+  bool opt_post_norm = false;     // OPT: do_layer_norm_before = false (OPT-350m), no final norm
+  int opt_embed_proj_dim = 0;     // OPT: word_embed_proj_dim; != hidden adds project_in / project_out
   DType dtype = DType::kF16;
   int shards = 1;  // > 1 writes model-0000k-of-0000n.safetensors + index
   uint32_t seed = 1;

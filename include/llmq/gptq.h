@@ -26,6 +26,10 @@ class HessianAccumulator {
   explicit HessianAccumulator(int64_t cols);
   // x is [n, cols] row-major.
   void Add(const float* x, int64_t n);
+  // Adds x^T S x for a symmetric positive semi-definite S ([n, n] row-major) that weights the n
+  // rows and their cross terms (Add is S = I); counts n rows. OAC's per-sequence Hessian uses it
+  // with S = Δ Δ^T (the gradients' inner products) when that is cheaper than forming Δ^T x.
+  void AddWeighted(const float* x, int64_t n, const float* s);
   int64_t cols() const { return cols_; }
   int64_t rows_seen() const { return rows_; }
   // [cols, cols] row-major (symmetric). All zeros when nothing was added.

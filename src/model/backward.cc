@@ -107,6 +107,13 @@ struct BlockTape {
   std::vector<float> outpre;      // h + mlp output (the post-norm N2 input)
 };
 
+// Bytes of one block's tape for a window of n tokens (the vectors of BlockTape).
+int64_t tape_bytes(const ModelConfig& cfg, int64_t n) {
+  const int64_t qd = cfg.num_heads * cfg.head_dim, kvd = cfg.num_kv_heads * cfg.head_dim;
+  const int64_t per_token = 5 * cfg.hidden_size + 2 * qd + 2 * kvd + 3 * cfg.intermediate_size;
+  return int64_t(sizeof(float)) * (n * per_token + cfg.num_heads * n * n);
+}
+
 bool pre_norm(const ModelConfig& cfg) { return cfg.family == ModelFamily::kLlama || cfg.do_layer_norm_before; }
 
 // Block forward from x [n, d]; writes the output to `out` and, when tape is given, keeps the intermediates.
@@ -282,8 +289,20 @@ bool all_float(const Block& b, ModelFamily family) {
 
 }  // namespace
 
+// A block of the shared models at 512 tokens keeps under 10 MiB of tape; Llama-7B at 2048 tokens
+// about 1.1 GiB, so the default budget keeps its last block only.
+struct BackwardWorkspace::Buffers {
+  std::vector<std::vector<float>> inputs;  // [block - first]: the block's input
+  std::vector<BlockTape> tapes;            // [i]: block layers - kept + i
+  BlockTape recomputed;
+  RowMatrix logits;
+};
+BackwardWorkspace::BackwardWorkspace() : buffers(new Buffers) {}
+BackwardWorkspace::~BackwardWorkspace() = default;
+
 Result<WindowGradient> backward_window(const Model& model, int first, int last_hooked, const float* x,
-                                       const int32_t* tokens, int64_t n, const LinearGradientHook& hook) {
+                                       const int32_t* tokens, int64_t n, const LinearGradientHook& hook,
+                                       BackwardWorkspace* workspace, int64_t tape_budget_bytes) {
   const Model::Impl& im = model.impl();
   const ModelConfig& cfg = im.cfg;
   const int layers = int(cfg.num_layers);
@@ -298,20 +317,30 @@ Result<WindowGradient> backward_window(const Model& model, int first, int last_h
     if (tokens[t] < 0 || tokens[t] >= cfg.vocab_size)
       return Status::InvalidArgument("backward: token id " + std::to_string(tokens[t]) + " is outside the vocabulary");
   const int64_t d = cfg.hidden_size, V = cfg.vocab_size;
-  // Forward, keeping each block's input.
-  std::vector<std::vector<float>> inputs(static_cast<size_t>(layers - first));
+  BackwardWorkspace local;
+  BackwardWorkspace::Buffers& ws = workspace ? *workspace->buffers : *local.buffers;
+  // Forward, keeping each block's input, and the whole tape of the last blocks that fit in the
+  // budget (those need no recomputation below).
+  std::vector<std::vector<float>>& inputs = ws.inputs;
+  inputs.resize(static_cast<size_t>(layers - first));
   inputs[0].assign(x, x + n * d);
   std::vector<float> top(static_cast<size_t>(n * d));
+  const int64_t kept = std::min<int64_t>(layers - first, std::max<int64_t>(0, tape_budget_bytes) / tape_bytes(cfg, n));
+  std::vector<BlockTape>& tapes = ws.tapes;
+  tapes.resize(static_cast<size_t>(kept));
   for (int l = first; l < layers; ++l) {
     float* out = l + 1 < layers ? (inputs[size_t(l + 1 - first)].resize(size_t(n * d)), inputs[size_t(l + 1 - first)].data())
                                 : top.data();
-    block_forward(im, im.blocks[size_t(l)], inputs[size_t(l - first)].data(), n, out, nullptr);
+    const int64_t slot = l - (layers - kept);
+    block_forward(im, im.blocks[size_t(l)], inputs[size_t(l - first)].data(), n, out,
+                  slot >= 0 ? &tapes[size_t(slot)] : nullptr);
   }
   // Head (the runtime's): logits; then the loss and ∂L/∂logits in place.
   const int64_t edim = im.has_projections ? cfg.word_embed_proj_dim : d;
   const std::vector<float>& Wv = im.lm_head.empty() ? im.embed : im.lm_head;
   ConstMap Wm(Wv.data(), V, edim);
-  RowMatrix L(n, V);
+  RowMatrix& L = ws.logits;
+  L.resize(n, V);
   model.Head(top.data(), n, L.data());
   WindowGradient r;
   const double inv = 1.0 / double(n - 1);
@@ -346,14 +375,16 @@ Result<WindowGradient> backward_window(const Model& model, int first, int last_h
     if (im.has_final_norm) norm_backward(im, im.final_norm, top.data(), dhn.data(), n, dtop.data());
     else dtop = dhn;
   }
-  // Blocks, top down: recompute each block's intermediates from its input, then differentiate.
+  // Blocks, top down: differentiate each from its kept tape, or recompute the tape from its input.
   std::vector<float> dcur = std::move(dtop), dnext(static_cast<size_t>(n * d));
-  BlockTape tape;
+  BlockTape& recomputed = ws.recomputed;
   std::vector<float> scratch(static_cast<size_t>(n * d));
   for (int l = layers - 1; l >= first; --l) {
     const Block& bl = im.blocks[size_t(l)];
     const float* xin = inputs[size_t(l - first)].data();
-    block_forward(im, bl, xin, n, scratch.data(), &tape);
+    const int64_t slot = l - (layers - kept);
+    if (slot < 0) block_forward(im, bl, xin, n, scratch.data(), &recomputed);
+    BlockTape& tape = slot >= 0 ? tapes[size_t(slot)] : recomputed;
     block_backward(im, bl, xin, tape, dcur.data(), n, dnext.data(), l <= last_hooked ? hook : LinearGradientHook());
     std::swap(dcur, dnext);
   }

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <vector>
 
 #include "llmq/model.h"
@@ -27,11 +28,27 @@ struct WindowGradient {
 // run in float and must be loaded with float linears. Backward reaches every linear of blocks
 // first..last_hooked and calls `hook` for each (null: no calls, loss and dx only).
 //
-// Memory: the input of each block from `first` on ([n, hidden] each), then one block's
-// intermediates at a time (recomputed from its input): q/k/v, the attention probabilities
-// (heads x n x n), the MLP activations; plus [n, vocab] logits.
+// Memory: the input of each block from `first` on ([n, hidden] each); the intermediates of the
+// last blocks (q/k/v, the attention probabilities heads x n x n, the MLP activations) up to
+// `tape_budget_bytes`, kept from the forward (those blocks cost one forward and one backward,
+// the others a second forward); one more block's intermediates for the blocks below them,
+// recomputed from their inputs; plus [n, vocab] logits.
+//
+// `workspace` (optional) keeps those buffers between calls: pass the same one for every window
+// of a run, so that they are not allocated and page-faulted again each time. `tape_budget_bytes`
+// bounds the kept intermediates (0: recompute every block's).
+class BackwardWorkspace {
+ public:
+  BackwardWorkspace();
+  ~BackwardWorkspace();
+  struct Buffers;
+  std::unique_ptr<Buffers> buffers;
+};
+inline constexpr int64_t kDefaultTapeBudgetBytes = int64_t(2) << 30;
 Result<WindowGradient> backward_window(const Model& model, int first, int last_hooked, const float* x,
-                                       const int32_t* tokens, int64_t n, const LinearGradientHook& hook);
+                                       const int32_t* tokens, int64_t n, const LinearGradientHook& hook,
+                                       BackwardWorkspace* workspace = nullptr,
+                                       int64_t tape_budget_bytes = kDefaultTapeBudgetBytes);
 
 }  // namespace llmq::internal
 

@@ -75,6 +75,17 @@ void HessianAccumulator::Add(const float* x, int64_t n) {
   if (pending_ >= kFlushRows) Flush();
 }
 
+void HessianAccumulator::AddWeighted(const float* x, int64_t n, const float* s) {
+  if (n <= 0) return;
+  Eigen::Map<const RowMatF> X(x, n, cols_), S(s, n, n);
+  const RowMatF SX = S * X;
+  Eigen::Map<MatF> P(partial_.data(), cols_, cols_);
+  P.noalias() += X.transpose() * SX;  // symmetric up to rounding; Hessian() symmetrizes
+  rows_ += n;
+  pending_ += n;
+  if (pending_ >= kFlushRows) Flush();
+}
+
 void HessianAccumulator::Flush() const {
   if (pending_ == 0) return;
   const int64_t total = cols_ * cols_;
