@@ -312,8 +312,28 @@ TEST(OacHessian, ConstantGradientEnergyGivesGptqsHessian) {
   EXPECT_NEAR(c * double(rows), 2.0 * nd, 1e-4 * nd);  // 2/rows per added row, times ‖δ‖²
 }
 
+// The quantized model in `folder` run through the kernels gives the logits of the same model
+// with every linear replaced by its dequantized float weights (dense part plus outliers).
+void expect_kernels_match_dequantized(const std::string& folder, int64_t vocab) {
+  auto kernels = Model::Load(folder), reference = Model::Load(folder);
+  ASSERT_TRUE(kernels.ok() && reference.ok());
+  for (const LinearInfo& l : (*reference)->checkpoint().linears()) {
+    auto w = (*reference)->checkpoint().linear_weight(l);
+    ASSERT_TRUE(w.ok()) << w.status().ToString();
+    ASSERT_TRUE((*reference)->SetLinearWeight(l, std::move(*w)).ok());
+  }
+  const auto ids = test::random_windows(1, 16, int(vocab), 9)[0];
+  KVCache ck = (*kernels)->NewCache(16), cr = (*reference)->NewCache(16);
+  auto lk = (*kernels)->Forward(ids.data(), 16, &ck), lr = (*reference)->Forward(ids.data(), 16, &cr);
+  ASSERT_TRUE(lk.ok() && lr.ok());
+  float scale = 0;
+  for (float v : *lr) scale = std::max(scale, std::fabs(v));
+  for (size_t i = 0; i < lr->size(); ++i) ASSERT_NEAR((*lk)[i], (*lr)[i], 1e-4f * scale) << folder << " logit " << i;
+}
+
 // Through the whole-checkpoint entry point: oac and spqr+oac write loadable models, the report
-// carries the OAC keys, and the same inputs give the same bytes.
+// carries the OAC keys, the same inputs give the same bytes, and the kernels run the written model
+// as its dequantized weights.
 TEST(QuantizeOac, WritesLoadableDeterministicOutput) {
   TempDir dir;
   test::SyntheticModel sm;
@@ -338,7 +358,7 @@ TEST(QuantizeOac, WritesLoadableDeterministicOutput) {
   auto j = nlohmann::json::parse(test::read_bytes(dir.file("a/llmq_report.json")));
   EXPECT_EQ(j["oac"]["grad"], "sequence");
   EXPECT_TRUE(j["layers"][0].contains("gptq_loss"));
-  ASSERT_TRUE(Model::Load(dir.file("a")).ok());
+  expect_kernels_match_dequantized(dir.file("a"), sm.vocab);
   // Per-token Hessians, and float-model gradients, each give a different (valid) model; the first
   // block is the same with float-model gradients (nothing before it is quantized), the rest not.
   QuantizeOptions t = o;
@@ -369,8 +389,10 @@ TEST(QuantizeOac, WritesLoadableDeterministicOutput) {
   s.gptq.outlier_threshold = 0.2;
   auto rs = quantize_checkpoint(dir.file("in"), dir.file("s"), s);
   ASSERT_TRUE(rs.ok()) << rs.status().ToString();
-  auto m = Model::Load(dir.file("s"));
-  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  int64_t outliers = 0;
+  for (const LayerReport& l : rs->layers) outliers += l.outliers;
+  EXPECT_GT(outliers, 0);
+  expect_kernels_match_dequantized(dir.file("s"), sm.vocab);
 }
 
 }  // namespace
