@@ -66,7 +66,10 @@ void BM_OacBackward(benchmark::State& state) {
   llmq::internal::BackwardWorkspace workspace;  // reused across windows, as the OAC driver does
   for (auto _ : state) {
     const auto t0 = std::chrono::steady_clock::now();
-    if (!m.Embed(ids.data(), n, 0, x.data()).ok()) state.SkipWithError("embedding failed");
+    if (!m.Embed(ids.data(), n, 0, x.data()).ok()) {
+      state.SkipWithError("embedding failed");
+      break;
+    }
     auto g = llmq::internal::backward_window(m, 0, -1, x.data(), ids.data(), n, nullptr, &workspace);
     total += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (!g.ok()) {

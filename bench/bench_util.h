@@ -8,8 +8,8 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
-#include <string>
 #include <random>
+#include <string>
 #include <vector>
 
 namespace llmq::bench {

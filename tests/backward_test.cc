@@ -155,9 +155,9 @@ TEST(Backward, KeptTapesRecomputationAndWorkspaceReuseAgree) {
   const int64_t n = 11;
   load(&f, "LlamaForCausalLM", n);
   using Pairs = std::map<std::string, std::vector<float>>;
-  auto run = [&](int64_t len, internal::BackwardWorkspace* ws, int64_t budget, Pairs* pairs) {
+  auto run = [&](int64_t len, internal::BackwardWorkspace* ws, int64_t budget, Pairs* pairs, int first = 0) {
     auto r = internal::backward_window(
-        *f.model, 0, 1, f.x0.data(), f.tokens.data(), len,
+        *f.model, first, 1, f.x0.data(), f.tokens.data(), len,
         [&](const LinearInfo& l, const float* x, const float* d, int64_t nt) {
           auto& v = (*pairs)[l.module];
           v.assign(x, x + nt * l.cols);
@@ -172,7 +172,8 @@ TEST(Backward, KeptTapesRecomputationAndWorkspaceReuseAgree) {
   const auto b = run(n, nullptr, 0, &recomputed);
   internal::BackwardWorkspace ws;
   Pairs shorter;
-  run(n - 4, &ws, internal::kDefaultTapeBudgetBytes, &shorter);  // leaves smaller buffers behind
+  run(n - 4, &ws, internal::kDefaultTapeBudgetBytes, &shorter);     // leaves smaller buffers behind
+  run(n, &ws, internal::kDefaultTapeBudgetBytes, &shorter, 1);       // and one block fewer
   const auto c = run(n, &ws, internal::kDefaultTapeBudgetBytes, &reused);
   ASSERT_EQ(kept.size(), f.model->checkpoint().linears().size());
   for (const auto* other : {&b, &c}) {

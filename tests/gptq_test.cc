@@ -409,6 +409,32 @@ TEST(HessianAccumulator, EqualsTwoOverNXtXInDoublePrecision) {
     }
 }
 
+// AddWeighted(x, S) adds xᵀ S x (counting n rows), mixed freely with Add.
+TEST(HessianAccumulator, AddWeightedIsXtSX) {
+  const int64_t cols = 10, n = 7;
+  const auto x = test::random_normal(size_t(n * cols), 103);
+  const auto d = test::random_normal(size_t(n * 5), 104);  // S = D Dᵀ, positive semi-definite
+  std::vector<float> s(size_t(n * n), 0.0f);
+  for (int64_t a = 0; a < n; ++a)
+    for (int64_t b = 0; b < n; ++b)
+      for (int64_t k = 0; k < 5; ++k) s[size_t(a * n + b)] += d[size_t(a * 5 + k)] * d[size_t(b * 5 + k)];
+  HessianAccumulator acc(cols);
+  acc.Add(x.data(), n);
+  acc.AddWeighted(x.data(), n, s.data());
+  EXPECT_EQ(acc.rows_seen(), 2 * n);
+  const auto h = acc.Hessian();
+  for (int64_t i = 0; i < cols; ++i)
+    for (int64_t j = 0; j < cols; ++j) {
+      double e = 0;
+      for (int64_t a = 0; a < n; ++a) {
+        e += double(x[size_t(a * cols + i)]) * x[size_t(a * cols + j)];
+        for (int64_t b = 0; b < n; ++b)
+          e += double(x[size_t(a * cols + i)]) * s[size_t(a * n + b)] * x[size_t(b * cols + j)];
+      }
+      EXPECT_NEAR(h[size_t(i * cols + j)], 2.0 * e / double(2 * n), 1e-4 * (1 + std::fabs(e))) << i << "," << j;
+    }
+}
+
 TEST(OutputRelativeError, MatchesTheErrorOnTheInputs) {
   const int64_t rows = 20, cols = 32, n = 400;
   std::vector<float> x;

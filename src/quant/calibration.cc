@@ -285,7 +285,8 @@ void add_output_adaptive(HessianAccumulator* h, const float* x, const float* del
   }
   // Per sequence, H += GᵀG with G = Dᵀ X. Forming G costs rows·n·cols and its Gram rows·cols²;
   // through the n×n matrix S = D Dᵀ (H += Xᵀ S X, §6.2) it is n²·(rows + cols) + n·cols², less
-  // when the window is shorter than the layer (Llama-7B with 2048 tokens: about 1.5–2x less).
+  // when the window is shorter than the layer (2048 tokens: 1.4x faster on a 4096x4096 layer, 2.7x
+  // on 11008x4096; bench_oac).
   const double direct = double(rows) * double(cols) * double(n + cols);
   const double via_tokens = double(n) * double(n) * double(rows + cols) + double(n) * double(cols) * double(cols);
   if (via_tokens < direct) {
