@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -14,11 +15,31 @@
 namespace llmq::test {
 namespace fs = std::filesystem;
 
+std::string shared_dir() {
+  const char* env = std::getenv("LLMQ_SHARED");
+  return env && *env ? std::string(env) : std::string(LLMQ_SHARED_DIR);
+}
+
+bool require_external_inputs() {
+  const char* env = std::getenv("LLMQ_REQUIRE_SHARED");
+  return env && std::string(env) == "1";
+}
+
+std::string missing_shared(const std::string& relative) {
+  const fs::path p = fs::absolute(fs::path(shared_dir()) / relative).lexically_normal();
+  if (fs::exists(p)) return "";
+  return "needs the shared file " + p.string() + " (../shared beside the repository or LLMQ_SHARED=<dir>; see DATA.md there)";
+}
+
 std::string shared_path(const std::string& relative) {
-  const fs::path p = fs::absolute(fs::path(LLMQ_SHARED_DIR) / relative);
-  if (!fs::exists(p))
-    ADD_FAILURE() << "required shared file is missing: " << p.string()
-                  << " (the tests need ../shared beside the repository; see ../shared/DATA.md)";
+  const std::string missing = missing_shared(relative);
+  if (!missing.empty()) ADD_FAILURE() << missing;
+  return fs::absolute(fs::path(shared_dir()) / relative).lexically_normal().string();
+}
+
+std::string embedded_path(const std::string& relative) {
+  const fs::path p = fs::path(LLMQ_SOURCE_DIR) / "examples" / "data" / relative;
+  if (!fs::exists(p)) ADD_FAILURE() << "embedded data file is missing from the repository: " << p.string();
   return p.lexically_normal().string();
 }
 

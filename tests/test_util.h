@@ -11,8 +11,30 @@
 
 namespace llmq::test {
 
-// Absolute path of a file under ../shared; fails the current test (naming the file) if missing.
+// The larger models and texts: LLMQ_SHARED=<dir> if set, else ../shared beside the repository.
+std::string shared_dir();
+// Absolute path of a file under shared_dir(); fails the current test (naming the file) if missing.
+// Tests call LLMQ_NEED_SHARED(relative) first, so that a missing file skips them instead.
 std::string shared_path(const std::string& relative);
+// Absolute path of a file embedded in the repository (examples/data: the default model and texts).
+std::string embedded_path(const std::string& relative);
+// LLMQ_REQUIRE_SHARED=1 (CI sets it): a missing external input (a shared file, the npm
+// reference libraries of tests/oracle) fails the test instead of skipping it.
+bool require_external_inputs();
+// "" when shared_dir()/relative exists, else a message naming the missing file.
+std::string missing_shared(const std::string& relative);
+
+// Skips the current test (or fails it under LLMQ_REQUIRE_SHARED=1) with `message` when it is not empty.
+#define LLMQ_SKIP_IF_MISSING(message)                                         \
+  do {                                                                        \
+    const std::string llmq_missing_ = (message);                              \
+    if (!llmq_missing_.empty()) {                                             \
+      if (::llmq::test::require_external_inputs()) FAIL() << llmq_missing_;   \
+      GTEST_SKIP() << llmq_missing_;                                          \
+    }                                                                         \
+  } while (0)
+// The test needs shared_dir()/relative.
+#define LLMQ_NEED_SHARED(relative) LLMQ_SKIP_IF_MISSING(::llmq::test::missing_shared(relative))
 
 // A fresh empty folder, removed with everything in it on destruction.
 class TempDir {

@@ -90,7 +90,9 @@ int run_eval(int argc, char** argv) {
   std::fprintf(stderr, "llmq eval ppl: tokenizing %s (%zu bytes)\n", data.c_str(), text->size());
   auto ids = (*tok)->Encode(*text);
   if (!ids.ok()) return fail(ids.status());
-  ids->insert(ids->begin(), (*tok)->bos_id());
+  // One tokenization with the tokenizer's own prefix (BOS for Llama, </s> for OPT, none for GPT-2 / Qwen2).
+  const std::vector<int32_t> prefix = (*tok)->prefix_ids();
+  ids->insert(ids->begin(), prefix.begin(), prefix.end());
   PerplexityOptions opt;
   opt.seq_len = *seq;
   opt.max_chunks = *chunks;
@@ -139,7 +141,10 @@ int run_generate(int argc, char** argv) {
   if (!tok.ok()) return fail(tok.status());
   auto ids = (*tok)->Encode(prompt);
   if (!ids.ok()) return fail(ids.status());
-  ids->insert(ids->begin(), (*tok)->bos_id());
+  const std::vector<int32_t> prefix = (*tok)->prefix_ids();
+  ids->insert(ids->begin(), prefix.begin(), prefix.end());
+  if (ids->empty())
+    return fail(Status::InvalidArgument(folder + ": the prompt is empty and the tokenizer adds no BOS token; give a --prompt"));
   const Model& m = **model;
   const int64_t ctx = m.config().max_position_embeddings;
   if (int64_t(ids->size()) >= ctx) return fail(Status::InvalidArgument("the prompt is longer than the model's context"));

@@ -26,6 +26,13 @@ class Tokenizer {
   virtual Result<std::string> Decode(const std::vector<int32_t>& ids) const = 0;
   // The text of one token (for streaming output); byte tokens give their byte.
   virtual std::string TokenText(int32_t id) const = 0;
+  // The special tokens the reference library puts around one sequence when asked to add them
+  // (tokenizer.json: its post-processor, e.g. Llama's <s>, OPT's </s>, none for GPT-2 / Qwen2;
+  // tokenizer.model: BOS). Perplexity and generation put prefix_ids() in front of the text.
+  virtual std::vector<int32_t> prefix_ids() const = 0;
+  virtual std::vector<int32_t> suffix_ids() const = 0;
+  // prefix_ids() + Encode(text) + suffix_ids(): the reference library's ids with special tokens.
+  Result<std::vector<int32_t>> EncodeWithSpecialTokens(const std::string& text) const;
   virtual int32_t bos_id() const = 0;
   virtual int32_t eos_id() const = 0;
   virtual int64_t vocab_size() const = 0;

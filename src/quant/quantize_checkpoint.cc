@@ -750,7 +750,9 @@ Result<QuantizeReport> quantize_checkpoint(const std::string& input_folder, cons
       auto m = b.modules.find(l.module);
       if (m == b.modules.end()) return Status::Corruption(b.file->path() + ": no tensors for " + l.module);
       for (const TensorInfo& t : b.file->tensors()) {
-        if (t.name.compare(0, l.module.size() + 1, l.module + ".") != 0) continue;
+        // The module's quantized parts; a bias this block rewrote (AWQ folds scales into the
+        // bias of the linear in front of a site) is written once, under its own name, below.
+        if (t.name.compare(0, l.module.size() + 1, l.module + ".") != 0 || replaced_by.count(t.name)) continue;
         LLMQ_ASSIGN_OR_RETURN(TensorView v, b.file->get(t.name));
         std::vector<uint8_t> bytes(v.nbytes());
         if (!bytes.empty()) std::memcpy(bytes.data(), v.data, bytes.size());

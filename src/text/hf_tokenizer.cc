@@ -5,12 +5,15 @@
 //  - SentencePiece-style (Llama-2, Mistral): spaces become "▁" (normalizer Replace/Prepend or a
 //    Metaspace pre-tokenizer), BPE runs on the result, symbols missing from the vocabulary fall
 //    back to "<0xNN>" byte tokens.
-// Added tokens (special or not) are matched in the raw text first and map straight to their ids.
+// Added tokens are matched first (special and non-normalized ones in the raw text, the others in
+// the normalized text) and map straight to their ids; the post-processor's special tokens
+// (TemplateProcessing, RoBERTa/BERT) are prefix_ids()/suffix_ids().
 // BPE is the merge loop of the tokenizers crate (models/bpe/word.rs): repeatedly apply the
 // lowest-ranked adjacent merge, leftmost first, with a heap over a linked list (n log n).
 #include "text/hf_tokenizer.h"
 
 #include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <queue>
@@ -146,6 +149,22 @@ std::string replace_all(std::string s, const std::string& from, const std::strin
   return out + s.substr(pos);
 }
 
+// An entry of "added_tokens": matched in the text before the model runs, mapped straight to its id.
+struct AddedToken {
+  std::string content;  // normalized already when `normalized`
+  int32_t id = -1;
+  bool normalized = false;   // matched in the normalized text (else in the raw text)
+  bool lstrip = false, rstrip = false;  // the match takes the whitespace on its left / right
+  bool single_word = false;  // only where no word character touches it
+};
+
+// A piece of the input: text still to tokenize, or an added token's id.
+struct Segment {
+  std::string text;
+  int32_t id = -1;    // >= 0: an added token
+  bool at_start = false;  // begins at offset 0 of the original text (Metaspace "first")
+};
+
 class HfBpeTokenizer : public Tokenizer {
  public:
   Status Load(const std::string& path, const std::string& folder);
@@ -155,11 +174,17 @@ class HfBpeTokenizer : public Tokenizer {
   int32_t bos_id() const override { return bos_; }
   int32_t eos_id() const override { return eos_; }
   int64_t vocab_size() const override { return int64_t(id_to_token_.size()); }
+  std::vector<int32_t> prefix_ids() const override { return prefix_; }
+  std::vector<int32_t> suffix_ids() const override { return suffix_; }
 
  private:
   Status ParseNormalizer(const json& j);
   Status ParsePreTokenizer(const json& j);
-  void EncodeSegment(const std::string& text, bool first, std::vector<int32_t>* out) const;
+  Status ParsePostProcessor(const json& j);
+  std::string Normalize(const std::string& text, bool prepend) const;
+  // Cuts `in` at the matches of the added tokens whose `normalized` flag equals `normalized`.
+  void SplitAddedTokens(const Segment& in, bool normalized, std::vector<Segment>* out) const;
+  void PreTokenizeAndBpe(const std::string& normalized, bool at_start, std::vector<int32_t>* out) const;
   void Bpe(const std::string& word, std::vector<int32_t>* out) const;
   std::string TokenBytes(int32_t id) const;  // decoded bytes of one token
 
@@ -167,7 +192,8 @@ class HfBpeTokenizer : public Tokenizer {
   std::unordered_map<std::string, int32_t> vocab_;
   std::vector<std::string> id_to_token_;
   std::unordered_map<std::string, int32_t> merge_rank_;  // "a b" -> rank
-  std::vector<std::pair<std::string, int32_t>> added_;   // content -> id, longest first
+  std::vector<AddedToken> added_;
+  std::vector<int32_t> prefix_, suffix_;  // the post-processor's special tokens around one sequence
   std::vector<bool> special_;
   std::vector<NormStep> norm_;
   std::vector<PreStep> pre_;
@@ -231,6 +257,38 @@ Status HfBpeTokenizer::ParsePreTokenizer(const json& j) {
   return Status::Ok();
 }
 
+// The special tokens the post-processor puts around a single sequence (what the library adds with
+// add_special_tokens): TemplateProcessing's "single" template, RoBERTa's / BERT's cls ... sep,
+// and Sequence of those; ByteLevel changes only offsets.
+Status HfBpeTokenizer::ParsePostProcessor(const json& j) {
+  if (j.is_null()) return Status::Ok();
+  const std::string type = j.value("type", "");
+  if (type == "Sequence") {
+    for (const auto& p : j.at("processors")) LLMQ_RETURN_IF_ERROR(ParsePostProcessor(p));
+  } else if (type == "ByteLevel") {
+  } else if (type == "RobertaProcessing" || type == "BertProcessing") {
+    prefix_.push_back(j.at("cls").at(1).get<int32_t>());
+    suffix_.push_back(j.at("sep").at(1).get<int32_t>());
+  } else if (type == "TemplateProcessing") {
+    bool after = false;
+    for (const auto& item : j.at("single")) {
+      if (item.contains("Sequence")) {
+        if (item["Sequence"].value("id", "A") != "A")
+          return Status::NotSupported(path_ + ": TemplateProcessing single template refers to sequence B");
+        after = true;
+      } else {
+        const std::string name = item.at("SpecialToken").at("id").get<std::string>();
+        const json& tok = j.at("special_tokens").at(name);
+        for (const auto& id : tok.at("ids")) (after ? suffix_ : prefix_).push_back(id.get<int32_t>());
+      }
+    }
+  } else {
+    return Status::NotSupported(path_ + ": post-processor '" + type +
+                                "' is not supported (TemplateProcessing, RobertaProcessing, BertProcessing, ByteLevel, Sequence)");
+  }
+  return Status::Ok();
+}
+
 Status HfBpeTokenizer::Load(const std::string& path, const std::string& folder) {
   path_ = path;
   LLMQ_ASSIGN_OR_RETURN(std::string text, read_text_file(path));
@@ -241,8 +299,15 @@ Status HfBpeTokenizer::Load(const std::string& path, const std::string& folder) 
     const std::string type = model.value("type", "BPE");
     if (type != "BPE")
       return Status::NotSupported(path + ": tokenizer model '" + type + "' is not supported (only BPE)");
-    if (!model.value("continuing_subword_prefix", json()).is_null() || !model.value("end_of_word_suffix", json()).is_null())
-      return Status::NotSupported(path + ": BPE with continuing_subword_prefix / end_of_word_suffix is not supported");
+    // The tokenizers library writes these as null or "" when unused (GPT-2-style files carry "");
+    // a real prefix/suffix renames every symbol, and dropout makes encoding random.
+    for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
+      const json& v = model.value(key, json());
+      if (!v.is_null() && !(v.is_string() && v.get<std::string>().empty()))
+        return Status::NotSupported(path + ": BPE model key '" + key + "' = " + v.dump() + " is not supported (only null or \"\")");
+    }
+    if (const json& d = model.value("dropout", json()); !d.is_null() && !(d.is_number() && d.get<double>() == 0.0))
+      return Status::NotSupported(path + ": BPE dropout " + d.dump() + " makes encoding random; llmq supports null or 0");
     for (auto it = model.at("vocab").begin(); it != model.at("vocab").end(); ++it) {
       const int32_t id = it.value().get<int32_t>();
       if (id < 0) return Status::Corruption(path + ": negative id for token '" + it.key() + "'");
@@ -265,18 +330,27 @@ Status HfBpeTokenizer::Load(const std::string& path, const std::string& folder) 
       auto u = vocab_.find(model["unk_token"].get<std::string>());
       if (u != vocab_.end()) unk_ = u->second;
     }
-    for (const auto& a : j.value("added_tokens", json::array())) {
-      const int32_t id = a.at("id").get<int32_t>();
-      const std::string content = a.at("content").get<std::string>();
-      added_.push_back({content, id});
-      if (size_t(id) >= id_to_token_.size()) id_to_token_.resize(size_t(id) + 1);
-      id_to_token_[size_t(id)] = content;
-      if (special_.size() <= size_t(id)) special_.resize(size_t(id) + 1, false);
-      special_[size_t(id)] = a.value("special", false);
-    }
-    std::stable_sort(added_.begin(), added_.end(), [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
     LLMQ_RETURN_IF_ERROR(ParseNormalizer(j.value("normalizer", json())));
     LLMQ_RETURN_IF_ERROR(ParsePreTokenizer(j.value("pre_tokenizer", json())));
+    for (const auto& a : j.value("added_tokens", json::array())) {
+      AddedToken t;
+      t.id = a.at("id").get<int32_t>();
+      if (t.id < 0) return Status::Corruption(path + ": negative id for added token " + a.at("content").dump());
+      t.content = a.at("content").get<std::string>();
+      const bool special = a.value("special", false);
+      // As the library: special tokens always match the raw text; others by their `normalized` flag.
+      t.normalized = !special && a.value("normalized", true);
+      t.lstrip = a.value("lstrip", false);
+      t.rstrip = a.value("rstrip", false);
+      t.single_word = a.value("single_word", false);
+      if (t.normalized) t.content = Normalize(t.content, /*prepend=*/false);
+      if (size_t(t.id) >= id_to_token_.size()) id_to_token_.resize(size_t(t.id) + 1);
+      id_to_token_[size_t(t.id)] = a.at("content").get<std::string>();
+      if (special_.size() <= size_t(t.id)) special_.resize(size_t(t.id) + 1, false);
+      special_[size_t(t.id)] = special;
+      if (!t.content.empty()) added_.push_back(std::move(t));
+    }
+    LLMQ_RETURN_IF_ERROR(ParsePostProcessor(j.value("post_processor", json())));
     // Metaspace in the normalizer (Llama-2 legacy layout) also means "drop the first space on decode".
     for (const auto& n : norm_)
       if (n.kind == NormStep::kPrepend && n.a == kSpaceMarker) strip_leading_space_ = true;
@@ -284,6 +358,10 @@ Status HfBpeTokenizer::Load(const std::string& path, const std::string& folder) 
     return Status::Corruption(path + ": " + e.what());
   }
   special_.resize(id_to_token_.size(), false);
+  for (const auto* ids : {&prefix_, &suffix_})
+    for (int32_t id : *ids)
+      if (id < 0 || size_t(id) >= id_to_token_.size())
+        return Status::Corruption(path + ": post-processor token id " + std::to_string(id) + " is outside the vocabulary");
   byte_to_cp_ = bytes_to_unicode();
   for (int b = 0; b < 256; ++b) cp_to_byte_[byte_to_cp_[size_t(b)]] = uint8_t(b);
   byte_token_.assign(256, -1);
@@ -297,8 +375,8 @@ Status HfBpeTokenizer::Load(const std::string& path, const std::string& folder) 
   auto id_of = [&](const std::string& t) -> int32_t {
     auto it = vocab_.find(t);
     if (it != vocab_.end()) return it->second;
-    for (const auto& [c, id] : added_)
-      if (c == t) return id;
+    for (size_t id = 0; id < id_to_token_.size(); ++id)
+      if (special_[id] && id_to_token_[id] == t) return int32_t(id);
     return -1;
   };
   auto cfg_text = read_text_file((std::filesystem::path(folder) / "tokenizer_config.json").string());
@@ -331,8 +409,28 @@ void HfBpeTokenizer::Bpe(const std::string& word, std::vector<int32_t>* out) con
       return;
     }
   }
-  std::vector<std::string> sym = utf8_chars(word);
+  // The word's characters as vocabulary symbols, before any merge (as the library does): a
+  // character missing from the vocabulary becomes its <0xNN> byte tokens (byte_fallback), or the
+  // unknown token (consecutive ones fused with fuse_unk), or is dropped, so that its neighbours
+  // can merge across it.
+  std::vector<std::string> sym;
+  bool last_unk = false;
+  for (std::string& c : utf8_chars(word)) {
+    const bool known = vocab_.count(c) > 0;
+    bool all_bytes = !known && byte_fallback_;
+    for (unsigned char b : c) all_bytes = all_bytes && byte_token_[b] >= 0;
+    if (known) {
+      sym.push_back(std::move(c));
+    } else if (all_bytes) {
+      for (unsigned char b : c) sym.push_back(id_to_token_[size_t(byte_token_[b])]);
+    } else if (unk_ >= 0) {
+      if (fuse_unk_ && last_unk) continue;
+      sym.push_back(id_to_token_[size_t(unk_)]);
+    }
+    last_unk = !known && !all_bytes && unk_ >= 0;
+  }
   const int n = int(sym.size());
+  if (n == 0) return;
   std::vector<int> prev(static_cast<size_t>(n)), next(static_cast<size_t>(n));
   std::vector<bool> alive(size_t(n), true);
   for (int i = 0; i < n; ++i) prev[size_t(i)] = i - 1, next[size_t(i)] = i + 1 < n ? i + 1 : -1;
@@ -362,39 +460,76 @@ void HfBpeTokenizer::Bpe(const std::string& word, std::vector<int32_t>* out) con
     if (prev[size_t(l)] >= 0) push(prev[size_t(l)]);
     push(l);
   }
-  bool last_unk = false;
   for (int i = 0; i >= 0 && i < n; i = next[size_t(i)]) {
     auto it = vocab_.find(sym[size_t(i)]);
-    if (it != vocab_.end()) {
-      out->push_back(it->second);
-      last_unk = false;
-      continue;
-    }
-    bool all_bytes = byte_fallback_;
-    for (unsigned char b : sym[size_t(i)]) all_bytes = all_bytes && byte_token_[b] >= 0;
-    if (all_bytes) {
-      for (unsigned char b : sym[size_t(i)]) out->push_back(byte_token_[b]);
-      last_unk = false;
-    } else if (unk_ >= 0 && !(fuse_unk_ && last_unk)) {
-      out->push_back(unk_);
-      last_unk = true;
-    }
+    if (it != vocab_.end()) out->push_back(it->second);  // a merge whose result is not in the vocabulary: dropped
   }
 }
 
-void HfBpeTokenizer::EncodeSegment(const std::string& raw, bool first, std::vector<int32_t>* out) const {
+std::string HfBpeTokenizer::Normalize(const std::string& raw, bool prepend) const {
   std::string text = raw;
   for (const auto& n : norm_) {
-    if (n.kind == NormStep::kPrepend && !text.empty()) text = n.a + text;
+    if (n.kind == NormStep::kPrepend && prepend && !text.empty()) text = n.a + text;
     else if (n.kind == NormStep::kReplace) text = replace_all(text, n.a, n.b);
   }
+  return text;
+}
+
+bool is_word_char(uint32_t cp) { return is_letter(cp) || is_number(cp) || cp == '_'; }
+
+// The library's added-vocabulary split (leftmost match, the longest at a position; single_word
+// matches need non-word characters around them; lstrip / rstrip take the adjacent whitespace).
+void HfBpeTokenizer::SplitAddedTokens(const Segment& in, bool normalized, std::vector<Segment>* out) const {
+  const std::string& s = in.text;
+  std::vector<size_t> next_hit(added_.size(), 0);  // cached next occurrence of each token (npos: none)
+  for (size_t k = 0; k < added_.size(); ++k)
+    next_hit[k] = added_[k].normalized == normalized ? s.find(added_[k].content) : std::string::npos;
+  size_t pos = 0, seg = 0;
+  while (pos < s.size()) {
+    size_t best = std::string::npos, best_k = 0;
+    for (size_t k = 0; k < added_.size(); ++k) {
+      if (next_hit[k] == std::string::npos) continue;
+      if (next_hit[k] < pos) next_hit[k] = s.find(added_[k].content, pos);
+      const size_t h = next_hit[k];
+      if (h != std::string::npos && (h < best || (h == best && added_[k].content.size() > added_[best_k].content.size())))
+        best = h, best_k = k;
+    }
+    if (best == std::string::npos) break;
+    const AddedToken& t = added_[best_k];
+    size_t start = best, end = best + t.content.size();
+    if (t.single_word) {
+      size_t len = 0;
+      bool ok = true;
+      if (start > 0) {  // the code point ending just before the match
+        size_t b = start - 1;
+        while (b > 0 && (static_cast<unsigned char>(s[b]) & 0xC0) == 0x80) --b;
+        ok = !is_word_char(decode_utf8(s, b, &len));
+      }
+      if (ok && end < s.size()) ok = !is_word_char(decode_utf8(s, end, &len));
+      if (!ok) {
+        pos = best + 1;
+        continue;
+      }
+    }
+    if (t.lstrip)
+      while (start > seg && std::isspace(static_cast<unsigned char>(s[start - 1]))) --start;
+    if (t.rstrip)
+      while (end < s.size() && std::isspace(static_cast<unsigned char>(s[end]))) ++end;
+    if (start > seg) out->push_back({s.substr(seg, start - seg), -1, in.at_start && seg == 0});
+    out->push_back({"", t.id, false});
+    pos = seg = end;
+  }
+  if (seg < s.size() || s.empty()) out->push_back({s.substr(seg), -1, in.at_start && seg == 0});
+}
+
+void HfBpeTokenizer::PreTokenizeAndBpe(const std::string& text, bool at_start, std::vector<int32_t>* out) const {
   std::vector<std::string> pieces = {text};
   for (const PreStep& st : pre_) {
     std::vector<std::string> next;
     for (const std::string& p : pieces) {
       if (st.kind == PreStep::kMetaspace) {
         std::string t = replace_all(p, " ", st.replacement);
-        if (!t.empty() && (st.prepend_scheme == "always" || (st.prepend_scheme == "first" && first)) &&
+        if (!t.empty() && (st.prepend_scheme == "always" || (st.prepend_scheme == "first" && at_start)) &&
             t.compare(0, st.replacement.size(), st.replacement) != 0)
           t = st.replacement + t;
         if (!st.split) {
@@ -410,7 +545,7 @@ void HfBpeTokenizer::EncodeSegment(const std::string& raw, bool first, std::vect
         next.push_back(t.substr(start));
       } else {
         std::string t = p;
-        if (st.kind == PreStep::kByteLevel && st.add_prefix_space && first && !t.empty() && t[0] != ' ') t = " " + t;
+        if (st.kind == PreStep::kByteLevel && st.add_prefix_space && !t.empty() && t[0] != ' ') t = " " + t;
         const bool split = st.kind == PreStep::kSplit || st.use_regex;
         const SplitRegex re = st.kind == PreStep::kSplit ? st.regex : SplitRegex::kGpt2;
         std::vector<std::string> parts;
@@ -436,32 +571,22 @@ void HfBpeTokenizer::EncodeSegment(const std::string& raw, bool first, std::vect
   for (const auto& p : pieces) Bpe(p, out);
 }
 
+// As the library: cut the raw text at the raw-matched added tokens, normalize each remaining piece,
+// cut those at the normalized added tokens, then pre-tokenize and run BPE on each piece.
 Result<std::vector<int32_t>> HfBpeTokenizer::Encode(const std::string& text) const {
+  std::vector<Segment> raw, norm;
+  SplitAddedTokens({text, -1, true}, /*normalized=*/false, &raw);
+  for (const Segment& r : raw) {
+    if (r.id >= 0) {
+      norm.push_back(r);
+      continue;
+    }
+    SplitAddedTokens({Normalize(r.text, /*prepend=*/true), -1, r.at_start}, /*normalized=*/true, &norm);
+  }
   std::vector<int32_t> out;
-  size_t pos = 0, seg = 0;
-  bool first = true;
-  while (pos <= text.size()) {
-    // The next added token at or after pos (longest first at the same position).
-    size_t best = std::string::npos;
-    int32_t best_id = -1;
-    size_t best_len = 0;
-    for (const auto& [content, id] : added_) {
-      if (content.empty()) continue;
-      const size_t hit = text.find(content, pos);
-      if (hit != std::string::npos && (hit < best || (hit == best && content.size() > best_len))) {
-        best = hit;
-        best_id = id;
-        best_len = content.size();
-      }
-    }
-    const size_t end = best == std::string::npos ? text.size() : best;
-    if (end > seg) {
-      EncodeSegment(text.substr(seg, end - seg), first, &out);
-      first = false;
-    }
-    if (best == std::string::npos) break;
-    out.push_back(best_id);
-    pos = seg = best + best_len;
+  for (const Segment& n : norm) {
+    if (n.id >= 0) out.push_back(n.id);
+    else if (!n.text.empty()) PreTokenizeAndBpe(n.text, n.at_start, &out);
   }
   return out;
 }

@@ -53,6 +53,10 @@ class SentencePieceTokenizer : public Tokenizer {
     }
     return out;
   }
+  std::vector<int32_t> prefix_ids() const override {  // Llama's convention: BOS, no EOS
+    return sp_.bos_id() >= 0 ? std::vector<int32_t>{sp_.bos_id()} : std::vector<int32_t>{};
+  }
+  std::vector<int32_t> suffix_ids() const override { return {}; }
   int32_t bos_id() const override { return sp_.bos_id(); }
   int32_t eos_id() const override { return sp_.eos_id(); }
   int64_t vocab_size() const override { return sp_.GetPieceSize(); }
@@ -63,6 +67,15 @@ class SentencePieceTokenizer : public Tokenizer {
 };
 
 }  // namespace
+
+Result<std::vector<int32_t>> Tokenizer::EncodeWithSpecialTokens(const std::string& text) const {
+  LLMQ_ASSIGN_OR_RETURN(std::vector<int32_t> ids, Encode(text));
+  std::vector<int32_t> out = prefix_ids();
+  out.insert(out.end(), ids.begin(), ids.end());
+  const std::vector<int32_t> suffix = suffix_ids();
+  out.insert(out.end(), suffix.begin(), suffix.end());
+  return out;
+}
 
 Result<std::unique_ptr<Tokenizer>> Tokenizer::OpenSentencePiece(const std::string& path) {
   std::error_code ec;

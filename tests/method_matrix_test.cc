@@ -1,0 +1,150 @@
+// Every quantization method on every supported architecture, with each architecture's real
+// features on (grouped-query attention, sliding window, q/k/v biases, OPT's pre- and post-LN with
+// biases everywhere, project_in/out, tied and untied heads): quantize, reload, run. Each cell
+// checks a finite perplexity and that the quantized model run through the kernels gives the
+// logits of its dequantized weights. The cells are listed in docs/RESULTS.md ("Method x
+// architecture matrix").
+#include <gtest/gtest.h>
+#include <llmq/llmq.h>
+
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <tuple>
+
+#include "test_util.h"
+
+namespace llmq {
+namespace {
+
+using test::TempDir;
+
+struct ArchCase {
+  const char* name;
+  test::SyntheticModel model;
+};
+
+std::vector<ArchCase> arch_cases() {
+  std::vector<ArchCase> cases;
+  test::SyntheticModel m;
+  m.dtype = DType::kF32;
+  m.layers = 2;
+  m.architecture = "LlamaForCausalLM";  // GQA (4 heads over 2 KV heads), untied head
+  cases.push_back({"LlamaGqaUntied", m});
+  m.architecture = "MistralForCausalLM";
+  m.sliding_window = 6;  // shorter than the 16-token windows, so the window matters
+  m.tie_embeddings = true;
+  cases.push_back({"MistralSlidingWindowTied", m});
+  m.sliding_window = 0;
+  m.architecture = "Qwen2ForCausalLM";  // q/k/v biases
+  m.tie_embeddings = false;
+  cases.push_back({"Qwen2QkvBiasUntied", m});
+  m.tie_embeddings = true;
+  cases.push_back({"Qwen2QkvBiasTied", m});
+  m.architecture = "OPTForCausalLM";  // pre-LN, ReLU, biases on every linear, learned positions
+  cases.push_back({"OptPreLnTied", m});
+  m.tie_embeddings = false;
+  cases.push_back({"OptPreLnUntied", m});
+  m.tie_embeddings = true;
+  m.opt_post_norm = true;  // OPT-350m: post-LN, no final norm, project_in/out to a narrower embedding
+  m.opt_embed_proj_dim = 32;
+  cases.push_back({"OptPostLnProjectInOut", m});
+  return cases;
+}
+
+const char* const kMethods[] = {"rtn", "gptq", "awq", "awq+gptq", "smoothquant", "spqr", "adpq", "oac", "spqr+oac"};
+
+// Each method with the settings it is used with (the CLI's defaults, at this model's size).
+QuantizeOptions options_for(const std::string& method, const std::string& calib) {
+  QuantizeOptions o;
+  o.method = method;
+  o.spec = test::quant_spec(4, 32, /*symmetric=*/false);
+  if (method == "smoothquant") o.spec = test::quant_spec(8, 0, true);
+  if (method == "spqr" || method == "spqr+oac") {
+    o.spec = test::quant_spec(3, 16, true);
+    o.spec.scale_bits = 3;
+    o.gptq.damp = 1.0;
+    o.gptq.outlier_threshold = 0.2;
+  }
+  if (method != "rtn" && method != "adpq") {
+    o.calibration.data = calib;
+    o.calibration.nsamples = 4;
+    o.calibration.seq_len = 16;
+  }
+  o.awq.grid = 5;
+  return o;
+}
+
+class MethodMatrix : public ::testing::TestWithParam<std::tuple<size_t, size_t>> {};
+
+TEST_P(MethodMatrix, QuantizeReloadRun) {
+  const ArchCase arch = arch_cases()[std::get<0>(GetParam())];
+  const std::string method = kMethods[std::get<1>(GetParam())];
+  TempDir dir;
+  test::write_synthetic_model(dir.file("in"), arch.model);
+  const std::string calib = dir.file("calib.json");
+  std::ofstream(calib) << nlohmann::json(test::random_windows(4, 16, arch.model.vocab, 5)).dump();
+  const QuantizeOptions o = options_for(method, calib);
+  auto rep = quantize_checkpoint(dir.file("in"), dir.file("out"), o);
+  ASSERT_TRUE(rep.ok()) << rep.status().ToString();
+  EXPECT_EQ(rep->method, method);
+  auto ckpt = Checkpoint::Open(dir.file("out"));
+  ASSERT_TRUE(ckpt.ok()) << ckpt.status().ToString();
+  ASSERT_TRUE((*ckpt)->is_quantized());
+  EXPECT_EQ((*ckpt)->quantization()->method, method);
+  // Every input tensor is in the output once: linears quantized, the rest (biases included) as tensors.
+  auto in = Checkpoint::Open(dir.file("in"));
+  ASSERT_TRUE(in.ok());
+  for (const LinearInfo& l : (*in)->linears()) {
+    EXPECT_TRUE((*ckpt)->get_quantized(l.module).ok()) << l.module;
+    if (l.has_bias) {
+      EXPECT_NE((*ckpt)->find(l.module + ".bias"), nullptr) << l.module;
+    }
+  }
+
+  // Finite perplexity through the kernels.
+  auto model = Model::Load(dir.file("out"));
+  ASSERT_TRUE(model.ok()) << model.status().ToString();
+  std::vector<int32_t> ids;
+  for (const auto& w : test::random_windows(3, 16, arch.model.vocab, 11)) ids.insert(ids.end(), w.begin(), w.end());
+  PerplexityOptions po;
+  po.seq_len = 16;
+  auto ppl = evaluate_perplexity(**model, ids, po);
+  ASSERT_TRUE(ppl.ok()) << ppl.status().ToString();
+  EXPECT_TRUE(std::isfinite(ppl->perplexity) && ppl->perplexity > 1.0) << ppl->perplexity;
+
+  // The kernels give the logits of the dequantized weights (dense part plus outliers). With int8
+  // activations (SmoothQuant) the kernels also round the activations, so the bound is that of a
+  // per-token int8 step instead of float rounding.
+  auto reference = Model::Load(dir.file("out"));
+  ASSERT_TRUE(reference.ok());
+  for (const LinearInfo& l : (*reference)->checkpoint().linears()) {
+    auto w = (*reference)->checkpoint().linear_weight(l);
+    ASSERT_TRUE(w.ok()) << w.status().ToString();
+    ASSERT_TRUE((*reference)->SetLinearWeight(l, std::move(*w)).ok());
+  }
+  const bool int8_act = rep->int8_activations;
+  KVCache ck = (*model)->NewCache(16), cr = (*reference)->NewCache(16);
+  auto lk = (*model)->Forward(ids.data(), 16, &ck);
+  auto lr = (*reference)->Forward(ids.data(), 16, &cr);
+  ASSERT_TRUE(lk.ok() && lr.ok());
+  float scale = 0;
+  for (float v : *lr) scale = std::max(scale, std::fabs(v));
+  const float tol = (int8_act ? 3e-2f : 1e-4f) * scale;
+  for (size_t i = 0; i < lr->size(); ++i) ASSERT_NEAR((*lk)[i], (*lr)[i], tol) << "logit " << i;
+}
+
+std::string cell_name(const ::testing::TestParamInfo<MethodMatrix::ParamType>& info) {
+  std::string m = kMethods[std::get<1>(info.param)];
+  for (char& c : m)
+    if (c == '+') c = '_';
+  return std::string(arch_cases()[std::get<0>(info.param)].name) + "_" + m;
+}
+
+INSTANTIATE_TEST_SUITE_P(AllCells, MethodMatrix,
+                         ::testing::Combine(::testing::Range(size_t(0), arch_cases().size()),
+                                            ::testing::Range(size_t(0), std::size(kMethods))),
+                         cell_name);
+
+}  // namespace
+}  // namespace llmq
