@@ -172,6 +172,7 @@ TEST(QuantizeAdpq, RoundTripsAndCountsTheBitsItWrites) {
 
 // On a real model at 3 bits the fp16 outliers must buy a better perplexity than plain RTN.
 TEST(QuantizeAdpq, BeatsRtnOnARealModel) {
+  LLMQ_NEED_SHARED("models/stories5M-hf");
   const std::string model = test::shared_path("models/stories5M-hf");
   const std::vector<int32_t> ids = test::tinystories_eval_ids(model, 60000);
   TempDir dir;

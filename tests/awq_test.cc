@@ -321,8 +321,8 @@ TEST(QuantizeAwq, WritesAReportAndAwqGptqResumes) {
 
 // On a real model AWQ must beat RTN at the same settings (4-bit, group 128 where the widths allow).
 TEST(QuantizeAwq, BeatsRtnOnARealModel) {
-  const std::string model = test::shared_path("models/stories260K-hf");
-  const std::string calib = test::shared_path("data/tinystories/TinyStories-train-sample.txt");
+  const std::string model = test::stories260k();
+  const std::string calib = test::embedded_calibration_text();
   const std::vector<int32_t> ids = test::tinystories_eval_ids(model, 60000);
   TempDir dir;
   QuantizeOptions o = awq_options(calib, "awq");

@@ -150,7 +150,7 @@ TEST(CalibrationData, FormatsSamplingAndErrors) {
 }
 
 TEST(CalibrationData, TextAndJsonlWithTheModelTokenizer) {
-  const std::string model = test::shared_path("models/stories260K-hf");
+  const std::string model = test::stories260k();
   auto tok = Tokenizer::Open(model);
   ASSERT_TRUE(tok.ok());
   TempDir dir;
@@ -262,8 +262,8 @@ TEST(QuantizeGptq, InterruptedRunResumesToTheSameBytes) {
 
 // On a real model GPTQ must beat RTN at the same settings (the quality claim of the method).
 TEST(QuantizeGptq, BeatsRtnOnARealModel) {
-  const std::string model = test::shared_path("models/stories260K-hf");
-  const std::string calib = test::shared_path("data/tinystories/TinyStories-train-sample.txt");
+  const std::string model = test::stories260k();
+  const std::string calib = test::embedded_calibration_text();
   const std::vector<int32_t> ids = test::tinystories_eval_ids(model, 60000);
   TempDir dir;
   auto ppl = [&](const std::string& folder) { return test::perplexity_of(folder, ids, 256, 20); };
@@ -415,6 +415,9 @@ TEST_P(BlockwiseTest, SmoothQuantWritesAW8A8Model) {
 
 // On a real model: within 1% of fp32, and better than W8A8 without smoothing.
 TEST(QuantizeSmoothQuant, RealModelWithinOnePercentAndBetterThanPlainW8A8) {
+  LLMQ_NEED_SHARED("models/stories5M-hf");
+  LLMQ_NEED_SHARED("data/tinystories/TinyStories-valid-prefix.txt");
+  LLMQ_NEED_SHARED("data/tinystories/TinyStories-train-sample.txt");
   const std::string model = test::shared_path("models/stories5M-hf");
   const std::string calib = test::shared_path("data/tinystories/TinyStories-train-sample.txt");
   const std::vector<int32_t> ids = test::tinystories_eval_ids(model);

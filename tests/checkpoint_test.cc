@@ -319,6 +319,7 @@ TEST(Quantize, DeterministicOutput) {
 class RealModelRtn : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(RealModelRtn, EightBitAndFourBitG128) {
+  LLMQ_NEED_SHARED(std::string("models/") + GetParam());
   const std::string model = test::shared_path(std::string("models/") + GetParam());
   ASSERT_TRUE(fs::exists(model + "/config.json")) << "missing " << model << "/config.json";
   TempDir d;

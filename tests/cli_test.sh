@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # End-to-end checks of the llmq CLI: help texts, exit codes, JSON on stdout, clear errors.
 set -uo pipefail
-llmq=$1 shared=$2
-model="$shared/models/stories260K-hf"
-[ -f "$model/config.json" ] || { echo "FAIL: missing shared model $model/config.json"; exit 1; }
+llmq=$1 data=$2  # data: the embedded examples/data folder
+model="$data/stories260K-hf"
+valid="$data/tinystories-valid-200k.txt"
+[ -f "$model/config.json" ] || { echo "FAIL: missing embedded model $model/config.json"; exit 1; }
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 fails=0 passes=0
 check() {  # check NAME EXPECTED_EXIT STDERR_PATTERN -- command...
@@ -26,6 +27,7 @@ PY
 
 check help 0 "Commands:" -- "$llmq" --help
 check version 0 "llmq 0." -- "$llmq" --version
+check version-kernels 0 "kernels: " -- "$llmq" --version
 check inspect-help 0 "Usage: llmq inspect" -- "$llmq" inspect --help
 check quantize-help 0 "Usage: llmq quantize" -- "$llmq" quantize --help
 check no-command 2 "Usage" -- "$llmq"
@@ -37,14 +39,14 @@ check inspect-json 0 "" -- "$llmq" inspect --json "$model"
 json_ok architecture num_layers parameters bytes_on_disk quantized tensors
 check missing-folder 1 "/nonexistent/model" -- "$llmq" inspect /nonexistent/model
 check quantize 0 "" -- "$llmq" quantize --bits 4 --group-size 32 --asym --json "$model" "$work/q4"
-json_ok method bits group_size sym bits_per_weight seconds peak_rss_bytes layers mean_relative_error
+json_ok kernel_isa method bits group_size sym bits_per_weight seconds peak_rss_bytes layers mean_relative_error
 grep -q "quantize" "$work/err" || { echo "FAIL: no progress on stderr"; fails=$((fails+1)); }
 check inspect-quantized 0 "bits per weight" -- "$llmq" inspect "$work/q4"
 check exists-no-overwrite 1 "--overwrite" -- "$llmq" quantize "$model" "$work/q4"
 check overwrite 0 "" -- "$llmq" quantize --overwrite --bits 8 --group-size 0 "$model" "$work/q4"
 mkdir -p "$work/bad" && cp "$model"/* "$work/bad/" && head -c 1000 "$model/model.safetensors" > "$work/bad/model.safetensors"
 # GPTQ: calibration options, clear usage errors, JSON report keys.
-calib="$shared/data/tinystories/TinyStories-train-sample.txt"
+calib="$data/tinystories-train-200k.txt"
 check gptq-needs-calib 2 "needs --calib" -- "$llmq" quantize --method gptq "$model" "$work/g"
 check rtn-rejects-calib 2 "calibrated methods only" -- "$llmq" quantize --calib "$calib" "$model" "$work/g"
 check bad-method 2 "available: rtn, gptq" -- "$llmq" quantize --method awqq "$model" "$work/g"
@@ -52,20 +54,29 @@ check gptq-missing-calib 1 "nope.txt: calibration data not found" -- "$llmq" qua
 [ -e "$work/g" ] && { echo "FAIL: output left behind after an error"; fails=$((fails+1)); }
 check gptq 0 "" -- "$llmq" quantize --method gptq --calib "$calib" --nsamples 8 --seq-len 64 --act-order --true-sequential --json "$model" "$work/g"
 json_ok method bits_per_weight calibration gptq mean_output_relative_error rtn_fallback_layers layers peak_rss_bytes
-check eval-gptq 0 "" -- "$llmq" eval ppl "$work/g" --data "$shared/data/tinystories/TinyStories-valid-prefix.txt" --seq-len 128 --max-chunks 2 --json
-json_ok perplexity tokens seq_len chunks tokens_per_second
+check eval-gptq 0 "" -- "$llmq" eval ppl "$work/g" --data "$valid" --seq-len 128 --max-chunks 2 --json
+json_ok kernel_isa perplexity tokens seq_len chunks tokens_per_second
+check generate 0 "" -- "$llmq" generate "$model" --prompt "Once upon a time" -n 12 --json
+json_ok prompt text ids new_tokens tokens_per_second kernel_isa
+cp "$work/out" "$work/gen1"
+check generate-again 0 "" -- "$llmq" generate "$model" --prompt "Once upon a time" -n 12 --json
+python3 - "$work/gen1" "$work/out" <<'PY' || { echo "FAIL generate: greedy output differs between runs"; fails=$((fails+1)); }
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:])
+assert a["ids"] == b["ids"] and a["ids"][0] == 1 and a["new_tokens"] == 12, (a, b)
+PY
 # Kernel roofline: keys scripts rely on; a bad LLMQ_ISA is a clear error.
 check bench-kernels 0 "" -- "$llmq" bench kernels --rows 512 --cols 512 --tokens 16 --json
 json_ok stream_gbps w4_gemv_fraction_of_stream w4_gemv_speedup_vs_eigen w4_gemm_speedup_vs_eigen w8a8_gemm_speedup_vs_eigen isa
 check bench-bad-isa 1 "expected scalar, avx2 or avx512" -- env LLMQ_ISA=mmx "$llmq" bench kernels --rows 64 --cols 64
 check bench-unknown 2 "available: kernels" -- "$llmq" bench gpu
-check threads-1 0 "" -- "$llmq" --threads 1 eval ppl "$model" --data "$shared/data/tinystories/TinyStories-valid-prefix.txt" --seq-len 64 --max-chunks 2 --json
+check threads-1 0 "" -- "$llmq" --threads 1 eval ppl "$model" --data "$valid" --seq-len 64 --max-chunks 2 --json
 json_ok perplexity
 check threads-bad 2 "--threads expects a positive integer" -- "$llmq" eval ppl --threads zero "$model"
 # SmoothQuant W8A8: defaults to 8-bit per-channel, the output runs with int8 activations.
 check smoothquant 0 "" -- "$llmq" quantize --method smoothquant --calib "$calib" --nsamples 8 --seq-len 64 --json "$model" "$work/sq"
 json_ok method alpha int8_activations calibration layers
-check eval-sq 0 "" -- "$llmq" eval ppl "$work/sq" --data "$shared/data/tinystories/TinyStories-valid-prefix.txt" --seq-len 64 --max-chunks 2 --json
+check eval-sq 0 "" -- "$llmq" eval ppl "$work/sq" --data "$valid" --seq-len 64 --max-chunks 2 --json
 python3 -c "import json,sys; assert json.load(open(sys.argv[1]))['int8_activations'] is True" "$work/out" || { echo "FAIL: W8A8 model did not run int8"; fails=$((fails+1)); }
 check sq-bad-alpha 2 "--alpha expects a number in" -- "$llmq" quantize --method smoothquant --calib "$calib" --alpha 2 "$model" "$work/sq2"
 check sq-bad-bits 1 "smoothquant is W8A8" -- "$llmq" quantize --method smoothquant --calib "$calib" --bits 4 "$model" "$work/sq2"
@@ -73,13 +84,13 @@ check sq-bad-bits 1 "smoothquant is W8A8" -- "$llmq" quantize --method smoothqua
 check awq 0 "" -- "$llmq" quantize --method awq+gptq --calib "$calib" --nsamples 8 --seq-len 64 --awq-grid 5 --json "$model" "$work/awq"
 json_ok method awq gptq calibration layers mean_output_relative_error
 python3 -c "import json,sys; l=json.load(open(sys.argv[1]))['layers']; assert all('awq_alpha' in x for x in l); assert 'awq_clip_shrink' in l[2]" "$work/out" || { echo "FAIL: awq per-layer keys"; fails=$((fails+1)); }
-check eval-awq 0 "" -- "$llmq" eval ppl "$work/awq" --data "$shared/data/tinystories/TinyStories-valid-prefix.txt" --seq-len 64 --max-chunks 2 --json
+check eval-awq 0 "" -- "$llmq" eval ppl "$work/awq" --data "$valid" --seq-len 64 --max-chunks 2 --json
 check awq-grid-on-rtn 2 "awq / awq+gptq only" -- "$llmq" quantize --awq-grid 4 "$model" "$work/a2"
 check awq-no-act-order 2 "GPTQ (--method gptq or awq+gptq) only" -- "$llmq" quantize --method awq --calib "$calib" --act-order "$model" "$work/a2"
 # AdpQ: zero-shot (no --calib), outliers reported, bad options are usage errors.
 check adpq 0 "" -- "$llmq" quantize --method adpq --bits 3 --outlier-fraction 0.02 --json "$model" "$work/adpq"
 json_ok method adpq outlier_fraction bits_per_weight layers
-check eval-adpq 0 "" -- "$llmq" eval ppl "$work/adpq" --data "$shared/data/tinystories/TinyStories-valid-prefix.txt" --seq-len 64 --max-chunks 2 --json
+check eval-adpq 0 "" -- "$llmq" eval ppl "$work/adpq" --data "$valid" --seq-len 64 --max-chunks 2 --json
 check adpq-no-calib 2 "zero-shot" -- "$llmq" quantize --method adpq --calib "$calib" "$model" "$work/a3"
 check adpq-bad-scope 2 "tensor, row or group" -- "$llmq" quantize --method adpq --adpq-scope column "$model" "$work/a3"
 check adpq-bad-fraction 2 "--outlier-fraction expects" -- "$llmq" quantize --method adpq --outlier-fraction 1 "$model" "$work/a3"
@@ -87,14 +98,14 @@ check adpq-bad-fraction 2 "--outlier-fraction expects" -- "$llmq" quantize --met
 check spqr 0 "" -- "$llmq" quantize --method spqr --bits 3 --calib "$calib" --nsamples 8 --seq-len 64 --target-bits 3.5 --json "$model" "$work/spqr"
 json_ok method spqr gptq outlier_fraction bits_per_weight layers
 python3 -c "import json,sys; j=json.load(open(sys.argv[1])); assert j['spqr']['scale_bits']==3 and j['group_size']==16; assert all(l['bits_per_weight']<=3.5 and 'outlier_threshold' in l for l in j['layers'])" "$work/out" || { echo "FAIL: spqr keys or budget"; fails=$((fails+1)); }
-check eval-spqr 0 "" -- "$llmq" eval ppl "$work/spqr" --data "$shared/data/tinystories/TinyStories-valid-prefix.txt" --seq-len 64 --max-chunks 2 --json
+check eval-spqr 0 "" -- "$llmq" eval ppl "$work/spqr" --data "$valid" --seq-len 64 --max-chunks 2 --json
 check spqr-threshold-and-target 2 "exclude each other" -- "$llmq" quantize --method spqr --calib "$calib" --outlier-threshold 0.1 --target-bits 3.5 "$model" "$work/s2"
 check spqr-threshold-on-gptq 2 "spqr and spqr+oac only" -- "$llmq" quantize --method gptq --calib "$calib" --outlier-threshold 0.1 "$model" "$work/s2"
 check spqr-bad-scale-bits 2 "scale bits" -- "$llmq" quantize --method spqr --calib "$calib" --scale-bits 1 "$model" "$work/s2"
 
 check oac 0 "" -- "$llmq" quantize --method oac --bits 3 --calib "$calib" --nsamples 4 --seq-len 64 --json "$model" "$work/oac"
 json_ok method oac gptq calibration layers bits_per_weight
-check eval-oac 0 "" -- "$llmq" eval ppl "$work/oac" --data "$shared/data/tinystories/TinyStories-valid-prefix.txt" --seq-len 64 --max-chunks 2 --json
+check eval-oac 0 "" -- "$llmq" eval ppl "$work/oac" --data "$valid" --seq-len 64 --max-chunks 2 --json
 check spqr-oac 0 "" -- "$llmq" quantize --method spqr+oac --bits 3 --calib "$calib" --nsamples 4 --seq-len 64 --oac-grad token --oac-once --json "$model" "$work/spqr-oac"
 json_ok method oac spqr outlier_fraction
 check oac-bad-grad 2 "sequence or token" -- "$llmq" quantize --method oac --calib "$calib" --oac-grad row "$model" "$work/o2"

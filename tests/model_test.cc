@@ -211,7 +211,7 @@ INSTANTIATE_TEST_SUITE_P(Synthetic, ArchitectureTest,
                          });
 
 TEST(Model, BlockByBlockEqualsFullForwardOnRealModel) {
-  const std::string folder = test::shared_path("models/stories260K-hf");
+  const std::string folder = test::stories260k();
   auto model = Model::Load(folder);
   ASSERT_TRUE(model.ok()) << model.status().ToString();
   const Model& m = **model;
@@ -269,10 +269,13 @@ TEST(Model, BadInput) {
 class TokenizerFixture : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(TokenizerFixture, MatchesReferenceIds) {
+  LLMQ_NEED_SHARED("fixtures/tokenizer-ids.json");
   const std::string fixture_path = test::shared_path("fixtures/tokenizer-ids.json");
   std::ifstream in(fixture_path);
   ASSERT_TRUE(in) << "cannot read " << fixture_path;
   const nlohmann::json fx = nlohmann::json::parse(in)["tokenizers"][GetParam()];
+  for (const auto& t : fx["texts"]) LLMQ_NEED_SHARED(t["file"].get<std::string>());
+  LLMQ_NEED_SHARED(fx["file"].get<std::string>());
   auto tok = Tokenizer::OpenSentencePiece(test::shared_path(fx["file"].get<std::string>()));
   ASSERT_TRUE(tok.ok()) << tok.status().ToString();
   test::expect_matches_tokenizer_fixture(**tok, GetParam(), false);
@@ -296,12 +299,18 @@ class ReferencePerplexity : public ::testing::TestWithParam<PplCase> {};
 
 TEST_P(ReferencePerplexity, MatchesIndependentImplementation) {
   const PplCase k = GetParam();
-  const std::string folder = test::shared_path(std::string("models/") + k.model);
+  // "embedded/..." names the repository's copy (examples/data), anything else a file of ../shared.
+  auto path = [](const std::string& name) {
+    return name.rfind("embedded/", 0) == 0 ? test::embedded_path(name.substr(9)) : test::shared_path(name);
+  };
+  for (const char* name : {k.model, k.text})
+    if (std::string(name).rfind("embedded/", 0) != 0) LLMQ_NEED_SHARED(name);
+  const std::string folder = path(k.model);
   auto model = Model::Load(folder);
   ASSERT_TRUE(model.ok()) << model.status().ToString();
   auto tok = Tokenizer::Open(folder);
   ASSERT_TRUE(tok.ok()) << tok.status().ToString();
-  auto ids = (*tok)->Encode(test::read_bytes(test::shared_path(k.text)));
+  auto ids = (*tok)->Encode(test::read_bytes(path(k.text)));
   ASSERT_TRUE(ids.ok());
   ids->insert(ids->begin(), (*tok)->bos_id());
   PerplexityOptions o;
@@ -316,19 +325,23 @@ TEST_P(ReferencePerplexity, MatchesIndependentImplementation) {
 
 INSTANTIATE_TEST_SUITE_P(
     Shared, ReferencePerplexity,
-    ::testing::Values(PplCase{"stories260K-hf", "data/tinystories/TinyStories-valid-prefix.txt", 256, 40, 10200, 4.106889},
-                      PplCase{"stories5M-hf", "data/tinystories/TinyStories-valid-prefix.txt", 256, 40, 10200, 5.862298},
-                      PplCase{"stories260K-hf", "data/tinystories/TinyStories-valid-prefix.txt", 512, 0, 391937, 5.046806},
-                      PplCase{"stories260K-hf", "data/wikitext-2-raw-v1-test.txt", 512, 0, 813001, 122.3729}),
+    ::testing::Values(PplCase{"models/stories260K-hf", "data/tinystories/TinyStories-valid-prefix.txt", 256, 40, 10200, 4.106889},
+                      PplCase{"models/stories5M-hf", "data/tinystories/TinyStories-valid-prefix.txt", 256, 40, 10200, 5.862298},
+                      PplCase{"models/stories260K-hf", "data/tinystories/TinyStories-valid-prefix.txt", 512, 0, 391937, 5.046806},
+                      PplCase{"models/stories260K-hf", "data/wikitext-2-raw-v1-test.txt", 512, 0, 813001, 122.3729},
+                      // The embedded copies: the text is the start of the prefix, so its first 40 windows are the same.
+                      PplCase{"embedded/stories260K-hf", "embedded/tinystories-valid-200k.txt", 256, 40, 10200, 4.106889}),
     [](const auto& info) {
-      std::string name = std::string(info.param.model).substr(7) + (std::string(info.param.text).find("wiki") !=
+      const std::string model = info.param.model;
+      std::string name = (model.rfind("embedded/", 0) == 0 ? "embedded_" : "") + model.substr(model.find("stories") + 7) +
+                         (std::string(info.param.text).find("wiki") !=
                          std::string::npos ? "_wikitext" : "_tinystories") + "_seq" + std::to_string(info.param.seq_len);
       for (char& ch : name) if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
       return name;
     });
 
 TEST(Model, QuantizedModelRunsAndDegradesGracefully) {
-  const std::string folder = test::shared_path("models/stories260K-hf");
+  const std::string folder = test::stories260k();
   TempDir d;
   QuantizeOptions o;
   o.spec.bits = 8;
@@ -339,7 +352,7 @@ TEST(Model, QuantizedModelRunsAndDegradesGracefully) {
   ASSERT_TRUE(quantize_checkpoint(folder, d.file("q3"), o).ok());
   auto tok = Tokenizer::Open(folder);
   ASSERT_TRUE(tok.ok());
-  auto ids = (*tok)->Encode(test::read_bytes(test::shared_path("data/tinystories/TinyStories-valid-prefix.txt")).substr(0, 60000));
+  auto ids = (*tok)->Encode(test::read_bytes(test::embedded_path("tinystories-valid-200k.txt")).substr(0, 60000));
   ids->insert(ids->begin(), 1);
   PerplexityOptions po;
   po.seq_len = 256;
@@ -362,6 +375,7 @@ TEST(Model, QuantizedModelRunsAndDegradesGracefully) {
 // Quantized linears run through the packed kernels; the same model with every linear
 // replaced by its dequantized float weights is the reference (issue: within 0.1% in ppl).
 TEST(Model, KernelPathEqualsDequantizedReference) {
+  LLMQ_NEED_SHARED("models/stories5M-hf");
   const std::string folder = test::shared_path("models/stories5M-hf");
   TempDir d;
   QuantizeOptions o;
@@ -370,7 +384,7 @@ TEST(Model, KernelPathEqualsDequantizedReference) {
   o.spec.symmetric = false;
   ASSERT_TRUE(quantize_checkpoint(folder, d.file("q4"), o).ok());
   auto tok = Tokenizer::Open(folder);
-  auto ids = (*tok)->Encode(test::read_bytes(test::shared_path("data/tinystories/TinyStories-valid-prefix.txt")).substr(0, 30000));
+  auto ids = (*tok)->Encode(test::read_bytes(test::embedded_path("tinystories-valid-200k.txt")).substr(0, 30000));
   ids->insert(ids->begin(), 1);
   auto kernels = Model::Load(d.file("q4"));
   auto reference = Model::Load(d.file("q4"));

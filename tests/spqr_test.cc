@@ -189,6 +189,8 @@ TEST(QuantizeSpqr, MeetsTheBitBudgetAndCountsTheBytesItWrites) {
 // The method's claim at ~3.5 bits: SpQR (groups of 16, 3-bit scales, outliers) beats GPTQ w3 g128
 // at ~3.1 bits on a real model with the same calibration, and stays close to fp32.
 TEST(QuantizeSpqr, BeatsGptqW3OnARealModel) {
+  LLMQ_NEED_SHARED("models/stories5M-hf");
+  LLMQ_NEED_SHARED("data/tinystories/TinyStories-train-sample.txt");
   const std::string model = test::shared_path("models/stories5M-hf");
   const std::string calib = test::shared_path("data/tinystories/TinyStories-train-sample.txt");
   const std::vector<int32_t> ids = test::tinystories_eval_ids(model, 60000);

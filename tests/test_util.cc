@@ -37,6 +37,9 @@ std::string shared_path(const std::string& relative) {
   return fs::absolute(fs::path(shared_dir()) / relative).lexically_normal().string();
 }
 
+std::string stories260k() { return embedded_path("stories260K-hf"); }
+std::string embedded_calibration_text() { return embedded_path("tinystories-train-200k.txt"); }
+
 std::string embedded_path(const std::string& relative) {
   const fs::path p = fs::path(LLMQ_SOURCE_DIR) / "examples" / "data" / relative;
   if (!fs::exists(p)) ADD_FAILURE() << "embedded data file is missing from the repository: " << p.string();
@@ -68,7 +71,10 @@ std::vector<int32_t> tinystories_eval_ids(const std::string& model_folder, size_
   auto tok = Tokenizer::Open(model_folder);
   EXPECT_TRUE(tok.ok()) << tok.status().ToString();
   if (!tok.ok()) return {};
-  std::string text = read_bytes(shared_path("data/tinystories/TinyStories-valid-prefix.txt"));
+  // The embedded text is the start of the shared one (examples/data/README.md).
+  const std::string embedded = embedded_path("tinystories-valid-200k.txt");
+  const bool short_prefix = max_chars > 0 && max_chars <= std::filesystem::file_size(embedded);
+  std::string text = read_bytes(short_prefix ? embedded : shared_path("data/tinystories/TinyStories-valid-prefix.txt"));
   if (max_chars > 0 && text.size() > max_chars) text.resize(max_chars);
   auto ids = (*tok)->Encode(text);
   EXPECT_TRUE(ids.ok()) << ids.status().ToString();

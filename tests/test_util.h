@@ -18,6 +18,9 @@ std::string shared_dir();
 std::string shared_path(const std::string& relative);
 // Absolute path of a file embedded in the repository (examples/data: the default model and texts).
 std::string embedded_path(const std::string& relative);
+// The embedded stories260K-hf model folder, and the embedded calibration text (TinyStories train).
+std::string stories260k();
+std::string embedded_calibration_text();
 // LLMQ_REQUIRE_SHARED=1 (CI sets it): a missing external input (a shared file, the npm
 // reference libraries of tests/oracle) fails the test instead of skipping it.
 bool require_external_inputs();
@@ -68,7 +71,8 @@ struct SyntheticModel {
 // Writes config.json and random weights (N(0, 0.05)) for `m` into `folder`.
 void write_synthetic_model(const std::string& folder, const SyntheticModel& m);
 
-// The TinyStories validation prefix (../shared), its first max_chars characters (0: all), encoded
+// The TinyStories validation prefix, its first max_chars characters (0: all; the embedded copy when
+// it is long enough, else ../shared's), encoded
 // with `model_folder`'s tokenizer with one BOS in front: the evaluation ids of the real-model tests.
 std::vector<int32_t> tinystories_eval_ids(const std::string& model_folder, size_t max_chars = 0);
 // Perplexity of the model in `folder` on `ids` (windows of seq_len, the first max_chunks); fails the test on error.

@@ -70,6 +70,10 @@ json tokenizer_json_from_sentencepiece(const std::string& model_path) {
 }
 
 TEST(TokenizerJson, SentencePieceFlavourMatchesReferenceIds) {
+  LLMQ_NEED_SHARED("fixtures/tokenizer-ids.json");
+  LLMQ_NEED_SHARED("tokenizers/llama2/tokenizer.model");
+  LLMQ_NEED_SHARED("data/wikitext-2-raw-v1-test.txt");
+  LLMQ_NEED_SHARED("data/tinystories/TinyStories-valid-prefix.txt");
   const std::string fixture_path = test::shared_path("fixtures/tokenizer-ids.json");
   std::ifstream in(fixture_path);
   const json fx = json::parse(in)["tokenizers"]["llama2"];

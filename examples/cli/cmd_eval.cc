@@ -107,7 +107,8 @@ int run_eval(int argc, char** argv) {
                                 {"seconds", r->seconds}, {"tokens_per_second", r->tokens_per_second},
                                 {"model", folder}, {"data", data},
                                 {"quantized", (*model)->checkpoint().is_quantized()},
-                                {"int8_activations", (*model)->int8_activations()}};
+                                {"int8_activations", (*model)->int8_activations()},
+                                {"kernel_isa", isa_name(active_isa())}};
     std::printf("%s\n", j.dump(2).c_str());
     return 0;
   }
@@ -192,7 +193,8 @@ int run_generate(int argc, char** argv) {
     all.insert(all.end(), out_ids.begin(), out_ids.end());
     nlohmann::ordered_json j = {{"prompt", prompt}, {"text", *text}, {"ids", all},
                                 {"new_tokens", out_ids.size()},
-                                {"tokens_per_second", secs > 0 ? double(out_ids.size()) / secs : 0.0}};
+                                {"tokens_per_second", secs > 0 ? double(out_ids.size()) / secs : 0.0},
+                                {"kernel_isa", isa_name(active_isa())}};
     std::printf("%s\n", j.dump(2).c_str());
   } else {
     std::printf("\n");

@@ -83,7 +83,8 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (cmd == "--version") {
-    std::printf("llmq %s\ncpu: %s\n", llmq::version(), llmq::cpu_features_string().c_str());
+    std::printf("llmq %s\ncpu: %s\nkernels: %s (chosen at run time; LLMQ_ISA=scalar|avx2|avx512 lowers it)\n", llmq::version(),
+                llmq::cpu_features_string().c_str(), llmq::isa_name(llmq::active_isa()));
     return 0;
   }
   if (cmd == "inspect") return run_inspect(argc, argv);

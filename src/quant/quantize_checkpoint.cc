@@ -14,6 +14,7 @@
 #include "io/file_util.h"
 #include "io/llmq_format.h"
 #include "llmq/checkpoint.h"
+#include "llmq/kernels.h"
 #include "llmq/quantize.h"
 #include "llmq/tokenizer.h"
 #include "quant/awq.h"
@@ -115,6 +116,7 @@ std::string QuantizeReport::ToJson() const {
     j["true_sequential"] = true_sequential;
   }
   j["int8_activations"] = int8_activations;
+  j["kernel_isa"] = isa_name(active_isa());  // the ISA of the kernels this process runs (LLMQ_ISA can lower it)
   if (method == "smoothquant") j["alpha"] = alpha;
   if (is_awq(method)) j["awq"] = awq_options_json(awq);
   if (is_oac(method))

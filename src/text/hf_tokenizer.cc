@@ -13,7 +13,6 @@
 #include "text/hf_tokenizer.h"
 
 #include <algorithm>
-#include <cctype>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <queue>
@@ -502,7 +501,7 @@ void HfBpeTokenizer::SplitAddedTokens(const Segment& in, bool normalized, std::v
       bool ok = true;
       if (start > 0) {  // the code point ending just before the match
         size_t b = start - 1;
-        while (b > 0 && (static_cast<unsigned char>(s[b]) & 0xC0) == 0x80) --b;
+        while (b > 0 && (static_cast<unsigned char>(s[b]) & 0xC0) == 0x80) --b;  // back to its lead byte
         ok = !is_word_char(decode_utf8(s, b, &len));
       }
       if (ok && end < s.size()) ok = !is_word_char(decode_utf8(s, end, &len));
@@ -511,10 +510,14 @@ void HfBpeTokenizer::SplitAddedTokens(const Segment& in, bool normalized, std::v
         continue;
       }
     }
-    if (t.lstrip)
-      while (start > seg && std::isspace(static_cast<unsigned char>(s[start - 1]))) --start;
+    if (t.lstrip)  // Unicode White_Space, as Rust's char::is_whitespace
+      for (size_t b = start, len = 0; b > seg;) {
+        do --b; while (b > seg && (static_cast<unsigned char>(s[b]) & 0xC0) == 0x80);
+        if (!is_whitespace(decode_utf8(s, b, &len))) break;
+        start = b;
+      }
     if (t.rstrip)
-      while (end < s.size() && std::isspace(static_cast<unsigned char>(s[end]))) ++end;
+      for (size_t len = 0; end < s.size() && is_whitespace(decode_utf8(s, end, &len));) end += len;
     if (start > seg) out->push_back({s.substr(seg, start - seg), -1, in.at_start && seg == 0});
     out->push_back({"", t.id, false});
     pos = seg = end;

@@ -69,10 +69,13 @@ function withTokens(vocab, tokens) {
 const blTrained = train(byteLevelPreTokenizer(false, true), 'bytelevel');
 const bl = { vocab: withTokens(blTrained.vocab, byteLevelAlphabet()).vocab, merges: blTrained.merges };
 const flavours = {};
-{  // GPT-2: <|endoftext|> is BOS, EOS and UNK; no BOS is added.
-  const { vocab, ids: [eot] } = withTokens(bl.vocab, ['<|endoftext|>']);
+{  // GPT-2: <|endoftext|> is BOS, EOS and UNK; no BOS is added. Plus two user-added (non-special)
+   // tokens to exercise the flags: a single_word one and an rstrip one.
+  const { vocab, ids: [eot, lily, arrow] } = withTokens(bl.vocab, ['<|endoftext|>', 'Lily', '->']);
   flavours.gpt2 = {
-    json: { version: '1.0', truncation: null, padding: null, added_tokens: [added(eot, '<|endoftext|>', true)],
+    json: { version: '1.0', truncation: null, padding: null,
+            added_tokens: [added(eot, '<|endoftext|>', true), added(lily, 'Lily', false, { single_word: true }),
+                           added(arrow, '->', false, { rstrip: true })],
             normalizer: null, pre_tokenizer: byteLevelPre(false, true), post_processor: byteLevelPost,
             decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
             model: bpeModel(vocab, bl.merges) },
@@ -126,9 +129,12 @@ const flavours = {};
 {  // GPT-2 BPE with RoBERTa's post-processor (<s> ... </s>) and ByteLevel add_prefix_space.
   const vocab = { '<s>': 0, '<pad>': 1, '</s>': 2, '<unk>': 3 };
   for (const [t, id] of Object.entries(blTrained.vocab)) vocab[t] = id + 4;
-  flavours.roberta = {
+  const mask = Math.max(...Object.values(vocab)) + 1;
+  vocab['<mask>'] = mask;
+  flavours.roberta = {  // RoBERTa's <mask> takes the whitespace on its left (lstrip)
     json: { version: '1.0', truncation: null, padding: null,
-            added_tokens: [added(0, '<s>', true), added(1, '<pad>', true), added(2, '</s>', true), added(3, '<unk>', true)],
+            added_tokens: [added(0, '<s>', true), added(1, '<pad>', true), added(2, '</s>', true), added(3, '<unk>', true),
+                           added(mask, '<mask>', true, { lstrip: true })],
             normalizer: null, pre_tokenizer: byteLevelPre(true, true),
             post_processor: { type: 'RobertaProcessing', sep: ['</s>', 2], cls: ['<s>', 0], trim_offsets: true, add_prefix_space: true },
             decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
@@ -176,7 +182,8 @@ const texts = [
   'tabs\tand\r\nwindows\r\nlines', ' '.repeat(40) + 'x' + ' '.repeat(17), '\n'.repeat(9) + 'y',
   '<s>', 'a <s> b </s> c', '<s>hello', 'x<|endoftext|>y', '<|endoftext|><|endoftext|>', '<|im_start|>user\nhi<|im_end|>',
   '<|begin_of_text|>Once upon a time', '<unk> <pad>', 'Once upon a time, there was a little girl named Lily.',
-  '$$$ %%% ^^^ &&&', '--- ... !!! ???', 'mixed123abc!@#\u00e9\u00e8', '\u0301combining', 'Ǆ ǅ ǆ ﬁ',
+  '$$$ %%% ^^^ &&&', 'Lily met Lilyanne and LilyLily, Lily_x (Lily) Lily',
+  'a -> b ->   c->d', 'The <mask> sat.  <mask>x <mask>', '\u00a0<mask>\t<mask>', '--- ... !!! ???', 'mixed123abc!@#\u00e9\u00e8', '\u0301combining', 'Ǆ ǅ ǆ ﬁ',
 ];
 const expected = {};
 (async () => {
