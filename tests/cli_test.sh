@@ -79,7 +79,7 @@ json_ok method alpha int8_activations calibration layers
 check eval-sq 0 "" -- "$llmq" eval ppl "$work/sq" --data "$valid" --seq-len 64 --max-chunks 2 --json
 python3 -c "import json,sys; assert json.load(open(sys.argv[1]))['int8_activations'] is True" "$work/out" || { echo "FAIL: W8A8 model did not run int8"; fails=$((fails+1)); }
 check sq-bad-alpha 2 "--alpha expects a number in" -- "$llmq" quantize --method smoothquant --calib "$calib" --alpha 2 "$model" "$work/sq2"
-check sq-bad-bits 1 "smoothquant is W8A8" -- "$llmq" quantize --method smoothquant --calib "$calib" --bits 4 "$model" "$work/sq2"
+check sq-bad-bits 2 "smoothquant is W8A8" -- "$llmq" quantize --method smoothquant --calib "$calib" --bits 4 "$model" "$work/sq2"
 # AWQ: report keys, the per-layer search results, options checked against the method.
 check awq 0 "" -- "$llmq" quantize --method awq+gptq --calib "$calib" --nsamples 8 --seq-len 64 --awq-grid 5 --json "$model" "$work/awq"
 json_ok method awq gptq calibration layers mean_output_relative_error

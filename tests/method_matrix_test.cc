@@ -54,25 +54,19 @@ std::vector<ArchCase> arch_cases() {
 
 const char* const kMethods[] = {"rtn", "gptq", "awq", "awq+gptq", "smoothquant", "spqr", "adpq", "oac", "spqr+oac"};
 
-// Each method with the settings it is used with (the CLI's defaults, at this model's size).
+// Each method with its library defaults (QuantizeOptions::ForMethod), at this model's size.
 QuantizeOptions options_for(const std::string& method, const std::string& calib) {
-  QuantizeOptions o;
-  o.method = method;
-  o.spec = test::quant_spec(4, 32, /*symmetric=*/false);
-  if (method == "smoothquant") o.spec = test::quant_spec(8, 0, true);
-  if (method == "spqr" || method == "spqr+oac") {
-    o.spec = test::quant_spec(3, 16, true);
-    o.spec.scale_bits = 3;
-    o.gptq.damp = 1.0;
-    o.gptq.outlier_threshold = 0.2;
-  }
+  auto o = QuantizeOptions::ForMethod(method);
+  EXPECT_TRUE(o.ok()) << o.status().ToString();
+  if (o->spec.group_size > 32) o->spec.group_size = 32;  // 64-wide layers
+  if (o->spec.group_size > 0 && o->spec.scale_bits == 0) o->spec.symmetric = false;
   if (method != "rtn" && method != "adpq") {
-    o.calibration.data = calib;
-    o.calibration.nsamples = 4;
-    o.calibration.seq_len = 16;
+    o->calibration.data = calib;
+    o->calibration.nsamples = 4;
+    o->calibration.seq_len = 16;
   }
-  o.awq.grid = 5;
-  return o;
+  o->awq.grid = 5;
+  return *o;
 }
 
 class MethodMatrix : public ::testing::TestWithParam<std::tuple<size_t, size_t>> {};

@@ -186,6 +186,49 @@ TEST(QuantizeSpqr, MeetsTheBitBudgetAndCountsTheBytesItWrites) {
   EXPECT_NE(refused.status().message().find("target_bits"), std::string::npos);
 }
 
+// The library owns each method's defaults: a program asking for "spqr" with nothing else set gets
+// SpQR (groups of 16, 3-bit bilevel scales, damping 1, Hessian-weighted outliers), not GPTQ g128.
+TEST(QuantizeOptions, SpqrDefaultsComeFromTheLibrary) {
+  auto o = QuantizeOptions::ForMethod("spqr");
+  ASSERT_TRUE(o.ok()) << o.status().ToString();
+  EXPECT_EQ(o->spec.group_size, 16);
+  EXPECT_EQ(o->spec.scale_bits, 3);
+  EXPECT_EQ(o->gptq.damp, 1.0);
+  EXPECT_EQ(o->gptq.outlier_threshold, 0.2);
+  // Without calibration data Validate says what is missing.
+  Status missing = o->Validate();
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.message().find("calibration"), std::string::npos) << missing.ToString();
+  TempDir dir;
+  o->calibration.data = test::embedded_calibration_text();  // real weights (the embedded model) have outliers
+  o->calibration.nsamples = 16;
+  o->calibration.seq_len = 128;
+  auto rep = quantize_checkpoint(test::stories260k(), dir.file("out"), *o);
+  ASSERT_TRUE(rep.ok()) << rep.status().ToString();
+  auto out = Checkpoint::Open(dir.file("out"));
+  ASSERT_TRUE(out.ok());
+  int64_t outliers = 0;
+  for (const LayerReport& l : rep->layers) {
+    auto q = (*out)->get_quantized(l.module);
+    ASSERT_TRUE(q.ok());
+    EXPECT_EQ(q->spec.group_size, 16) << l.module;
+    EXPECT_EQ(q->spec.scale_bits, 3) << l.module;
+    outliers += int64_t(q->outliers.nnz());
+  }
+  EXPECT_GT(outliers, 0);
+  // Unknown methods and options that belong to another method are refused with a clear message.
+  EXPECT_NE(QuantizeOptions::ForMethod("spqr2").status().message().find("available: rtn"), std::string::npos);
+  QuantizeOptions g = *QuantizeOptions::ForMethod("gptq");
+  g.calibration.data = o->calibration.data;
+  g.gptq.outlier_threshold = 0.2;
+  EXPECT_NE(g.Validate().message().find("outlier_threshold"), std::string::npos);
+  QuantizeOptions sq = *QuantizeOptions::ForMethod("smoothquant");
+  sq.calibration.data = o->calibration.data;
+  EXPECT_TRUE(sq.Validate().ok()) << sq.Validate().ToString();
+  sq.spec.bits = 4;
+  EXPECT_NE(sq.Validate().message().find("W8A8"), std::string::npos);
+}
+
 // The method's claim at ~3.5 bits: SpQR (groups of 16, 3-bit scales, outliers) beats GPTQ w3 g128
 // at ~3.1 bits on a real model with the same calibration, and stays close to fp32.
 TEST(QuantizeSpqr, BeatsGptqW3OnARealModel) {

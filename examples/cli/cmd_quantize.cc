@@ -105,15 +105,17 @@ int run_quantize(int argc, char** argv) {
   }
   if (args->positional().size() != 2) return usage_error("expected <in-folder> <out-folder>", "quantize");
   if (args->has("sym") && args->has("asym")) return usage_error("--sym and --asym exclude each other", "quantize");
-  QuantizeOptions opt;
-  opt.method = args->get("method", "rtn");
-  const bool sq = opt.method == "smoothquant";  // W8A8: 8-bit per-channel unless told otherwise
+  // The method's defaults come from the library; flags override them.
+  auto defaults = QuantizeOptions::ForMethod(args->get("method", "rtn"));
+  if (!defaults.ok()) return usage_error(defaults.status().message(), "quantize");
+  QuantizeOptions opt = *defaults;
+  const bool sq = opt.method == "smoothquant";
   const bool spqr = opt.method == "spqr" || opt.method == "spqr+oac";
   const bool oac = opt.method == "oac" || opt.method == "spqr+oac";
-  auto bits = args->get_int("bits", sq ? 8 : 4);
-  auto group = args->get_int("group-size", sq ? 0 : spqr ? 16 : 128);
-  auto scale_bits = args->get_int("scale-bits", spqr ? 3 : 0);
-  auto scale_rows = args->get_int("scale-group-rows", 16);
+  auto bits = args->get_int("bits", opt.spec.bits);
+  auto group = args->get_int("group-size", opt.spec.group_size);
+  auto scale_bits = args->get_int("scale-bits", opt.spec.scale_bits);
+  auto scale_rows = args->get_int("scale-group-rows", opt.spec.scale_group_rows);
   if (!scale_bits.ok() || !scale_rows.ok() || *scale_rows < 1)
     return usage_error("--scale-bits and --scale-group-rows expect integers (rows >= 1)", "quantize");
   auto shard = args->get_int("max-shard-mb", 2048);
@@ -132,10 +134,6 @@ int run_quantize(int argc, char** argv) {
   if (Status st = opt.spec.Validate(); !st.ok()) return usage_error(st.message(), "quantize");
   const bool awq = opt.method == "awq" || opt.method == "awq+gptq";
   const bool adpq = opt.method == "adpq";
-  if (opt.method != "rtn" && opt.method != "gptq" && !sq && !awq && !adpq && !spqr && !oac)
-    return usage_error(
-        "unknown --method '" + opt.method + "' (available: rtn, gptq, awq, awq+gptq, smoothquant, adpq, spqr, oac, spqr+oac)",
-        "quantize");
   const std::string grad = args->get("oac-grad", "sequence");
   if (grad != "sequence" && grad != "token") return usage_error("--oac-grad must be sequence or token", "quantize");
   if (!oac && (args->has("oac-grad") || args->has("oac-once")))
@@ -144,7 +142,7 @@ int run_quantize(int argc, char** argv) {
     return usage_error("--true-sequential does not apply to OAC (its Hessians come from one backward per block)", "quantize");
   opt.oac.per_token = grad == "token";
   opt.oac.once = args->has("oac-once");
-  auto threshold = args->get_double("outlier-threshold", 0.2);
+  auto threshold = args->get_double("outlier-threshold", spqr ? opt.gptq.outlier_threshold : 0.2);
   auto target = args->get_double("target-bits", 0.0);
   if (!threshold.ok() || !(*threshold > 0.0)) return usage_error("--outlier-threshold expects a positive number", "quantize");
   if (!target.ok() || !(*target >= 0.0)) return usage_error("--target-bits expects a positive number", "quantize");
@@ -155,9 +153,9 @@ int run_quantize(int argc, char** argv) {
     return usage_error("--outlier-threshold and --target-bits exclude each other", "quantize");
   if (spqr) opt.gptq.outlier_threshold = *threshold;
   opt.target_bits = *target;
-  auto fraction = args->get_double("outlier-fraction", 0.05);
-  auto lambda = args->get_double("adpq-lambda", 0.0);
-  auto gamma = args->get_double("adpq-gamma", 1.0);
+  auto fraction = args->get_double("outlier-fraction", opt.adpq.outlier_fraction);
+  auto lambda = args->get_double("adpq-lambda", opt.adpq.lambda);
+  auto gamma = args->get_double("adpq-gamma", opt.adpq.gamma);
   const std::string scope = args->get("adpq-scope", "tensor");
   if (!fraction.ok() || !(*fraction >= 0.0 && *fraction < 1.0))
     return usage_error("--outlier-fraction expects a number in [0, 1)", "quantize");
@@ -175,7 +173,7 @@ int run_quantize(int argc, char** argv) {
   opt.adpq.lambda = *lambda;
   opt.adpq.gamma = *gamma;
   opt.adpq.scope = scope == "tensor" ? AdpqScope::kTensor : scope == "row" ? AdpqScope::kRow : AdpqScope::kGroup;
-  auto awq_grid = args->get_int("awq-grid", 20);
+  auto awq_grid = args->get_int("awq-grid", opt.awq.grid);
   if (!awq_grid.ok() || *awq_grid < 1 || *awq_grid > 1000)
     return usage_error("--awq-grid expects an integer in 1..1000", "quantize");
   if (!awq)
@@ -185,16 +183,16 @@ int run_quantize(int argc, char** argv) {
   opt.awq.duo_scaling = !args->has("awq-no-duo");
   opt.awq.clip = !args->has("awq-no-clip");
   opt.awq.gqa_v_to_o = !args->has("awq-no-gqa-vo");
-  auto alpha = args->get_double("alpha", 0.5);
+  auto alpha = args->get_double("alpha", opt.alpha);
   if (!alpha.ok() || !(*alpha >= 0.0 && *alpha <= 1.0)) return usage_error("--alpha expects a number in [0, 1]", "quantize");
   if (args->has("alpha") && !sq) return usage_error("--alpha applies to --method smoothquant only", "quantize");
   opt.alpha = *alpha;
   opt.int8_activations = args->has("int8-activations");
-  auto nsamples = args->get_int("nsamples", 128);
-  auto seq_len = args->get_int("seq-len", awq ? 512 : 2048);  // AWQ's reference calibrates on 512-token blocks
-  auto seed = args->get_int("seed", 0);
-  auto block = args->get_int("block-size", 128);
-  auto damp = args->get_double("damp", spqr ? 1.0 : 0.01);  // SpQR's reference percdamp is 1
+  auto nsamples = args->get_int("nsamples", opt.calibration.nsamples);
+  auto seq_len = args->get_int("seq-len", opt.calibration.seq_len);
+  auto seed = args->get_int("seed", int64_t(opt.calibration.seed));
+  auto block = args->get_int("block-size", opt.gptq.block_size);
+  auto damp = args->get_double("damp", opt.gptq.damp);
   if (!nsamples.ok() || *nsamples <= 0) return usage_error("--nsamples expects a positive integer", "quantize");
   if (!seq_len.ok() || *seq_len < 2) return usage_error("--seq-len expects an integer >= 2", "quantize");
   if (!seed.ok() || *seed < 0) return usage_error("--seed expects a non-negative integer", "quantize");
@@ -229,6 +227,7 @@ int run_quantize(int argc, char** argv) {
   opt.resume = args->has("resume");
   opt.overwrite = args->has("overwrite");
   opt.max_shard_bytes = uint64_t(*shard) << 20;
+  if (Status st = opt.Validate(); !st.ok()) return usage_error(st.message(), "quantize");
   ProgressPrinter bar("quantize");
   opt.progress = [&](const Progress& p) { bar.Update(p.done, p.total, p.item, p.elapsed_s); };
   opt.cancel = [] { return g_interrupted.load(); };

@@ -57,7 +57,19 @@ struct OacOptions {
   bool once = false;       // gradients of the float model instead of block by block with the earlier blocks quantized
 };
 
+// The method names quantize_checkpoint accepts, in the order the help texts list them.
+const std::vector<std::string>& quantize_methods();
+
 struct QuantizeOptions {
+  // Every default of `method` (what `llmq quantize --method M` uses when no other flag is given):
+  // e.g. spqr: groups of 16, 3-bit bilevel scales, damping 1, outlier threshold 0.2; smoothquant:
+  // 8-bit per-channel; awq: 512-token calibration windows. InvalidArgument for an unknown method.
+  static Result<QuantizeOptions> ForMethod(const std::string& method);
+  // The rules the options must satisfy for their method (ranges, the options a method takes,
+  // calibration data for calibrated methods); InvalidArgument with a message a user can act on.
+  // quantize_checkpoint calls it first.
+  Status Validate() const;
+
   // "rtn" (round to nearest), "gptq" (calibrated), "awq" (activation-aware scales and clipping,
   // then RTN), "awq+gptq" (the same scales and clipping, then GPTQ), "smoothquant" (W8A8 with
   // per-channel smoothing folded into the norms; needs bits 8 per-channel), "adpq" (zero-shot:

@@ -648,29 +648,12 @@ Status prepare_partial_dir(const std::string& partial, const nlohmann::ordered_j
 Result<QuantizeReport> quantize_checkpoint(const std::string& input_folder, const std::string& output_folder,
                                            const QuantizeOptions& options) {
   const auto t0 = Clock::now();
-  LLMQ_RETURN_IF_ERROR(options.spec.Validate());
+  LLMQ_RETURN_IF_ERROR(options.Validate());
   const bool smoothquant = options.method == "smoothquant";
   // Methods that rewrite norms or biases (folded scales): those tensors come from the block files.
   const bool rewrites_tensors = smoothquant || is_awq(options.method);
   const bool calibrated = uses_gptq(options.method) || rewrites_tensors;  // the block-by-block path
   const bool adpq = options.method == "adpq";
-  if (options.method != "rtn" && !adpq && !calibrated)
-    return Status::InvalidArgument("unknown method '" + options.method +
-                                   "' (available: rtn, gptq, awq, awq+gptq, smoothquant, adpq, spqr, oac, spqr+oac)");
-  if (options.true_sequential && options.method != "gptq" && options.method != "spqr")  // not OAC: one backward per block
-    return Status::InvalidArgument("true_sequential applies to methods gptq and spqr only");
-  if (options.target_bits > 0 && !is_spqr(options.method))
-    return Status::InvalidArgument("target_bits applies to methods spqr and spqr+oac only");
-  if (is_awq(options.method) && (options.awq.grid < 1 || options.awq.clip_grid < 1 || options.awq.clip_tokens < 1 ||
-                                 !(options.awq.max_shrink >= 0.0 && options.awq.max_shrink < 1.0)))
-    return Status::InvalidArgument("awq: grid, clip_grid and clip_tokens must be positive and max_shrink in [0, 1)");
-  if (calibrated && options.calibration.data.empty())
-    return Status::InvalidArgument("--method " + options.method + " needs calibration data (--calib <text-file>)");
-  if (smoothquant && (options.spec.bits != 8 || options.spec.group_size != 0 || !options.spec.symmetric))
-    return Status::InvalidArgument("smoothquant is W8A8: it needs --bits 8 --group-size 0 --sym (got " +
-                                   options.spec.ToString() + ")");
-  if (smoothquant && !(options.alpha >= 0.0 && options.alpha <= 1.0))
-    return Status::InvalidArgument("smoothquant --alpha must be in [0, 1]");
   LLMQ_ASSIGN_OR_RETURN(auto ckpt, Checkpoint::Open(input_folder));
   if (ckpt->is_quantized())
     return Status::InvalidArgument(input_folder + ": is already quantized by llmq; quantize the float checkpoint");
