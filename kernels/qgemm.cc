@@ -3,7 +3,6 @@
 // and multiplies them with Eigen).
 #include <omp.h>
 
-#include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -15,11 +14,11 @@
 #include "llmq/float16.h"
 #include "llmq/kernels.h"
 #include "packed.h"
+#include "dense.h"
 
 namespace llmq {
 
 using kernels::PackedWeights;
-using RowMatF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
 const char* isa_name(Isa isa) {
   switch (isa) {
@@ -286,10 +285,9 @@ void PackedLinear::Forward(const float* x, int64_t n, float* y, Isa isa) const {
       }
     }
   } else {
-    // Prompt processing: dequantize a tile of rows (a few MB), multiply it with Eigen.
+    // Prompt processing: dequantize a tile of rows (a few MB), multiply it with the dense GEMM of this ISA.
     const int64_t tile = std::max<int64_t>(64, std::min<int64_t>(w.rows, (4 << 20) / (kp * 4) / 8 * 8));
     std::vector<float> buf(static_cast<size_t>(tile * kp));
-    Eigen::Map<const RowMatF> X(xp.data(), n, kp);
     for (int64_t r0 = 0; r0 < w.rows; r0 += tile) {
       const int64_t tr = std::min(tile, w.rows - r0);
 #pragma omp parallel
@@ -298,9 +296,7 @@ void PackedLinear::Forward(const float* x, int64_t n, float* y, Isa isa) const {
         thread_rows(tr, omp_get_thread_num(), omp_get_num_threads(), &a, &b);
         if (b > a) k.dequant(w, r0 + a, r0 + b, buf.data() + a * kp);
       }
-      Eigen::Map<const RowMatF> T(buf.data(), tr, kp);
-      Eigen::Map<RowMatF, 0, Eigen::OuterStride<>> Y(y + r0, n, tr, Eigen::OuterStride<>(w.rows));
-      Y.noalias() = X * T.transpose();
+      dense::gemm(isa, false, true, n, tr, kp, 1.0f, xp.data(), kp, buf.data(), kp, 0.0f, y + r0, w.rows);  // Y = X Tᵀ
     }
   }
   // Sparse outliers: y[t, r] += sum of value * x[t, col] over row r's outliers (source columns).

@@ -18,20 +18,17 @@
 #include <cmath>
 
 #include "model/model_impl.h"
+#include "dense.h"
 
 namespace llmq::internal {
 
 namespace {
 
-using StridedMap = Eigen::Map<RowMatrix, 0, Eigen::OuterStride<>>;
-using ConstStridedMap = Eigen::Map<const RowMatrix, 0, Eigen::OuterStride<>>;
 
 // dx [n, cols] = dy [n, rows] W [rows, cols] (accumulated when add is true).
 void linear_backward(const Linear& l, const float* dy, int64_t n, float* dx, bool add) {
-  ConstMap DY(dy, n, l.info.rows), W(l.w.data(), l.info.rows, l.info.cols);
-  Map DX(dx, n, l.info.cols);
-  if (add) DX.noalias() += DY * W;
-  else DX.noalias() = DY * W;
+  dense::gemm(false, false, n, l.info.cols, l.info.rows, 1.0f, dy, l.info.rows, l.w.data(), l.info.cols, add ? 1.0f : 0.0f,
+              dx, l.info.cols);
 }
 
 // dx += backward of the norm at input x, given dy.
@@ -144,14 +141,10 @@ void block_forward(const Model::Impl& im, const Block& bl, const float* x, int64
 #pragma omp parallel for schedule(dynamic)
   for (int64_t hh = 0; hh < nh; ++hh) {
     const int64_t kvh = hh / group;
-    ConstStridedMap Q(T.q.data() + hh * hd, n, hd, Eigen::OuterStride<>(qd));
-    ConstStridedMap K(T.k.data() + kvh * hd, n, hd, Eigen::OuterStride<>(kvd));
-    ConstStridedMap V(T.v.data() + kvh * hd, n, hd, Eigen::OuterStride<>(kvd));
-    Map P(T.probs.data() + hh * n * n, n, n);
-    P.noalias() = (Q * K.transpose()) * scale;
-    causal_softmax(P.data(), n, n, 0, window);
-    StridedMap C(T.ctx.data() + hh * hd, n, hd, Eigen::OuterStride<>(qd));
-    C.noalias() = P * V;
+    float* P = T.probs.data() + hh * n * n;
+    dense::gemm(false, true, n, n, hd, scale, T.q.data() + hh * hd, qd, T.k.data() + kvh * hd, kvd, 0.0f, P, n);
+    causal_softmax(P, n, n, 0, window);
+    dense::gemm(false, false, n, hd, n, 1.0f, P, n, T.v.data() + kvh * hd, kvd, 0.0f, T.ctx.data() + hh * hd, qd);
   }
   std::vector<float> y(static_cast<size_t>(n * d));
   bl.o.Forward(T.ctx.data(), n, y.data());
@@ -241,23 +234,23 @@ void block_backward(const Model::Impl& im, const Block& bl, const float* x, cons
   // One kv head per iteration: its query heads' contributions to dK and dV stay in one thread.
 #pragma omp parallel for schedule(dynamic)
   for (int64_t kvh = 0; kvh < nkv; ++kvh) {
-    ConstStridedMap K(T.k.data() + kvh * hd, n, hd, Eigen::OuterStride<>(kvd));
-    ConstStridedMap V(T.v.data() + kvh * hd, n, hd, Eigen::OuterStride<>(kvd));
-    StridedMap dK(dk.data() + kvh * hd, n, hd, Eigen::OuterStride<>(kvd));
-    StridedMap dV(dv.data() + kvh * hd, n, hd, Eigen::OuterStride<>(kvd));
+    const float* K = T.k.data() + kvh * hd;
+    const float* Vh = T.v.data() + kvh * hd;
+    float* dK = dk.data() + kvh * hd;
+    float* dV = dv.data() + kvh * hd;
+    RowMatrix dS(n, n);
     for (int64_t hh = kvh * group; hh < (kvh + 1) * group; ++hh) {
       ConstMap P(T.probs.data() + hh * n * n, n, n);
-      ConstStridedMap Q(T.q.data() + hh * hd, n, hd, Eigen::OuterStride<>(qd));
-      ConstStridedMap dC(dctx.data() + hh * hd, n, hd, Eigen::OuterStride<>(qd));
-      StridedMap dQ(dq.data() + hh * hd, n, hd, Eigen::OuterStride<>(qd));
-      dV.noalias() += P.transpose() * dC;
-      RowMatrix dS = dC * V.transpose();
+      const float* Q = T.q.data() + hh * hd;
+      const float* dC = dctx.data() + hh * hd;
+      dense::gemm(true, false, n, hd, n, 1.0f, P.data(), n, dC, qd, 1.0f, dV, kvd);      // dV += Pᵀ dC
+      dense::gemm(false, true, n, n, hd, 1.0f, dC, qd, Vh, kvd, 0.0f, dS.data(), n);     // dS = dC Vᵀ
       for (int64_t t = 0; t < n; ++t) {
         const double dot = (dS.row(t).cast<double>().array() * P.row(t).cast<double>().array()).sum();
         dS.row(t) = (P.row(t).array() * (dS.row(t).array() - float(dot))).matrix();
       }
-      dQ.noalias() = (dS * K) * scale;
-      dK.noalias() += (dS.transpose() * Q) * scale;
+      dense::gemm(false, false, n, hd, n, scale, dS.data(), n, K, kvd, 0.0f, dq.data() + hh * hd, qd);  // dQ = dS K
+      dense::gemm(true, false, n, hd, n, scale, dS.data(), n, Q, qd, 1.0f, dK, kvd);                   // dK += dSᵀ Q
     }
   }
   if (cfg.family == ModelFamily::kLlama) {
@@ -338,7 +331,6 @@ Result<WindowGradient> backward_window(const Model& model, int first, int last_h
   // Head (the runtime's): logits; then the loss and ∂L/∂logits in place.
   const int64_t edim = im.has_projections ? cfg.word_embed_proj_dim : d;
   const std::vector<float>& Wv = im.lm_head.empty() ? im.embed : im.lm_head;
-  ConstMap Wm(Wv.data(), V, edim);
   RowMatrix& L = ws.logits;
   L.resize(n, V);
   model.Head(top.data(), n, L.data());
@@ -364,11 +356,11 @@ Result<WindowGradient> backward_window(const Model& model, int first, int last_h
   r.loss = loss * inv;
   std::vector<float> dtop(static_cast<size_t>(n * d), 0.0f);
   {
-    RowMatrix dH = L * Wm;  // [n, edim]
+    RowMatrix dH(n, edim);
+    dense::gemm(false, false, n, edim, V, 1.0f, L.data(), V, Wv.data(), edim, 0.0f, dH.data(), edim);
     std::vector<float> dhn(static_cast<size_t>(n * d));
     if (im.has_projections) {
-      ConstMap P(im.project_out.w.data(), edim, d);
-      Map(dhn.data(), n, d).noalias() = dH * P;
+      dense::gemm(false, false, n, d, edim, 1.0f, dH.data(), edim, im.project_out.w.data(), d, 0.0f, dhn.data(), d);
     } else {
       std::copy(dH.data(), dH.data() + n * d, dhn.data());
     }

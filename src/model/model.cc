@@ -17,6 +17,7 @@
 #include "llmq/float16.h"
 #include "llmq/kernels.h"
 #include "model/model_impl.h"
+#include "dense.h"
 
 namespace llmq {
 
@@ -352,14 +353,11 @@ void Model::Impl::attention(const Block& b, int layer, const float* xn, int64_t 
 #pragma omp parallel for schedule(dynamic)
   for (int64_t h = 0; h < nh; ++h) {
     const int64_t kvh = h / group;
-    // Scores for all queries of this head at once: S = Q_h K_h^T (strided views).
-    Eigen::Map<const RowMatrix, 0, Eigen::OuterStride<>> Qh(q.data() + h * hd, n, hd, Eigen::OuterStride<>(qd));
-    Eigen::Map<const RowMatrix, 0, Eigen::OuterStride<>> Kh(K + kvh * hd, total, hd, Eigen::OuterStride<>(kvd));
-    Eigen::Map<const RowMatrix, 0, Eigen::OuterStride<>> Vh(V + kvh * hd, total, hd, Eigen::OuterStride<>(kvd));
-    RowMatrix S = (Qh * Kh.transpose()) * scale;
+    // Scores for all queries of this head at once: S = Q_h K_h^T (strided views), then C_h = S V_h.
+    std::vector<float> S(static_cast<size_t>(n * total));
+    dense::gemm(false, true, n, total, hd, scale, q.data() + h * hd, qd, K + kvh * hd, kvd, 0.0f, S.data(), total);
     internal::causal_softmax(S.data(), n, total, start, window);
-    Eigen::Map<RowMatrix, 0, Eigen::OuterStride<>> Ch(ctx.data() + h * hd, n, hd, Eigen::OuterStride<>(qd));
-    Ch.noalias() = S * Vh;
+    dense::gemm(false, false, n, hd, total, 1.0f, S.data(), total, V + kvh * hd, kvd, 0.0f, ctx.data() + h * hd, qd);
   }
   if (hook) hook(b.o.info, ctx.data(), n);
   b.o.Forward(ctx.data(), n, out);
@@ -455,9 +453,7 @@ void Model::Head(const float* x, int64_t n, float* logits) const {
     hp = e.data();
   }
   const std::vector<float>& W = im.lm_head.empty() ? im.embed : im.lm_head;
-  ConstMap H(hp, n, edim), Wm(W.data(), cfg.vocab_size, edim);
-  Map L(logits, n, cfg.vocab_size);
-  L.noalias() = H * Wm.transpose();
+  dense::gemm(false, true, n, cfg.vocab_size, edim, 1.0f, hp, edim, W.data(), edim, 0.0f, logits, cfg.vocab_size);
 }
 
 Result<std::vector<float>> Model::Forward(const int32_t* tokens, int64_t n, KVCache* cache) const {

@@ -4,11 +4,13 @@
 #define LLMQ_SRC_MODEL_MODEL_IMPL_H_
 
 #include <Eigen/Core>
+
 #include <memory>
 #include <vector>
 
 #include "llmq/kernels.h"
 #include "llmq/model.h"
+#include "dense.h"
 
 namespace llmq {
 
@@ -33,8 +35,7 @@ struct Linear {
     if (packed) {
       packed->Forward(x, n, y);
     } else {
-      ConstMap X(x, n, cols), W(w.data(), rows, cols);
-      Y.noalias() = X * W.transpose();
+      dense::gemm(false, true, n, rows, cols, 1.0f, x, cols, w.data(), cols, 0.0f, y, rows);
     }
     if (!bias.empty()) Y.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(bias.data(), rows);
   }

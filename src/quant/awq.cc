@@ -8,6 +8,7 @@
 // Then the clip search (auto_clip) shrinks each group's range where that lowers the error of
 // the group's partial dot products. ../shared/docs/algorithms.md §3 has the reference details.
 #include "quant/awq.h"
+#include "dense.h"
 
 #include <Eigen/Core>
 #include <algorithm>
@@ -126,7 +127,8 @@ Result<double> linear_output_mse(const std::vector<float>& hessian, int64_t cols
     LLMQ_ASSIGN_OR_RETURN(std::vector<float> d, fake_quantize_scaled(w, rows, cols, s, spec));
     for (size_t i = 0; i < d.size(); ++i) d[i] -= w[i];
     const ConstMap D(d.data(), rows, cols);
-    const RowMatrix dh = D * ConstMap(hessian.data(), cols, cols);
+    RowMatrix dh(rows, cols);
+    dense::gemm(false, false, rows, cols, cols, 1.0f, d.data(), cols, hessian.data(), cols, 0.0f, dh.data(), cols);
     sum += double(dh.cwiseProduct(D).sum()) / 2.0;
     count += rows;
   }

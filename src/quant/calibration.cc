@@ -12,6 +12,7 @@
 #include "io/file_util.h"
 #include "llmq/float16.h"
 #include "model/backward.h"
+#include "dense.h"
 
 namespace llmq::internal {
 namespace fs = std::filesystem;
@@ -290,10 +291,12 @@ void add_output_adaptive(HessianAccumulator* h, const float* x, const float* del
   const double direct = double(rows) * double(cols) * double(n + cols);
   const double via_tokens = double(n) * double(n) * double(rows + cols) + double(n) * double(cols) * double(cols);
   if (via_tokens < direct) {
-    const RowMatrixF S = (D * D.transpose()) * (delta_scale * delta_scale);
+    RowMatrixF S(n, n);
+    dense::gemm(false, true, n, n, rows, delta_scale * delta_scale, D.data(), rows, D.data(), rows, 0.0f, S.data(), n);
     h->AddWeighted(x, n, S.data());
   } else {
-    const RowMatrixF G = (D.transpose() * X) * delta_scale;  // [rows, cols]: this sequence's weight gradient
+    RowMatrixF G(rows, cols);  // this sequence's weight gradient G = Dᵀ X
+    dense::gemm(true, false, rows, cols, n, delta_scale, D.data(), rows, x, cols, 0.0f, G.data(), cols);
     h->Add(G.data(), rows);
   }
 }

@@ -14,6 +14,7 @@
 #include <numeric>
 
 #include "llmq/float16.h"
+#include "dense.h"
 
 namespace llmq {
 
@@ -25,41 +26,6 @@ namespace {
 // Rows summed in fp32 before they are folded into the fp64 total.
 constexpr int64_t kFlushRows = 4096;
 
-// In-place inverse of a lower-triangular matrix by 2x2 blocks,
-//   [A 0; B C]^-1 = [A^-1 0; -C^-1 B A^-1  C^-1],
-// so the work is n^3/3 flops in triangular-times-dense products (a solve against the
-// identity would be n^3).
-void invert_lower_triangular(Eigen::Ref<MatF> l) {
-  const int64_t n = l.rows();
-  if (n <= 64) {
-    MatF inv = MatF::Identity(n, n);
-    l.triangularView<Eigen::Lower>().solveInPlace(inv);
-    l = inv.triangularView<Eigen::Lower>();
-    return;
-  }
-  const int64_t h = n / 2;
-  invert_lower_triangular(l.topLeftCorner(h, h));
-  invert_lower_triangular(l.bottomRightCorner(n - h, n - h));
-  MatF b = -(l.bottomRightCorner(n - h, n - h).triangularView<Eigen::Lower>() * l.bottomLeftCorner(n - h, h));
-  l.bottomLeftCorner(n - h, h).noalias() = b * l.topLeftCorner(h, h).triangularView<Eigen::Lower>();
-  l.topRightCorner(h, n - h).setZero();
-}
-
-// U upper triangular with U^T U = H^-1 (what torch.linalg.cholesky(H^-1, upper=True) gives),
-// without forming H^-1: with P the reversal permutation and P H P = L L^T,
-// H^-1 = (P L^-T P)(P L^-1 P), and P L^-1 P is upper triangular with a positive diagonal,
-// so it is the (unique) Cholesky factor. One Cholesky and one triangular inverse.
-bool upper_cholesky_of_inverse(MatF h, MatF* u) {
-  h.reverseInPlace();
-  Eigen::LLT<Eigen::Ref<MatF>> llt(h);
-  if (llt.info() != Eigen::Success) return false;
-  invert_lower_triangular(h);  // LLT<Ref> factored h in place: its lower triangle is L
-  h.triangularView<Eigen::StrictlyUpper>().setZero();
-  h.reverseInPlace();
-  u->swap(h);
-  return u->allFinite() && (u->diagonal().array() > 0.0f).all();
-}
-
 }  // namespace
 
 HessianAccumulator::HessianAccumulator(int64_t cols)
@@ -67,9 +33,7 @@ HessianAccumulator::HessianAccumulator(int64_t cols)
 
 void HessianAccumulator::Add(const float* x, int64_t n) {
   if (n <= 0) return;
-  Eigen::Map<const RowMatF> X(x, n, cols_);
-  Eigen::Map<MatF> P(partial_.data(), cols_, cols_);
-  P.noalias() += X.transpose() * X;
+  dense::gemm(true, false, cols_, cols_, n, 1.0f, x, cols_, x, cols_, 1.0f, partial_.data(), cols_);  // P += XᵀX
   rows_ += n;
   pending_ += n;
   if (pending_ >= kFlushRows) Flush();
@@ -77,10 +41,10 @@ void HessianAccumulator::Add(const float* x, int64_t n) {
 
 void HessianAccumulator::AddWeighted(const float* x, int64_t n, const float* s) {
   if (n <= 0) return;
-  Eigen::Map<const RowMatF> X(x, n, cols_), S(s, n, n);
-  const RowMatF SX = S * X;
-  Eigen::Map<MatF> P(partial_.data(), cols_, cols_);
-  P.noalias() += X.transpose() * SX;  // symmetric up to rounding; Hessian() symmetrizes
+  std::vector<float> sx(static_cast<size_t>(n * cols_));
+  dense::gemm(false, false, n, cols_, n, 1.0f, s, n, x, cols_, 0.0f, sx.data(), cols_);  // S X
+  // P += (S X)ᵀ X = Xᵀ Sᵀ X: symmetric up to rounding for a symmetric S; Hessian() symmetrizes.
+  dense::gemm(true, false, cols_, cols_, n, 1.0f, sx.data(), cols_, x, cols_, 1.0f, partial_.data(), cols_);
   rows_ += n;
   pending_ += n;
   if (pending_ >= kFlushRows) Flush();
@@ -173,13 +137,14 @@ Result<GptqResult> gptq_quantize(const float* w, int64_t rows, int64_t cols, con
 
   // Damping, raised x10 on a failed Cholesky (GPTQModel's auto-increment).
   const float mean_diag = H.diagonal().mean();
-  MatF U;
+  MatF U(cols, cols);
   bool ok = false;
   double damp = options.damp;
   for (int attempt = 0; attempt <= options.damp_retries; ++attempt, damp *= 10.0) {
     MatF Hd = H;
     Hd.diagonal().array() += float(damp) * mean_diag;
-    if (upper_cholesky_of_inverse(std::move(Hd), &U)) {
+    // U upper triangular with UᵀU = H⁻¹ (kernels/dense: one Cholesky and one triangular inverse).
+    if (dense::upper_cholesky_of_inverse(Hd.data(), cols, U.data())) {
       ok = true;
       res.damp = damp;
       res.damp_retries = attempt;
@@ -277,7 +242,11 @@ Result<GptqResult> gptq_quantize(const float* w, int64_t rows, int64_t cols, con
       if (i + 1 < count)
         W1.rightCols(count - i - 1).noalias() -= Err1.col(i) * U.row(j).segment(j + 1, count - i - 1);
     }
-    if (i2 < cols) W.rightCols(cols - i2).noalias() -= Err1 * U.block(i1, i2, count, cols - i2);
+    // W[:, i2:] -= Err1 U[i1:i2, i2:]. Column-major matrices read row-major are their transposes:
+    // W[:, i2:]ᵀ -= U[i1:i2, i2:]ᵀ Err1ᵀ.
+    if (i2 < cols)
+      dense::gemm(false, false, cols - i2, rows, count, -1.0f, U.data() + i2 * cols + i1, cols, Err1.data(), rows, 1.0f,
+                  W.data() + i2 * rows, rows);
   }
   res.loss = loss;
   if (tau < INFINITY) {

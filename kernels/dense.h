@@ -1,0 +1,36 @@
+// Dense fp32 linear algebra for the library's hot paths: the float GEMMs of the forward and
+// backward passes and of the quantized kernels' prompt path, Hessian accumulation, and GPTQ's
+// factorization (internal; docs/KERNELS.md). Each entry is compiled once per ISA (Eigen with that
+// ISA's packets: dense_baseline.cc, dense_avx2.cc, dense_avx512.cc) and chosen at run time with
+// the quantized kernels' ISA (active_isa(), LLMQ_ISA), so the default build runs on any x86-64 and
+// still uses AVX-512 where the CPU has it.
+#ifndef LLMQ_KERNELS_DENSE_H_
+#define LLMQ_KERNELS_DENSE_H_
+
+#include <cstdint>
+
+#include "llmq/kernels.h"
+
+namespace llmq::dense {
+
+// C[m, n] = alpha * op(A) op(B) + beta * C, all row-major with leading dimensions (in elements).
+// op(A) is [m, k]: A itself ([m, k], lda >= k) or, with trans_a, the transpose of A [k, m]
+// (lda >= m); likewise op(B) is [k, n]. beta = 0 ignores what C held (NaN included).
+void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+          const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+// The same with the copy of a given ISA (kScalar: the baseline copy), as the quantized kernels'
+// explicit-ISA entry points need; an ISA this CPU lacks falls back to the baseline copy.
+void gemm(Isa isa, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+          int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+
+// GPTQ: the upper-triangular U with Uᵀ U = H⁻¹ for a symmetric positive definite H (both n x n,
+// column-major), through one Cholesky of the reversed H and one triangular inverse. false when H
+// is not positive definite or U is not finite with a positive diagonal.
+bool upper_cholesky_of_inverse(const float* h, int64_t n, float* u);
+
+// The ISA the entries above run with now ("baseline", "avx2", "avx512").
+const char* isa();
+
+}  // namespace llmq::dense
+
+#endif  // LLMQ_KERNELS_DENSE_H_

@@ -1,0 +1,68 @@
+// The body of the dense entries (dense.h), included once per ISA by dense_<isa>.cc, which defines
+// LLMQ_DENSE_NS (the namespace of that copy) and renames Eigen's namespace to one of its own before
+// including this, so no inline Eigen function compiled for one ISA can stand in for another's.
+#include <Eigen/Cholesky>
+#include <Eigen/Core>
+#include <cstdint>
+
+namespace llmq::dense::LLMQ_DENSE_NS {
+namespace {
+
+using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using ColMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
+using Map = Eigen::Map<RowMat, 0, Eigen::OuterStride<>>;
+using ConstMap = Eigen::Map<const RowMat, 0, Eigen::OuterStride<>>;
+
+// In-place inverse of a lower-triangular matrix by 2x2 blocks,
+//   [A 0; B C]^-1 = [A^-1 0; -C^-1 B A^-1  C^-1],
+// so the work is n^3/3 flops in triangular-times-dense products (a solve against the
+// identity would be n^3).
+void invert_lower_triangular(Eigen::Ref<ColMat> l) {
+  const int64_t n = l.rows();
+  if (n <= 64) {
+    ColMat inv = ColMat::Identity(n, n);
+    l.triangularView<Eigen::Lower>().solveInPlace(inv);
+    l = inv.triangularView<Eigen::Lower>();
+    return;
+  }
+  const int64_t h = n / 2;
+  invert_lower_triangular(l.topLeftCorner(h, h));
+  invert_lower_triangular(l.bottomRightCorner(n - h, n - h));
+  ColMat b = -(l.bottomRightCorner(n - h, n - h).triangularView<Eigen::Lower>() * l.bottomLeftCorner(n - h, h));
+  l.bottomLeftCorner(n - h, h).noalias() = b * l.topLeftCorner(h, h).triangularView<Eigen::Lower>();
+  l.topRightCorner(h, n - h).setZero();
+}
+
+}  // namespace
+
+void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+          const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  Map C(c, m, n, Eigen::OuterStride<>(ldc));
+  if (beta == 0.0f) C.setZero();
+  else if (beta != 1.0f) C *= beta;
+  if (m == 0 || n == 0 || k == 0) return;
+  // A stored [m, k] or [k, m]; B stored [k, n] or [n, k].
+  ConstMap A(a, trans_a ? k : m, trans_a ? m : k, Eigen::OuterStride<>(lda));
+  ConstMap B(b, trans_b ? n : k, trans_b ? k : n, Eigen::OuterStride<>(ldb));
+  if (!trans_a && !trans_b) C.noalias() += alpha * (A * B);
+  else if (!trans_a && trans_b) C.noalias() += alpha * (A * B.transpose());
+  else if (trans_a && !trans_b) C.noalias() += alpha * (A.transpose() * B);
+  else C.noalias() += alpha * (A.transpose() * B.transpose());
+}
+
+// With P the reversal permutation and P H P = L Lᵀ, H⁻¹ = (P L⁻ᵀ P)(P L⁻¹ P), and P L⁻¹ P is upper
+// triangular with a positive diagonal, so it is the (unique) Cholesky factor of H⁻¹ (what
+// torch.linalg.cholesky(H⁻¹, upper=True) gives) without forming H⁻¹.
+bool upper_cholesky_of_inverse(const float* h_in, int64_t n, float* u_out) {
+  ColMat h = Eigen::Map<const ColMat>(h_in, n, n);
+  h.reverseInPlace();
+  Eigen::LLT<Eigen::Ref<ColMat>> llt(h);
+  if (llt.info() != Eigen::Success) return false;
+  invert_lower_triangular(h);  // LLT<Ref> factored h in place: its lower triangle is L
+  h.triangularView<Eigen::StrictlyUpper>().setZero();
+  h.reverseInPlace();
+  Eigen::Map<ColMat>(u_out, n, n) = h;
+  return h.allFinite() && (h.diagonal().array() > 0.0f).all();
+}
+
+}  // namespace llmq::dense::LLMQ_DENSE_NS
