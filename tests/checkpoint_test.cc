@@ -6,6 +6,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "io/checkpoint_writer.h"
 #include "io/llmq_format.h"
 #include "test_util.h"
 
@@ -289,6 +290,57 @@ TEST(Quantize, OutputFolderProblems) {
   auto e = quantize_checkpoint(d.file("q"), d.file("q2"), rtn(4, 32));
   ASSERT_FALSE(e.ok());
   EXPECT_NE(e.status().message().find("already quantized"), std::string::npos);
+}
+
+// --overwrite never destroys the input: an output that is the input folder (directly, through a
+// symbolic link or a "..") is inside it or holds it is refused, and every input byte survives.
+TEST(Quantize, OutputThatIsOrHoldsTheInputIsRefused) {
+  TempDir d;
+  test::SyntheticModel m;
+  fs::create_directories(d.file("parent"));
+  test::write_synthetic_model(d.file("parent/in"), m);
+  test::write_bytes(d.file("parent/notes.txt"), "user data");
+  const std::string weights = test::read_bytes(d.file("parent/in/model.safetensors"));
+  fs::create_directory_symlink(d.file("parent/in"), d.file("link"));
+  QuantizeOptions o = rtn(4, 32);
+  o.overwrite = true;
+  for (const std::string& out : {d.file("parent/in"), d.file("parent/in/"), d.file("link"), d.file("parent/in/../in"),
+                                d.file("parent/in/q"), d.file("parent"), d.path()}) {
+    auto r = quantize_checkpoint(d.file("parent/in"), out, o);
+    ASSERT_FALSE(r.ok()) << out;
+    EXPECT_NE(r.status().message().find("input"), std::string::npos) << r.status().ToString();
+    EXPECT_EQ(test::read_bytes(d.file("parent/in/model.safetensors")), weights) << out;
+    EXPECT_EQ(test::read_bytes(d.file("parent/notes.txt")), "user data") << out;
+  }
+  // Through the link as the input, too; a sibling folder is fine.
+  auto r = quantize_checkpoint(d.file("link"), d.file("parent/in"), o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(quantize_checkpoint(d.file("parent/in"), d.file("parent/out"), o).ok());
+}
+
+// A folder that appears at the output path while a run is going is not replaced without overwrite.
+TEST(Quantize, OutputThatAppearsDuringTheRunIsKept) {
+  TempDir d;
+  auto w = internal::CheckpointWriter::Create(d.file("out"), /*overwrite=*/false, 1 << 20);
+  ASSERT_TRUE(w.ok()) << w.status().ToString();
+  fs::create_directories(d.file("out"));
+  test::write_bytes(d.file("out/keep.txt"), "user data");
+  Status st = (*w)->Commit("{}", d.path(), {});
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("appeared during the run"), std::string::npos) << st.ToString();
+  EXPECT_EQ(test::read_bytes(d.file("out/keep.txt")), "user data");
+  w->reset();  // the temporary folder goes with the writer
+  for (const auto& e : fs::directory_iterator(d.path()))
+    EXPECT_EQ(e.path().filename().string().find(".llmq-tmp"), std::string::npos) << e.path();
+  // The temporary folder of a killed run (no such process) is removed by the next run for that output;
+  // another output's and a live process's are left alone.
+  fs::create_directories(d.file(".q.llmq-tmp-999999999/x"));
+  fs::create_directories(d.file(".other.llmq-tmp-999999999"));
+  fs::create_directories(d.file(".q.llmq-tmp-1"));  // pid 1 is alive
+  ASSERT_TRUE(internal::CheckpointWriter::Create(d.file("q"), false, 1 << 20).ok());
+  EXPECT_FALSE(fs::exists(d.file(".q.llmq-tmp-999999999")));
+  EXPECT_TRUE(fs::exists(d.file(".other.llmq-tmp-999999999")));
+  EXPECT_TRUE(fs::exists(d.file(".q.llmq-tmp-1")));
 }
 
 TEST(Quantize, ShardedOutputReloads) {

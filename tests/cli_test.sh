@@ -36,7 +36,7 @@ check bad-option 2 "unknown option --frob" -- "$llmq" quantize --frob "$model" "
 check bad-bits 2 "bits must be 2, 3, 4 or 8" -- "$llmq" quantize --bits 5 "$model" "$work/x"
 check inspect 0 "LlamaForCausalLM" -- "$llmq" inspect "$model"
 check inspect-json 0 "" -- "$llmq" inspect --json "$model"
-json_ok architecture num_layers parameters bytes_on_disk quantized tensors
+json_ok architecture num_layers parameters bytes_on_disk quantized tensors kernel_isa
 check missing-folder 1 "/nonexistent/model" -- "$llmq" inspect /nonexistent/model
 check quantize 0 "" -- "$llmq" quantize --bits 4 --group-size 32 --asym --json "$model" "$work/q4"
 json_ok kernel_isa method bits group_size sym bits_per_weight seconds peak_rss_bytes layers mean_relative_error

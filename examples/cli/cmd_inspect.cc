@@ -72,6 +72,7 @@ int run_inspect(int argc, char** argv) {
     j["quantized_modules"] = c.quantization()->modules.size();
     j["bits_per_weight"] = bpw;
   }
+  j["kernel_isa"] = isa_name(active_isa());  // the kernels that run this model in this process
   j["tensors"] = tensors;
   if (args->has("json")) {
     std::printf("%s\n", j.dump(2).c_str());

@@ -2,6 +2,7 @@
 #include "io/checkpoint_writer.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -27,11 +28,27 @@ std::string shard_final_name(size_t i, size_t n) {
 }  // namespace
 
 Result<std::unique_ptr<CheckpointWriter>> CheckpointWriter::Create(const std::string& out_dir, bool overwrite,
-                                                                   uint64_t max_shard_bytes) {
+                                                                   uint64_t max_shard_bytes, const std::string& input_dir) {
   std::unique_ptr<CheckpointWriter> w(new CheckpointWriter());
   std::error_code ec;
   fs::path out = fs::absolute(fs::path(out_dir), ec).lexically_normal();
   if (out.has_filename() == false) out = out.parent_path();
+  if (!input_dir.empty()) {
+    // Real paths (symbolic links resolved; the output need not exist yet).
+    const fs::path in_real = fs::weakly_canonical(fs::absolute(input_dir), ec);
+    const fs::path out_real = fs::weakly_canonical(out, ec);
+    auto within = [](const fs::path& inner, const fs::path& outer) {  // inner is outer or below it
+      std::string i = inner.string(), o = outer.string();
+      if (o.size() > 1 && o.back() == '/') o.pop_back();
+      return i == o || o == "/" || i.rfind(o + "/", 0) == 0;
+    };
+    if (within(out_real, in_real))
+      return Status::InvalidArgument(out_dir + ": the output is the input folder " + input_dir +
+                                     " or inside it; write the output somewhere else");
+    if (within(in_real, out_real))
+      return Status::InvalidArgument(out_dir + ": the output folder holds the input " + input_dir +
+                                     "; replacing it would delete the input. Write the output somewhere else");
+  }
   if (fs::exists(out, ec)) {
     if (!fs::is_directory(out, ec)) return Status::InvalidArgument(out_dir + ": exists and is not a folder");
     if (!fs::is_empty(out, ec) && !overwrite)
@@ -40,7 +57,16 @@ Result<std::unique_ptr<CheckpointWriter>> CheckpointWriter::Create(const std::st
   const fs::path parent = out.parent_path();
   if (!fs::is_directory(parent, ec)) return Status::NotFound(out_dir + ": parent folder " + parent.string() + " does not exist");
   w->out_ = out.string();
-  w->tmp_ = (parent / ("." + out.filename().string() + ".llmq-tmp-" + std::to_string(::getpid()))).string();
+  // Temporary folders of earlier runs for this output whose process is gone (killed, crashed): removed.
+  const std::string stale_prefix = "." + out.filename().string() + ".llmq-tmp-";
+  for (const auto& e : fs::directory_iterator(parent, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind(stale_prefix, 0) != 0) continue;
+    const std::string pid = name.substr(stale_prefix.size());
+    if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    if (::kill(pid_t(std::stol(pid)), 0) != 0 && errno == ESRCH) fs::remove_all(e.path(), ec);
+  }
+  w->tmp_ = (parent / (stale_prefix + std::to_string(::getpid()))).string();
   fs::remove_all(w->tmp_, ec);
   if (!fs::create_directory(w->tmp_, ec))
     return Status::IOError(out_dir + ": cannot create output folder in " + parent.string() + " (" + ec.message() + ")");
@@ -165,8 +191,12 @@ Status CheckpointWriter::Commit(const std::string& config_json, const std::strin
       if (ec) return Status::IOError(src.string() + ": copy into the output folder failed: " + ec.message());
     }
   }
-  // Move into place; an existing output (only with overwrite) is replaced.
+  // Move into place; an existing output (only with overwrite) is replaced. A folder that appeared
+  // at the output path during the run is somebody's data: without overwrite it stays as it is.
   std::string old;
+  if (!overwrite_ && fs::exists(out_, ec) && !(fs::is_directory(out_, ec) && fs::is_empty(out_, ec)))
+    return Status::InvalidArgument(out_ + ": appeared during the run and is not empty; nothing was replaced "
+                                   "(pass --overwrite to replace it)");
   if (fs::exists(out_, ec)) {
     old = out_ + ".llmq-old-" + std::to_string(::getpid());
     fs::rename(out_, old, ec);

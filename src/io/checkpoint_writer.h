@@ -16,9 +16,11 @@ namespace llmq::internal {
 
 class CheckpointWriter {
  public:
-  // Fails if `out_dir` exists and is not empty (unless `overwrite`), or its parent is not writable.
+  // Fails if `out_dir` exists and is not empty (unless `overwrite`), or its parent is not writable,
+  // or (when `input_dir` is given) it is the input folder, lies inside it or holds it, symbolic
+  // links resolved: replacing it would destroy the input.
   static Result<std::unique_ptr<CheckpointWriter>> Create(const std::string& out_dir, bool overwrite,
-                                                          uint64_t max_shard_bytes);
+                                                          uint64_t max_shard_bytes, const std::string& input_dir = "");
   ~CheckpointWriter();
 
   // Appends a tensor's bytes to the current shard's data file (nothing is kept in memory); the

@@ -659,7 +659,7 @@ Result<QuantizeReport> quantize_checkpoint(const std::string& input_folder, cons
     return Status::InvalidArgument(input_folder + ": is already quantized by llmq; quantize the float checkpoint");
   // Fail on an unusable output folder before hours of calibration.
   LLMQ_ASSIGN_OR_RETURN(auto writer,
-                        internal::CheckpointWriter::Create(output_folder, options.overwrite, options.max_shard_bytes));
+                        internal::CheckpointWriter::Create(output_folder, options.overwrite, options.max_shard_bytes, input_folder));
 
   QuantizeReport report;
   report.method = options.method;
