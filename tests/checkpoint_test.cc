@@ -343,6 +343,21 @@ TEST(Quantize, OutputThatAppearsDuringTheRunIsKept) {
   EXPECT_TRUE(fs::exists(d.file(".q.llmq-tmp-1")));
 }
 
+// Ctrl-C (the cancel callback) stops an RTN run too: Cancelled (exit 130 in the CLI), nothing written.
+TEST(Quantize, CancelledRtnLeavesNothing) {
+  TempDir d;
+  test::SyntheticModel m;
+  test::write_synthetic_model(d.file("in"), m);
+  QuantizeOptions o = rtn(4, 32);
+  o.cancel = [] { return true; };
+  auto r = quantize_checkpoint(d.file("in"), d.file("out"), o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kCancelled) << r.status().ToString();
+  EXPECT_FALSE(fs::exists(d.file("out")));
+  for (const auto& e : fs::directory_iterator(d.path()))
+    EXPECT_EQ(e.path().filename().string().find(".llmq-tmp"), std::string::npos) << e.path();
+}
+
 TEST(Quantize, ShardedOutputReloads) {
   TempDir d;
   test::SyntheticModel m;

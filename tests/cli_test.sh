@@ -112,5 +112,27 @@ check oac-bad-grad 2 "sequence or token" -- "$llmq" quantize --method oac --cali
 check oac-grad-on-gptq 2 "oac and spqr+oac only" -- "$llmq" quantize --method gptq --calib "$calib" --oac-once "$model" "$work/o2"
 check truncated 1 "model.safetensors" -- "$llmq" quantize "$work/bad" "$work/y"
 [ ! -e "$work/y" ] || { echo "FAIL: partial output left at $work/y"; fails=$((fails+1)); }
+# Bytes that are not UTF-8 (a prompt, a file name) never abort a --json run: they become U+FFFD.
+bad=$'\xff\xfe'
+check generate-bad-utf8 0 "" -- "$llmq" generate "$model" --prompt "Once $bad" -n 4 --json
+json_ok prompt text ids
+cp "$valid" "$work/text$bad.txt"
+check eval-bad-utf8-name 0 "" -- "$llmq" eval ppl "$model" --data "$work/text$bad.txt" --seq-len 64 --max-chunks 1 --json
+json_ok perplexity data
+check quantize-bad-utf8-out 0 "" -- "$llmq" quantize --json "$model" "$work/q$bad"
+json_ok method output
+python3 -c "import json,sys; json.load(open(sys.argv[1]))" "$work/q$bad/llmq_report.json" || { echo "FAIL: report of a non-UTF-8 path"; fails=$((fails+1)); }
+# A model whose logits are NaN: exit 1 naming the window, not a perplexity of nan.
+cp -r "$model" "$work/nan"
+python3 - "$work/nan/model.safetensors" <<'PY'
+import json, struct, sys
+p = sys.argv[1]; b = bytearray(open(p, "rb").read())
+n = struct.unpack("<Q", b[:8])[0]; h = json.loads(b[8:8 + n])
+start = 8 + n + h["model.norm.weight"]["data_offsets"][0]
+b[start:start + 4] = struct.pack("<f", float("nan"))
+open(p, "wb").write(b)
+PY
+check eval-nan 1 "window 0" -- "$llmq" eval ppl "$work/nan" --data "$valid" --seq-len 64 --max-chunks 2 --json
+[ ! -s "$work/out" ] || { echo "FAIL: eval-nan printed a result"; cat "$work/out"; fails=$((fails+1)); }
 echo "$passes passed, $fails failed"
 [ "$fails" = 0 ]

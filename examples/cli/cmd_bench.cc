@@ -70,7 +70,7 @@ int run_bench(int argc, char** argv) {
   j["w8a8_gemm_speedup_vs_eigen"] = r.w8a8_gemm_speedup_vs_eigen;
   j["w8a8_gops"] = r.w8a8_gops;
   if (args->has("json")) {
-    std::printf("%s\n", j.dump(2).c_str());
+    print_json(j);
     return 0;
   }
   std::printf("STREAM triad            %8.1f GB/s (%d threads); read-only %.1f GB/s\n", r.stream_gbps, r.threads,

@@ -109,7 +109,7 @@ int run_eval(int argc, char** argv) {
                                 {"quantized", (*model)->checkpoint().is_quantized()},
                                 {"int8_activations", (*model)->int8_activations()},
                                 {"kernel_isa", isa_name(active_isa())}};
-    std::printf("%s\n", j.dump(2).c_str());
+    print_json(j);
     return 0;
   }
   std::printf("perplexity %.6f (mean NLL %.6f) over %lld predictions: %lld windows of %lld tokens (text: %lld tokens)\n",
@@ -195,7 +195,7 @@ int run_generate(int argc, char** argv) {
                                 {"new_tokens", out_ids.size()},
                                 {"tokens_per_second", secs > 0 ? double(out_ids.size()) / secs : 0.0},
                                 {"kernel_isa", isa_name(active_isa())}};
-    std::printf("%s\n", j.dump(2).c_str());
+    print_json(j);
   } else {
     std::printf("\n");
     std::fflush(stdout);  // the text ends before the statistics on stderr, also when both are piped

@@ -75,7 +75,7 @@ int run_inspect(int argc, char** argv) {
   j["kernel_isa"] = isa_name(active_isa());  // the kernels that run this model in this process
   j["tensors"] = tensors;
   if (args->has("json")) {
-    std::printf("%s\n", j.dump(2).c_str());
+    print_json(j);
     return 0;
   }
   std::printf("folder:        %s\n", c.folder().c_str());

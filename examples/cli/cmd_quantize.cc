@@ -245,7 +245,7 @@ int run_quantize(int argc, char** argv) {
                  "(groups, bilevel scales or act-order's g_idx cost more); their real bits are in the report\n",
                  over, opt.target_bits);
   if (args->has("json")) {
-    std::printf("%s\n", report->ToJson().c_str());
+    print_json(report->ToJson());
     return 0;
   }
   double worst = 0;

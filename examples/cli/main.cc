@@ -22,6 +22,11 @@ int fail(const Status& st) {
   return st.code() == StatusCode::kCancelled ? 130 : 1;  // 130: the shell's code for SIGINT
 }
 
+void print_json(const std::string& json_text) { std::printf("%s\n", json_text.c_str()); }
+void print_json(const nlohmann::ordered_json& j) {
+  print_json(j.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace));
+}
+
 int usage_error(const std::string& msg, const char* command) {
   std::fprintf(stderr, "llmq %s: %s\nTry 'llmq %s --help'.\n", command, msg.c_str(), command);
   return 2;
@@ -51,7 +56,25 @@ const char* kMainHelp =
 }  // namespace
 }  // namespace llmq::cli
 
+namespace {
+int run(int argc, char** argv);
+}  // namespace
+
+// Whatever escapes a command (a bug, or memory exhausted) ends as one error line and exit 1, never
+// as an abort.
 int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::bad_alloc&) {
+    std::fputs("llmq: error: out of memory\n", stderr);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "llmq: error: internal error: %s\n", e.what());
+  }
+  return 1;
+}
+
+namespace {
+int run(int argc, char** argv) {
   using namespace llmq::cli;
   // --threads N (any position, any command): threads for the kernels, forward pass and GPTQ.
   for (int i = 1; i < argc; ++i) {
@@ -95,3 +118,4 @@ int main(int argc, char** argv) {
   std::fprintf(stderr, "llmq: unknown command '%s'\n\n%s", cmd.c_str(), kMainHelp);
   return 2;
 }
+}  // namespace

@@ -516,7 +516,13 @@ Result<PerplexityResult> evaluate_perplexity(const Model& model, const std::vect
       token_nll[size_t(t)] = (mx + std::log(s)) - double(l[tok[t + 1]]);
     }
     double sum = 0;
-    for (double v : token_nll) sum += v;
+    for (size_t t = 0; t < token_nll.size(); ++t) {
+      // A NaN or infinite loss is a broken model, not a number to report.
+      if (!std::isfinite(token_nll[t]))
+        return Status::InvalidArgument("window " + std::to_string(w) + ", position " + std::to_string(t + 1) +
+                                       ": the logits are not finite (NaN or Inf); the model computes garbage");
+      sum += token_nll[t];
+    }
     window_nll[size_t(w)] = sum;
     return Status::Ok();
   };
@@ -526,6 +532,7 @@ Result<PerplexityResult> evaluate_perplexity(const Model& model, const std::vect
       options.progress({n, windows, "window " + std::to_string(n),
                         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()});
   };
+  int64_t first_bad = windows;
   if (across_windows) {
 #pragma omp parallel
     {
@@ -535,7 +542,7 @@ Result<PerplexityResult> evaluate_perplexity(const Model& model, const std::vect
         Status st = run_window(w, &cache);
 #pragma omp critical(llmq_perplexity)
         {
-          if (!st.ok() && first_error.ok()) first_error = st;
+          if (!st.ok() && w < first_bad) first_bad = w, first_error = st;  // the earliest window, however split
           report();
         }
       }

@@ -169,7 +169,7 @@ std::string QuantizeReport::ToJson() const {
     arr.push_back(e);
   }
   j["layers"] = arr;
-  return j.dump(2);
+  return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace);  // paths may hold any bytes
 }
 
 namespace {
@@ -640,7 +640,7 @@ Status prepare_partial_dir(const std::string& partial, const nlohmann::ordered_j
   }
   fs::create_directories(partial, ec);
   if (ec) return Status::IOError(partial + ": cannot create the folder for finished blocks: " + ec.message());
-  return internal::write_text_file_atomic(mpath, manifest.dump(2) + "\n");
+  return internal::write_text_file_atomic(mpath, manifest.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
 }
 
 }  // namespace
@@ -754,6 +754,8 @@ Result<QuantizeReport> quantize_checkpoint(const std::string& input_folder, cons
       blocks.erase(l.layer - 1);  // earlier blocks are done with
       continue;
     }
+    if (options.cancel && options.cancel())  // Ctrl-C: the writer removes its temporary folder
+      return Status::Cancelled("interrupted; nothing was written to " + output_folder);
     const auto tl = Clock::now();
     LLMQ_ASSIGN_OR_RETURN(std::vector<float> w, ckpt->get_float(name));
     auto q = adpq ? quantize_adpq(w.data(), l.rows, l.cols, options.spec, options.adpq)
