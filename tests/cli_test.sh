@@ -134,5 +134,12 @@ open(p, "wb").write(b)
 PY
 check eval-nan 1 "window 0" -- "$llmq" eval ppl "$work/nan" --data "$valid" --seq-len 64 --max-chunks 2 --json
 [ ! -s "$work/out" ] || { echo "FAIL: eval-nan printed a result"; cat "$work/out"; fails=$((fails+1)); }
+# Numbers that make no sense are usage errors; windows beyond the trained context need consent.
+check temp-nan 2 "temperature" -- "$llmq" generate "$model" --prompt "Hi" --temperature nan
+check temp-inf 2 "temperature" -- "$llmq" generate "$model" --prompt "Hi" --temperature inf
+check damp-nan 2 "damp" -- "$llmq" quantize --method gptq --calib "$calib" --damp nan "$model" "$work/dn"
+check seq-beyond-context 2 "exceeds the model's context of 512" -- "$llmq" eval ppl "$model" --data "$valid" --seq-len 1024 --max-chunks 1
+check seq-extrapolate 0 "" -- "$llmq" eval ppl "$model" --data "$valid" --seq-len 1024 --max-chunks 1 --allow-extrapolation --json
+json_ok perplexity seq_len
 echo "$passes passed, $fails failed"
 [ "$fails" = 0 ]

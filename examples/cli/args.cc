@@ -1,6 +1,8 @@
 // Command-line parsing and progress rendering for the llmq CLI.
 #include "args.h"
 
+#include <cmath>
+
 #include <unistd.h>
 
 #include <cstdio>
@@ -63,7 +65,7 @@ Result<double> Args::get_double(const std::string& name, double dflt) const {
   if (it == values_.end()) return dflt;
   char* end = nullptr;
   const double v = std::strtod(it->second.c_str(), &end);
-  if (it->second.empty() || *end != '\0')
+  if (it->second.empty() || *end != '\0' || std::isnan(v))
     return Status::InvalidArgument("--" + name + " expects a number, got '" + it->second + "'");
   return v;
 }

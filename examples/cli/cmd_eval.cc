@@ -24,7 +24,7 @@ const char* kPplHelp =
     "Usage: llmq eval ppl <model-or-quantized-folder> --data <text-file> [--seq-len N] [--max-chunks K] [--json]\n"
     "\n"
     "Perplexity with the protocol of the GPTQ/AWQ/SpQR papers: the whole file is tokenized\n"
-    "once with the model's tokenizer and one BOS in front, cut into consecutive\n"
+    "once with the model's tokenizer and its BOS (if any) in front, cut into consecutive\n"
     "non-overlapping windows of N tokens (full windows only, the first K), each window run\n"
     "from position 0 and scored on its tokens 2..N; perplexity = exp(mean NLL).\n"
     "(For WikiText-2 use the test rows joined with \"\\n\\n\".)\n"
@@ -33,6 +33,7 @@ const char* kPplHelp =
     "  --seq-len N       window length                      [model context, at most 2048]\n"
     "  --max-chunks K    evaluate only the first K windows  [all]\n"
     "  --int8-activations  quantized linears take int8 activations per token (W4A8/W8A8 kernels)\n"
+    "  --allow-extrapolation  accept a --seq-len beyond the model's context (max_position_embeddings)\n"
     "  --json            one JSON object on stdout: perplexity, mean_nll, tokens, predictions,\n"
     "                    seq_len, chunks, seconds, tokens_per_second, model, data\n";
 
@@ -65,7 +66,8 @@ int run_eval(int argc, char** argv) {
     return argc < 3 ? 2 : 0;
   }
   if (std::string(argv[2]) != "ppl") return usage_error("unknown eval task '" + std::string(argv[2]) + "' (available: ppl)", "eval ppl");
-  auto args = Args::Parse(argc, argv, 3, {"json", "help", "int8-activations"}, {"data", "seq-len", "max-chunks"});
+  auto args = Args::Parse(argc, argv, 3, {"json", "help", "int8-activations", "allow-extrapolation"},
+                          {"data", "seq-len", "max-chunks"});
   if (!args.ok()) return usage_error(args.status().message(), "eval ppl");
   if (args->has("help")) {
     std::fputs(kPplHelp, stdout);
@@ -85,6 +87,12 @@ int run_eval(int argc, char** argv) {
   lo.int8_activations = args->has("int8-activations");
   auto model = Model::Load(folder, lo);
   if (!model.ok()) return fail(model.status());
+  const int64_t context = (*model)->config().max_position_embeddings;
+  if (context > 0 && *seq > context && !args->has("allow-extrapolation"))
+    return usage_error("--seq-len " + std::to_string(*seq) + " exceeds the model's context of " + std::to_string(context) +
+                           " positions (max_position_embeddings in config.json); pass --allow-extrapolation to evaluate "
+                           "beyond it anyway",
+                       "eval ppl");
   auto tok = Tokenizer::Open(folder);
   if (!tok.ok()) return fail(tok.status());
   std::fprintf(stderr, "llmq eval ppl: tokenizing %s (%zu bytes)\n", data.c_str(), text->size());
@@ -132,7 +140,8 @@ int run_generate(int argc, char** argv) {
   auto topk = args->get_int("top-k", 0);
   auto seed = args->get_int("seed", 0);
   if (!n.ok() || *n <= 0) return usage_error("-n expects a positive integer", "generate");
-  if (!temp.ok() || *temp < 0) return usage_error("--temperature expects a number >= 0", "generate");
+  if (!temp.ok() || !(*temp >= 0) || !std::isfinite(*temp))
+    return usage_error("--temperature expects a finite number >= 0", "generate");
   if (!topk.ok() || *topk < 0) return usage_error("--top-k expects a non-negative integer", "generate");
   if (!seed.ok()) return usage_error(seed.status().message(), "generate");
   const std::string folder = args->positional()[0], prompt = args->get("prompt");
