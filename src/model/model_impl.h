@@ -4,13 +4,12 @@
 #define LLMQ_SRC_MODEL_MODEL_IMPL_H_
 
 #include <Eigen/Core>
-
 #include <memory>
 #include <vector>
 
+#include "dense.h"
 #include "llmq/kernels.h"
 #include "llmq/model.h"
-#include "dense.h"
 
 namespace llmq {
 

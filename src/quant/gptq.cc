@@ -7,7 +7,6 @@
 // reference `fasterquant` (../shared/docs/algorithms.md §2.3).
 #include "llmq/gptq.h"
 
-#include <Eigen/Cholesky>
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
