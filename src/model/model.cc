@@ -52,15 +52,23 @@ void layer_norm(const float* x, int64_t n, int64_t d, const Norm& nw, double eps
 }
 
 void causal_softmax(float* scores, int64_t n, int64_t total, int64_t start, int64_t window) {
+  // Eigen peels unaligned leading elements off a vectorized loop and computes them with the
+  // scalar exp, whose results differ in the last bit from the packet exp; on a Map into a
+  // malloc'ed row that would make the output depend on where the heap put it (seen with
+  // -march=native: quantized files differed between runs). The row is therefore worked on in an
+  // Eigen-owned, fully aligned copy.
+  Eigen::ArrayXf row(total);
   for (int64_t t = 0; t < n; ++t) {
     const int64_t pos = start + t;
     const int64_t lo = std::max<int64_t>(0, pos - window + 1);
     float* s = scores + t * total;
     // Stable softmax over the visible positions [lo, pos], vectorized (Eigen's exp): with
     // small heads the exponentials, not the products, dominate attention.
-    Eigen::Map<Eigen::ArrayXf> a(s + lo, pos - lo + 1);
+    auto a = row.head(pos - lo + 1);  // starts at the aligned start of `row`
+    a = Eigen::Map<const Eigen::ArrayXf>(s + lo, pos - lo + 1);
     a = (a - a.maxCoeff()).exp();
     a *= float(1.0 / a.cast<double>().sum());
+    std::copy(a.data(), a.data() + a.size(), s + lo);
     std::fill(s, s + lo, 0.0f);
     std::fill(s + pos + 1, s + total, 0.0f);
   }
