@@ -17,6 +17,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "llmq/kernels.h"
+
 namespace llmq::kernels {
 
 struct PackedWeights {
@@ -99,5 +101,12 @@ const KernelTable* avx2_kernels();    // nullptr when not compiled in
 const KernelTable* avx512_kernels();  // nullptr when not compiled in
 
 }  // namespace llmq::kernels
+
+namespace llmq::internal {
+// The packed layout behind a PackedLinear (tests and benchmarks; not a stable interface).
+struct PackedAccess {
+  static const kernels::PackedWeights& weights(const PackedLinear& p) { return *p.w_; }
+};
+}  // namespace llmq::internal
 
 #endif  // LLMQ_KERNELS_PACKED_H_

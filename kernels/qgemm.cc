@@ -216,6 +216,27 @@ void thread_rows(int64_t rows, int t, int nt, int64_t* r0, int64_t* r1) {
 
 }  // namespace
 
+Isa PackedLinear::kernel_isa(Isa isa) const {
+  const kernels::KernelTable& k = table_for(*w_, isa);
+  return &k == kernels::avx512_kernels() ? Isa::kAvx512 : &k == kernels::avx2_kernels() ? Isa::kAvx2 : Isa::kScalar;
+}
+
+std::string PackedLinear::kernel(int64_t n, Isa isa) const {
+  const PackedWeights& w = *w_;
+  const std::string why = !w.block_aligned && isa != Isa::kScalar ? " (groups not 32-column aligned)" : "";
+  if (w.int8_activations) {
+    const kernels::GemmI8Fn f = gemm_i8_for(w, isa);
+    const char* name = kernels::avx512_kernels() != nullptr && f == kernels::avx512_kernels()->gemm_i8 ? "avx512-vnni"
+                       : f == kernels::avxvnni_gemm_i8() && f != nullptr                         ? "avx-vnni"
+                       : kernels::avx2_kernels() != nullptr && f == kernels::avx2_kernels()->gemm_i8 ? "avx2"
+                                                                                                    : "scalar";
+    return std::string(name) + " int8" + why;
+  }
+  const kernels::KernelTable& k = table_for(w, isa);
+  const char* path = n < 4 ? "gemv" : n <= 64 && k.gemv_multi != nullptr ? "gemv8" : "dequant+gemm";
+  return std::string(k.name) + " " + path + why;
+}
+
 void PackedLinear::Forward(const float* x, int64_t n, float* y, Isa isa) const {
   const PackedWeights& w = *w_;
   const kernels::KernelTable& k = table_for(w, isa);

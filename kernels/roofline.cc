@@ -7,6 +7,7 @@
 #include <random>
 
 #include "llmq/kernels.h"
+#include "llmq/rtn.h"
 #include "packed.h"
 #include "dense.h"
 

@@ -85,8 +85,8 @@ check awq 0 "" -- "$llmq" quantize --method awq+gptq --calib "$calib" --nsamples
 json_ok method awq gptq calibration layers mean_output_relative_error
 python3 -c "import json,sys; l=json.load(open(sys.argv[1]))['layers']; assert all('awq_alpha' in x for x in l); assert 'awq_clip_shrink' in l[2]" "$work/out" || { echo "FAIL: awq per-layer keys"; fails=$((fails+1)); }
 check eval-awq 0 "" -- "$llmq" eval ppl "$work/awq" --data "$valid" --seq-len 64 --max-chunks 2 --json
-check awq-grid-on-rtn 2 "awq / awq+gptq only" -- "$llmq" quantize --awq-grid 4 "$model" "$work/a2"
-check awq-no-act-order 2 "GPTQ (--method gptq or awq+gptq) only" -- "$llmq" quantize --method awq --calib "$calib" --act-order "$model" "$work/a2"
+check awq-grid-on-rtn 2 "applies to --method awq and awq+gptq only" -- "$llmq" quantize --awq-grid 4 "$model" "$work/a2"
+check awq-no-act-order 2 "applies to --method gptq, awq+gptq, spqr, oac and spqr+oac only" -- "$llmq" quantize --method awq --calib "$calib" --act-order "$model" "$work/a2"
 # AdpQ: zero-shot (no --calib), outliers reported, bad options are usage errors.
 check adpq 0 "" -- "$llmq" quantize --method adpq --bits 3 --outlier-fraction 0.02 --json "$model" "$work/adpq"
 json_ok method adpq outlier_fraction bits_per_weight layers

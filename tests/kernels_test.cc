@@ -124,13 +124,17 @@ std::vector<Case> cases() {
   return out;
 }
 
+// Token counts that reach every branch of PackedLinear::Forward: gemv (1-3), gemv8 (4-64; AVX2
+// and scalar take dequant+gemm there) and dequant+gemm (> 64).
+const int64_t kTokenCounts[] = {1, 2, 3, 4, 9, 17, 64, 65, 100};
+
 TEST(Kernels, ScalarReferenceEqualsDequantizedProduct) {
   uint32_t seed = 1;
   for (const Case& c : cases()) {
     const QuantizedTensor q = make_tensor(c, seed++);
     auto p = PackedLinear::Pack(q);
     ASSERT_TRUE(p.ok()) << p.status().ToString();
-    for (int64_t n : {1, 2, 3, 5, 17}) {
+    for (int64_t n : kTokenCounts) {
       auto x = test::random_normal(size_t(n * c.cols), seed++);
       std::vector<float> y(size_t(n * c.rows));
       p->Forward(x.data(), n, y.data(), Isa::kScalar);
@@ -152,20 +156,111 @@ TEST_P(KernelIsa, EqualsScalarReference) {
     const QuantizedTensor q = make_tensor(c, seed++);
     auto p = PackedLinear::Pack(q);
     ASSERT_TRUE(p.ok());
-    for (int64_t n = 1; n <= 17; n += (n < 5 ? 1 : 4)) {
+    for (int64_t n : kTokenCounts) {
       auto x = test::random_normal(size_t(n * c.cols), seed++);
       std::vector<float> ys(size_t(n * c.rows)), yv(ys.size());
       p->Forward(x.data(), n, ys.data(), Isa::kScalar);
       p->Forward(x.data(), n, yv.data(), isa);
       const Reference ref = reference_product(q, x, n);
       EXPECT_LT(worst_error(yv, std::vector<double>(ys.begin(), ys.end()), ref.magnitude), 1e-5)
-          << isa_name(isa) << " " << q.spec.ToString() << " n " << n;
+          << isa_name(isa) << " " << q.spec.ToString() << " n " << n << " (" << p->kernel(n, isa) << ")";
     }
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(All, KernelIsa, ::testing::Values(Isa::kScalar, Isa::kAvx2, Isa::kAvx512),
+// Each entry of the ISA's kernel table, called directly, against the scalar table's entry on the
+// same packed weights (every case whose layout the SIMD tables take).
+TEST_P(KernelIsa, EveryTableEntryEqualsTheScalarEntry) {
+  const Isa isa = GetParam();
+  if (!isa_supported(isa)) GTEST_SKIP() << isa_name(isa) << " is not supported by this CPU";
+  const kernels::KernelTable& simd = isa == Isa::kAvx512 ? *kernels::avx512_kernels() : *kernels::avx2_kernels();
+  const kernels::KernelTable& ref = kernels::scalar_kernels();
+  uint32_t seed = 500;
+  int tested = 0;
+  for (const Case& c : cases()) {
+    if (c.act_order) continue;  // packed order = source order below
+    const QuantizedTensor q = make_tensor(c, seed++);
+    auto p = PackedLinear::Pack(q);
+    ASSERT_TRUE(p.ok());
+    const kernels::PackedWeights& w = internal::PackedAccess::weights(*p);
+    if (!w.block_aligned) continue;
+    ++tested;
+    const int64_t n = 8, kp = w.kp, ng = w.ngroups, rows = w.rows;
+    std::vector<float> x(size_t(n * kp), 0.0f), xsum(size_t(n * ng), 0.0f);
+    auto xr = test::random_normal(size_t(n * w.cols), seed++);
+    for (int64_t t = 0; t < n; ++t)
+      for (int64_t j = 0; j < w.cols; ++j) x[size_t(t * kp + j)] = xr[size_t(t * w.cols + j)];
+    for (int64_t t = 0; t < n; ++t)
+      for (int64_t g = 0; g < ng; ++g)
+        for (int64_t j = w.group_start[size_t(g)]; j < w.group_start[size_t(g + 1)]; ++j) xsum[size_t(t * ng + g)] += x[size_t(t * kp + j)];
+    // Errors are relative to the magnitude the factored product's rounding scales with.
+    const Reference mag = reference_product(q, xr, n);
+    auto close = [&](float a, float b, int64_t t, int64_t r) {
+      return std::fabs(double(a) - double(b)) <= 1e-5 * std::max(mag.magnitude[size_t(t * rows + r)], 1e-30);
+    };
+    // Rows split as the threads split them (multiples of 8) and one odd split.
+    for (auto [r0, r1] : {std::pair<int64_t, int64_t>{0, rows}, {std::min<int64_t>(8, rows), rows}, {0, (rows + 1) / 2}}) {
+      if (r1 <= r0) continue;
+      std::vector<float> ya(size_t(rows), 0.0f), yb(size_t(rows), 0.0f);
+      simd.gemv(w, x.data(), xsum.data(), r0, r1, ya.data());
+      ref.gemv(w, x.data(), xsum.data(), r0, r1, yb.data());
+      for (int64_t r = r0; r < r1; ++r)
+        EXPECT_TRUE(close(ya[size_t(r)], yb[size_t(r)], 0, r))
+            << simd.name << " gemv " << q.spec.ToString() << " row " << r << ": " << ya[size_t(r)] << " vs " << yb[size_t(r)];
+      std::vector<float> da(size_t((r1 - r0) * kp)), db(da.size());
+      simd.dequant(w, r0, r1, da.data());
+      ref.dequant(w, r0, r1, db.data());
+      EXPECT_EQ(da, db) << simd.name << " dequant " << q.spec.ToString() << " rows " << r0 << ".." << r1;
+      if (simd.gemv_multi != nullptr) {
+        std::vector<float> ma(size_t(n * rows), 0.0f);
+        simd.gemv_multi(w, x.data(), xsum.data(), n, r0, r1, ma.data(), rows);
+        for (int64_t t = 0; t < n; ++t) {
+          std::vector<float> yt(size_t(rows), 0.0f);
+          ref.gemv(w, x.data() + t * kp, xsum.data() + t * ng, r0, r1, yt.data());
+          for (int64_t r = r0; r < r1; ++r)
+            EXPECT_TRUE(close(ma[size_t(t * rows + r)], yt[size_t(r)], t, r))
+                << simd.name << " gemv_multi " << q.spec.ToString() << " token " << t << " row " << r;
+        }
+      }
+    }
+  }
+  EXPECT_GT(tested, 10);
+}
+
+// The SIMD variants against the scalar reference (the scalar kernels are checked against a
+// double-precision product above).
+INSTANTIATE_TEST_SUITE_P(All, KernelIsa, ::testing::Values(Isa::kAvx2, Isa::kAvx512),
                          [](const auto& info) { return std::string(isa_name(info.param)); });
+
+// PackedLinear::kernel names what Forward runs; a layout without a SIMD path says so.
+TEST(Kernels, ReportsTheKernelItRuns) {
+  QuantSpec g128 = test::quant_spec(4, 128), g16 = test::quant_spec(4, 16);
+  auto w = test::random_normal(64 * 256, 3);
+  auto aligned = PackedLinear::Pack(*quantize_rtn(w.data(), 64, 256, g128));
+  auto unaligned = PackedLinear::Pack(*quantize_rtn(w.data(), 64, 256, g16));
+  ASSERT_TRUE(aligned.ok() && unaligned.ok());
+  EXPECT_EQ(aligned->kernel(1, Isa::kScalar), "scalar gemv");
+  EXPECT_EQ(aligned->kernel(100, Isa::kScalar), "scalar dequant+gemm");
+  EXPECT_EQ(unaligned->kernel(1, Isa::kScalar), "scalar gemv");
+  EXPECT_EQ(unaligned->kernel_isa(Isa::kScalar), Isa::kScalar);
+  if (isa_supported(Isa::kAvx512)) {
+    EXPECT_EQ(aligned->kernel(1, Isa::kAvx512), "avx512 gemv");
+    EXPECT_EQ(aligned->kernel(8, Isa::kAvx512), "avx512 gemv8");
+    EXPECT_EQ(aligned->kernel(65, Isa::kAvx512), "avx512 dequant+gemm");
+    EXPECT_EQ(aligned->kernel_isa(Isa::kAvx512), Isa::kAvx512);
+    EXPECT_EQ(unaligned->kernel(1, Isa::kAvx512), "scalar gemv (groups not 32-column aligned)");
+    EXPECT_EQ(unaligned->kernel_isa(Isa::kAvx512), Isa::kScalar);
+  }
+  if (isa_supported(Isa::kAvx2)) {
+    EXPECT_EQ(aligned->kernel(2, Isa::kAvx2), "avx2 gemv");
+    EXPECT_EQ(aligned->kernel(8, Isa::kAvx2), "avx2 dequant+gemm");
+  }
+  PackOptions int8;
+  int8.int8_activations = true;
+  auto w8 = PackedLinear::Pack(*quantize_rtn(w.data(), 64, 256, g128), int8);
+  ASSERT_TRUE(w8.ok());
+  EXPECT_EQ(w8->kernel(5, Isa::kScalar), "scalar int8");
+}
 
 // LLMQ_EXPECT_ISAS (e.g. "avx2,avx512", set by .ci/run for its machine) names the SIMD paths this
 // machine must run: one silently missing (not compiled in, or not detected) would leave it untested.
@@ -195,7 +290,7 @@ TEST(Kernels, PackedLayoutIsAsDocumented) {
   auto q = quantize_rtn(w.data(), 1, 64, spec);
   auto p = PackedLinear::Pack(*q);
   ASSERT_TRUE(p.ok());
-  const auto& pw = p->packed();
+  const auto& pw = internal::PackedAccess::weights(*p);
   EXPECT_EQ(pw.kp, 64);
   EXPECT_EQ(pw.row_bytes, 32);
   EXPECT_TRUE(pw.block_aligned);
@@ -211,7 +306,7 @@ TEST(Kernels, ActOrderColumnsAreReorderedOnceAtPackTime) {
   const QuantizedTensor q = make_tensor(c, 7);
   auto p = PackedLinear::Pack(q);
   ASSERT_TRUE(p.ok());
-  const auto& pw = p->packed();
+  const auto& pw = internal::PackedAccess::weights(*p);
   ASSERT_EQ(pw.perm.size(), size_t(96));
   EXPECT_EQ(pw.ngroups, 3);
   EXPECT_TRUE(pw.block_aligned);  // contiguous groups of 32 after reordering: SIMD applies

@@ -116,7 +116,9 @@ int run_eval(int argc, char** argv) {
                                 {"model", folder}, {"data", data},
                                 {"quantized", (*model)->checkpoint().is_quantized()},
                                 {"int8_activations", (*model)->int8_activations()},
-                                {"kernel_isa", isa_name(active_isa())}};
+                                {"kernel_isa", isa_name(active_isa())},
+                                // the quantized kernels each window's forward pass runs, with their linears
+                                {"kernels", (*model)->QuantizedKernels(r->seq_len)}};
     print_json(j);
     return 0;
   }
@@ -203,7 +205,8 @@ int run_generate(int argc, char** argv) {
     nlohmann::ordered_json j = {{"prompt", prompt}, {"text", *text}, {"ids", all},
                                 {"new_tokens", out_ids.size()},
                                 {"tokens_per_second", secs > 0 ? double(out_ids.size()) / secs : 0.0},
-                                {"kernel_isa", isa_name(active_isa())}};
+                                {"kernel_isa", isa_name(active_isa())},
+                                {"kernels", m.QuantizedKernels(1)}};  // decoding: one token at a time
     print_json(j);
   } else {
     std::printf("\n");

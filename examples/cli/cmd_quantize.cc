@@ -109,9 +109,16 @@ int run_quantize(int argc, char** argv) {
   auto defaults = QuantizeOptions::ForMethod(args->get("method", "rtn"));
   if (!defaults.ok()) return usage_error(defaults.status().message(), "quantize");
   QuantizeOptions opt = *defaults;
-  const bool sq = opt.method == "smoothquant";
-  const bool spqr = opt.method == "spqr" || opt.method == "spqr+oac";
-  const bool oac = opt.method == "oac" || opt.method == "spqr+oac";
+  // Which flags the method takes comes from the library's method table.
+  auto takes = [&](MethodOption o) { return method_takes(opt.method, o); };
+  // "--x applies to --method a and b only", the methods from the table.
+  auto only_for = [&](const std::string& flags, MethodOption o) {
+    std::string list;
+    const std::vector<std::string> names = methods_taking(o);
+    for (size_t i = 0; i < names.size(); ++i) list += (i == 0 ? "" : i + 1 == names.size() ? " and " : ", ") + names[i];
+    return usage_error(flags + " applies to --method " + list + " only", "quantize");
+  };
+  const bool spqr = takes(MethodOption::kOutliers);
   auto bits = args->get_int("bits", opt.spec.bits);
   auto group = args->get_int("group-size", opt.spec.group_size);
   auto scale_bits = args->get_int("scale-bits", opt.spec.scale_bits);
@@ -132,14 +139,11 @@ int run_quantize(int argc, char** argv) {
   if (sd != "fp16" && sd != "fp32") return usage_error("--scale-dtype must be fp16 or fp32", "quantize");
   opt.spec.scale_dtype = sd == "fp16" ? ScaleDType::kF16 : ScaleDType::kF32;
   if (Status st = opt.spec.Validate(); !st.ok()) return usage_error(st.message(), "quantize");
-  const bool awq = opt.method == "awq" || opt.method == "awq+gptq";
-  const bool adpq = opt.method == "adpq";
   const std::string grad = args->get("oac-grad", "sequence");
   if (grad != "sequence" && grad != "token") return usage_error("--oac-grad must be sequence or token", "quantize");
-  if (!oac && (args->has("oac-grad") || args->has("oac-once")))
-    return usage_error("--oac-grad and --oac-once apply to --method oac and spqr+oac only", "quantize");
-  if (oac && args->has("true-sequential"))
-    return usage_error("--true-sequential does not apply to OAC (its Hessians come from one backward per block)", "quantize");
+  if (!takes(MethodOption::kOac))
+    for (const char* o : {"oac-grad", "oac-once"})
+      if (args->has(o)) return only_for(std::string("--") + o, MethodOption::kOac);
   opt.oac.per_token = grad == "token";
   opt.oac.once = args->has("oac-once");
   auto threshold = args->get_double("outlier-threshold", spqr ? opt.gptq.outlier_threshold : 0.2);
@@ -148,7 +152,7 @@ int run_quantize(int argc, char** argv) {
   if (!target.ok() || !(*target >= 0.0)) return usage_error("--target-bits expects a positive number", "quantize");
   if (!spqr)
     for (const char* o : {"outlier-threshold", "target-bits"})
-      if (args->has(o)) return usage_error(std::string("--") + o + " applies to --method spqr and spqr+oac only", "quantize");
+      if (args->has(o)) return only_for(std::string("--") + o, MethodOption::kOutliers);
   if (args->has("outlier-threshold") && args->has("target-bits"))
     return usage_error("--outlier-threshold and --target-bits exclude each other", "quantize");
   if (spqr) opt.gptq.outlier_threshold = *threshold;
@@ -164,9 +168,9 @@ int run_quantize(int argc, char** argv) {
   if (!gamma.ok() || !(*gamma >= 0.0)) return usage_error("--adpq-gamma expects a non-negative number", "quantize");
   if (scope != "tensor" && scope != "row" && scope != "group")
     return usage_error("--adpq-scope must be tensor, row or group", "quantize");
-  if (!adpq)
+  if (!takes(MethodOption::kAdpq))
     for (const char* o : {"outlier-fraction", "adpq-lambda", "adpq-gamma", "adpq-scope"})
-      if (args->has(o)) return usage_error(std::string("--") + o + " applies to --method adpq only", "quantize");
+      if (args->has(o)) return only_for(std::string("--") + o, MethodOption::kAdpq);
   if (args->has("adpq-lambda") && args->has("outlier-fraction"))
     return usage_error("--adpq-lambda and --outlier-fraction exclude each other", "quantize");
   opt.adpq.outlier_fraction = *fraction;
@@ -176,16 +180,16 @@ int run_quantize(int argc, char** argv) {
   auto awq_grid = args->get_int("awq-grid", opt.awq.grid);
   if (!awq_grid.ok() || *awq_grid < 1 || *awq_grid > 1000)
     return usage_error("--awq-grid expects an integer in 1..1000", "quantize");
-  if (!awq)
+  if (!takes(MethodOption::kAwq))
     for (const char* o : {"awq-grid", "awq-no-duo", "awq-no-clip", "awq-no-gqa-vo"})
-      if (args->has(o)) return usage_error(std::string("--") + o + " applies to --method awq / awq+gptq only", "quantize");
+      if (args->has(o)) return only_for(std::string("--") + o, MethodOption::kAwq);
   opt.awq.grid = int(*awq_grid);
   opt.awq.duo_scaling = !args->has("awq-no-duo");
   opt.awq.clip = !args->has("awq-no-clip");
   opt.awq.gqa_v_to_o = !args->has("awq-no-gqa-vo");
   auto alpha = args->get_double("alpha", opt.alpha);
   if (!alpha.ok() || !(*alpha >= 0.0 && *alpha <= 1.0)) return usage_error("--alpha expects a number in [0, 1]", "quantize");
-  if (args->has("alpha") && !sq) return usage_error("--alpha applies to --method smoothquant only", "quantize");
+  if (args->has("alpha") && !takes(MethodOption::kAlpha)) return only_for("--alpha", MethodOption::kAlpha);
   opt.alpha = *alpha;
   opt.int8_activations = args->has("int8-activations");
   auto nsamples = args->get_int("nsamples", opt.calibration.nsamples);
@@ -200,20 +204,21 @@ int run_quantize(int argc, char** argv) {
   if (!damp.ok() || !(*damp > 0.0)) return usage_error("--damp expects a positive number", "quantize");
   const std::string act = args->get("act-dtype", "fp32");
   if (act != "fp32" && act != "fp16") return usage_error("--act-dtype must be fp32 or fp16", "quantize");
-  if (adpq && args->has("calib"))
-    return usage_error("adpq is zero-shot: it takes no --calib", "quantize");
-  if (opt.method != "rtn" && !adpq && !args->has("calib"))
+  const bool calibrated = takes(MethodOption::kCalibration);
+  if (calibrated && !args->has("calib"))
     return usage_error("--method " + opt.method + " needs --calib <data> (e.g. a text file in the model's domain)",
                        "quantize");
-  if (opt.method == "rtn" || adpq)
-    for (const char* o : {"calib", "act-order", "static-groups", "true-sequential", "resume", "damp"})
-      if (args->has(o)) return usage_error(std::string("--") + o + " applies to calibrated methods only", "quantize");
-  if (opt.method == "awq" || opt.method == "smoothquant")
-    for (const char* o : {"act-order", "static-groups", "damp", "block-size"})
+  if (!calibrated)
+    for (const char* o : {"calib", "nsamples", "seq-len", "seed", "act-dtype", "resume"})
       if (args->has(o))
-        return usage_error(std::string("--") + o + " applies to GPTQ (--method gptq or awq+gptq) only", "quantize");
-  if (args->has("true-sequential") && opt.method != "gptq" && !spqr)
-    return usage_error("--true-sequential applies to --method gptq and spqr only", "quantize");
+        return usage_error(std::string("--") + o + " applies to calibrated methods only (" + opt.method +
+                               " is zero-shot: it takes no calibration data)",
+                           "quantize");
+  if (!takes(MethodOption::kGptq))
+    for (const char* o : {"act-order", "static-groups", "damp", "block-size"})
+      if (args->has(o)) return only_for(std::string("--") + o, MethodOption::kGptq);
+  if (args->has("true-sequential") && !takes(MethodOption::kTrueSequential))
+    return only_for("--true-sequential", MethodOption::kTrueSequential);
   opt.calibration.data = args->get("calib");
   opt.calibration.nsamples = *nsamples;
   opt.calibration.seq_len = *seq_len;

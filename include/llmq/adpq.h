@@ -11,6 +11,8 @@
 #ifndef LLMQ_ADPQ_H_
 #define LLMQ_ADPQ_H_
 
+#include "llmq/export.h"
+
 #include <cstdint>
 
 #include "llmq/quant.h"
@@ -20,7 +22,7 @@ namespace llmq {
 
 enum class AdpqScope : uint8_t { kTensor, kRow, kGroup };
 
-struct AdpqOptions {
+struct LLMQ_EXPORT AdpqOptions {
   // Share of the weights kept as outliers, per scope (the top ceil(share * n) by |w|, which is
   // the adaptive-LASSO split for the lambda that yields that share). Used when lambda <= 0.
   double outlier_fraction = 0.05;
@@ -32,7 +34,7 @@ struct AdpqOptions {
 // Quantizes w [rows, cols]: outliers as fp16 CSR values (stored as w - dense part, so the sum
 // reconstructs them to fp16 precision), everything else RTN with `spec` over the group with the
 // outliers removed. InvalidArgument for a bad spec/option or a non-finite weight.
-Result<QuantizedTensor> quantize_adpq(const float* w, int64_t rows, int64_t cols, const QuantSpec& spec,
+LLMQ_EXPORT Result<QuantizedTensor> quantize_adpq(const float* w, int64_t rows, int64_t cols, const QuantSpec& spec,
                                       const AdpqOptions& options = {});
 
 }  // namespace llmq

@@ -8,6 +8,8 @@
 #ifndef LLMQ_CHECKPOINT_H_
 #define LLMQ_CHECKPOINT_H_
 
+#include "llmq/export.h"
+
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -26,7 +28,7 @@ enum class RopeScaling : uint8_t { kNone, kLinear, kLlama3 };
 
 // What llmq needs from config.json. Llama covers LlamaForCausalLM, MistralForCausalLM and
 // Qwen2ForCausalLM (the latter with q/k/v biases).
-struct ModelConfig {
+struct LLMQ_EXPORT ModelConfig {
   std::string architecture;  // "LlamaForCausalLM", "OPTForCausalLM", ...
   ModelFamily family = ModelFamily::kLlama;
   int64_t hidden_size = 0;
@@ -59,13 +61,13 @@ struct ModelConfig {
 
 // Parses and checks config.json text; `source` names the file in messages. NotSupported for an
 // unknown architecture (listing the supported ones); InvalidArgument for missing or bad fields.
-Result<ModelConfig> parse_model_config(const std::string& json_text, const std::string& source);
+LLMQ_EXPORT Result<ModelConfig> parse_model_config(const std::string& json_text, const std::string& source);
 
 enum class LinearRole : uint8_t { kQ, kK, kV, kO, kGate, kUp, kDown, kFc1, kFc2 };
-const char* linear_role_name(LinearRole r);  // "q", "k", ..., "fc1"
+LLMQ_EXPORT const char* linear_role_name(LinearRole r);  // "q", "k", ..., "fc1"
 
 // One linear layer of a decoder block, by its Hugging Face module name.
-struct LinearInfo {
+struct LLMQ_EXPORT LinearInfo {
   std::string module;  // e.g. "model.layers.3.self_attn.q_proj" (weight is module + ".weight")
   int layer = 0;
   LinearRole role = LinearRole::kQ;
@@ -79,12 +81,12 @@ struct LinearInfo {
 // LM head are not included: they stay in float.
 // `base` is the prefix of the decoder in tensor names: "model." for Llama
 // ("model.layers.N..."), "model.decoder." for OPT ("model.decoder.layers.N...").
-std::vector<LinearInfo> decoder_linears(const ModelConfig& config, const std::string& base);
+LLMQ_EXPORT std::vector<LinearInfo> decoder_linears(const ModelConfig& config, const std::string& base);
 // The usual base prefix for a family ("model." / "model.decoder.").
-std::string default_base_prefix(ModelFamily family);
+LLMQ_EXPORT std::string default_base_prefix(ModelFamily family);
 
 // How one module of an llmq quantized folder was quantized.
-struct QuantizedModuleInfo {
+struct LLMQ_EXPORT QuantizedModuleInfo {
   QuantSpec spec;
   int64_t rows = 0, cols = 0;
   bool has_g_idx = false;
@@ -92,14 +94,14 @@ struct QuantizedModuleInfo {
 };
 
 // The quantization_config of an llmq folder (see docs/FORMAT.md).
-struct QuantizationInfo {
+struct LLMQ_EXPORT QuantizationInfo {
   std::string format_version;  // "1.0"
   std::string method;          // "rtn", "gptq", ...
   std::string activations = "fp32";  // "int8": run quantized linears with int8 activations (W8A8)
   std::map<std::string, QuantizedModuleInfo> modules;  // by module name
 };
 
-class Checkpoint {
+class LLMQ_EXPORT Checkpoint {
  public:
   // Opens and validates a model folder (float or llmq-quantized): config.json, the safetensors
   // files and every decoder linear's presence and shape. Errors name the file and the problem.

@@ -10,6 +10,8 @@
 #ifndef LLMQ_GPTQ_H_
 #define LLMQ_GPTQ_H_
 
+#include "llmq/export.h"
+
 #include <cstdint>
 #include <vector>
 
@@ -21,7 +23,7 @@ namespace llmq {
 // H = 2/N * sum over the N input rows x of x x^T, for one linear's input (width `cols`).
 // Rows are multiplied in fp32 (Eigen GEMM) and summed into fp64 every few thousand rows,
 // so long calibration runs do not lose precision.
-class HessianAccumulator {
+class LLMQ_EXPORT HessianAccumulator {
  public:
   explicit HessianAccumulator(int64_t cols);
   // x is [n, cols] row-major.
@@ -43,7 +45,7 @@ class HessianAccumulator {
   mutable std::vector<double> sum_;     // fp64 running sum
 };
 
-struct GptqOptions {
+struct LLMQ_EXPORT GptqOptions {
   double damp = 0.01;         // percdamp: H += damp * mean(diag H) * I
   int block_size = 128;       // lazy-batch width; changes speed, not the result
   bool act_order = false;     // columns in order of decreasing diag(H); a g_idx is stored
@@ -55,7 +57,7 @@ struct GptqOptions {
   double outlier_threshold = 0.0;
 };
 
-struct GptqResult {
+struct LLMQ_EXPORT GptqResult {
   QuantizedTensor q;
   double loss = 0.0;          // sum over weights of (w - q)^2 / U_jj^2 / 2 (the paper's objective)
   double damp = 0.0;          // the relative damping that succeeded
@@ -69,12 +71,12 @@ struct GptqResult {
 // Group parameters are found on the error-compensated weights as the columns are
 // reached (or on the original weights with static_groups / per-channel specs). With bilevel
 // scales in the spec (SpQR) each group column's scales are quantized before its codes are found.
-Result<GptqResult> gptq_quantize(const float* w, int64_t rows, int64_t cols, const float* hessian,
+LLMQ_EXPORT Result<GptqResult> gptq_quantize(const float* w, int64_t rows, int64_t cols, const float* hessian,
                                  const QuantSpec& spec, const GptqOptions& options = {});
 
 // ||(W - W_hat) X||_F / ||W X||_F computed from H (proportional to X X^T), on at most
 // `max_rows` evenly spaced rows (exact when rows <= max_rows).
-double output_relative_error(const float* w, const float* w_hat, int64_t rows, int64_t cols, const float* hessian,
+LLMQ_EXPORT double output_relative_error(const float* w, const float* w_hat, int64_t rows, int64_t cols, const float* hessian,
                              int64_t max_rows = 512);
 
 }  // namespace llmq

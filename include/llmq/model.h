@@ -7,20 +7,27 @@
 #ifndef LLMQ_MODEL_H_
 #define LLMQ_MODEL_H_
 
+#include "llmq/export.h"
+
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "llmq/checkpoint.h"
-#include "llmq/quantize.h"
+#include "llmq/progress.h"
 #include "llmq/status.h"
 
 namespace llmq {
 
+namespace internal {
+struct ModelAccess;
+}
+
 // Keys and values of past positions, per layer, for incremental decoding.
-struct KVCache {
+struct LLMQ_EXPORT KVCache {
   int64_t capacity = 0;  // positions
   int64_t length = 0;    // positions filled
   std::vector<std::vector<float>> k, v;  // per layer: [capacity, num_kv_heads * head_dim]
@@ -29,7 +36,7 @@ struct KVCache {
 // Called with the input of every linear as it runs: x is [n, linear.cols] row-major.
 using LinearInputHook = std::function<void(const LinearInfo& linear, const float* x, int64_t n)>;
 
-struct ModelLoadOptions {
+struct LLMQ_EXPORT ModelLoadOptions {
   // false: only embeddings, final norm and LM head are loaded; each decoder block is
   // materialized by LoadBlock and dropped by ReleaseBlock (the calibration driver's
   // streaming mode: about one block of weights in memory at a time).
@@ -40,7 +47,7 @@ struct ModelLoadOptions {
   bool int8_activations = false;
 };
 
-class Model {
+class LLMQ_EXPORT Model {
  public:
   // Loads the weights of a float or llmq-quantized folder. Quantized linears are
   // dequantized on the fly when they run (no float copy is kept).
@@ -74,6 +81,9 @@ class Model {
   Status LoadBlock(int layer);
   void ReleaseBlock(int layer);
   bool block_loaded(int layer) const;
+  // Which quantized kernels a forward pass of `n` tokens runs: PackedLinear::kernel(n) of every
+  // quantized linear of the loaded blocks, with how many linears run it (empty for a float model).
+  std::map<std::string, int64_t> QuantizedKernels(int64_t n) const;
   // Replaces a (loaded) linear's weight by a float [rows, cols] matrix, e.g. the
   // dequantized result of a method, so that later blocks see the quantization error.
   Status SetLinearWeight(const LinearInfo& linear, std::vector<float> weight);
@@ -82,20 +92,20 @@ class Model {
   Status SetBlockTensor(const std::string& name, std::vector<float> value);
 
   struct Impl;
-  const Impl& impl() const { return *impl_; }  // internal (src/): the weights, for the backward pass
 
  private:
+  friend struct internal::ModelAccess;  // src/model/model_impl.h: the weights, for the backward pass
   Model();
   std::unique_ptr<Impl> impl_;
 };
 
-struct PerplexityOptions {
+struct LLMQ_EXPORT PerplexityOptions {
   int64_t seq_len = 0;     // 0: the model's context, capped at 2048
   int64_t max_chunks = 0;  // 0: every full window
   ProgressCallback progress;
 };
 
-struct PerplexityResult {
+struct LLMQ_EXPORT PerplexityResult {
   double perplexity = 0.0;
   double mean_nll = 0.0;
   int64_t tokens = 0;       // tokens in the whole text (with the BOS)
@@ -109,7 +119,7 @@ struct PerplexityResult {
 // The GPTQ/AWQ-paper protocol: the whole text tokenized once with one BOS in front,
 // cut into consecutive non-overlapping windows of seq_len (full windows only, the first
 // max_chunks), each window run from position 0 and scored on its tokens 2..seq_len.
-Result<PerplexityResult> evaluate_perplexity(const Model& model, const std::vector<int32_t>& ids,
+LLMQ_EXPORT Result<PerplexityResult> evaluate_perplexity(const Model& model, const std::vector<int32_t>& ids,
                                              const PerplexityOptions& options);
 
 }  // namespace llmq

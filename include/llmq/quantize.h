@@ -2,6 +2,8 @@
 #ifndef LLMQ_QUANTIZE_H_
 #define LLMQ_QUANTIZE_H_
 
+#include "llmq/export.h"
+
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -9,22 +11,15 @@
 
 #include "llmq/adpq.h"
 #include "llmq/gptq.h"
+#include "llmq/progress.h"
 #include "llmq/quant.h"
 #include "llmq/status.h"
 
 namespace llmq {
 
-// Progress of a long operation, reported through a callback (the library never prints).
-struct Progress {
-  int64_t done = 0;
-  int64_t total = 0;
-  std::string item;        // what was just finished, e.g. "model.layers.3.mlp.up_proj"
-  double elapsed_s = 0.0;  // since the start of the operation
-};
-using ProgressCallback = std::function<void(const Progress&)>;
 
 // Calibration data for the methods that need it (GPTQ).
-struct CalibrationOptions {
+struct LLMQ_EXPORT CalibrationOptions {
   // A text file, a folder of .txt files, a .jsonl file of {"text": ...} rows (joined with
   // "\n\n"), or pre-tokenized ids: a .json array of windows (arrays of ids) or of ids,
   // or a .bin file of little-endian int32 ids.
@@ -36,7 +31,7 @@ struct CalibrationOptions {
 };
 
 // AWQ's scale and clip searches (../shared/docs/algorithms.md §3; defaults are AutoAWQ's).
-struct AwqOptions {
+struct LLMQ_EXPORT AwqOptions {
   int grid = 20;             // alpha in {0, 1/grid, ..., (grid-1)/grid}
   // s = mean|x|^a / (w_mean^(1-a) + 1e-4), w_mean the mean over rows of |w| / max|w| of its group
   // (AutoAWQ's duo scaling); false: s = mean|x|^a (llm-awq).
@@ -52,15 +47,33 @@ struct AwqOptions {
 };
 
 // OAC (algorithms.md §6): how the output-adaptive Hessians are formed.
-struct OacOptions {
+struct LLMQ_EXPORT OacOptions {
   bool per_token = false;  // H = Σ_t ‖δ_t‖² x_t x_tᵀ instead of per sequence H = Σ_n G_nᵀG_n, G_n = Σ_t δ_t x_tᵀ
   bool once = false;       // gradients of the float model instead of block by block with the earlier blocks quantized
 };
 
 // The method names quantize_checkpoint accepts, in the order the help texts list them.
-const std::vector<std::string>& quantize_methods();
+LLMQ_EXPORT std::vector<std::string> quantize_methods();
 
-struct QuantizeOptions {
+// Option groups a method may take beyond the common ones (spec, int8_activations, overwrite,
+// shards, progress). Validate() refuses true_sequential, target_bits and outlier_threshold for
+// a method that does not take them; the CLI refuses every flag of a group the method does not take.
+enum class MethodOption {
+  kCalibration,     // calibration (every calibrated method), resume
+  kGptq,            // gptq.damp, block_size, act_order, static_groups (the GPTQ engine)
+  kTrueSequential,  // true_sequential
+  kOutliers,        // gptq.outlier_threshold, target_bits (SpQR)
+  kAwq,             // awq
+  kOac,             // oac
+  kAdpq,            // adpq
+  kAlpha,           // alpha (SmoothQuant)
+};
+// Whether `method` takes option group `o` (false for an unknown method).
+LLMQ_EXPORT bool method_takes(const std::string& method, MethodOption o);
+// The methods that take `o`, in the order of quantize_methods().
+LLMQ_EXPORT std::vector<std::string> methods_taking(MethodOption o);
+
+struct LLMQ_EXPORT QuantizeOptions {
   // Every default of `method` (what `llmq quantize --method M` uses when no other flag is given):
   // e.g. spqr: groups of 16, 3-bit bilevel scales, damping 1, outlier threshold 0.2; smoothquant:
   // 8-bit per-channel; awq: 512-token calibration windows. InvalidArgument for an unknown method.
@@ -106,7 +119,7 @@ struct QuantizeOptions {
   std::function<bool()> cancel;
 };
 
-struct LayerReport {
+struct LLMQ_EXPORT LayerReport {
   std::string module;
   int64_t rows = 0, cols = 0;
   double relative_error = 0.0;   // ||W - deq(Q)||_F / ||W||_F
@@ -130,7 +143,7 @@ struct LayerReport {
 };
 
 // What the calibration pass used.
-struct CalibrationReport {
+struct LLMQ_EXPORT CalibrationReport {
   std::string data;
   int64_t nsamples = 0, seq_len = 0, tokens = 0;
   uint64_t seed = 0;
@@ -138,7 +151,7 @@ struct CalibrationReport {
   uint64_t activation_bytes = 0;  // calibration activations kept in memory
 };
 
-struct QuantizeReport {
+struct LLMQ_EXPORT QuantizeReport {
   std::string method;
   QuantSpec spec;
   std::string input, output;
@@ -165,11 +178,11 @@ struct QuantizeReport {
 // Reads the float checkpoint in `input_folder`, quantizes every decoder linear with
 // options.method and writes the llmq format to `output_folder` atomically (nothing
 // is left there on failure). Embeddings, norms, biases and the LM head are copied.
-Result<QuantizeReport> quantize_checkpoint(const std::string& input_folder, const std::string& output_folder,
+LLMQ_EXPORT Result<QuantizeReport> quantize_checkpoint(const std::string& input_folder, const std::string& output_folder,
                                            const QuantizeOptions& options);
 
 // Peak resident set size of this process so far, in bytes.
-uint64_t peak_rss_bytes();
+LLMQ_EXPORT uint64_t peak_rss_bytes();
 
 }  // namespace llmq
 

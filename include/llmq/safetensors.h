@@ -8,6 +8,8 @@
 #ifndef LLMQ_SAFETENSORS_H_
 #define LLMQ_SAFETENSORS_H_
 
+#include "llmq/export.h"
+
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -19,7 +21,7 @@
 
 namespace llmq {
 
-struct TensorInfo {
+struct LLMQ_EXPORT TensorInfo {
   std::string name;
   DType dtype = DType::kF32;
   std::vector<int64_t> shape;
@@ -27,7 +29,7 @@ struct TensorInfo {
   uint64_t nbytes = 0;
 };
 
-class SafetensorsFile : public std::enable_shared_from_this<SafetensorsFile> {
+class LLMQ_EXPORT SafetensorsFile : public std::enable_shared_from_this<SafetensorsFile> {
  public:
   // Headers larger than this are rejected as corrupt (real ones are kilobytes to a few MB).
   static constexpr uint64_t kMaxHeaderBytes = 100ull << 20;
@@ -66,7 +68,7 @@ class SafetensorsFile : public std::enable_shared_from_this<SafetensorsFile> {
 };
 
 // One tensor to write: the bytes are taken as they are (row-major, little-endian).
-struct TensorToWrite {
+struct LLMQ_EXPORT TensorToWrite {
   std::string name;
   DType dtype = DType::kF32;
   std::vector<int64_t> shape;
@@ -75,11 +77,11 @@ struct TensorToWrite {
 
 // The JSON header of a safetensors file holding `tensors` (in this order, contiguous), padded
 // with spaces to a multiple of 8 bytes.
-std::string safetensors_header(const std::vector<TensorInfo>& tensors, const std::map<std::string, std::string>& metadata);
+LLMQ_EXPORT std::string safetensors_header(const std::vector<TensorInfo>& tensors, const std::map<std::string, std::string>& metadata);
 
 // Writes `tensors` to `path` atomically: into a temporary file in the same folder,
 // flushed to disk, then renamed over `path`. On any error nothing is left behind.
-Status write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
+LLMQ_EXPORT Status write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
                          const std::map<std::string, std::string>& metadata = {});
 
 }  // namespace llmq

@@ -8,6 +8,8 @@
 #ifndef LLMQ_STATUS_H_
 #define LLMQ_STATUS_H_
 
+#include "llmq/export.h"
+
 #include <cassert>
 #include <string>
 #include <utility>
@@ -28,7 +30,7 @@ enum class StatusCode {
   kCancelled,           // the caller asked a long operation to stop (e.g. Ctrl-C)
 };
 
-class [[nodiscard]] Status {
+class [[nodiscard]] LLMQ_EXPORT Status {
  public:
   Status() = default;
   static Status Ok() { return Status(); }

@@ -6,6 +6,8 @@
 #ifndef LLMQ_TENSOR_H_
 #define LLMQ_TENSOR_H_
 
+#include "llmq/export.h"
+
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -20,13 +22,13 @@ namespace llmq {
 // Element types. The names are safetensors' dtype strings.
 enum class DType : uint8_t { kF32, kF16, kBF16, kF64, kI8, kU8, kI16, kU16, kI32, kU32, kI64, kU64, kBool };
 
-size_t dtype_size(DType t);
-const char* dtype_name(DType t);  // "F32", "F16", ...
+LLMQ_EXPORT size_t dtype_size(DType t);
+LLMQ_EXPORT const char* dtype_name(DType t);  // "F32", "F16", ...
 // Parses a safetensors dtype string; NotSupported for anything unknown (e.g. "F8_E4M3").
-Result<DType> parse_dtype(std::string_view name);
-bool is_float_dtype(DType t);  // F32, F16, BF16, F64
+LLMQ_EXPORT Result<DType> parse_dtype(std::string_view name);
+LLMQ_EXPORT bool is_float_dtype(DType t);  // F32, F16, BF16, F64
 
-struct TensorView {
+struct LLMQ_EXPORT TensorView {
   DType dtype = DType::kF32;
   std::vector<int64_t> shape;
   const void* data = nullptr;
@@ -38,10 +40,10 @@ struct TensorView {
   template <typename T> const T* as() const { return static_cast<const T*>(data); }
 };
 
-std::string shape_string(const std::vector<int64_t>& shape);  // "[512, 256]"
+LLMQ_EXPORT std::string shape_string(const std::vector<int64_t>& shape);  // "[512, 256]"
 
 // Converts any float tensor (F32/F16/BF16/F64) to fp32. InvalidArgument for integer dtypes.
-Result<std::vector<float>> to_float32(const TensorView& t);
+LLMQ_EXPORT Result<std::vector<float>> to_float32(const TensorView& t);
 
 }  // namespace llmq
 

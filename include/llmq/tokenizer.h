@@ -3,6 +3,8 @@
 #ifndef LLMQ_TOKENIZER_H_
 #define LLMQ_TOKENIZER_H_
 
+#include "llmq/export.h"
+
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -12,7 +14,7 @@
 
 namespace llmq {
 
-class Tokenizer {
+class LLMQ_EXPORT Tokenizer {
  public:
   // Opens the tokenizer of a model folder: tokenizer.model (SentencePiece) when present, else
   // tokenizer.json (Hugging Face BPE: byte-level or SentencePiece-style). Errors name the file.

@@ -2,14 +2,16 @@
 #ifndef LLMQ_VERSION_H_
 #define LLMQ_VERSION_H_
 
+#include "llmq/export.h"
+
 #include <string>
 
 namespace llmq {
 
 // "0.1.0"
-const char* version();
+LLMQ_EXPORT const char* version();
 // Space-separated features detected at run time, e.g. "avx2 fma f16c avx512f ...", or "scalar".
-std::string cpu_features_string();
+LLMQ_EXPORT std::string cpu_features_string();
 
 }  // namespace llmq
 

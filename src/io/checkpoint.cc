@@ -8,6 +8,7 @@
 #include <set>
 
 #include "io/file_util.h"
+#include "io/hf_names.h"
 #include "io/llmq_format.h"
 
 namespace llmq {
@@ -202,12 +203,33 @@ std::string default_base_prefix(ModelFamily family) {
   return family == ModelFamily::kOpt ? "model.decoder." : "model.";
 }
 
+namespace internal {
+
+std::string block_prefix(const std::string& base, int64_t layer) { return base + "layers." + std::to_string(layer) + "."; }
+
+std::string block_norm(const ModelConfig& c, const std::string& base, int64_t layer, BlockNorm which) {
+  const bool opt = c.family == ModelFamily::kOpt;
+  const bool attn = which == BlockNorm::kAttention;
+  return block_prefix(base, layer) +
+         (opt ? (attn ? "self_attn_layer_norm" : "final_layer_norm") : (attn ? "input_layernorm" : "post_attention_layernorm"));
+}
+
+std::string final_norm(const ModelConfig& c, const std::string& base) {
+  return base + (c.family == ModelFamily::kOpt ? "final_layer_norm" : "norm");
+}
+std::string embed_tokens(const std::string& base) { return base + "embed_tokens"; }
+std::string embed_positions(const std::string& base) { return base + "embed_positions"; }
+std::string project_in(const std::string& base) { return base + "project_in"; }
+std::string project_out(const std::string& base) { return base + "project_out"; }
+
+}  // namespace internal
+
 std::vector<LinearInfo> decoder_linears(const ModelConfig& c, const std::string& base) {
   std::vector<LinearInfo> out;
   const int64_t h = c.hidden_size, qd = c.num_heads * c.head_dim, kvd = c.num_kv_heads * c.head_dim;
   const int64_t f = c.intermediate_size;
   for (int64_t l = 0; l < c.num_layers; ++l) {
-    const std::string p = base + "layers." + std::to_string(l) + ".";
+    const std::string p = internal::block_prefix(base, l);
     auto add = [&](const std::string& name, LinearRole role, int64_t rows, int64_t cols, bool bias) {
       out.push_back({p + name, int(l), role, rows, cols, bias});
     };

@@ -296,7 +296,7 @@ BackwardWorkspace::~BackwardWorkspace() = default;
 Result<WindowGradient> backward_window(const Model& model, int first, int last_hooked, const float* x,
                                        const int32_t* tokens, int64_t n, const LinearGradientHook& hook,
                                        BackwardWorkspace* workspace, int64_t tape_budget_bytes) {
-  const Model::Impl& im = model.impl();
+  const Model::Impl& im = internal::ModelAccess::impl(model);
   const ModelConfig& cfg = im.cfg;
   const int layers = int(cfg.num_layers);
   if (first < 0 || first >= layers) return Status::InvalidArgument("backward: block " + std::to_string(first) + " does not exist");

@@ -18,6 +18,7 @@
 #include "llmq/kernels.h"
 #include "model/model_impl.h"
 #include "dense.h"
+#include "io/hf_names.h"
 
 namespace llmq {
 
@@ -157,26 +158,27 @@ Result<std::unique_ptr<Model>> Model::Load(const std::string& folder, const Mode
   const std::string base = c.base_prefix();
   const bool opt = cfg.family == ModelFamily::kOpt;
   const int64_t edim = opt ? cfg.word_embed_proj_dim : cfg.hidden_size;
-  LLMQ_ASSIGN_OR_RETURN(im.embed, load_float(c, base + "embed_tokens.weight", {cfg.vocab_size, edim}));
+  LLMQ_ASSIGN_OR_RETURN(im.embed, load_float(c, internal::embed_tokens(base) + ".weight", {cfg.vocab_size, edim}));
   if (opt) {
-    LLMQ_ASSIGN_OR_RETURN(im.positions, load_float(c, base + "embed_positions.weight",
+    LLMQ_ASSIGN_OR_RETURN(im.positions, load_float(c, internal::embed_positions(base) + ".weight",
                                                    {cfg.max_position_embeddings + 2, cfg.hidden_size}));
     if (edim != cfg.hidden_size) {
       im.has_projections = true;
-      LLMQ_RETURN_IF_ERROR(load_linear(c, {base + "project_in", -1, LinearRole::kQ, cfg.hidden_size, edim, false},
+      LLMQ_RETURN_IF_ERROR(load_linear(c, {internal::project_in(base), -1, LinearRole::kQ, cfg.hidden_size, edim, false},
                                        &im.project_in));
-      LLMQ_RETURN_IF_ERROR(load_linear(c, {base + "project_out", -1, LinearRole::kQ, edim, cfg.hidden_size, false},
+      LLMQ_RETURN_IF_ERROR(load_linear(c, {internal::project_out(base), -1, LinearRole::kQ, edim, cfg.hidden_size, false},
                                        &im.project_out));
     }
-    im.has_final_norm = cfg.do_layer_norm_before && c.find(base + "final_layer_norm.weight") != nullptr;
-    if (im.has_final_norm) LLMQ_RETURN_IF_ERROR(load_norm(c, base + "final_layer_norm", cfg.hidden_size, true, &im.final_norm));
+    im.has_final_norm = cfg.do_layer_norm_before && c.find(internal::final_norm(cfg, base) + ".weight") != nullptr;
+    if (im.has_final_norm)
+      LLMQ_RETURN_IF_ERROR(load_norm(c, internal::final_norm(cfg, base), cfg.hidden_size, true, &im.final_norm));
   } else {
-    LLMQ_RETURN_IF_ERROR(load_norm(c, base + "norm", cfg.hidden_size, false, &im.final_norm));
+    LLMQ_RETURN_IF_ERROR(load_norm(c, internal::final_norm(cfg, base), cfg.hidden_size, false, &im.final_norm));
     im.inv_freq = rope_inv_freq(cfg);
   }
   // LM head: separate unless tied (or absent, which HF treats as tied).
-  if (c.find("lm_head.weight") != nullptr && !(cfg.tie_word_embeddings && opt)) {
-    LLMQ_ASSIGN_OR_RETURN(im.lm_head, load_float(c, "lm_head.weight", {cfg.vocab_size, edim}));
+  if (c.find(internal::kLmHeadWeight) != nullptr && !(cfg.tie_word_embeddings && opt)) {
+    LLMQ_ASSIGN_OR_RETURN(im.lm_head, load_float(c, internal::kLmHeadWeight, {cfg.vocab_size, edim}));
   } else if (!cfg.tie_word_embeddings && !opt) {
     return Status::NotFound(folder + ": 'lm_head.weight' is missing and tie_word_embeddings is false");
   }
@@ -220,14 +222,12 @@ Status Model::LoadBlock(int layer) {
   Block b;
   for (const LinearInfo& l : decoder_linears(cfg, c.base_prefix()))
     if (l.layer == layer) LLMQ_RETURN_IF_ERROR(load_linear(c, l, linear_of(b, l.role), im.pack));
-  const std::string p = c.base_prefix() + "layers." + std::to_string(layer) + ".";
-  if (cfg.family == ModelFamily::kOpt) {
-    LLMQ_RETURN_IF_ERROR(load_norm(c, p + "self_attn_layer_norm", cfg.hidden_size, true, &b.attn_norm));
-    LLMQ_RETURN_IF_ERROR(load_norm(c, p + "final_layer_norm", cfg.hidden_size, true, &b.mlp_norm));
-  } else {
-    LLMQ_RETURN_IF_ERROR(load_norm(c, p + "input_layernorm", cfg.hidden_size, false, &b.attn_norm));
-    LLMQ_RETURN_IF_ERROR(load_norm(c, p + "post_attention_layernorm", cfg.hidden_size, false, &b.mlp_norm));
-  }
+  const bool norm_bias = cfg.family == ModelFamily::kOpt;  // LayerNorm; Llama's RMSNorm has none
+  using internal::BlockNorm;
+  LLMQ_RETURN_IF_ERROR(load_norm(c, internal::block_norm(cfg, c.base_prefix(), layer, BlockNorm::kAttention),
+                                 cfg.hidden_size, norm_bias, &b.attn_norm));
+  LLMQ_RETURN_IF_ERROR(load_norm(c, internal::block_norm(cfg, c.base_prefix(), layer, BlockNorm::kMlp),
+                                 cfg.hidden_size, norm_bias, &b.mlp_norm));
   im.blocks[size_t(layer)] = std::move(b);
   im.loaded[size_t(layer)] = true;
   return Status::Ok();
@@ -241,6 +241,17 @@ void Model::ReleaseBlock(int layer) {
 
 bool Model::block_loaded(int layer) const {
   return layer >= 0 && layer < int(impl_->loaded.size()) && impl_->loaded[size_t(layer)];
+}
+
+std::map<std::string, int64_t> Model::QuantizedKernels(int64_t n) const {
+  std::map<std::string, int64_t> out;
+  for (size_t l = 0; l < impl_->blocks.size(); ++l) {
+    if (!impl_->loaded[l]) continue;
+    Block& b = impl_->blocks[l];
+    for (const Linear* x : {&b.q, &b.k, &b.v, &b.o, &b.gate, &b.up, &b.down, &b.fc1, &b.fc2})
+      if (x->packed) ++out[x->packed->kernel(n)];
+  }
+  return out;
 }
 
 Status Model::SetLinearWeight(const LinearInfo& linear, std::vector<float> weight) {
@@ -261,14 +272,13 @@ Status Model::SetBlockTensor(const std::string& name, std::vector<float> value) 
   if (name.compare(0, base.size(), base) == 0) layer = std::atoi(name.c_str() + base.size());
   if (!block_loaded(layer)) return Status::InvalidArgument(name + ": not a tensor of a loaded block");
   Block& b = im.blocks[size_t(layer)];
-  const std::string p = base + std::to_string(layer) + ".";
-  const bool opt = im.cfg.family == ModelFamily::kOpt;
   std::vector<float>* target = nullptr;
-  const std::pair<std::string, Norm*> norms[] = {{opt ? "self_attn_layer_norm" : "input_layernorm", &b.attn_norm},
-                                                 {opt ? "final_layer_norm" : "post_attention_layernorm", &b.mlp_norm}};
-  for (const auto& [stem, norm] : norms) {
-    if (name == p + stem + ".weight") target = &norm->weight;
-    if (name == p + stem + ".bias" && !norm->bias.empty()) target = &norm->bias;
+  using internal::BlockNorm;
+  const std::pair<BlockNorm, Norm*> norms[] = {{BlockNorm::kAttention, &b.attn_norm}, {BlockNorm::kMlp, &b.mlp_norm}};
+  for (const auto& [which, norm] : norms) {
+    const std::string stem = internal::block_norm(im.cfg, im.ckpt->base_prefix(), layer, which);
+    if (name == stem + ".weight") target = &norm->weight;
+    if (name == stem + ".bias" && !norm->bias.empty()) target = &norm->bias;
   }
   for (const LinearInfo& l : decoder_linears(im.cfg, im.ckpt->base_prefix()))
     if (l.layer == layer && l.has_bias && name == l.module + ".bias") target = &linear_of(b, l.role)->bias;

@@ -87,6 +87,13 @@ struct Model::Impl {
   void mlp(const Block& b, const float* xn, int64_t n, float* out, const LinearInputHook& hook) const;
 };
 
+namespace internal {
+// The weights behind a Model, for the code in src/ that needs them (the backward pass).
+struct ModelAccess {
+  static const Model::Impl& impl(const Model& m) { return *m.impl_; }
+};
+}  // namespace internal
+
 }  // namespace llmq
 
 #endif  // LLMQ_SRC_MODEL_MODEL_IMPL_H_

@@ -8,7 +8,9 @@
 // Then the clip search (auto_clip) shrinks each group's range where that lowers the error of
 // the group's partial dot products. ../shared/docs/algorithms.md §3 has the reference details.
 #include "quant/awq.h"
+
 #include "dense.h"
+#include "io/hf_names.h"
 
 #include <Eigen/Core>
 #include <algorithm>
@@ -214,12 +216,13 @@ std::vector<AwqSite> awq_sites(const ModelConfig& cfg, const std::string& base_p
   };
   const bool opt = cfg.family == ModelFamily::kOpt;
   const bool pre_ln = !opt || cfg.do_layer_norm_before;
-  const std::string p = base_prefix + "layers." + std::to_string(layer) + ".";
+  const std::string attn_norm = block_norm(cfg, base_prefix, layer, BlockNorm::kAttention);
+  const std::string mlp_norm = block_norm(cfg, base_prefix, layer, BlockNorm::kMlp);
   const int attention = int(Model::BlockPart::kAttention), mlp = int(Model::BlockPart::kMlp);
   std::vector<AwqSite> sites;
   using R = LinearRole;
   if (pre_ln && have({R::kQ, R::kK, R::kV}))
-    sites.push_back({p + (opt ? "self_attn_layer_norm" : "input_layernorm"), true,
+    sites.push_back({attn_norm, true,
                      {by_role[R::kQ], by_role[R::kK], by_role[R::kV]}, attention, 0});
   if (have({R::kV, R::kO})) {
     const LinearInfo &v = by_role[R::kV], &o = by_role[R::kO];
@@ -231,11 +234,11 @@ std::vector<AwqSite> awq_sites(const ModelConfig& cfg, const std::string& base_p
     }
   }
   if (opt) {
-    if (pre_ln && have({R::kFc1})) sites.push_back({p + "final_layer_norm", true, {by_role[R::kFc1]}, -1, 0});
+    if (pre_ln && have({R::kFc1})) sites.push_back({mlp_norm, true, {by_role[R::kFc1]}, -1, 0});
     if (have({R::kFc1, R::kFc2})) sites.push_back({by_role[R::kFc1].module, false, {by_role[R::kFc2]}, -1, 0});
   } else {
     if (have({R::kGate, R::kUp}))
-      sites.push_back({p + "post_attention_layernorm", true, {by_role[R::kGate], by_role[R::kUp]}, mlp, 0});
+      sites.push_back({mlp_norm, true, {by_role[R::kGate], by_role[R::kUp]}, mlp, 0});
     if (have({R::kUp, R::kDown})) sites.push_back({by_role[R::kUp].module, false, {by_role[R::kDown]}, -1, 0});
   }
   return sites;

@@ -9,6 +9,8 @@
 
 namespace llmq {
 
+float round_half_even(float x) { return std::nearbyint(x); }  // default FE_TONEAREST mode
+
 Status QuantSpec::Validate() const {
   if (bits != 2 && bits != 3 && bits != 4 && bits != 8)
     return Status::InvalidArgument("bits must be 2, 3, 4 or 8 (got " + std::to_string(bits) + ")");

@@ -44,7 +44,6 @@ GroupParams params_for_range(float lo, float hi, const QuantSpec& spec) {
 
 }  // namespace
 
-float round_half_even(float x) { return std::nearbyint(x); }  // default FE_TONEAREST mode
 
 uint32_t rtn_quantize_value(float x, const GroupParams& p, const QuantSpec& spec) {
   const int maxq = (1 << spec.bits) - 1;

@@ -1,0 +1,124 @@
+// The quantized-tensor description shared by every method, kernel and file format (the layer
+// below both the quantizers and the kernels).
+//
+// A linear weight W has shape [rows = out_features, cols = in_features]
+// (PyTorch nn.Linear layout). Group-wise quantization shares one (scale, zero)
+// between `group_size` consecutive input columns of one output row:
+//
+//   W[r, c] ~= scale[r, g(c)] * (code[r, c] - zero[r, g(c)])  +  outlier[r, c]
+//
+// with g(c) = c / group_size, or g_idx[c] when a group index is present (act-order).
+// Symmetric tensors have no stored zeros: zero = 2^(bits-1) for every group.
+// The sparse outlier part (SpQR/AdpQ) is *added* to the dense part.
+#ifndef LLMQ_QTENSOR_H_
+#define LLMQ_QTENSOR_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "llmq/export.h"
+#include "llmq/status.h"
+#include "llmq/tensor.h"
+
+namespace llmq {
+
+
+enum class ScaleDType : uint8_t { kF16, kF32 };
+
+struct LLMQ_EXPORT QuantSpec {
+  int bits = 4;              // 2, 3, 4 or 8
+  int group_size = 128;      // columns sharing a scale; 0 = per output channel (one group per row)
+  bool symmetric = true;     // true: no zeros, grid centered on 2^(bits-1); false: per-group zero point
+  ScaleDType scale_dtype = ScaleDType::kF16;  // scales are rounded to this type when produced
+  bool mse_search = false;   // RTN: search a shrunk range minimizing sum |q(x)-x|^2.4 (GPTQ's mse option)
+  // Bilevel scales (SpQR's second-order statistics): > 0 quantizes the scales of each group column,
+  // in chunks of scale_group_rows consecutive rows, to scale_bits-bit codes with one fp16 (min,
+  // step) pair per chunk; scale_dtype then does not apply. 0: plain fp16/fp32 scales.
+  int scale_bits = 0;
+  int scale_group_rows = 16;
+
+  // InvalidArgument naming the bad field, or OK.
+  Status Validate() const;
+  // Effective group size for a row of `cols` columns.
+  int64_t group_cols(int64_t cols) const { return group_size <= 0 ? cols : group_size; }
+  int64_t num_groups(int64_t cols) const { int64_t g = group_cols(cols); return (cols + g - 1) / g; }
+  std::string ToString() const;  // e.g. "w4 g128 sym fp16-scales"
+};
+
+// Sparse outliers in CSR form: row r's outliers are col_idx/values[row_ptr[r] .. row_ptr[r+1]).
+struct LLMQ_EXPORT SparseOutliers {
+  std::vector<int32_t> row_ptr;   // rows + 1 entries, or empty when there are no outliers
+  std::vector<int32_t> col_idx;
+  std::vector<uint16_t> values;   // fp16 bit patterns
+  bool empty() const { return col_idx.empty(); }
+  size_t nnz() const { return col_idx.size(); }
+};
+
+struct LLMQ_EXPORT QuantizedTensor {
+  int64_t rows = 0;
+  int64_t cols = 0;
+  QuantSpec spec;
+  // Codes: each row is a little-endian bit stream of `cols` unsigned `bits`-bit
+  // values, value c at bit offset c*bits (LSB first), padded to whole 32-bit
+  // words. words_per_row() words per row.
+  std::vector<uint32_t> codes;
+  // [rows, num_groups] row-major. Values are already rounded to spec.scale_dtype.
+  std::vector<float> scales;
+  // [rows, num_groups] row-major, only when !spec.symmetric. Integers in [0, 2^bits).
+  std::vector<uint8_t> zeros;
+  // Optional group index per input column (act-order); empty means g(c) = c / group_cols.
+  std::vector<int32_t> g_idx;
+  SparseOutliers outliers;
+  // Bilevel scales only (spec.scale_bits > 0): the code of every scale, [rows, num_groups], and per
+  // (chunk of scale_group_rows rows, group) the fp16 pair (min, step), [num_scale_chunks, num_groups, 2];
+  // scales[r, g] == min + step * code (computed in fp32), which is what `scales` holds.
+  std::vector<uint8_t> scale_codes;
+  std::vector<uint16_t> scale_params;
+
+  int64_t num_groups() const;
+  int64_t words_per_row() const { return (cols * spec.bits + 31) / 32; }
+  int group_of(int64_t c) const {
+    return g_idx.empty() ? int(c / spec.group_cols(cols)) : g_idx[size_t(c)];
+  }
+  // Bilevel scales: 32-bit words holding every scale code, [rows, num_groups] packed contiguously.
+  int64_t scale_code_words() const { return (rows * num_groups() * spec.scale_bits + 31) / 32; }
+  int64_t num_scale_chunks() const {
+    return spec.scale_bits > 0 ? (rows + spec.scale_group_rows - 1) / spec.scale_group_rows : 0;
+  }
+  // Bilevel scales: quantizes scales[:, g] (every row) in place and records their codes and pairs.
+  void QuantizeScaleColumn(int64_t g);
+  // Bilevel scales: recomputes `scales` from scale_codes and scale_params (what a reader does).
+  void DequantizeScales();
+  int zero_of(int64_t r, int64_t g) const {
+    return spec.symmetric ? (1 << (spec.bits - 1)) : zeros[size_t(r * num_groups() + g)];
+  }
+  uint32_t code(int64_t r, int64_t c) const;
+  void set_code(int64_t r, int64_t c, uint32_t q);
+
+  // Allocates codes/scales/zeros for the given shape and spec (codes zeroed).
+  static QuantizedTensor Allocate(int64_t rows, int64_t cols, const QuantSpec& spec);
+
+  // Checks internal consistency (sizes, code ranges, finite scales, g_idx range,
+  // CSR structure). Used on everything read from disk. Corruption naming the field.
+  Status Validate() const;
+
+  // Bytes the tensor occupies in the llmq file format (codes + scales + zeros + g_idx + outliers).
+  size_t storage_bytes() const;
+  double bits_per_weight() const { return rows > 0 && cols > 0 ? 8.0 * double(storage_bytes()) / double(rows * cols) : 0.0; }
+};
+
+// Reference dequantization: out must hold rows*cols floats (row-major).
+LLMQ_EXPORT void dequantize(const QuantizedTensor& q, float* out);
+LLMQ_EXPORT std::vector<float> dequantize(const QuantizedTensor& q);
+
+// Packs `n` unsigned `bits`-bit values into an LSB-first word stream (see QuantizedTensor::codes).
+LLMQ_EXPORT void pack_bits(const uint8_t* values, int64_t n, int bits, uint32_t* words);
+LLMQ_EXPORT void unpack_bits(const uint32_t* words, int64_t n, int bits, uint8_t* values);
+
+// Round half to even (torch.round / nearbyint in the default rounding mode).
+LLMQ_EXPORT float round_half_even(float x);
+
+}  // namespace llmq
+
+#endif  // LLMQ_QTENSOR_H_
