@@ -78,7 +78,7 @@ void BM_QuantizedLinear(benchmark::State& state) {
   }
   state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(packs[0].bytes()));
   state.counters["vs_eigen"] = eigen_seconds(rows, cols, n) / (total / double(state.iterations()));
-  state.SetLabel(spec.ToString() + (po.int8_activations ? " int8-act" : "") + " " + llmq::isa_name(llmq::active_isa()));
+  state.SetLabel(spec.ToString() + (po.int8_activations ? " int8-act" : "") + " " + packs[0].kernel(n));  // the kernel that ran
 }
 
 void Shapes(benchmark::internal::Benchmark* b) {

@@ -77,8 +77,10 @@ void BM_PromptProcessing(benchmark::State& state) {
   const double per = total / double(state.iterations());
   state.counters["tok_per_s"] = double(n) / per;
   state.counters["vs_matmul_only"] = per / matmul_only_seconds(cfg, (*model)->checkpoint().linears(), n);
+  std::string kernels;  // the quantized kernels the forward pass ran
+  for (const auto& [name, linears] : (*model)->QuantizedKernels(n)) kernels += " [" + name + " x" + std::to_string(linears) + "]";
   state.SetLabel(fs::path(folder).filename().string() + (state.range(1) ? " rtn-w4g128" : " fp32") + " seq " +
-                 std::to_string(n));
+                 std::to_string(n) + kernels);
   if (state.range(1) != 0) fs::remove_all(tmp);
 }
 BENCHMARK(BM_PromptProcessing)

@@ -258,6 +258,21 @@ TEST(QuantizeGptq, InterruptedRunResumesToTheSameBytes) {
   EXPECT_EQ(rep->calibration.resumed_blocks, 2);
   EXPECT_EQ(test::read_bytes(dir.file("resumed/model.safetensors")), test::read_bytes(dir.file("fresh/model.safetensors")));
   EXPECT_FALSE(fs::exists(partial));
+
+  // The input changed in place (same path, same size, one weight different): its finished
+  // blocks are stale and the resume is refused; so is a changed calibration file.
+  const std::string partial2 = dir.file(".resumed2.llmq-partial");
+  stop.cancel = [&] { return fs::exists(partial2 + "/block-00001.json"); };
+  ASSERT_EQ(quantize_checkpoint(dir.file("in"), dir.file("resumed2"), stop).status().code(), StatusCode::kCancelled);
+  std::string weights = test::read_bytes(dir.file("in/model.safetensors"));
+  weights[weights.size() / 2] = char(weights[weights.size() / 2] ^ 0x40);
+  test::write_bytes(dir.file("in/model.safetensors"), weights);
+  QuantizeOptions stale = o;
+  stale.resume = true;
+  auto changed = quantize_checkpoint(dir.file("in"), dir.file("resumed2"), stale);
+  ASSERT_FALSE(changed.ok());
+  EXPECT_NE(changed.status().message().find("different inputs"), std::string::npos) << changed.status().ToString();
+  EXPECT_FALSE(fs::exists(dir.file("resumed2")));
 }
 
 // On a real model GPTQ must beat RTN at the same settings (the quality claim of the method).

@@ -99,7 +99,7 @@ TEST(Checkpoint, RejectsShapeMismatchAndMissingWeight) {
   test::write_bytes(d.file("config.json"), cfg.dump());
   st = open_status(d.path());
   ASSERT_FALSE(st.ok());
-  EXPECT_NE(st.message().find("model.layers.2.self_attn.q_proj.weight' is missing"), std::string::npos)
+  EXPECT_NE(st.message().find("num_hidden_layers is 3 but the weights hold 2 decoder layer(s)"), std::string::npos)
       << st.message();
 }
 
@@ -318,16 +318,45 @@ TEST(Quantize, OutputThatIsOrHoldsTheInputIsRefused) {
   EXPECT_TRUE(quantize_checkpoint(d.file("parent/in"), d.file("parent/out"), o).ok());
 }
 
+// --overwrite replaces a folder llmq wrote and nothing else; --force as well replaces anything.
+TEST(Quantize, OverwriteReplacesOnlyLlmqOutputsUnlessForced) {
+  TempDir d;
+  test::SyntheticModel m;
+  test::write_synthetic_model(d.file("in"), m);
+  QuantizeOptions o = rtn(4, 32);
+  o.overwrite = true;
+  // Somebody's folder (a float model, say): refused, every byte kept.
+  test::write_synthetic_model(d.file("theirs"), m);
+  test::write_bytes(d.file("theirs/notes.txt"), "user data");
+  const std::string weights = test::read_bytes(d.file("theirs/model.safetensors"));
+  auto r = quantize_checkpoint(d.file("in"), d.file("theirs"), o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("not written by llmq"), std::string::npos) << r.status().ToString();
+  EXPECT_NE(r.status().message().find("--force"), std::string::npos) << r.status().ToString();
+  EXPECT_EQ(test::read_bytes(d.file("theirs/model.safetensors")), weights);
+  EXPECT_EQ(test::read_bytes(d.file("theirs/notes.txt")), "user data");
+  // An llmq output is replaced with --overwrite alone (also when its report is gone: its config says llmq).
+  ASSERT_TRUE(quantize_checkpoint(d.file("in"), d.file("ours"), rtn(4, 32)).ok());
+  EXPECT_TRUE(internal::written_by_llmq(d.file("ours")));
+  ASSERT_TRUE(quantize_checkpoint(d.file("in"), d.file("ours"), o).ok());
+  fs::remove(d.file("ours/llmq_report.json"));
+  ASSERT_TRUE(quantize_checkpoint(d.file("in"), d.file("ours"), o).ok());
+  // --force: anything.
+  o.force = true;
+  ASSERT_TRUE(quantize_checkpoint(d.file("in"), d.file("theirs"), o).ok());
+  EXPECT_FALSE(fs::exists(d.file("theirs/notes.txt")));
+}
+
 // A folder that appears at the output path while a run is going is not replaced without overwrite.
 TEST(Quantize, OutputThatAppearsDuringTheRunIsKept) {
   TempDir d;
-  auto w = internal::CheckpointWriter::Create(d.file("out"), /*overwrite=*/false, 1 << 20);
+  auto w = internal::CheckpointWriter::Create(d.file("out"), internal::ReplacePolicy::kNever, 1 << 20);
   ASSERT_TRUE(w.ok()) << w.status().ToString();
   fs::create_directories(d.file("out"));
   test::write_bytes(d.file("out/keep.txt"), "user data");
   Status st = (*w)->Commit("{}", d.path(), {});
   ASSERT_FALSE(st.ok());
-  EXPECT_NE(st.message().find("appeared during the run"), std::string::npos) << st.ToString();
+  EXPECT_NE(st.message().find("appeared (or changed) during the run"), std::string::npos) << st.ToString();
   EXPECT_EQ(test::read_bytes(d.file("out/keep.txt")), "user data");
   w->reset();  // the temporary folder goes with the writer
   for (const auto& e : fs::directory_iterator(d.path()))
@@ -337,7 +366,7 @@ TEST(Quantize, OutputThatAppearsDuringTheRunIsKept) {
   fs::create_directories(d.file(".q.llmq-tmp-999999999/x"));
   fs::create_directories(d.file(".other.llmq-tmp-999999999"));
   fs::create_directories(d.file(".q.llmq-tmp-1"));  // pid 1 is alive
-  ASSERT_TRUE(internal::CheckpointWriter::Create(d.file("q"), false, 1 << 20).ok());
+  ASSERT_TRUE(internal::CheckpointWriter::Create(d.file("q"), internal::ReplacePolicy::kNever, 1 << 20).ok());
   EXPECT_FALSE(fs::exists(d.file(".q.llmq-tmp-999999999")));
   EXPECT_TRUE(fs::exists(d.file(".other.llmq-tmp-999999999")));
   EXPECT_TRUE(fs::exists(d.file(".q.llmq-tmp-1")));
@@ -423,6 +452,49 @@ TEST_P(RealModelRtn, EightBitAndFourBitG128) {
 }
 
 INSTANTIATE_TEST_SUITE_P(SharedModels, RealModelRtn, ::testing::Values("stories260K-hf", "stories5M-hf"));
+
+}  // namespace
+}  // namespace llmq
+
+namespace llmq {
+namespace {
+
+void set_config_value(const std::string& folder, const std::string& key, const nlohmann::json& value) {
+  auto cfg = nlohmann::json::parse(test::read_bytes(folder + "/config.json"));
+  cfg[key] = value;
+  test::write_bytes(folder + "/config.json", cfg.dump());
+}
+
+// A config that promises more layers than the weights hold is refused before anything is sized by
+// that count (a billion layers must neither allocate nor hang); layers beyond the config's count
+// and stray buffers are reported as unused.
+TEST(Checkpoint, LayerCountIsCheckedAgainstTheWeightsAndUnusedTensorsAreReported) {
+  test::TempDir d;
+  test::SyntheticModel m;
+  m.layers = 3;
+  test::write_synthetic_model(d.file("in"), m);
+  set_config_value(d.file("in"), "num_hidden_layers", 1000000000);
+  auto huge = Checkpoint::Open(d.file("in"));
+  ASSERT_FALSE(huge.ok());
+  EXPECT_NE(huge.status().message().find("num_hidden_layers is 1000000000"), std::string::npos) << huge.status().ToString();
+  EXPECT_NE(huge.status().message().find("hold 3 decoder layer"), std::string::npos) << huge.status().ToString();
+  set_config_value(d.file("in"), "num_hidden_layers", 2);
+  auto fewer = Checkpoint::Open(d.file("in"));
+  ASSERT_TRUE(fewer.ok()) << fewer.status().ToString();
+  const std::vector<std::string> unused = (*fewer)->UnusedTensors();
+  ASSERT_FALSE(unused.empty());
+  for (const std::string& name : unused) EXPECT_EQ(name.rfind("model.layers.2.", 0), 0u) << name;
+  set_config_value(d.file("in"), "num_hidden_layers", 3);
+  auto all = Checkpoint::Open(d.file("in"));
+  ASSERT_TRUE(all.ok());
+  EXPECT_TRUE((*all)->UnusedTensors().empty());
+  // Quantize reports them too (and copies them).
+  set_config_value(d.file("in"), "num_hidden_layers", 2);
+  auto rep = quantize_checkpoint(d.file("in"), d.file("q"), *QuantizeOptions::ForMethod("rtn"));
+  ASSERT_TRUE(rep.ok()) << rep.status().ToString();
+  EXPECT_EQ(rep->unused_tensors, unused);
+  EXPECT_NE(rep->ToJson().find("\"unused_tensors\""), std::string::npos);
+}
 
 }  // namespace
 }  // namespace llmq

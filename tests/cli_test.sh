@@ -44,6 +44,11 @@ grep -q "quantize" "$work/err" || { echo "FAIL: no progress on stderr"; fails=$(
 check inspect-quantized 0 "bits per weight" -- "$llmq" inspect "$work/q4"
 check exists-no-overwrite 1 "--overwrite" -- "$llmq" quantize "$model" "$work/q4"
 check overwrite 0 "" -- "$llmq" quantize --overwrite --bits 8 --group-size 0 "$model" "$work/q4"
+# --overwrite replaces only what llmq wrote; --force replaces anything (but never the input).
+mkdir -p "$work/theirs" && echo "user data" > "$work/theirs/notes.txt"
+check overwrite-not-llmq 1 "--force" -- "$llmq" quantize --overwrite "$model" "$work/theirs"
+[ "$(cat "$work/theirs/notes.txt")" = "user data" ] || { echo "FAIL: --overwrite replaced a folder llmq did not write"; fails=$((fails+1)); }
+check force 0 "" -- "$llmq" quantize --force "$model" "$work/theirs"
 mkdir -p "$work/bad" && cp "$model"/* "$work/bad/" && head -c 1000 "$model/model.safetensors" > "$work/bad/model.safetensors"
 # GPTQ: calibration options, clear usage errors, JSON report keys.
 calib="$data/tinystories-train-200k.txt"
@@ -99,6 +104,8 @@ check spqr 0 "" -- "$llmq" quantize --method spqr --bits 3 --calib "$calib" --ns
 json_ok method spqr gptq outlier_fraction bits_per_weight layers
 python3 -c "import json,sys; j=json.load(open(sys.argv[1])); assert j['spqr']['scale_bits']==3 and j['group_size']==16; assert all(l['bits_per_weight']<=3.5 and 'outlier_threshold' in l for l in j['layers'])" "$work/out" || { echo "FAIL: spqr keys or budget"; fails=$((fails+1)); }
 check eval-spqr 0 "" -- "$llmq" eval ppl "$work/spqr" --data "$valid" --seq-len 64 --max-chunks 2 --json
+# SpQR's groups of 16 have no SIMD path: the report says which kernel ran for every linear.
+python3 -c "import json,sys; j=json.load(open(sys.argv[1])); k=j['kernels']; assert k and all(n.startswith('scalar') and ('aligned' in n or j['kernel_isa'] == 'scalar') for n in k) and sum(k.values())>0, k" "$work/out" || { echo "FAIL: eval --json kernels for groups of 16"; fails=$((fails+1)); }
 check spqr-threshold-and-target 2 "exclude each other" -- "$llmq" quantize --method spqr --calib "$calib" --outlier-threshold 0.1 --target-bits 3.5 "$model" "$work/s2"
 check spqr-threshold-on-gptq 2 "spqr and spqr+oac only" -- "$llmq" quantize --method gptq --calib "$calib" --outlier-threshold 0.1 "$model" "$work/s2"
 check spqr-bad-scale-bits 2 "scale bits" -- "$llmq" quantize --method spqr --calib "$calib" --scale-bits 1 "$model" "$work/s2"

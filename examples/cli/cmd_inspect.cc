@@ -73,6 +73,8 @@ int run_inspect(int argc, char** argv) {
     j["bits_per_weight"] = bpw;
   }
   j["kernel_isa"] = isa_name(active_isa());  // the kernels that run this model in this process
+  const std::vector<std::string> unused = c.UnusedTensors();
+  j["unused_tensors"] = unused;  // in the files but read by no part of the model
   j["tensors"] = tensors;
   if (args->has("json")) {
     print_json(j);
@@ -91,6 +93,10 @@ int run_inspect(int argc, char** argv) {
   else
     std::printf("quantized:     no\n");
   std::printf("tensors:       %zu\n", tensors.size());
+  if (!unused.empty()) {
+    std::fprintf(stderr, "llmq inspect: warning: %zu tensor(s) are read by no part of the model, e.g. '%s'\n",
+                 unused.size(), unused[0].c_str());
+  }
   if (args->has("tensors"))
     for (const auto& t : tensors)
       std::printf("  %-60s %-5s %s\n", t["name"].get<std::string>().c_str(), t["dtype"].get<std::string>().c_str(),

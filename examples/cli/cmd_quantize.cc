@@ -85,7 +85,8 @@ const char* kHelp =
     "  --adpq-scope S     tensor, row or group: where the share or lambda applies   [tensor]\n"
     "  --alpha A          smoothquant migration strength, s = max|X|^A / max|W|^(1-A)  [0.5]\n"
     "  --int8-activations mark the output W8A8/W4A8: the runtime quantizes activations to int8 per token\n"
-    "  --overwrite        replace a non-empty <out-folder>\n"
+    "  --overwrite        replace a non-empty <out-folder> that llmq wrote (it holds llmq_report.json)\n"
+    "  --force            replace a non-empty <out-folder> whatever it holds (never the input or its parent)\n"
     "  --json             print the report (one JSON object) on stdout\n";
 }  // namespace
 
@@ -93,7 +94,7 @@ int run_quantize(int argc, char** argv) {
   auto args = Args::Parse(argc, argv, 2,
                           {"json", "help", "sym", "asym", "mse", "overwrite", "act-order", "static-groups",
                            "true-sequential", "resume", "int8-activations", "awq-no-duo", "awq-no-clip",
-                           "awq-no-gqa-vo", "oac-once"},
+                           "awq-no-gqa-vo", "oac-once", "force"},
                           {"method", "bits", "group-size", "scale-dtype", "max-shard-mb", "calib", "nsamples",
                            "seq-len", "seed", "damp", "block-size", "act-dtype", "alpha", "awq-grid",
                            "outlier-fraction", "adpq-lambda", "adpq-gamma", "adpq-scope",
@@ -230,7 +231,8 @@ int run_quantize(int argc, char** argv) {
   opt.gptq.static_groups = args->has("static-groups");
   opt.true_sequential = args->has("true-sequential");
   opt.resume = args->has("resume");
-  opt.overwrite = args->has("overwrite");
+  opt.overwrite = args->has("overwrite") || args->has("force");
+  opt.force = args->has("force");
   opt.max_shard_bytes = uint64_t(*shard) << 20;
   if (Status st = opt.Validate(); !st.ok()) return usage_error(st.message(), "quantize");
   ProgressPrinter bar("quantize");
@@ -249,6 +251,10 @@ int run_quantize(int argc, char** argv) {
     std::fprintf(stderr, "llmq quantize: warning: %d linears exceed --target-bits %.3g even without outliers "
                  "(groups, bilevel scales or act-order's g_idx cost more); their real bits are in the report\n",
                  over, opt.target_bits);
+  if (!report->unused_tensors.empty() && !args->has("json"))
+    std::fprintf(stderr, "llmq quantize: warning: %zu input tensor(s) are read by no part of the model and were copied "
+                 "as they are, e.g. '%s' (the list: unused_tensors in the report)\n",
+                 report->unused_tensors.size(), report->unused_tensors[0].c_str());
   if (args->has("json")) {
     print_json(report->ToJson());
     return 0;

@@ -115,6 +115,9 @@ class LLMQ_EXPORT Checkpoint {
 
   // Every stored tensor name, in file order.
   std::vector<std::string> tensor_names() const;
+  // Tensors no part of the model reads (e.g. a rotary_emb.inv_freq buffer, or layers beyond
+  // num_hidden_layers): they are copied by quantize but have no effect, so commands report them.
+  std::vector<std::string> UnusedTensors() const;
   const TensorInfo* find(const std::string& name) const;
   Result<TensorView> get(const std::string& name) const;  // zero-copy
   // A tensor converted to fp32 (InvalidArgument if it is not a float tensor). The copy is

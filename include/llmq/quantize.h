@@ -111,7 +111,10 @@ struct LLMQ_EXPORT QuantizeOptions {
   bool int8_activations = false;
   // Keep finished blocks in <out>.llmq-partial beside the output and continue from them.
   bool resume = false;
-  bool overwrite = false;      // replace a non-empty output folder
+  // Replace a non-empty output folder llmq wrote (it holds llmq_report.json or an llmq
+  // quantization_config); with `force` as well, any folder.
+  bool overwrite = false;
+  bool force = false;
   uint64_t max_shard_bytes = 2ull << 30;  // output safetensors shard size
   ProgressCallback progress;   // optional
   // Optional: polled between calibration windows; returning true stops the run with
@@ -171,6 +174,7 @@ struct LLMQ_EXPORT QuantizeReport {
   uint64_t input_bytes = 0, output_bytes = 0;
   double seconds = 0.0;
   uint64_t peak_rss_bytes = 0;
+  std::vector<std::string> unused_tensors;  // in the input but read by no part of the model (copied as they are)
   // The report as one JSON object (keys documented in README.md, "JSON report").
   std::string ToJson() const;
 };

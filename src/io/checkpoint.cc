@@ -224,6 +224,30 @@ std::string project_out(const std::string& base) { return base + "project_out"; 
 
 }  // namespace internal
 
+std::vector<std::string> Checkpoint::UnusedTensors() const {
+  const ModelConfig& c = config_;
+  const std::string& base = base_prefix_;
+  std::set<std::string> used = {internal::embed_tokens(base) + ".weight", internal::embed_positions(base) + ".weight",
+                                internal::final_norm(c, base) + ".weight", internal::final_norm(c, base) + ".bias",
+                                internal::kLmHeadWeight};
+  std::vector<std::string> prefixes = {internal::project_in(base) + ".", internal::project_out(base) + "."};
+  for (const LinearInfo& l : linears()) prefixes.push_back(l.module + ".");  // weight, bias, quantized parts
+  for (int64_t layer = 0; layer < c.num_layers; ++layer)
+    for (auto which : {internal::BlockNorm::kAttention, internal::BlockNorm::kMlp}) {
+      const std::string n = internal::block_norm(c, base, layer, which);
+      used.insert(n + ".weight");
+      used.insert(n + ".bias");
+    }
+  std::vector<std::string> out;
+  for (const auto& [name, _] : file_of_) {
+    if (used.count(name)) continue;
+    bool part = false;
+    for (const std::string& p : prefixes) part |= name.compare(0, p.size(), p) == 0;
+    if (!part) out.push_back(name);
+  }
+  return out;
+}
+
 std::vector<LinearInfo> decoder_linears(const ModelConfig& c, const std::string& base) {
   std::vector<LinearInfo> out;
   const int64_t h = c.hidden_size, qd = c.num_heads * c.head_dim, kvd = c.num_kv_heads * c.head_dim;
@@ -340,6 +364,24 @@ Result<std::shared_ptr<const Checkpoint>> Checkpoint::Open(const std::string& fo
   };
   if (!has_prefix(ck->base_prefix_) && c.family == ModelFamily::kOpt && has_prefix("decoder."))
     ck->base_prefix_ = "decoder.";
+
+  // The layers the weights hold, before anything is sized by the config's count (a config that
+  // promises a billion layers must not allocate for them).
+  {
+    const std::string layers = ck->base_prefix_ + "layers.";
+    int64_t held = 0;
+    for (const auto& [name, _] : ck->file_of_) {
+      if (name.compare(0, layers.size(), layers) != 0) continue;
+      const size_t end = name.find('.', layers.size());
+      const std::string idx = name.substr(layers.size(), end == std::string::npos ? std::string::npos : end - layers.size());
+      if (!idx.empty() && idx.size() < 10 && idx.find_first_not_of("0123456789") == std::string::npos)
+        held = std::max<int64_t>(held, std::stoll(idx) + 1);
+    }
+    if (c.num_layers > held)
+      return Status::NotFound(config_path + ": num_hidden_layers is " + std::to_string(c.num_layers) +
+                              " but the weights hold " + std::to_string(held) + " decoder layer(s) (" + layers + "0.." +
+                              std::to_string(held > 0 ? held - 1 : 0) + ")");
+  }
 
   // Every decoder linear must be present with the configured shape.
   for (const LinearInfo& lin : ck->linears()) {

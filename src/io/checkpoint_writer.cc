@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "io/file_util.h"
+#include "io/llmq_format.h"
 #include "llmq/checkpoint.h"
 
 namespace llmq::internal {
@@ -27,7 +28,32 @@ std::string shard_final_name(size_t i, size_t n) {
 }
 }  // namespace
 
-Result<std::unique_ptr<CheckpointWriter>> CheckpointWriter::Create(const std::string& out_dir, bool overwrite,
+bool written_by_llmq(const std::string& folder) {
+  std::error_code ec;
+  if (fs::is_regular_file(fs::path(folder) / "llmq_report.json", ec)) return true;
+  auto text = read_text_file((fs::path(folder) / "config.json").string());
+  if (!text.ok()) return false;
+  const nlohmann::json j = nlohmann::json::parse(*text, nullptr, false);
+  return !j.is_discarded() && j.is_object() && j.contains("quantization_config") &&
+         j["quantization_config"].is_object() && j["quantization_config"].value("quant_method", "") == kLlmqQuantMethod;
+}
+
+namespace {
+
+// Why `out` (existing, not empty) may not be replaced under `replace`, or "" when it may.
+std::string refusal(const fs::path& out, ReplacePolicy replace) {
+  std::error_code ec;
+  if (!fs::exists(out, ec) || (fs::is_directory(out, ec) && fs::is_empty(out, ec))) return "";
+  if (replace == ReplacePolicy::kNever) return "output folder exists and is not empty (pass --overwrite to replace it)";
+  if (replace == ReplacePolicy::kLlmqOutput && !written_by_llmq(out.string()))
+    return "output folder exists and was not written by llmq (no llmq_report.json, no llmq quantization_config); "
+           "--overwrite replaces only llmq outputs: pass --force as well to replace it anyway";
+  return "";
+}
+
+}  // namespace
+
+Result<std::unique_ptr<CheckpointWriter>> CheckpointWriter::Create(const std::string& out_dir, ReplacePolicy replace,
                                                                    uint64_t max_shard_bytes, const std::string& input_dir) {
   std::unique_ptr<CheckpointWriter> w(new CheckpointWriter());
   std::error_code ec;
@@ -51,8 +77,7 @@ Result<std::unique_ptr<CheckpointWriter>> CheckpointWriter::Create(const std::st
   }
   if (fs::exists(out, ec)) {
     if (!fs::is_directory(out, ec)) return Status::InvalidArgument(out_dir + ": exists and is not a folder");
-    if (!fs::is_empty(out, ec) && !overwrite)
-      return Status::InvalidArgument(out_dir + ": output folder exists and is not empty (pass --overwrite to replace it)");
+    if (const std::string why = refusal(out, replace); !why.empty()) return Status::InvalidArgument(out_dir + ": " + why);
   }
   const fs::path parent = out.parent_path();
   if (!fs::is_directory(parent, ec)) return Status::NotFound(out_dir + ": parent folder " + parent.string() + " does not exist");
@@ -70,7 +95,7 @@ Result<std::unique_ptr<CheckpointWriter>> CheckpointWriter::Create(const std::st
   fs::remove_all(w->tmp_, ec);
   if (!fs::create_directory(w->tmp_, ec))
     return Status::IOError(out_dir + ": cannot create output folder in " + parent.string() + " (" + ec.message() + ")");
-  w->overwrite_ = overwrite;
+  w->replace_ = replace;
   w->max_shard_bytes_ = max_shard_bytes;
   return w;
 }
@@ -191,12 +216,12 @@ Status CheckpointWriter::Commit(const std::string& config_json, const std::strin
       if (ec) return Status::IOError(src.string() + ": copy into the output folder failed: " + ec.message());
     }
   }
-  // Move into place; an existing output (only with overwrite) is replaced. A folder that appeared
-  // at the output path during the run is somebody's data: without overwrite it stays as it is.
+  // Move into place; an existing output is replaced only as the policy allows. The check runs
+  // again here: a folder that appeared (or changed) at the output path during the run is
+  // somebody's data.
   std::string old;
-  if (!overwrite_ && fs::exists(out_, ec) && !(fs::is_directory(out_, ec) && fs::is_empty(out_, ec)))
-    return Status::InvalidArgument(out_ + ": appeared during the run and is not empty; nothing was replaced "
-                                   "(pass --overwrite to replace it)");
+  if (const std::string why = refusal(out_, replace_); !why.empty())
+    return Status::InvalidArgument(out_ + ": appeared (or changed) during the run; nothing was replaced: the " + why);
   if (fs::exists(out_, ec)) {
     old = out_ + ".llmq-old-" + std::to_string(::getpid());
     fs::rename(out_, old, ec);

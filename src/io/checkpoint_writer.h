@@ -14,12 +14,23 @@
 
 namespace llmq::internal {
 
+// What an existing, non-empty output folder may be replaced with.
+enum class ReplacePolicy {
+  kNever,       // refuse (the default: --overwrite not given)
+  kLlmqOutput,  // only a folder llmq wrote (--overwrite): it holds llmq_report.json or a
+                // config.json whose quantization_config is llmq's
+  kAnything,    // any folder (--overwrite --force)
+};
+
+// Whether `folder` is an output of llmq (see ReplacePolicy::kLlmqOutput).
+bool written_by_llmq(const std::string& folder);
+
 class CheckpointWriter {
  public:
-  // Fails if `out_dir` exists and is not empty (unless `overwrite`), or its parent is not writable,
-  // or (when `input_dir` is given) it is the input folder, lies inside it or holds it, symbolic
-  // links resolved: replacing it would destroy the input.
-  static Result<std::unique_ptr<CheckpointWriter>> Create(const std::string& out_dir, bool overwrite,
+  // Fails if `out_dir` exists and is not empty and `replace` does not allow replacing it, or its
+  // parent is not writable, or (when `input_dir` is given) it is the input folder, lies inside it
+  // or holds it, symbolic links resolved: replacing it would destroy the input.
+  static Result<std::unique_ptr<CheckpointWriter>> Create(const std::string& out_dir, ReplacePolicy replace,
                                                           uint64_t max_shard_bytes, const std::string& input_dir = "");
   ~CheckpointWriter();
 
@@ -36,7 +47,8 @@ class CheckpointWriter {
   CheckpointWriter() = default;
   Status FlushShard();
   std::string out_, tmp_;
-  bool overwrite_ = false, committed_ = false;
+  ReplacePolicy replace_ = ReplacePolicy::kNever;
+  bool committed_ = false;
   uint64_t max_shard_bytes_ = 0, buffered_ = 0;
   int data_fd_ = -1;                  // the current shard's data section, written as tensors arrive
   std::vector<TensorInfo> pending_;   // its tensors (offsets follow the order of Add)

@@ -4,11 +4,14 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <vector>
 
 namespace llmq::internal {
 
@@ -65,6 +68,61 @@ Status write_file_atomic(const std::string& path, const std::vector<Chunk>& chun
 
 Status write_text_file_atomic(const std::string& path, const std::string& text) {
   return write_file_atomic(path, text.data(), text.size());
+}
+
+}  // namespace llmq::internal
+
+namespace llmq::internal {
+namespace {
+
+uint64_t fnv1a(uint64_t h, const char* p, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    h ^= uint8_t(p[i]);
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+std::string file_fingerprint(const std::filesystem::path& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const uint64_t size = fs::file_size(path, ec);
+  if (ec) return path.filename().string() + ":unreadable";
+  const auto mtime = fs::last_write_time(path, ec).time_since_epoch().count();
+  uint64_t h = 1469598103934665603ull;
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (f != nullptr) {
+    std::vector<char> buf(64 << 10);
+    auto sample = [&](uint64_t offset, size_t n) {
+      n = size_t(std::min<uint64_t>(n, size > offset ? size - offset : 0));
+      if (n == 0 || std::fseek(f, long(offset), SEEK_SET) != 0) return;
+      const size_t got = std::fread(buf.data(), 1, n, f);
+      h = fnv1a(h, buf.data(), got);
+    };
+    sample(0, buf.size());
+    for (uint64_t i = 1; i <= 64; ++i) sample(size / 65 * i, 4096);
+    if (size > buf.size()) sample(size - buf.size(), buf.size());
+    std::fclose(f);
+  }
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", (unsigned long long)h);
+  return path.filename().string() + ":" + std::to_string(size) + ":" + std::to_string(mtime) + ":" + hex;
+}
+
+}  // namespace
+
+std::string content_fingerprint(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::exists(path, ec)) return "missing";
+  if (!fs::is_directory(path, ec)) return file_fingerprint(path);
+  std::vector<fs::path> files;
+  for (const auto& e : fs::directory_iterator(path, ec))
+    if (e.is_regular_file(ec)) files.push_back(e.path());
+  std::sort(files.begin(), files.end());
+  std::string out;
+  for (const auto& f : files) out += (out.empty() ? "" : " ") + file_fingerprint(f);
+  return out;
 }
 
 }  // namespace llmq::internal

@@ -23,6 +23,12 @@ Status write_text_file_atomic(const std::string& path, const std::string& text);
 // "error text" for the current errno.
 std::string errno_text();
 
+// A fingerprint of a file or of the regular files of a folder (not recursive), for telling
+// whether inputs changed since an earlier run: per file its name, size, modification time and a
+// 64-bit FNV-1a hash of its first and last 64 KiB and of 64 evenly spaced 4 KiB samples
+// (so a multi-GB shard costs ~0.4 MB of reads). "missing" when the path does not exist.
+std::string content_fingerprint(const std::string& path);
+
 }  // namespace llmq::internal
 
 #endif  // LLMQ_IO_FILE_UTIL_H_

@@ -55,6 +55,10 @@ nlohmann::ordered_json run_manifest(const std::string& input_folder, const Check
   nlohmann::ordered_json m;
   m["input"] = fs::absolute(input_folder, ec).lexically_normal().string();
   m["input_bytes"] = ckpt.bytes_on_disk();
+  // The inputs' contents, not only their names: a model or data changed in place since the
+  // interrupted run must not be resumed with its stale blocks.
+  m["input_content"] = internal::content_fingerprint(input_folder);
+  m["calibration_content"] = internal::content_fingerprint(o.calibration.data);
   m["method"] = o.method;
   m["spec"] = internal::spec_to_json(o.spec);
   m["mse_search"] = o.spec.mse_search;
@@ -191,7 +195,11 @@ Result<QuantizeReport> quantize_checkpoint(const std::string& input_folder, cons
     return Status::InvalidArgument(input_folder + ": is already quantized by llmq; quantize the float checkpoint");
   // Fail on an unusable output folder before hours of calibration.
   LLMQ_ASSIGN_OR_RETURN(auto writer,
-                        internal::CheckpointWriter::Create(output_folder, options.overwrite, options.max_shard_bytes, input_folder));
+                        internal::CheckpointWriter::Create(output_folder,
+                                                           !options.overwrite ? internal::ReplacePolicy::kNever
+                                                           : options.force    ? internal::ReplacePolicy::kAnything
+                                                                              : internal::ReplacePolicy::kLlmqOutput,
+                                                           options.max_shard_bytes, input_folder));
 
   QuantizeReport report;
   report.method = options.method;
@@ -199,6 +207,7 @@ Result<QuantizeReport> quantize_checkpoint(const std::string& input_folder, cons
   report.input = input_folder;
   report.output = output_folder;
   report.input_bytes = ckpt->bytes_on_disk();
+  report.unused_tensors = ckpt->UnusedTensors();
   report.gptq = options.gptq;
   report.awq = options.awq;
   report.adpq = options.adpq;

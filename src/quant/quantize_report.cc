@@ -56,6 +56,7 @@ std::string QuantizeReport::ToJson() const {
     j["true_sequential"] = true_sequential;
   }
   j["int8_activations"] = int8_activations;
+  j["unused_tensors"] = unused_tensors;
   j["kernel_isa"] = isa_name(active_isa());  // the ISA of the kernels this process runs (LLMQ_ISA can lower it)
   if (m != nullptr && m->report_json) m->report_json(*this, &j);
   nlohmann::ordered_json arr = nlohmann::ordered_json::array();
