@@ -498,3 +498,58 @@ TEST(Checkpoint, LayerCountIsCheckedAgainstTheWeightsAndUnusedTensorsAreReported
 
 }  // namespace
 }  // namespace llmq
+
+namespace llmq {
+namespace {
+
+// Every config key that would change the function is implemented or refused naming the key and
+// its value; neutral values are accepted.
+TEST(Checkpoint, ConfigKeysTheRuntimeDoesNotImplementAreRefused) {
+  struct Case {
+    std::string architecture, key;
+    nlohmann::json value;
+    bool accepted;
+  };
+  const std::vector<Case> cases = {
+      {"LlamaForCausalLM", "hidden_act", "gelu", false},
+      {"LlamaForCausalLM", "hidden_act", "silu", true},
+      {"LlamaForCausalLM", "partial_rotary_factor", 0.5, false},
+      {"LlamaForCausalLM", "partial_rotary_factor", 1.0, true},
+      {"LlamaForCausalLM", "embedding_multiplier", 12.0, false},
+      {"LlamaForCausalLM", "residual_multiplier", 0.22, false},
+      {"LlamaForCausalLM", "logits_scaling", 8.0, false},
+      {"LlamaForCausalLM", "logits_scaling", 1.0, true},
+      {"LlamaForCausalLM", "attention_multiplier", 0.0078125, false},
+      {"LlamaForCausalLM", "attention_multiplier", 0.25, true},  // 1/sqrt(head_dim 16)
+      {"LlamaForCausalLM", "final_logit_softcapping", 30.0, false},
+      {"LlamaForCausalLM", "qk_norm", true, false},
+      {"LlamaForCausalLM", "rope_theta", -1.0, false},
+      {"LlamaForCausalLM", "rms_norm_eps", -1e-6, false},
+      {"LlamaForCausalLM", "rope_scaling", nlohmann::json{{"rope_type", "yarn"}, {"factor", 4.0}}, false},
+      {"Qwen2ForCausalLM", "max_window_layers", 1, false},
+      {"OPTForCausalLM", "activation_function", "gelu", false},
+      {"OPTForCausalLM", "layer_norm_elementwise_affine", false, false},
+      {"OPTForCausalLM", "scale_embedding", true, false},
+  };
+  for (const Case& c : cases) {
+    test::TempDir d;
+    test::SyntheticModel m;
+    m.architecture = c.architecture;
+    if (c.architecture == "Qwen2ForCausalLM") m.sliding_window = 8;
+    test::write_synthetic_model(d.file("in"), m);
+    auto cfg = nlohmann::json::parse(test::read_bytes(d.file("in/config.json")));
+    cfg[c.key] = c.value;
+    if (c.architecture == "Qwen2ForCausalLM") cfg["use_sliding_window"] = true;
+    test::write_bytes(d.file("in/config.json"), cfg.dump());
+    auto ck = Checkpoint::Open(d.file("in"));
+    if (c.accepted) {
+      EXPECT_TRUE(ck.ok()) << c.key << " = " << c.value.dump() << ": " << ck.status().ToString();
+    } else {
+      ASSERT_FALSE(ck.ok()) << c.key << " = " << c.value.dump() << " was accepted";
+      EXPECT_NE(ck.status().message().find(c.key), std::string::npos) << ck.status().ToString();
+    }
+  }
+}
+
+}  // namespace
+}  // namespace llmq

@@ -2,6 +2,7 @@
 # End-to-end checks of the llmq CLI: help texts, exit codes, JSON on stdout, clear errors.
 set -uo pipefail
 llmq=$1 data=$2  # data: the embedded examples/data folder
+shared=${LLMQ_SHARED:-${3:-}}  # optional: ../shared (its larger models)
 model="$data/stories260K-hf"
 valid="$data/tinystories-valid-200k.txt"
 [ -f "$model/config.json" ] || { echo "FAIL: missing embedded model $model/config.json"; exit 1; }
@@ -148,5 +149,36 @@ check damp-nan 2 "damp" -- "$llmq" quantize --method gptq --calib "$calib" --dam
 check seq-beyond-context 2 "exceeds the model's context of 512" -- "$llmq" eval ppl "$model" --data "$valid" --seq-len 1024 --max-chunks 1
 check seq-extrapolate 0 "" -- "$llmq" eval ppl "$model" --data "$valid" --seq-len 1024 --max-chunks 1 --allow-extrapolation --json
 json_ok perplexity seq_len
+# Greedy decoding reproduces the reference continuation of ../shared/DATA.md (stories5M-hf, check (c):
+# the training code and an independent forward pass, 100 tokens from BOS + "Once upon a time").
+if [ -n "$shared" ] && [ -f "$shared/models/stories5M-hf/config.json" ]; then
+  check generate-reference 0 "" -- "$llmq" generate "$shared/models/stories5M-hf" --prompt "Once upon a time" -n 96 --json
+  python3 - "$work/out" <<'PY' || { echo "FAIL generate: greedy ids differ from the reference continuation"; fails=$((fails+1)); }
+import json, sys
+want = [1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426, 338, 401, 396, 267, 337,
+        335, 311, 267, 422, 419, 269, 344, 294, 262, 287, 411, 289, 411, 267, 422, 419, 426, 385, 328, 432, 358, 394, 261,
+        370, 432, 268, 315, 418, 269, 261, 268, 315, 418, 426, 291, 268, 315, 418, 286, 399, 262, 423, 295, 413, 269, 391,
+        266, 267, 337, 335, 426, 13, 13, 438, 310, 286, 399, 344, 444, 429, 275, 266, 426, 338, 391, 266, 267, 337, 335,
+        311, 267, 422, 419, 269, 259, 412, 354, 261, 280, 412]
+got = json.load(open(sys.argv[1]))["ids"]
+assert got == want, next(i for i in range(min(len(got), len(want))) if got[i] != want[i]) if got[:len(want)] != want else len(got)
+PY
+  # Sampling: the same seed gives the same text, another seed another.
+  check sample-a 0 "" -- "$llmq" generate "$shared/models/stories5M-hf" --prompt "Once" -n 24 --temperature 0.9 --top-k 40 --seed 7 --json
+  cp "$work/out" "$work/sample-a"
+  check sample-b 0 "" -- "$llmq" generate "$shared/models/stories5M-hf" --prompt "Once" -n 24 --temperature 0.9 --top-k 40 --seed 7 --json
+  cp "$work/out" "$work/sample-b"
+  check sample-c 0 "" -- "$llmq" generate "$shared/models/stories5M-hf" --prompt "Once" -n 24 --temperature 0.9 --top-k 40 --seed 8 --json
+  python3 - "$work/sample-a" "$work/sample-b" "$work/out" <<'PY' || { echo "FAIL generate: sampling is not deterministic per seed"; fails=$((fails+1)); }
+import json, sys
+a, b, c = (json.load(open(p))["ids"] for p in sys.argv[1:])
+assert a == b, "same seed, different ids"
+assert a != c, "another seed, same ids"
+PY
+elif [ "${LLMQ_REQUIRE_SHARED:-0}" = 1 ]; then
+  echo "FAIL: LLMQ_REQUIRE_SHARED=1 but $shared/models/stories5M-hf is missing"; fails=$((fails+1))
+else
+  echo "skipped generate-reference: ../shared/models/stories5M-hf is missing"
+fi
 echo "$passes passed, $fails failed"
 [ "$fails" = 0 ]

@@ -60,11 +60,31 @@ struct NaiveModel {
     }
     return y;
   }
+  bool ignore_rope_scaling = false;  // to show that the scaling changes the logits
+  // RoPE frequency i with the config's scaling, as Hugging Face's rope utilities define it.
+  double inv_freq(int64_t i) const {
+    const double base = std::pow(cfg.rope_theta, -2.0 * double(i) / double(cfg.head_dim));
+    if (ignore_rope_scaling) return base;
+    switch (cfg.rope_scaling) {
+      case RopeScaling::kNone: return base;
+      case RopeScaling::kLinear: return base / cfg.rope_factor;  // positions divided by the factor
+      case RopeScaling::kLlama3: {  // _compute_llama3_parameters
+        const double old = double(cfg.rope_original_max_positions);
+        const double low_wavelen = old / cfg.rope_low_freq_factor, high_wavelen = old / cfg.rope_high_freq_factor;
+        const double wavelen = 2.0 * M_PI / base;
+        if (wavelen < high_wavelen) return base;
+        if (wavelen > low_wavelen) return base / cfg.rope_factor;
+        const double smooth = (old / wavelen - cfg.rope_low_freq_factor) / (cfg.rope_high_freq_factor - cfg.rope_low_freq_factor);
+        return (1.0 - smooth) * base / cfg.rope_factor + smooth * base;
+      }
+    }
+    return base;
+  }
   void rope(Vec& v, int64_t heads, int64_t pos) const {
     const int64_t d = cfg.head_dim, half = d / 2;
     for (int64_t h = 0; h < heads; ++h)
       for (int64_t i = 0; i < half; ++i) {
-        const double ang = double(pos) * std::pow(cfg.rope_theta, -2.0 * double(i) / double(d));
+        const double ang = double(pos) * inv_freq(i);
         const double a = v[size_t(h * d + i)], b = v[size_t(h * d + i + half)];
         v[size_t(h * d + i)] = a * std::cos(ang) - b * std::sin(ang);
         v[size_t(h * d + i + half)] = b * std::cos(ang) + a * std::sin(ang);
@@ -155,6 +175,7 @@ struct ArchCase {
   const char* arch;
   int sliding_window;
   bool tie;
+  const char* rope_scaling = "";  // "", "linear" or "llama3"
 };
 
 class ArchitectureTest : public ::testing::TestWithParam<ArchCase> {};
@@ -172,9 +193,15 @@ TEST_P(ArchitectureTest, MatchesNaiveReferenceAndKvCache) {
   m.vocab = 50;
   m.dtype = DType::kF32;
   test::write_synthetic_model(d.path(), m);
-  if (a.sliding_window > 0) {
+  if (a.sliding_window > 0 || *a.rope_scaling != '\0') {
     nlohmann::json cfg = nlohmann::json::parse(test::read_bytes(d.file("config.json")));
-    cfg["sliding_window"] = a.sliding_window;
+    if (a.sliding_window > 0) cfg["sliding_window"] = a.sliding_window;
+    // head_dim 8, theta 1e4: wavelengths 6.3, 63, 628, 6283 positions; llama3 with an original
+    // context of 64 and factors 1 / 4 keeps the first, blends the second and scales the others.
+    if (std::string(a.rope_scaling) == "linear") cfg["rope_scaling"] = {{"rope_type", "linear"}, {"factor", 4.0}};
+    if (std::string(a.rope_scaling) == "llama3")
+      cfg["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0},
+                             {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 64}};
     test::write_bytes(d.file("config.json"), cfg.dump());
   }
   auto model = Model::Load(d.path());
@@ -185,6 +212,16 @@ TEST_P(ArchitectureTest, MatchesNaiveReferenceAndKvCache) {
   ASSERT_TRUE(full.ok()) << full.status().ToString();
   NaiveModel ref((*model)->checkpoint());
   expect_logits_close(*full, ref.logits(toks), a.arch);
+  if (*a.rope_scaling != '\0') {  // the scaling matters at these positions: without it the logits differ
+    NaiveModel unscaled((*model)->checkpoint());
+    unscaled.ignore_rope_scaling = true;
+    const auto want = unscaled.logits(toks);
+    double worst = 0;
+    const size_t V = want[0].size();
+    for (size_t t = 0; t < want.size(); ++t)
+      for (size_t i = 0; i < V; ++i) worst = std::max(worst, std::fabs(double((*full)[t * V + i]) - want[t][i]));
+    EXPECT_GT(worst, 1e-3) << a.rope_scaling << " scaling made no difference";
+  }
 
   // Incremental decoding with the KV cache (prompt of 4, then one token at a time) gives the same logits.
   KVCache inc = (*model)->NewCache(int64_t(toks.size()));
@@ -204,10 +241,13 @@ TEST_P(ArchitectureTest, MatchesNaiveReferenceAndKvCache) {
 INSTANTIATE_TEST_SUITE_P(Synthetic, ArchitectureTest,
                          ::testing::Values(ArchCase{"LlamaForCausalLM", 0, false}, ArchCase{"LlamaForCausalLM", 0, true},
                                            ArchCase{"MistralForCausalLM", 3, false},
-                                           ArchCase{"Qwen2ForCausalLM", 0, true}, ArchCase{"OPTForCausalLM", 0, true}),
+                                           ArchCase{"Qwen2ForCausalLM", 0, true}, ArchCase{"OPTForCausalLM", 0, true},
+                                           ArchCase{"LlamaForCausalLM", 0, false, "linear"},
+                                           ArchCase{"LlamaForCausalLM", 0, false, "llama3"}),
                          [](const auto& info) {
                            return std::string(info.param.arch).substr(0, 5) + (info.param.tie ? "Tied" : "") +
-                                  (info.param.sliding_window ? "Window" : "");
+                                  (info.param.sliding_window ? "Window" : "") +
+                                  (*info.param.rope_scaling ? std::string("Rope_") + info.param.rope_scaling : "");
                          });
 
 TEST(Model, BlockByBlockEqualsFullForwardOnRealModel) {

@@ -3,6 +3,7 @@
 #include "llmq/checkpoint.h"
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -88,6 +89,48 @@ Status parse_rope_scaling(const json& j, const std::string& source, ModelConfig*
   }
   if (!rr.status.ok()) return rr.status;
   if (c->rope_factor <= 0) return Status::InvalidArgument(source + ": rope_scaling factor must be positive");
+  return Status::Ok();
+}
+
+// Config keys that change the function a model computes but that llmq's runtime does not
+// implement: refused with the key and its value instead of running a different model. A key at
+// its neutral value (the one the runtime does implement) is accepted.
+Status refuse_unimplemented_keys(const json& j, const ModelConfig& c, const std::string& source) {
+  auto refuse = [&](const char* key, const std::string& why) {
+    return Status::NotSupported(source + ": " + key + " = " + j[key].dump() + " is not supported (" + why + ")");
+  };
+  auto is = [&](const char* key) { return j.contains(key) && !j[key].is_null(); };
+  if (c.family == ModelFamily::kLlama) {
+    if (is("hidden_act") && j["hidden_act"] != "silu" && j["hidden_act"] != "swish")
+      return refuse("hidden_act", "the MLP is SwiGLU with silu");
+    if (is("partial_rotary_factor") && !(j["partial_rotary_factor"].is_number() && j["partial_rotary_factor"].get<double>() == 1.0))
+      return refuse("partial_rotary_factor", "RoPE rotates every head dimension");
+    // Neutral values: 1 for the multipliers, 1/sqrt(head_dim) for the attention scale; softcapping: none.
+    const double neutral_attention = c.head_dim > 0 ? 1.0 / std::sqrt(double(c.head_dim)) : 0.0;
+    for (const char* key : {"embedding_multiplier", "residual_multiplier", "logits_scaling", "attention_multiplier",
+                            "attn_logit_softcapping", "final_logit_softcapping"}) {
+      if (!is(key)) continue;
+      const std::string k = key;
+      const double neutral = k == "attention_multiplier" ? neutral_attention : 1.0;
+      const bool softcap = k.find("softcapping") != std::string::npos;
+      if (softcap || !j[key].is_number() || std::fabs(j[key].get<double>() - neutral) > 1e-6 * neutral)
+        return refuse(key, "no scaling or capping of embeddings, residuals, attention scores or logits is implemented");
+    }
+    for (const char* key : {"qk_norm", "use_qk_norm", "qk_layernorm"})
+      if (is(key) && j[key] != false) return refuse(key, "no normalization of queries and keys is implemented");
+    if (c.architecture == "Qwen2ForCausalLM" && c.sliding_window > 0 && is("max_window_layers") &&
+        j["max_window_layers"].is_number_integer() && j["max_window_layers"].get<int64_t>() > 0 &&
+        j["max_window_layers"].get<int64_t>() < c.num_layers)
+      return refuse("max_window_layers", "with use_sliding_window the window would apply to some layers only");
+    if (!(c.norm_eps >= 0.0) || !std::isfinite(c.norm_eps))
+      return Status::InvalidArgument(source + ": rms_norm_eps must be a finite number >= 0 (got " + std::to_string(c.norm_eps) + ")");
+    if (!(c.rope_theta > 0.0) || !std::isfinite(c.rope_theta))
+      return Status::InvalidArgument(source + ": rope_theta must be a finite positive number (got " + std::to_string(c.rope_theta) + ")");
+  } else {
+    if (is("layer_norm_elementwise_affine") && j["layer_norm_elementwise_affine"] != true)
+      return refuse("layer_norm_elementwise_affine", "the layer norms have weights and biases");
+    if (is("scale_embedding") && j["scale_embedding"] != false) return refuse("scale_embedding", "embeddings are not scaled");
+  }
   return Status::Ok();
 }
 
@@ -184,6 +227,7 @@ Result<ModelConfig> config_from_json(const json& j, const std::string& source) {
   } else if (c.hidden_size % c.num_heads != 0) {
     return Status::InvalidArgument(source + ": hidden_size is not a multiple of num_attention_heads");
   }
+  LLMQ_RETURN_IF_ERROR(refuse_unimplemented_keys(j, c, source));
   return c;
 }
 
