@@ -526,6 +526,9 @@ TEST(Checkpoint, ConfigKeysTheRuntimeDoesNotImplementAreRefused) {
       {"LlamaForCausalLM", "rope_theta", -1.0, false},
       {"LlamaForCausalLM", "rms_norm_eps", -1e-6, false},
       {"LlamaForCausalLM", "rope_scaling", nlohmann::json{{"rope_type", "yarn"}, {"factor", 4.0}}, false},
+      // found by fuzz_config: a JSON type error used to escape as an exception
+      {"LlamaForCausalLM", "rope_scaling", nlohmann::json{{"rope_type", {1, 2}}}, false},
+      {"LlamaForCausalLM", "rope_scaling", nlohmann::json{{"type", "linear"}, {"factor", "4"}}, false},
       {"Qwen2ForCausalLM", "max_window_layers", 1, false},
       {"OPTForCausalLM", "activation_function", "gelu", false},
       {"OPTForCausalLM", "layer_norm_elementwise_affine", false, false},

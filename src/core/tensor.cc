@@ -50,7 +50,9 @@ Result<std::vector<float>> to_float32(const TensorView& t) {
   const int64_t n = t.numel();
   std::vector<float> out(static_cast<size_t>(n));
   switch (t.dtype) {
-    case DType::kF32: std::memcpy(out.data(), t.data, size_t(n) * 4); break;
+    case DType::kF32:
+      if (n > 0) std::memcpy(out.data(), t.data, size_t(n) * 4);  // (an empty tensor may have no data pointer)
+      break;
     case DType::kF16: {
       const uint16_t* p = t.as<uint16_t>();
       for (int64_t i = 0; i < n; ++i) out[size_t(i)] = fp16_to_float(p[i]);

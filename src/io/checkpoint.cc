@@ -70,8 +70,12 @@ Status parse_rope_scaling(const json& j, const std::string& source, ModelConfig*
   if (!j.contains("rope_scaling") || j["rope_scaling"].is_null()) return Status::Ok();
   const json& r = j["rope_scaling"];
   if (!r.is_object()) return Status::InvalidArgument(source + ": rope_scaling must be an object or null");
-  std::string type = r.value("rope_type", r.value("type", std::string()));
-  ConfigReader rr{r, source, Status::Ok()};
+  const json& type_field = r.contains("rope_type") ? r["rope_type"] : r.contains("type") ? r["type"] : json();
+  if (!type_field.is_null() && !type_field.is_string())
+    return Status::InvalidArgument(source + ": rope_scaling.rope_type must be a string (got " + type_field.dump() + ")");
+  const std::string type = type_field.is_string() ? type_field.get<std::string>() : std::string();
+  const std::string where = source + ": rope_scaling";  // messages name the nested object
+  ConfigReader rr{r, where, Status::Ok()};
   if (type == "default" || type.empty()) {
     c->rope_scaling = RopeScaling::kNone;
   } else if (type == "linear") {
@@ -149,7 +153,19 @@ Result<json> parse_config_json(const std::string& json_text, const std::string& 
   return j;
 }
 
+Result<ModelConfig> config_from_json_unchecked(const json& j, const std::string& source);
+
+// Any value of an unexpected JSON type that a field read below did not anticipate becomes an error
+// naming the file, never an exception escaping the library (found by fuzz_config).
 Result<ModelConfig> config_from_json(const json& j, const std::string& source) {
+  try {
+    return config_from_json_unchecked(j, source);
+  } catch (const json::exception& e) {
+    return Status::InvalidArgument(source + ": a field has a value of the wrong type: " + e.what());
+  }
+}
+
+Result<ModelConfig> config_from_json_unchecked(const json& j, const std::string& source) {
   ModelConfig c;
   if (j.contains("architectures") && j["architectures"].is_array() && !j["architectures"].empty() &&
       j["architectures"][0].is_string()) {

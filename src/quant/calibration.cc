@@ -109,7 +109,7 @@ Result<CalibrationSet> load_calibration_set(const CalibrationOptions& options, c
       return Status::InvalidArgument(path + ": a .bin token file holds little-endian int32 ids; its size " +
                                      std::to_string(raw.size()) + " is not a multiple of 4");
     ids.resize(raw.size() / 4);
-    std::memcpy(ids.data(), raw.data(), raw.size());
+    if (!raw.empty()) std::memcpy(ids.data(), raw.data(), raw.size());
   } else {
     if (tokenizer == nullptr) return Status::InvalidArgument(path + ": text calibration data needs the model's tokenizer");
     LLMQ_ASSIGN_OR_RETURN(std::string text, read_calibration_text(path));
