@@ -38,9 +38,27 @@ check bad-bits 2 "bits must be 2, 3, 4 or 8" -- "$llmq" quantize --bits 5 "$mode
 check inspect 0 "LlamaForCausalLM" -- "$llmq" inspect "$model"
 check inspect-json 0 "" -- "$llmq" inspect --json "$model"
 json_ok architecture num_layers parameters bytes_on_disk quantized tensors kernel_isa
+json_values() {  # the values, not only the keys: python asserts over d (the JSON object on stdout)
+  python3 - "$work/out" "$1" <<'PY' || { echo "FAIL json values: $1"; fails=$((fails+1)); }
+import json, math, sys
+d = json.load(open(sys.argv[1]))
+exec(sys.argv[2])
+PY
+}
+json_values "import json as J; c = J.load(open('$model/config.json'))
+assert d['num_layers'] == c['num_hidden_layers'] and d['hidden_size'] == c['hidden_size'] and d['vocab_size'] == c['vocab_size']
+assert d['quantized'] is False and d['unused_tensors'] == [] and len(d['tensors']) > 0
+assert d['linear_layers'] == 7 * c['num_hidden_layers']"
 check missing-folder 1 "/nonexistent/model" -- "$llmq" inspect /nonexistent/model
 check quantize 0 "" -- "$llmq" quantize --bits 4 --group-size 32 --asym --json "$model" "$work/q4"
 json_ok kernel_isa method bits group_size sym bits_per_weight seconds peak_rss_bytes layers mean_relative_error
+# w4 g32 asym: 4 bits + (fp16 scale + 8-bit zero) / 32 = 4.75 bits per weight (rows padded to words: a bit more)
+json_values "assert d['method'] == 'rtn' and d['bits'] == 4 and d['group_size'] == 32 and d['sym'] is False
+assert 4.75 <= d['bits_per_weight'] < 4.9, d['bits_per_weight']
+errs = [l['relative_error'] for l in d['layers']]
+assert len(errs) == len(d['layers']) > 0 and all(0 < e < 0.2 for e in errs)
+assert abs(d['mean_relative_error'] - sum(errs) / len(errs)) < 1e-12 and d['max_relative_error'] == max(errs)
+assert d['output_bytes'] < d['input_bytes']"
 grep -q "quantize" "$work/err" || { echo "FAIL: no progress on stderr"; fails=$((fails+1)); }
 check inspect-quantized 0 "bits per weight" -- "$llmq" inspect "$work/q4"
 check exists-no-overwrite 1 "--overwrite" -- "$llmq" quantize "$model" "$work/q4"
@@ -62,6 +80,9 @@ check gptq 0 "" -- "$llmq" quantize --method gptq --calib "$calib" --nsamples 8 
 json_ok method bits_per_weight calibration gptq mean_output_relative_error rtn_fallback_layers layers peak_rss_bytes
 check eval-gptq 0 "" -- "$llmq" eval ppl "$work/g" --data "$valid" --seq-len 128 --max-chunks 2 --json
 json_ok kernel_isa perplexity tokens seq_len chunks tokens_per_second
+json_values "assert d['seq_len'] == 128 and d['chunks'] == 2 and d['predictions'] == 2 * 127
+assert abs(d['perplexity'] - math.exp(d['mean_nll'])) < 1e-9 * d['perplexity']
+assert 1 < d['perplexity'] < 100 and d['quantized'] is True and sum(d['kernels'].values()) > 0"
 check generate 0 "" -- "$llmq" generate "$model" --prompt "Once upon a time" -n 12 --json
 json_ok prompt text ids new_tokens tokens_per_second kernel_isa
 cp "$work/out" "$work/gen1"
