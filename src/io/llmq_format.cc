@@ -133,7 +133,7 @@ Result<QuantizedTensor> read_quantized(const SafetensorsFile& file, const std::s
   return read_quantized_from(file, module, info);
 }
 
-Result<QuantizedModuleInfo> module_info_from_json(const nlohmann::json& m, const std::string& where) {
+static Result<QuantizedModuleInfo> module_info_from_json_unchecked(const nlohmann::json& m, const std::string& where) {
   QuantizedModuleInfo mi;
   LLMQ_ASSIGN_OR_RETURN(mi.spec, spec_from_json(m, where));
   if (!m.contains("shape") || !m["shape"].is_array() || m["shape"].size() != 2 ||
@@ -146,6 +146,15 @@ Result<QuantizedModuleInfo> module_info_from_json(const nlohmann::json& m, const
   mi.has_outliers = m.value("outliers", false);
   return mi;
 }
+
+Result<QuantizedModuleInfo> module_info_from_json(const nlohmann::json& m, const std::string& where) {
+  try {  // a value of the wrong JSON type is a corrupt file, not an exception (found by fuzzing)
+    return module_info_from_json_unchecked(m, where);
+  } catch (const nlohmann::json::exception& e) {
+    return Status::Corruption(where + ": " + e.what());
+  }
+}
+
 
 nlohmann::ordered_json module_info_to_json(const QuantizedTensor& q) {
   nlohmann::ordered_json m = spec_to_json(q.spec);
@@ -167,7 +176,7 @@ nlohmann::json spec_to_json(const QuantSpec& spec) {
   return j;
 }
 
-Result<QuantSpec> spec_from_json(const nlohmann::json& j, const std::string& where) {
+static Result<QuantSpec> spec_from_json_unchecked(const nlohmann::json& j, const std::string& where) {
   QuantSpec s;
   if (!j.is_object() || !j.contains("bits") || !j["bits"].is_number_integer() || !j.contains("group_size") ||
       !j["group_size"].is_number_integer() || !j.contains("sym") || !j["sym"].is_boolean())
@@ -189,7 +198,16 @@ Result<QuantSpec> spec_from_json(const nlohmann::json& j, const std::string& whe
   return s;
 }
 
-Result<std::shared_ptr<QuantizationInfo>> parse_quantization_config(const nlohmann::json& config,
+Result<QuantSpec> spec_from_json(const nlohmann::json& j, const std::string& where) {
+  try {  // a value of the wrong JSON type is a corrupt file, not an exception (found by fuzzing)
+    return spec_from_json_unchecked(j, where);
+  } catch (const nlohmann::json::exception& e) {
+    return Status::Corruption(where + ": " + e.what());
+  }
+}
+
+
+static Result<std::shared_ptr<QuantizationInfo>> parse_quantization_config_unchecked(const nlohmann::json& config,
                                                                     const std::string& source) {
   if (!config.contains("quantization_config")) return std::shared_ptr<QuantizationInfo>();
   const nlohmann::json& qc = config["quantization_config"];
@@ -219,6 +237,15 @@ Result<std::shared_ptr<QuantizationInfo>> parse_quantization_config(const nlohma
     info->modules[it.key()] = mi;
   }
   return info;
+}
+
+Result<std::shared_ptr<QuantizationInfo>> parse_quantization_config(const nlohmann::json& config,
+                                                                    const std::string& source) {
+  try {  // a value of the wrong JSON type is a corrupt config, not an exception (found by fuzz_quantization_config)
+    return parse_quantization_config_unchecked(config, source);
+  } catch (const nlohmann::json::exception& e) {
+    return Status::Corruption(source + ": quantization_config: " + e.what());
+  }
 }
 
 }  // namespace llmq::internal

@@ -10,6 +10,7 @@
 #include <random>
 
 #include "io/file_util.h"
+#include "io/json_util.h"
 #include "llmq/float16.h"
 #include "model/backward.h"
 #include "dense.h"
@@ -87,7 +88,9 @@ Result<CalibrationSet> load_calibration_set(const CalibrationOptions& options, c
     try {
       if (j[0].is_array()) {  // windows given as they are: no sampling
         for (size_t w = 0; w < j.size() && int64_t(set.windows.size()) < options.nsamples; ++w) {
-          std::vector<int32_t> win = j[w].get<std::vector<int32_t>>();
+          if (!j[w].is_array()) return Status::InvalidArgument(path + ": window " + std::to_string(w) + " is not an array of ids");
+          std::vector<int32_t> win;
+          for (const auto& id : j[w]) win.push_back(json_int<int32_t>(id));
           if (int64_t(win.size()) < set.seq_len)
             return Status::InvalidArgument(path + ": window " + std::to_string(w) + " has " +
                                            std::to_string(win.size()) + " tokens, fewer than seq_len " +
@@ -99,7 +102,7 @@ Result<CalibrationSet> load_calibration_set(const CalibrationOptions& options, c
         }
         return set;
       }
-      ids = j.get<std::vector<int32_t>>();
+      for (const auto& id : j) ids.push_back(json_int<int32_t>(id));
     } catch (const nlohmann::json::exception&) {
       return Status::InvalidArgument(path + ": token ids must be integers");
     }

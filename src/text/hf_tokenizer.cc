@@ -19,12 +19,16 @@
 #include <unordered_map>
 
 #include "io/file_util.h"
+#include "io/json_util.h"
 #include "text/unicode.h"
 
 namespace llmq::internal {
 namespace {
 
 using json = nlohmann::json;
+// Token ids index tables sized by the largest id: ids from a file are bounded (the largest real
+// vocabularies have ~256K entries) so that one bad id cannot ask for gigabytes.
+constexpr int32_t kMaxTokenId = 1 << 24;
 const std::string kSpaceMarker = "\xE2\x96\x81";  // U+2581 "▁"
 
 // GPT-2's reversible map from bytes to printable code points.
@@ -266,8 +270,8 @@ Status HfBpeTokenizer::ParsePostProcessor(const json& j) {
     for (const auto& p : j.at("processors")) LLMQ_RETURN_IF_ERROR(ParsePostProcessor(p));
   } else if (type == "ByteLevel") {
   } else if (type == "RobertaProcessing" || type == "BertProcessing") {
-    prefix_.push_back(j.at("cls").at(1).get<int32_t>());
-    suffix_.push_back(j.at("sep").at(1).get<int32_t>());
+    prefix_.push_back(json_int<int32_t>(j.at("cls").at(1)));
+    suffix_.push_back(json_int<int32_t>(j.at("sep").at(1)));
   } else if (type == "TemplateProcessing") {
     bool after = false;
     for (const auto& item : j.at("single")) {
@@ -278,7 +282,7 @@ Status HfBpeTokenizer::ParsePostProcessor(const json& j) {
       } else {
         const std::string name = item.at("SpecialToken").at("id").get<std::string>();
         const json& tok = j.at("special_tokens").at(name);
-        for (const auto& id : tok.at("ids")) (after ? suffix_ : prefix_).push_back(id.get<int32_t>());
+        for (const auto& id : tok.at("ids")) (after ? suffix_ : prefix_).push_back(json_int<int32_t>(id));
       }
     }
   } else {
@@ -308,8 +312,9 @@ Status HfBpeTokenizer::Load(const std::string& path, const std::string& folder) 
     if (const json& d = model.value("dropout", json()); !d.is_null() && !(d.is_number() && d.get<double>() == 0.0))
       return Status::NotSupported(path + ": BPE dropout " + d.dump() + " makes encoding random; llmq supports null or 0");
     for (auto it = model.at("vocab").begin(); it != model.at("vocab").end(); ++it) {
-      const int32_t id = it.value().get<int32_t>();
-      if (id < 0) return Status::Corruption(path + ": negative id for token '" + it.key() + "'");
+      const int32_t id = json_int<int32_t>(it.value());
+      if (id < 0 || id >= kMaxTokenId)
+        return Status::Corruption(path + ": id " + std::to_string(id) + " of token '" + it.key() + "' is outside [0, 2^24)");
       vocab_[it.key()] = id;
       if (size_t(id) >= id_to_token_.size()) id_to_token_.resize(size_t(id) + 1);
       id_to_token_[size_t(id)] = it.key();
@@ -333,8 +338,10 @@ Status HfBpeTokenizer::Load(const std::string& path, const std::string& folder) 
     LLMQ_RETURN_IF_ERROR(ParsePreTokenizer(j.value("pre_tokenizer", json())));
     for (const auto& a : j.value("added_tokens", json::array())) {
       AddedToken t;
-      t.id = a.at("id").get<int32_t>();
-      if (t.id < 0) return Status::Corruption(path + ": negative id for added token " + a.at("content").dump());
+      t.id = json_int<int32_t>(a.at("id"));
+      if (t.id < 0 || t.id >= kMaxTokenId)
+        return Status::Corruption(path + ": id " + std::to_string(t.id) + " of added token " + a.at("content").dump() +
+                                  " is outside [0, 2^24)");
       t.content = a.at("content").get<std::string>();
       const bool special = a.value("special", false);
       // As the library: special tokens always match the raw text; others by their `normalized` flag.
