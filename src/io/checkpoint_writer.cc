@@ -88,7 +88,7 @@ Result<std::unique_ptr<CheckpointWriter>> CheckpointWriter::Create(const std::st
     const std::string name = e.path().filename().string();
     if (name.rfind(stale_prefix, 0) != 0) continue;
     const std::string pid = name.substr(stale_prefix.size());
-    if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    if (pid.empty() || pid.size() > 9 || pid.find_first_not_of("0123456789") != std::string::npos) continue;
     if (::kill(pid_t(std::stol(pid)), 0) != 0 && errno == ESRCH) fs::remove_all(e.path(), ec);
   }
   w->tmp_ = (parent / (stale_prefix + std::to_string(::getpid()))).string();

@@ -603,8 +603,7 @@ Result<std::vector<int32_t>> HfBpeTokenizer::Encode(const std::string& text) con
 
 std::string HfBpeTokenizer::TokenBytes(int32_t id) const {
   const std::string& t = id_to_token_[size_t(id)];
-  if (t.size() == 6 && t.compare(0, 3, "<0x") == 0 && t[5] == '>' && byte_token_[size_t(std::stoi(t.substr(3, 2), nullptr, 16))] == id)
-    return std::string(1, char(std::stoi(t.substr(3, 2), nullptr, 16)));
+  if (const int b = byte_token_value(t); b >= 0 && byte_token_[size_t(b)] == id) return std::string(1, char(b));
   if (byte_level_ && !(size_t(id) < special_.size() && special_[size_t(id)])) {
     std::string out;
     for (size_t pos = 0; pos < t.size();) {

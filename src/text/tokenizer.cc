@@ -8,6 +8,7 @@
 #include <filesystem>
 
 #include "text/hf_tokenizer.h"
+#include "text/unicode.h"
 
 namespace llmq {
 namespace {
@@ -41,7 +42,7 @@ class SentencePieceTokenizer : public Tokenizer {
   std::string TokenText(int32_t id) const override {
     if (id < 0 || id >= sp_.GetPieceSize() || sp_.IsControl(id)) return "";
     const std::string piece = sp_.IdToPiece(id);
-    if (sp_.IsByte(id) && piece.size() == 6) return std::string(1, char(std::stoi(piece.substr(3, 2), nullptr, 16)));
+    if (const int b = internal::byte_token_value(piece); sp_.IsByte(id) && b >= 0) return std::string(1, char(b));
     std::string out;
     for (size_t i = 0; i < piece.size();) {
       if (piece.compare(i, 3, "\xE2\x96\x81") == 0) {  // U+2581 word boundary marker

@@ -27,6 +27,10 @@ std::string encode_utf8(uint32_t cp);
 // Splits into code points, each kept as its UTF-8 bytes.
 std::vector<std::string> utf8_chars(const std::string& s);
 
+// The byte of a byte-fallback token name "<0xHH>" (two hex digits), or -1 for any other string
+// (a vocabulary may hold "<0xZZ>" or "<0x-1>"; found by fuzz_tokenizer_json).
+int byte_token_value(const std::string& token);
+
 }  // namespace llmq::internal
 
 #endif  // LLMQ_TEXT_UNICODE_H_
