@@ -8,7 +8,7 @@
 //  - codes of 2, 3 and 4 bits are stored as 4-bit nibbles, 32 columns per 16 bytes: byte i of
 //    a 32-column block holds column i in its low nibble and column i + 16 in its high nibble
 //    (two AND/shift steps give two runs of 16 consecutive codes); 8-bit codes are bytes;
-//  - per row and group, w = scale * code + mzero with mzero = -scale * zero, so that
+//  - per row and group, w = scale * code + mzero with mzero = -scale * zero - min (min: ggml grids), so that
 //    y = sum_g (scale_g * sum_{j in g} code_j x_j + mzero_g * sum_{j in g} x_j).
 #ifndef LLMQ_KERNELS_PACKED_H_
 #define LLMQ_KERNELS_PACKED_H_
@@ -24,7 +24,7 @@ namespace llmq::kernels {
 struct PackedWeights {
   int64_t rows = 0, cols = 0;  // logical shape [out_features, in_features]
   int64_t kp = 0;              // padded columns, a multiple of 32
-  int bits = 4;                // bits of the source codes (2, 3, 4, 8)
+  int bits = 4;                // bits of the source codes (2, 3, 4, 8; 5, 6 on ggml grids)
   int code_bits = 4;           // storage: 4 (nibbles) or 8 (bytes)
   int64_t row_bytes = 0;       // kp / 2 or kp
   // Groups in packed column order: group g covers packed columns [group_start[g], group_start[g+1]).

@@ -86,12 +86,15 @@ uint64_t PackedLinear::bytes() const { return w_->bytes(); }
 
 Result<PackedLinear> PackedLinear::Pack(const QuantizedTensor& q, const PackOptions& options) {
   LLMQ_RETURN_IF_ERROR(q.Validate());
+  if (options.int8_activations && !q.mins.empty())
+    return Status::InvalidArgument(std::string("int8 activations need integer zero points; ") +
+                                   ggml_type_name(q.spec.ggml_type) + " has float mins");
   auto w = std::make_unique<PackedWeights>();
   w->rows = q.rows;
   w->cols = q.cols;
   w->kp = (q.cols + 31) / 32 * 32;
   w->bits = q.spec.bits;
-  w->code_bits = q.spec.bits == 8 ? 8 : 4;
+  w->code_bits = q.spec.bits > 4 ? 8 : 4;  // 5- and 6-bit codes (ggml grids) are bytes too
   w->row_bytes = w->code_bits == 8 ? w->kp : w->kp / 2;
   // Packed column order: source columns sorted by group (stable), so groups are contiguous.
   std::vector<int32_t> order(static_cast<size_t>(q.cols));
@@ -159,7 +162,7 @@ Result<PackedLinear> PackedLinear::Pack(const QuantizedTensor& q, const PackOpti
         w->panel_zeros[pg] = q.zero_of(r, sg);
       } else {
         w->scales[size_t(r * w->ngroups + g)] = s;
-        w->mzero[size_t(r * w->ngroups + g)] = -s * float(q.zero_of(r, sg));
+        w->mzero[size_t(r * w->ngroups + g)] = -s * float(q.zero_of(r, sg)) - q.min_of(r, sg);
       }
     }
   }

@@ -60,6 +60,35 @@ assert len(errs) == len(d['layers']) > 0 and all(0 < e < 0.2 for e in errs)
 assert abs(d['mean_relative_error'] - sum(errs) / len(errs)) < 1e-12 and d['max_relative_error'] == max(errs)
 assert d['output_bytes'] < d['input_bytes']"
 grep -q "quantize" "$work/err" || { echo "FAIL: no progress on stderr"; fails=$((fails+1)); }
+
+# GGUF (docs/GGUF.md): quantize onto llama.cpp's grids, export, read the file back; bad input.
+check quantize-gguf 0 "" -- "$llmq" quantize --method rtn --gguf-type q4_k_m --json "$model" "$work/gg"
+json_ok gguf_type tensor_types gguf_fallbacks bits_per_weight
+json_values "assert d['gguf_type'] == 'q4_k_m'
+t = d['tensor_types']
+assert t['model.layers.0.self_attn.q_proj.weight'] == 'q5_0' and t['model.embed_tokens.weight'] == 'q8_0', t
+assert 'model.layers.0.mlp.down_proj.weight' not in t
+assert d['gguf_fallbacks']['model.layers.0.mlp.down_proj.weight'] == 'q4_k -> f16'"
+check export-gguf 0 "" -- "$llmq" export gguf "$work/gg" "$work/gg.gguf" --json
+json_ok output bytes architecture type tensor_types fallbacks warnings
+json_values "import os
+assert d['bytes'] == os.path.getsize('$work/gg.gguf') and d['architecture'] == 'llama' and d['type'] == 'q4_k_m'
+assert d['tensor_types']['blk.0.attn_q.weight'] == 'q5_0' and d['tensor_types']['blk.0.ffn_down.weight'] == 'f16'"
+check inspect-gguf 0 "" -- "$llmq" inspect --json "$work/gg.gguf"
+json_values "assert d['format'] == 'gguf' and d['architecture'] == 'llama' and d['version'] == 3
+assert len(d['tensors']) == 2 + 9 * 5 and d['metadata']['llama.block_count'] == '5'"
+check inspect-gguf-text 0 "tensor types" -- "$llmq" inspect "$work/gg.gguf"
+check export-exists 1 "--overwrite" -- "$llmq" export gguf "$work/gg" "$work/gg.gguf"
+check export-f16 0 "" -- "$llmq" export gguf "$model" "$work/f16.gguf" --type f16 --json
+json_values "assert d['type'] == 'f16' and d['tensor_types']['token_embd.weight'] == 'f16' and d['tensor_types']['output_norm.weight'] == 'f32'"
+check quantize-own 0 "" -- "$llmq" quantize --bits 4 --group-size 32 "$model" "$work/own"
+check export-own-layout 2 "--gguf-type" -- "$llmq" export gguf "$work/own" "$work/own.gguf"
+[ ! -e "$work/own.gguf" ] || { echo "FAIL export-own-layout: a file was written"; fails=$((fails+1)); }
+check export-help 0 "Usage: llmq export gguf" -- "$llmq" export --help
+check export-bad-format 2 "export gguf" -- "$llmq" export onnx "$model" "$work/x"
+check quantize-gguf-bad 2 "expected one of" -- "$llmq" quantize --gguf-type q9_0 "$model" "$work/x"
+check quantize-gguf-bits 2 "does not apply with --gguf-type" -- "$llmq" quantize --gguf-type q4_0 --bits 4 "$model" "$work/x"
+check quantize-gguf-method 2 "applies to --method" -- "$llmq" quantize --method adpq --gguf-type q4_0 "$model" "$work/x"
 check inspect-quantized 0 "bits per weight" -- "$llmq" inspect "$work/q4"
 check exists-no-overwrite 1 "--overwrite" -- "$llmq" quantize "$model" "$work/q4"
 check overwrite 0 "" -- "$llmq" quantize --overwrite --bits 8 --group-size 0 "$model" "$work/q4"

@@ -2,6 +2,7 @@
 #include <llmq/llmq.h>
 
 #include <cstdio>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "args.h"
@@ -11,7 +12,7 @@ namespace llmq::cli {
 
 namespace {
 const char* kHelp =
-    "Usage: llmq inspect <model-or-quantized-folder> [--json] [--tensors]\n"
+    "Usage: llmq inspect <model-or-quantized-folder | file.gguf> [--json] [--tensors]\n"
     "\n"
     "Prints the architecture, layer count, parameter count, bytes on disk and, for llmq\n"
     "quantized folders, the quantization method and bits per weight (codes + scales + zeros\n"
@@ -30,6 +31,31 @@ int run_inspect(int argc, char** argv) {
     return 0;
   }
   if (args->positional().size() != 1) return usage_error("expected one model folder", "inspect");
+  if (is_gguf_file(args->positional()[0])) {  // a GGUF file (llmq export gguf, or any llama.cpp model)
+    auto g = inspect_gguf(args->positional()[0]);
+    if (!g.ok()) return fail(g.status());
+    if (args->has("json")) {
+      print_json(g->ToJson());
+      return 0;
+    }
+    std::printf("file:          %s (GGUF v%u)\n", g->path.c_str(), g->version);
+    std::printf("architecture:  %s\n", g->architecture.c_str());
+    std::printf("parameters:    %lld in %zu tensors, %.3f bits per weight\n", (long long)g->parameters,
+                g->tensors.size(), g->bits_per_weight);
+    std::printf("bytes:         %llu\n", (unsigned long long)g->file_bytes);
+    std::map<std::string, int> by_type;
+    for (const auto& t : g->tensors) ++by_type[t.type];
+    std::printf("tensor types: ");
+    for (const auto& [t, n] : by_type) std::printf(" %s x%d", t.c_str(), n);
+    std::printf("\n");
+    if (args->has("tensors"))
+      for (const auto& t : g->tensors) {
+        std::string shape;
+        for (int64_t d : t.shape) shape += (shape.empty() ? "" : ", ") + std::to_string(d);
+        std::printf("  %-40s %-5s [%s]\n", t.name.c_str(), t.type.c_str(), shape.c_str());
+      }
+    return 0;
+  }
   auto ck = Checkpoint::Open(args->positional()[0]);
   if (!ck.ok()) return fail(ck.status());
   const Checkpoint& c = **ck;

@@ -29,6 +29,7 @@ void on_sigint(int) {
 const char* kHelp =
     "Usage: llmq quantize --method {rtn,gptq,awq,awq+gptq,smoothquant,adpq,spqr,oac,spqr+oac} --bits {2,3,4,8} [--group-size G] [--sym|--asym]\n"
     "                     [--mse] [--scale-dtype fp16|fp32] [--overwrite] [--json] <in-folder> <out-folder>\n"
+    "       llmq quantize --method {rtn,gptq,awq,awq+gptq,oac} --gguf-type T [--calib <data>] ... <in> <out>\n"
     "       llmq quantize --method gptq --calib <data> [--nsamples 128] [--seq-len 2048] [--seed 0]\n"
     "                     [--damp 0.01] [--act-order] [--static-groups] [--true-sequential] [--resume] ...\n"
     "\n"
@@ -46,6 +47,11 @@ const char* kHelp =
     "                     oac (GPTQ with output-adaptive Hessians from a backward pass of the calibration\n"
     "                     text's cross-entropy, per block; keeps the float weights of the blocks not yet\n"
     "                     quantized in memory), spqr+oac (SpQR with those Hessians)\n"
+    "  --gguf-type T      quantize for llama.cpp (docs/GGUF.md; then `llmq export gguf`): every linear,\n"
+    "                     the embeddings and the head get the ggml type llama.cpp's quantizer gives\n"
+    "                     them for T, with codes and scales exactly representable in its blocks:\n"
+    "                     q4_0 q4_1 q5_0 q5_1 q8_0 q2_k q3_k_s q3_k_m q3_k_l q4_k_s q4_k_m q5_k_s q5_k_m q6_k,\n"
+    "                     or q3_k / q4_k / q5_k for every tensor (--pure). Replaces --bits/--group-size/--sym.\n"
     "  --bits B           2, 3, 4 or 8                                              [4]\n"
     "  --group-size G     input columns per scale; 0 = one scale per output channel [128]\n"
     "  --sym / --asym     symmetric (no zero points) or zero-point quantization     [--sym]\n"
@@ -98,7 +104,8 @@ int run_quantize(int argc, char** argv) {
                           {"method", "bits", "group-size", "scale-dtype", "max-shard-mb", "calib", "nsamples",
                            "seq-len", "seed", "damp", "block-size", "act-dtype", "alpha", "awq-grid",
                            "outlier-fraction", "adpq-lambda", "adpq-gamma", "adpq-scope",
-                           "scale-bits", "scale-group-rows", "outlier-threshold", "target-bits", "oac-grad"});
+                           "scale-bits", "scale-group-rows", "outlier-threshold", "target-bits", "oac-grad",
+                           "gguf-type"});
   if (!args.ok()) return usage_error(args.status().message(), "quantize");
   if (args->has("help")) {
     std::fputs(kHelp, stdout);
@@ -140,6 +147,14 @@ int run_quantize(int argc, char** argv) {
   if (sd != "fp16" && sd != "fp32") return usage_error("--scale-dtype must be fp16 or fp32", "quantize");
   opt.spec.scale_dtype = sd == "fp16" ? ScaleDType::kF16 : ScaleDType::kF32;
   if (Status st = opt.spec.Validate(); !st.ok()) return usage_error(st.message(), "quantize");
+  if (args->has("gguf-type")) {
+    for (const char* o : {"bits", "group-size", "sym", "asym", "mse", "scale-bits", "scale-group-rows", "scale-dtype"})
+      if (args->has(o))
+        return usage_error(std::string("--") + o + " does not apply with --gguf-type (the ggml type fixes the layout)",
+                           "quantize");
+    if (!takes(MethodOption::kGgmlGrid)) return only_for("--gguf-type", MethodOption::kGgmlGrid);
+    opt.gguf_type = args->get("gguf-type", "");
+  }
   const std::string grad = args->get("oac-grad", "sequence");
   if (grad != "sequence" && grad != "token") return usage_error("--oac-grad must be sequence or token", "quantize");
   if (!takes(MethodOption::kOac))
@@ -240,7 +255,8 @@ int run_quantize(int argc, char** argv) {
   opt.cancel = [] { return g_interrupted.load(); };
   std::signal(SIGINT, on_sigint);
 
-  std::fprintf(stderr, "llmq quantize: %s %s %s -> %s\n", opt.method.c_str(), opt.spec.ToString().c_str(),
+  const std::string layout = opt.gguf_type.empty() ? opt.spec.ToString() : "gguf " + opt.gguf_type;
+  std::fprintf(stderr, "llmq quantize: %s %s %s -> %s\n", opt.method.c_str(), layout.c_str(),
                args->positional()[0].c_str(), args->positional()[1].c_str());
   auto report = quantize_checkpoint(args->positional()[0], args->positional()[1], opt);
   bar.Finish();

@@ -14,6 +14,7 @@ int run_quantize(int argc, char** argv);
 int run_eval(int argc, char** argv);
 int run_generate(int argc, char** argv);
 int run_bench(int argc, char** argv);
+int run_export(int argc, char** argv);
 
 // Prints "llmq: error: <message>" to stderr and returns 1.
 int fail(const Status& st);

@@ -44,6 +44,7 @@ const char* kMainHelp =
     "  quantize <in> <out>           quantize every linear of a Hugging Face checkpoint into the llmq format\n"
     "  eval ppl <folder> --data F    perplexity of a float or quantized model on a text file\n"
     "  generate <folder> --prompt P  stream a continuation of a prompt\n"
+    "  export gguf <folder> <file>   write a float folder or one quantized with --gguf-type as GGUF for llama.cpp\n"
     "  bench kernels                 memory bandwidth and the quantized kernels against Eigen\n"
     "\n"
     "Options:\n"
@@ -115,6 +116,7 @@ int run(int argc, char** argv) {
   if (cmd == "eval") return run_eval(argc, argv);
   if (cmd == "generate") return run_generate(argc, argv);
   if (cmd == "bench") return run_bench(argc, argv);
+  if (cmd == "export") return run_export(argc, argv);
   std::fprintf(stderr, "llmq: unknown command '%s'\n\n%s", cmd.c_str(), kMainHelp);
   return 2;
 }

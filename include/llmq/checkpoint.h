@@ -99,6 +99,8 @@ struct LLMQ_EXPORT QuantizationInfo {
   std::string method;          // "rtn", "gptq", ...
   std::string activations = "fp32";  // "int8": run quantized linears with int8 activations (W8A8)
   std::map<std::string, QuantizedModuleInfo> modules;  // by module name
+  std::string gguf_type;  // made with QuantizeOptions::gguf_type ("q4_k_m"); "" otherwise
+  int gguf_file_type = 0; // llama.cpp's file type id of gguf_type
 };
 
 class LLMQ_EXPORT Checkpoint {

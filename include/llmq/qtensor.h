@@ -26,8 +26,20 @@ namespace llmq {
 
 enum class ScaleDType : uint8_t { kF16, kF32 };
 
+// ggml's block types: the weight formats of llama.cpp's GGUF files (values are ggml's type ids).
+// A QuantizedTensor on one of these grids holds exactly what the blocks store, so a GGUF export
+// copies it (docs/GGUF.md; block layouts: ../shared/docs/export-formats.md §2).
+enum class GgmlType : int {
+  kNone = -1,
+  kQ4_0 = 2, kQ4_1 = 3, kQ5_0 = 6, kQ5_1 = 7, kQ8_0 = 8,
+  kQ2_K = 10, kQ3_K = 11, kQ4_K = 12, kQ5_K = 13, kQ6_K = 14,
+};
+LLMQ_EXPORT const char* ggml_type_name(GgmlType t);  // "q4_0", "q4_k", ...; "none"
+// "q4_0" .. "q6_k" (either case); InvalidArgument listing the valid names otherwise.
+LLMQ_EXPORT Result<GgmlType> parse_ggml_type(const std::string& name);
+
 struct LLMQ_EXPORT QuantSpec {
-  int bits = 4;              // 2, 3, 4 or 8
+  int bits = 4;              // 2, 3, 4 or 8 (5 and 6 only on a ggml grid)
   int group_size = 128;      // columns sharing a scale; 0 = per output channel (one group per row)
   bool symmetric = true;     // true: no zeros, grid centered on 2^(bits-1); false: per-group zero point
   ScaleDType scale_dtype = ScaleDType::kF16;  // scales are rounded to this type when produced
@@ -37,6 +49,17 @@ struct LLMQ_EXPORT QuantSpec {
   // step) pair per chunk; scale_dtype then does not apply. 0: plain fp16/fp32 scales.
   int scale_bits = 0;
   int scale_group_rows = 16;
+  // A ggml block type: codes and scales exactly representable in its blocks. bits, group_size and
+  // symmetric then follow the type (ForGgml); types with a min are not symmetric and store `mins`
+  // instead of integer zeros; K-quants store their scales in two levels (QuantizedTensor below).
+  GgmlType ggml_type = GgmlType::kNone;
+
+  // The spec of a ggml type: q4_0 = w4 g32 sym, q4_1 = w4 g32 with mins, q5_0/q5_1, q8_0 = w8 g32,
+  // q2_k = w2 g16 with mins, q3_k = w3 g16 sym, q4_k/q5_k = g32 with mins, q6_k = w6 g16 sym.
+  static QuantSpec ForGgml(GgmlType t);
+  bool is_ggml() const { return ggml_type != GgmlType::kNone; }
+  // Per-group mins (w = scale * code - min) instead of zero points: q4_1, q5_1, q2_k, q4_k, q5_k.
+  bool has_mins() const;
 
   // InvalidArgument naming the bad field, or OK.
   Status Validate() const;
@@ -75,6 +98,16 @@ struct LLMQ_EXPORT QuantizedTensor {
   // scales[r, g] == min + step * code (computed in fp32), which is what `scales` holds.
   std::vector<uint8_t> scale_codes;
   std::vector<uint16_t> scale_params;
+  // ggml types with mins (spec.has_mins()): [rows, num_groups], w = scale * code - min, so that
+  // q4_1's "d * q + m" has min = -m.
+  std::vector<float> mins;
+  // ggml K-quants: two-level scales as llama.cpp stores them. Per 256-column super-block the fp16
+  // pair (d, dmin) in super_scales [rows, cols / 256, 2]; per group the stored integer scale code
+  // in scale_codes and min code in min_codes ([rows, num_groups]; q3_k scale codes are biased by
+  // 32, q6_k's are int8 bit patterns). scales = d * scale and mins = dmin * min, in fp32, as ggml
+  // computes them (ggml_k_scales()).
+  std::vector<uint8_t> min_codes;
+  std::vector<uint16_t> super_scales;
 
   int64_t num_groups() const;
   int64_t words_per_row() const { return (cols * spec.bits + 31) / 32; }
@@ -91,8 +124,12 @@ struct LLMQ_EXPORT QuantizedTensor {
   // Bilevel scales: recomputes `scales` from scale_codes and scale_params (what a reader does).
   void DequantizeScales();
   int zero_of(int64_t r, int64_t g) const {
-    return spec.symmetric ? (1 << (spec.bits - 1)) : zeros[size_t(r * num_groups() + g)];
+    if (spec.symmetric) return 1 << (spec.bits - 1);
+    return spec.has_mins() ? 0 : zeros[size_t(r * num_groups() + g)];
   }
+  float min_of(int64_t r, int64_t g) const { return mins.empty() ? 0.0f : mins[size_t(r * num_groups() + g)]; }
+  // K-quants: recomputes scales and mins of row r from its super_scales and codes (what a reader does).
+  void ggml_k_scales(int64_t r);
   uint32_t code(int64_t r, int64_t c) const;
   void set_code(int64_t r, int64_t c, uint32_t q);
 
@@ -102,8 +139,10 @@ struct LLMQ_EXPORT QuantizedTensor {
   // Checks internal consistency (sizes, code ranges, finite scales, g_idx range,
   // CSR structure). Used on everything read from disk. Corruption naming the field.
   Status Validate() const;
+  Status ValidateGgml() const;  // the ggml-grid part of Validate
 
-  // Bytes the tensor occupies in the llmq file format (codes + scales + zeros + g_idx + outliers).
+  // Bytes the tensor occupies in the llmq file format (codes + scales + zeros + g_idx + outliers);
+  // for a ggml type the bytes of its blocks, as in a GGUF file.
   size_t storage_bytes() const;
   double bits_per_weight() const { return rows > 0 && cols > 0 ? 8.0 * double(storage_bytes()) / double(rows * cols) : 0.0; }
 };

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -67,7 +68,10 @@ enum class MethodOption {
   kOac,             // oac
   kAdpq,            // adpq
   kAlpha,           // alpha (SmoothQuant)
+  kGgmlGrid,        // gguf_type: codes and scales on llama.cpp's block grids
 };
+// The names QuantizeOptions::gguf_type takes: ggml types and llama.cpp's file-type mixtures.
+LLMQ_EXPORT std::vector<std::string> gguf_type_names();
 // Whether `method` takes option group `o` (false for an unknown method).
 LLMQ_EXPORT bool method_takes(const std::string& method, MethodOption o);
 // The methods that take `o`, in the order of quantize_methods().
@@ -93,6 +97,22 @@ struct LLMQ_EXPORT QuantizeOptions {
   // are calibrated.
   std::string method = "rtn";
   QuantSpec spec;              // bits, group size, symmetric, scale dtype, MSE search
+  // Quantize for llama.cpp (docs/GGUF.md): a ggml type ("q4_0", "q4_1", "q5_0", "q5_1", "q8_0",
+  // "q2_k", "q3_k", "q4_k", "q5_k", "q6_k") or a llama.cpp file type ("q3_k_s", "q3_k_m",
+  // "q3_k_l", "q4_k_s", "q4_k_m", "q5_k_s", "q5_k_m"). Every decoder linear, the token embeddings
+  // and the output head get the type llama.cpp's own quantizer gives that tensor for that name,
+  // with its fallbacks for rows that are not whole blocks (a tensor falling back to f16 stays
+  // float); linears are quantized by `method` with codes and scales exactly representable in
+  // their blocks, the embeddings and head by RTN on their grid. `spec` is then not used, and
+  // `llmq export gguf` copies the blocks. "" (default): llmq's own layout, `spec`.
+  std::string gguf_type;
+  // Per-linear specs by module name ("model.layers.0.mlp.down_proj"), overriding `spec`; filled
+  // from gguf_type by quantize_checkpoint.
+  std::map<std::string, QuantSpec> module_specs;
+  const QuantSpec& SpecFor(const std::string& module) const {
+    auto it = module_specs.find(module);
+    return it == module_specs.end() ? spec : it->second;
+  }
   CalibrationOptions calibration;
   GptqOptions gptq;
   AwqOptions awq;
@@ -170,6 +190,12 @@ struct LLMQ_EXPORT QuantizeReport {
   double alpha = 0.0;             // when method == "smoothquant"
   bool int8_activations = false;  // the output runs with int8 activations (W8A8)
   bool true_sequential = false;
+  // With QuantizeOptions::gguf_type: the name, every quantized tensor's ggml type (Hugging Face
+  // weight name -> "q4_k"; embeddings and head included) and the tensors that fell back
+  // (name -> "q4_k -> q5_0", or "-> f16": kept float).
+  std::string gguf_type;
+  std::map<std::string, std::string> tensor_types;
+  std::map<std::string, std::string> gguf_fallbacks;
   double bits_per_weight = 0.0;  // over all quantized linears
   uint64_t input_bytes = 0, output_bytes = 0;
   double seconds = 0.0;

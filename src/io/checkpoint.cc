@@ -292,6 +292,8 @@ std::vector<std::string> Checkpoint::UnusedTensors() const {
                                 internal::kLmHeadWeight};
   std::vector<std::string> prefixes = {internal::project_in(base) + ".", internal::project_out(base) + "."};
   for (const LinearInfo& l : linears()) prefixes.push_back(l.module + ".");  // weight, bias, quantized parts
+  if (quantization_)  // quantized embeddings / head (GGUF types)
+    for (const auto& [module, _] : quantization_->modules) prefixes.push_back(module + ".");
   for (int64_t layer = 0; layer < c.num_layers; ++layer)
     for (auto which : {internal::BlockNorm::kAttention, internal::BlockNorm::kMlp}) {
       const std::string n = internal::block_norm(c, base, layer, which);
@@ -465,10 +467,12 @@ Result<std::shared_ptr<const Checkpoint>> Checkpoint::Open(const std::string& fo
                                   " (float weights expected)");
   }
   if (ck->quantization_)
-    for (const auto& [module, qi] : ck->quantization_->modules)
-      if (!ck->find(module + "." + internal::kCodes))
-        return Status::NotFound(folder + ": quantized module '" + module + "' has no '" + module + "." +
-                                internal::kCodes + "' tensor");
+    for (const auto& [module, qi] : ck->quantization_->modules) {
+      const char* part = qi.spec.is_ggml() ? internal::kGgmlBlocks : internal::kCodes;
+      if (!ck->find(module + "." + part))
+        return Status::NotFound(folder + ": quantized module '" + module + "' has no '" + module + "." + part +
+                                "' tensor");
+    }
   return std::shared_ptr<const Checkpoint>(std::move(ck));
 }
 

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "llmq/float16.h"
+#include "quant/ggml_blocks.h"
 
 namespace llmq::internal {
 namespace {
@@ -37,6 +38,10 @@ std::vector<TensorToWrite> quantized_tensors(const std::string& module, const Qu
   const std::string p = module + ".";
   const int64_t ng = q.num_groups();
   std::vector<TensorToWrite> out;
+  if (q.spec.is_ggml()) {  // the blocks exactly as a GGUF file holds them
+    out.push_back({p + kGgmlBlocks, DType::kU8, {q.rows, ggml_row_bytes(q.spec.ggml_type, q.cols)}, encode_ggml(q)});
+    return out;
+  }
   out.push_back({p + kCodes, DType::kI32, {q.rows, q.words_per_row()}, bytes_of(q.codes)});
   if (q.spec.scale_bits > 0) {
     std::vector<uint32_t> packed(size_t(q.scale_code_words()), 0u);
@@ -77,6 +82,18 @@ Result<QuantizedTensor> read_quantized_from(const Src& ckpt, const std::string& 
   q.cols = info.cols;
   q.spec = info.spec;
   const int64_t ng = q.num_groups();
+  if (q.spec.is_ggml()) {
+    if (q.cols % ggml_info(q.spec.ggml_type).block_elems != 0)
+      return Status::Corruption(where(ckpt) + ": module '" + module + "' is " + ggml_type_name(q.spec.ggml_type) +
+                                " with " + std::to_string(q.cols) + " columns, not a whole number of blocks");
+    LLMQ_ASSIGN_OR_RETURN(auto blocks, read_vector<uint8_t>(ckpt, p + kGgmlBlocks, DType::kU8,
+                                                            {q.rows, ggml_row_bytes(q.spec.ggml_type, q.cols)}));
+    auto decoded = decode_ggml(q.spec.ggml_type, q.rows, q.cols, blocks.data(), blocks.size());
+    if (!decoded.ok()) return decoded.status().WithContext(where(ckpt) + ": quantized module '" + module + "'");
+    if (info.has_g_idx || info.has_outliers)
+      return Status::Corruption(where(ckpt) + ": module '" + module + "' on a ggml grid cannot have g_idx or outliers");
+    return std::move(*decoded);
+  }
   LLMQ_ASSIGN_OR_RETURN(q.codes, read_vector<uint32_t>(ckpt, p + kCodes, DType::kI32, {q.rows, q.words_per_row()}));
   if (q.spec.scale_bits > 0) {
     LLMQ_ASSIGN_OR_RETURN(auto packed, read_vector<uint32_t>(ckpt, p + kScaleCodes, DType::kI32, {q.scale_code_words()}));
@@ -169,6 +186,7 @@ nlohmann::json spec_to_json(const QuantSpec& spec) {
                       {"group_size", spec.group_size},
                       {"sym", spec.symmetric},
                       {"scale_dtype", spec.scale_dtype == ScaleDType::kF16 ? "fp16" : "fp32"}};
+  if (spec.is_ggml()) j["ggml_type"] = ggml_type_name(spec.ggml_type);
   if (spec.scale_bits > 0) {
     j["scale_bits"] = spec.scale_bits;
     j["scale_group_rows"] = spec.scale_group_rows;
@@ -193,6 +211,12 @@ static Result<QuantSpec> spec_from_json_unchecked(const nlohmann::json& j, const
       return Status::Corruption(where + ": '" + key + "' must be an integer");
   s.scale_bits = j.value("scale_bits", 0);
   s.scale_group_rows = j.value("scale_group_rows", 16);
+  if (j.contains("ggml_type")) {
+    if (!j["ggml_type"].is_string()) return Status::Corruption(where + ": 'ggml_type' must be a string");
+    auto t = parse_ggml_type(j["ggml_type"].get<std::string>());
+    if (!t.ok()) return Status::Corruption(where + ": " + t.status().message());
+    s.ggml_type = *t;
+  }
   Status st = s.Validate();
   if (!st.ok()) return Status::Corruption(where + ": " + st.message());
   return s;
@@ -225,6 +249,8 @@ static Result<std::shared_ptr<QuantizationInfo>> parse_quantization_config_unche
                                 "' is not supported by this llmq (reads major version " + std::to_string(kFormatMajor) +
                                 ")");
   info->method = qc.value("method", std::string());
+  info->gguf_type = qc.value("gguf_type", std::string());
+  info->gguf_file_type = qc.value("gguf_file_type", 0);
   info->activations = qc.value("activations", std::string("fp32"));
   if (info->activations != "fp32" && info->activations != "int8")
     return Status::Corruption(source + ": quantization_config.activations '" + info->activations +

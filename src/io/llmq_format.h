@@ -23,6 +23,7 @@ inline constexpr const char* kScales = "qscales";
 inline constexpr const char* kScaleCodes = "qscale_codes";    // bilevel scales: [rows, groups] codes packed contiguously, I32 [words]
 inline constexpr const char* kScaleParams = "qscale_params";  // bilevel scales: F16 [chunks, groups, 2] (min, step)
 inline constexpr const char* kZeros = "qzeros";
+inline constexpr const char* kGgmlBlocks = "ggml_blocks";  // ggml grids: U8 [rows, row bytes], the blocks as in GGUF
 inline constexpr const char* kGIdx = "g_idx";
 inline constexpr const char* kOutlierRowPtr = "outlier_row_ptr";
 inline constexpr const char* kOutlierColIdx = "outlier_col_idx";

@@ -83,7 +83,25 @@ using internal::Norm;
 
 namespace {
 
+// The module of a weight stored quantized (embeddings or head on a ggml grid), or "".
+std::string quantized_weight_module(const Checkpoint& c, const std::string& name) {
+  if (c.find(name) != nullptr || name.size() <= 7 || name.compare(name.size() - 7, 7, ".weight") != 0) return "";
+  const std::string module = name.substr(0, name.size() - 7);
+  return c.is_quantized_module(module) ? module : "";
+}
+
+bool has_weight(const Checkpoint& c, const std::string& name) {
+  return c.find(name) != nullptr || !quantized_weight_module(c, name).empty();
+}
+
 Result<std::vector<float>> load_float(const Checkpoint& c, const std::string& name, std::vector<int64_t> shape) {
+  if (const std::string module = quantized_weight_module(c, name); !module.empty()) {
+    LLMQ_ASSIGN_OR_RETURN(QuantizedTensor q, c.get_quantized(module));
+    if (std::vector<int64_t>{q.rows, q.cols} != shape)
+      return Status::InvalidArgument(c.folder() + ": quantized '" + module + "' has shape [" + std::to_string(q.rows) +
+                                     ", " + std::to_string(q.cols) + "] but config.json implies " + shape_string(shape));
+    return dequantize(q);
+  }
   const TensorInfo* t = c.find(name);
   if (t == nullptr) return Status::NotFound(c.folder() + ": tensor '" + name + "' is missing");
   if (t->shape != shape)
@@ -177,7 +195,7 @@ Result<std::unique_ptr<Model>> Model::Load(const std::string& folder, const Mode
     im.inv_freq = rope_inv_freq(cfg);
   }
   // LM head: separate unless tied (or absent, which HF treats as tied).
-  if (c.find(internal::kLmHeadWeight) != nullptr && !(cfg.tie_word_embeddings && opt)) {
+  if (has_weight(c, internal::kLmHeadWeight) && !(cfg.tie_word_embeddings && opt)) {
     LLMQ_ASSIGN_OR_RETURN(im.lm_head, load_float(c, internal::kLmHeadWeight, {cfg.vocab_size, edim}));
   } else if (!cfg.tie_word_embeddings && !opt) {
     return Status::NotFound(folder + ": 'lm_head.weight' is missing and tie_word_embeddings is false");

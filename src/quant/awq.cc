@@ -185,7 +185,7 @@ double awq_clip(float* w, int64_t rows, int64_t cols, const float* x, int64_t to
         for (int64_t k = 0; k < gc; ++k) clamped[size_t(k)] = std::clamp(wg(r, k), -mv, mv);
         const GroupParams p = rtn_group_params(clamped.data(), gc, spec);
         for (int64_t k = 0; k < gc; ++k)
-          d(r, k) = p.scale * float(int(rtn_quantize_value(clamped[size_t(k)], p, spec)) - p.zero) - wg(r, k);
+          d(r, k) = dequantize_value(rtn_quantize_value(clamped[size_t(k)], p, spec), p) - wg(r, k);
       }
       const RowMatrix e = d * xg.transpose();  // [rows, ts]: each group's partial output error
       const Eigen::VectorXf err = e.rowwise().squaredNorm() / float(ts);
@@ -246,7 +246,7 @@ std::vector<AwqSite> awq_sites(const ModelConfig& cfg, const std::string& base_p
 
 Result<AwqBlock> awq_block(Model& model, const Checkpoint& ckpt, int layer, const std::vector<LinearInfo>& linears,
                            std::map<std::string, std::shared_ptr<std::vector<float>>>& inputs, int64_t seq_len,
-                           const QuantSpec& spec, const AwqOptions& options) {
+                           const SpecOf& spec_of, const AwqOptions& options) {
   const ModelConfig& cfg = model.config();
   const int64_t hd = cfg.head_dim;
   AwqBlock out;
@@ -263,6 +263,7 @@ Result<AwqBlock> awq_block(Model& model, const Checkpoint& ckpt, int layer, cons
   std::vector<AwqSiteResult> results;
   for (const AwqSite& site : sites) {
     const int64_t cols = site.linears[0].cols;
+    const QuantSpec& spec = spec_of(site.linears[0].module);
     const std::vector<float>& xin = *inputs[site.linears[0].module];
     const int64_t tokens = int64_t(xin.size()) / cols;
     std::vector<float> x_mean = mean_abs_per_column(xin.data(), tokens, cols);
@@ -349,9 +350,17 @@ Result<AwqBlock> awq_block(Model& model, const Checkpoint& ckpt, int layer, cons
     if (!options.clip || l.role == LinearRole::kQ || l.role == LinearRole::kK) continue;
     const std::vector<float>& x = *inputs[l.module];
     out.clip_shrink[l.module] =
-        awq_clip(out.weights[l.module].data(), l.rows, l.cols, x.data(), int64_t(x.size()) / l.cols, spec, options);
+        awq_clip(out.weights[l.module].data(), l.rows, l.cols, x.data(), int64_t(x.size()) / l.cols,
+                 spec_of(l.module), options);
   }
   return out;
+}
+
+Result<AwqBlock> awq_block(Model& model, const Checkpoint& ckpt, int layer, const std::vector<LinearInfo>& linears,
+                           std::map<std::string, std::shared_ptr<std::vector<float>>>& inputs, int64_t seq_len,
+                           const QuantSpec& spec, const AwqOptions& options) {
+  return awq_block(model, ckpt, layer, linears, inputs, seq_len, [&](const std::string&) -> const QuantSpec& { return spec; },
+                   options);
 }
 
 }  // namespace llmq::internal

@@ -89,7 +89,14 @@ struct AwqBlock {
 // Runs the scale search of every site of block `layer` on `inputs` (module -> its input
 // [windows * seq_len, cols], as from BlockwiseCalibrator::CollectInputs; scaled in place by 1/s
 // once the scales are chosen), folds the scales, then clips. The block must be loaded in
-// `model` with its float weights; they are restored before returning.
+// `model` with its float weights; they are restored before returning. spec_of gives each linear's
+// spec (they differ in llama.cpp's GGUF mixtures): a site is searched with its first linear's,
+// each linear clipped with its own.
+using SpecOf = std::function<const QuantSpec&(const std::string& module)>;
+Result<AwqBlock> awq_block(Model& model, const Checkpoint& ckpt, int layer, const std::vector<LinearInfo>& linears,
+                           std::map<std::string, std::shared_ptr<std::vector<float>>>& inputs, int64_t seq_len,
+                           const SpecOf& spec_of, const AwqOptions& options);
+// Every linear with the same spec.
 Result<AwqBlock> awq_block(Model& model, const Checkpoint& ckpt, int layer, const std::vector<LinearInfo>& linears,
                            std::map<std::string, std::shared_ptr<std::vector<float>>>& inputs, int64_t seq_len,
                            const QuantSpec& spec, const AwqOptions& options);

@@ -6,12 +6,24 @@
 
 #include "llmq/float16.h"
 #include "llmq/quant.h"
+#include "quant/ggml_blocks.h"
 
 namespace llmq {
 
 float round_half_even(float x) { return std::nearbyint(x); }  // default FE_TONEAREST mode
 
 Status QuantSpec::Validate() const {
+  if (is_ggml()) {
+    bool known = false;
+    for (const auto& i : internal::ggml_types()) known |= i.type == ggml_type;
+    if (!known) return Status::InvalidArgument("unknown ggml type id " + std::to_string(int(ggml_type)));
+    const QuantSpec g = ForGgml(ggml_type);
+    if (bits != g.bits || group_size != g.group_size || symmetric != g.symmetric || scale_dtype != g.scale_dtype ||
+        scale_bits != 0)
+      return Status::InvalidArgument(std::string("a ") + ggml_type_name(ggml_type) + " tensor is " + g.ToString() +
+                                     " (got " + ToString() + ")");
+    return Status::Ok();
+  }
   if (bits != 2 && bits != 3 && bits != 4 && bits != 8)
     return Status::InvalidArgument("bits must be 2, 3, 4 or 8 (got " + std::to_string(bits) + ")");
   if (group_size < 0) return Status::InvalidArgument("group size must be >= 0 (0 = per output channel)");
@@ -22,6 +34,7 @@ Status QuantSpec::Validate() const {
 }
 
 std::string QuantSpec::ToString() const {
+  if (is_ggml()) return std::string("ggml ") + ggml_type_name(ggml_type) + (mse_search ? " mse" : "");
   std::string s = "w" + std::to_string(bits) + (group_size > 0 ? " g" + std::to_string(group_size) : " per-channel");
   s += symmetric ? " sym" : " asym";
   s += scale_dtype == ScaleDType::kF16 ? " fp16-scales" : " fp32-scales";
@@ -107,7 +120,13 @@ QuantizedTensor QuantizedTensor::Allocate(int64_t rows, int64_t cols, const Quan
   q.codes.assign(size_t(rows * q.words_per_row()), 0u);
   const size_t ng = size_t(rows * spec.num_groups(cols));
   q.scales.assign(ng, 1.0f);
-  if (!spec.symmetric) q.zeros.assign(ng, 0);
+  if (!spec.symmetric && !spec.is_ggml()) q.zeros.assign(ng, 0);
+  if (spec.has_mins()) q.mins.assign(ng, 0.0f);
+  if (spec.is_ggml() && internal::ggml_info(spec.ggml_type).k_quant) {
+    q.scale_codes.assign(ng, 0);
+    if (spec.has_mins()) q.min_codes.assign(ng, 0);
+    q.super_scales.assign(size_t(rows * (cols / 256) * 2), 0);
+  }
   if (spec.scale_bits > 0) {
     q.scale_codes.assign(ng, 0);
     q.scale_params.assign(size_t(q.num_scale_chunks() * q.num_groups() * 2), 0);
@@ -151,12 +170,17 @@ Status QuantizedTensor::Validate() const {
   for (size_t i = 0; i < scales.size(); ++i)
     if (!std::isfinite(scales[i]))
       return Status::Corruption("scale " + std::to_string(i) + " is not finite");
-  if (spec.symmetric ? !zeros.empty() : int64_t(zeros.size()) != rows * ng)
+  const bool has_zeros = !spec.symmetric && !spec.is_ggml();
+  if (has_zeros ? int64_t(zeros.size()) != rows * ng : !zeros.empty())
     return Status::Corruption("zeros hold " + std::to_string(zeros.size()) + " values, expected " +
-                              std::to_string(spec.symmetric ? 0 : rows * ng));
+                              std::to_string(has_zeros ? rows * ng : 0));
   for (size_t i = 0; i < zeros.size(); ++i)
     if (zeros[i] >= (1u << spec.bits)) return Status::Corruption("zero " + std::to_string(i) + " out of range");
-  if (spec.scale_bits > 0) {
+  if (spec.is_ggml()) {
+    LLMQ_RETURN_IF_ERROR(ValidateGgml());
+  } else if (!mins.empty() || !min_codes.empty() || !super_scales.empty()) {
+    return Status::Corruption("mins or super-block scales present on a tensor that is not on a ggml grid");
+  } else if (spec.scale_bits > 0) {
     if (int64_t(scale_codes.size()) != rows * ng || int64_t(scale_params.size()) != num_scale_chunks() * ng * 2)
       return Status::Corruption("bilevel scales: codes or (min, step) pairs have the wrong size");
     for (size_t i = 0; i < scale_codes.size(); ++i)
@@ -184,7 +208,7 @@ Status QuantizedTensor::Validate() const {
       if (codes[size_t(r * wpr + wpr - 1)] & pad_mask)
         return Status::Corruption("row " + std::to_string(r) + " has non-zero padding bits");
   }
-  if (spec.bits == 8 && spec.symmetric)
+  if (spec.bits == 8 && spec.symmetric && !spec.is_ggml())  // q8_0 stores -128 too
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t c = 0; c < cols; ++c)
         if (code(r, c) == 0) return Status::Corruption("symmetric 8-bit code 0 (-128) is outside -127..127");
@@ -214,7 +238,57 @@ Status QuantizedTensor::Validate() const {
   return Status::Ok();
 }
 
+Status QuantizedTensor::ValidateGgml() const {
+  const auto& info = internal::ggml_info(spec.ggml_type);
+  const int64_t ng = num_groups();
+  if (cols % info.block_elems != 0)
+    return Status::Corruption(std::string(info.name) + " needs a multiple of " + std::to_string(info.block_elems) +
+                              " columns (got " + std::to_string(cols) + ")");
+  if (!g_idx.empty() || !outliers.empty())
+    return Status::Corruption(std::string(info.name) + " blocks have no group index and no outliers");
+  if (int64_t(mins.size()) != (info.has_mins ? rows * ng : 0))
+    return Status::Corruption("mins hold " + std::to_string(mins.size()) + " values, expected " +
+                              std::to_string(info.has_mins ? rows * ng : 0));
+  for (size_t i = 0; i < mins.size(); ++i)
+    if (!std::isfinite(mins[i])) return Status::Corruption("min " + std::to_string(i) + " is not finite");
+  if (!info.k_quant) {
+    if (!scale_codes.empty() || !min_codes.empty() || !super_scales.empty() || !scale_params.empty())
+      return Status::Corruption(std::string(info.name) + " has one fp16 scale per block, no scale codes");
+    for (size_t i = 0; i < scales.size(); ++i)
+      if (round_to_fp16(scales[i]) != scales[i] || (!mins.empty() && round_to_fp16(mins[i]) != mins[i]))
+        return Status::Corruption(std::string(info.name) + " scale or min " + std::to_string(i) + " is not an fp16 value");
+    return Status::Ok();
+  }
+  if (int64_t(scale_codes.size()) != rows * ng ||
+      int64_t(min_codes.size()) != (info.has_mins ? rows * ng : 0) ||
+      int64_t(super_scales.size()) != rows * (cols / 256) * 2 || !scale_params.empty())
+    return Status::Corruption(std::string(info.name) + " super-block scales or scale codes have the wrong size");
+  for (size_t i = 0; i < scale_codes.size(); ++i)
+    if (info.scale_code_bits < 8 && scale_codes[i] >= (1u << info.scale_code_bits))
+      return Status::Corruption(std::string(info.name) + " scale code " + std::to_string(i) + " out of range");
+  for (size_t i = 0; i < min_codes.size(); ++i)
+    if (min_codes[i] >= (1u << info.min_code_bits))
+      return Status::Corruption(std::string(info.name) + " min code " + std::to_string(i) + " out of range");
+  // scales and mins must be what the stored codes give (they are derived, never free).
+  QuantizedTensor copy;
+  copy.rows = rows;
+  copy.cols = cols;
+  copy.spec = spec;
+  copy.scale_codes = scale_codes;
+  copy.min_codes = min_codes;
+  copy.super_scales = super_scales;
+  copy.scales.resize(scales.size());
+  copy.mins.resize(mins.size());
+  for (int64_t r = 0; r < rows; ++r) copy.ggml_k_scales(r);
+  for (size_t i = 0; i < scales.size(); ++i)
+    if (std::memcmp(&copy.scales[i], &scales[i], 4) != 0 || (!mins.empty() && std::memcmp(&copy.mins[i], &mins[i], 4) != 0))
+      return Status::Corruption(std::string(info.name) + " scale or min " + std::to_string(i) +
+                                " differs from d * code of its super-block");
+  return Status::Ok();
+}
+
 size_t QuantizedTensor::storage_bytes() const {
+  if (spec.is_ggml()) return size_t(rows * internal::ggml_row_bytes(spec.ggml_type, cols));
   const size_t scale_bytes = spec.scale_dtype == ScaleDType::kF16 ? 2 : 4;
   size_t b = codes.size() * 4 + zeros.size() + g_idx.size() * 4;
   if (spec.scale_bits > 0)  // the packed codes + the fp16 pairs
@@ -237,6 +311,8 @@ void dequantize(const QuantizedTensor& q, float* out) {
       const int g = q.group_of(c);
       o[c] = q.scales[size_t(r * ng + g)] * float(int(row_codes[size_t(c)]) - q.zero_of(r, g));
     }
+    if (!q.mins.empty())  // w = scale * code - min (ggml types with mins; zero is 0)
+      for (int64_t c = 0; c < q.cols; ++c) o[c] -= q.mins[size_t(r * ng + q.group_of(c))];
     if (!q.outliers.empty())
       for (int32_t k = q.outliers.row_ptr[size_t(r)]; k < q.outliers.row_ptr[size_t(r + 1)]; ++k)
         o[q.outliers.col_idx[size_t(k)]] += fp16_to_float(q.outliers.values[size_t(k)]);

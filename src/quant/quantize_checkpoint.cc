@@ -20,6 +20,7 @@
 #include "llmq/tokenizer.h"
 #include "quant/block_store.h"
 #include "quant/calibration.h"
+#include "quant/ggml_plan.h"
 #include "quant/method.h"
 
 namespace llmq {
@@ -62,6 +63,7 @@ nlohmann::ordered_json run_manifest(const std::string& input_folder, const Check
   m["method"] = o.method;
   m["spec"] = internal::spec_to_json(o.spec);
   m["mse_search"] = o.spec.mse_search;
+  if (!o.gguf_type.empty()) m["gguf_type"] = o.gguf_type;
   m["calibration"] = {{"data", fs::absolute(o.calibration.data, ec).lexically_normal().string()},
                       {"nsamples", o.calibration.nsamples},
                       {"seq_len", o.calibration.seq_len},
@@ -79,7 +81,8 @@ nlohmann::ordered_json run_manifest(const std::string& input_folder, const Check
 // A calibrated method over the whole model, block by block. Finished blocks go to `store`; on
 // return every block is there and report->layers holds every linear's line.
 Status run_calibrated(const std::string& input_folder, const Checkpoint& ckpt, const QuantizeOptions& options,
-                      const Method& method, const BlockStore& store, QuantizeReport* report, Clock::time_point t0) {
+                      const std::vector<LinearInfo>& all, const Method& method, const BlockStore& store,
+                      QuantizeReport* report, Clock::time_point t0) {
   const ModelConfig& cfg = ckpt.config();
   const bool propagate = method.propagates_quantized(options);
   // Pre-tokenized data (.json / .bin ids) needs no tokenizer.
@@ -99,7 +102,6 @@ Status run_calibrated(const std::string& input_folder, const Checkpoint& ckpt, c
   LLMQ_ASSIGN_OR_RETURN(auto calib, internal::BlockwiseCalibrator::Create(input_folder, std::move(set),
                                                                           options.calibration.fp16_activations));
   report->calibration.activation_bytes = calib->activation_bytes();
-  const std::vector<LinearInfo> all = ckpt.linears();
   const int64_t L = cfg.num_layers, N = calib->num_windows();
   // Progress in window passes: per block, one pass per stage plus the final pass, plus one
   // pass-equivalent per linear for the solve itself.
@@ -186,13 +188,26 @@ Status run_calibrated(const std::string& input_folder, const Checkpoint& ckpt, c
 }  // namespace
 
 Result<QuantizeReport> quantize_checkpoint(const std::string& input_folder, const std::string& output_folder,
-                                           const QuantizeOptions& options) {
+                                           const QuantizeOptions& requested) {
   const auto t0 = Clock::now();
-  LLMQ_RETURN_IF_ERROR(options.Validate());
-  const Method& method = *internal::find_method(options.method);  // Validate: a known method
+  LLMQ_RETURN_IF_ERROR(requested.Validate());
+  const Method& method = *internal::find_method(requested.method);  // Validate: a known method
   LLMQ_ASSIGN_OR_RETURN(auto ckpt, Checkpoint::Open(input_folder));
   if (ckpt->is_quantized())
     return Status::InvalidArgument(input_folder + ": is already quantized by llmq; quantize the float checkpoint");
+  // A GGUF type fixes each tensor's ggml type (llama.cpp's rules); the linears that fell back to
+  // f16 stay float, like the tensors no method quantizes.
+  QuantizeOptions options = requested;
+  std::optional<internal::GgmlPlan> plan;
+  std::vector<LinearInfo> linears;
+  if (!options.gguf_type.empty()) {
+    LLMQ_ASSIGN_OR_RETURN(plan, internal::plan_ggml_types(options.gguf_type, *ckpt));
+    options.spec = QuantSpec::ForGgml(plan->base);
+    for (const auto& [name, type] : plan->types)
+      if (name.size() > 7) options.module_specs[name.substr(0, name.size() - 7)] = QuantSpec::ForGgml(type);
+  }
+  for (const LinearInfo& l : ckpt->linears())
+    if (!plan || plan->types.count(l.module + ".weight")) linears.push_back(l);
   // Fail on an unusable output folder before hours of calibration.
   LLMQ_ASSIGN_OR_RETURN(auto writer,
                         internal::CheckpointWriter::Create(output_folder,
@@ -216,13 +231,18 @@ Result<QuantizeReport> quantize_checkpoint(const std::string& input_folder, cons
   report.true_sequential = options.true_sequential;
   report.alpha = method.Takes(MethodOption::kAlpha) ? options.alpha : 0.0;
   report.int8_activations = method.int8_activations || options.int8_activations;
+  if (plan) {
+    report.gguf_type = plan->name;
+    for (const auto& [name, type] : plan->types) report.tensor_types[name] = ggml_type_name(type);
+    report.gguf_fallbacks = plan->fallbacks;
+  }
 
   std::optional<BlockStore> store;
   std::map<std::string, int> rewritten_by;  // non-linear tensor -> the block that rewrote it
   if (method.calibrated()) {
     LLMQ_ASSIGN_OR_RETURN(store, BlockStore::Open(output_folder, run_manifest(input_folder, *ckpt, options, method),
                                                   options.resume));
-    LLMQ_RETURN_IF_ERROR(run_calibrated(input_folder, *ckpt, options, method, *store, &report, t0));
+    LLMQ_RETURN_IF_ERROR(run_calibrated(input_folder, *ckpt, options, linears, method, *store, &report, t0));
     for (int l = 0; l < int(ckpt->config().num_layers); ++l) {
       LLMQ_ASSIGN_OR_RETURN(FinishedBlock b, store->Read(l));
       for (const auto& name : b.rewritten) rewritten_by[name] = l;
@@ -232,7 +252,7 @@ Result<QuantizeReport> quantize_checkpoint(const std::string& input_folder, cons
   // The output, in the input's tensor order: linears quantized (now, or taken from the block
   // store), tensors a method rewrote from the store, everything else copied.
   std::map<std::string, LinearInfo> linear_of_weight;
-  for (const LinearInfo& l : ckpt->linears()) linear_of_weight[l.module + ".weight"] = l;
+  for (const LinearInfo& l : linears) linear_of_weight[l.module + ".weight"] = l;
   const int64_t total = int64_t(linear_of_weight.size());
   std::map<std::string, LayerReport> report_of;
   for (const LayerReport& l : report.layers) report_of[l.module] = l;
@@ -270,6 +290,18 @@ Result<QuantizeReport> quantize_checkpoint(const std::string& input_folder, cons
           return Status::InvalidArgument(input_folder + ": tensor '" + name +
                                          "' has a non-finite value (NaN or Inf) at element " + std::to_string(bad));
       }
+      if (plan && plan->types.count(name) && view.shape.size() == 2) {
+        // Token embeddings and output head on their ggml grid: RTN, as llama.cpp quantizes them.
+        const std::string module = name.substr(0, name.size() - 7);  // without ".weight"
+        LLMQ_ASSIGN_OR_RETURN(std::vector<float> w, ckpt->get_float(name));
+        auto q = quantize_rtn(w.data(), view.shape[0], view.shape[1], QuantSpec::ForGgml(plan->types.at(name)));
+        if (!q.ok()) return q.status().WithContext(input_folder + ": tensor '" + name + "'");
+        for (auto& t : internal::quantized_tensors(module, *q)) LLMQ_RETURN_IF_ERROR(writer->Add(std::move(t)));
+        nlohmann::ordered_json info = internal::module_info_to_json(*q);
+        info["relative_error"] = relative_error(w.data(), *q);
+        modules[module] = std::move(info);
+        continue;
+      }
       LLMQ_RETURN_IF_ERROR(writer->Add(copy_of(name, view)));
       ckpt->release_pages(name);  // written out: keep the resident set at about one tensor
       continue;
@@ -296,7 +328,9 @@ Result<QuantizeReport> quantize_checkpoint(const std::string& input_folder, cons
       return Status::Cancelled("interrupted; nothing was written to " + output_folder);
     const auto tl = Clock::now();
     LLMQ_ASSIGN_OR_RETURN(std::vector<float> w, ckpt->get_float(name));
-    auto q = method.quantize_linear(w.data(), l.rows, l.cols, options);
+    QuantizeOptions linear_options = options;
+    linear_options.spec = options.SpecFor(l.module);
+    auto q = method.quantize_linear(w.data(), l.rows, l.cols, linear_options);
     if (!q.ok()) return q.status().WithContext(input_folder + ": tensor '" + name + "'");
     LayerReport lr = internal::make_layer_report(l, w.data(), *q);
     for (auto& t : internal::quantized_tensors(l.module, *q)) LLMQ_RETURN_IF_ERROR(writer->Add(std::move(t)));
@@ -314,6 +348,10 @@ Result<QuantizeReport> quantize_checkpoint(const std::string& input_folder, cons
   const nlohmann::json spec_json = internal::spec_to_json(options.spec);
   for (auto it = spec_json.begin(); it != spec_json.end(); ++it) qc[it.key()] = it.value();
   if (report.int8_activations) qc["activations"] = "int8";
+  if (plan) {
+    qc["gguf_type"] = plan->name;
+    qc["gguf_file_type"] = plan->file_type;
+  }
   if (method.config_json) method.config_json(options, &qc);
   if (method.calibrated())
     qc["calibration"] = {{"nsamples", report.calibration.nsamples},

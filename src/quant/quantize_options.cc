@@ -1,9 +1,11 @@
 // QuantizeOptions::ForMethod / Validate: every method's defaults and rules, in the library, so a
 // program calling quantize_checkpoint gets what `llmq quantize` gets (the CLI only maps flags).
 // The rules common to all methods are here; a method's own come from its row (quant/method.h).
+#include <cctype>
 #include <cmath>
 
 #include "llmq/quantize.h"
+#include "quant/ggml_plan.h"
 #include "quant/method.h"
 
 namespace llmq {
@@ -21,7 +23,14 @@ Status only_for(MethodOption o, const std::string& what) {
   return Status::InvalidArgument(what + " applies to methods " + join_names(methods_taking(o)) + " only");
 }
 
+std::string to_lower(std::string s) {
+  for (char& c : s) c = char(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
 }  // namespace
+
+std::vector<std::string> gguf_type_names() { return internal::gguf_type_names(); }
 
 std::vector<std::string> quantize_methods() {
   std::vector<std::string> names;
@@ -74,6 +83,21 @@ Status QuantizeOptions::Validate() const {
     return only_for(MethodOption::kOutliers, "outlier_threshold");
   if (!(alpha >= 0.0 && alpha <= 1.0)) return Status::InvalidArgument("smoothquant alpha must be in [0, 1]");
   if (max_shard_bytes == 0) return Status::InvalidArgument("max_shard_bytes must be positive");
+  if (!gguf_type.empty()) {
+    bool known = false;
+    for (const std::string& n : gguf_type_names()) known |= n == to_lower(gguf_type);
+    if (!known)
+      return Status::InvalidArgument("unknown GGUF type '" + gguf_type + "' (expected one of " +
+                                     join_names(gguf_type_names()) + ")");
+    if (!m.Takes(MethodOption::kGgmlGrid)) return only_for(MethodOption::kGgmlGrid, "a GGUF type");
+    if (gptq.act_order && !gptq.static_groups)
+      return Status::InvalidArgument("act-order with a GGUF type needs static groups: ggml blocks have no group index");
+    if (int8_activations) return Status::InvalidArgument("int8 activations do not apply to a GGUF type");
+  }
+  for (const auto& [module, s] : module_specs) {
+    Status st = s.Validate();
+    if (!st.ok()) return st.WithContext("module_specs['" + module + "']");
+  }
   if (m.validate) LLMQ_RETURN_IF_ERROR(m.validate(*this));
   return Status::Ok();
 }

@@ -57,6 +57,11 @@ std::string QuantizeReport::ToJson() const {
   }
   j["int8_activations"] = int8_activations;
   j["unused_tensors"] = unused_tensors;
+  if (!gguf_type.empty()) {
+    j["gguf_type"] = gguf_type;
+    j["tensor_types"] = tensor_types;
+    j["gguf_fallbacks"] = gguf_fallbacks;
+  }
   j["kernel_isa"] = isa_name(active_isa());  // the ISA of the kernels this process runs (LLMQ_ISA can lower it)
   if (m != nullptr && m->report_json) m->report_json(*this, &j);
   nlohmann::ordered_json arr = nlohmann::ordered_json::array();

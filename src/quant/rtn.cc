@@ -11,6 +11,7 @@
 
 #include "llmq/float16.h"
 #include "llmq/quant.h"
+#include "quant/ggml_grid.h"
 
 namespace llmq {
 namespace {
@@ -47,12 +48,15 @@ GroupParams params_for_range(float lo, float hi, const QuantSpec& spec) {
 
 uint32_t rtn_quantize_value(float x, const GroupParams& p, const QuantSpec& spec) {
   const int maxq = (1 << spec.bits) - 1;
-  const int minq = (spec.symmetric && spec.bits == 8) ? 1 : 0;  // 8-bit symmetric grid is -127..127
-  const float q = round_half_even(x / p.scale) + float(p.zero);
+  // 8-bit symmetric grid is -127..127 (q8_0 blocks also store -128)
+  const int minq = (spec.symmetric && spec.bits == 8 && !spec.is_ggml()) ? 1 : 0;
+  if (p.scale == 0.0f) return uint32_t(std::clamp(p.zero, minq, maxq));  // a ggml block of zeros
+  const float q = round_half_even((p.min == 0.0f ? x : x + p.min) / p.scale) + float(p.zero);
   return uint32_t(std::clamp(q, float(minq), float(maxq)));
 }
 
 GroupParams rtn_group_params(const float* x, int64_t n, const QuantSpec& spec) {
+  if (spec.is_ggml()) return internal::ggml_float_params(spec, x, n);
   float lo = 0.0f, hi = 0.0f;
   if (n > 0) {
     lo = hi = x[0];
@@ -88,6 +92,7 @@ Result<QuantizedTensor> quantize_rtn(const float* w, int64_t rows, int64_t cols,
     if (!std::isfinite(w[i]))
       return Status::InvalidArgument("non-finite value " + std::to_string(w[i]) + " at row " +
                                      std::to_string(i / cols) + ", column " + std::to_string(i % cols));
+  if (spec.is_ggml()) return internal::quantize_rtn_ggml(w, rows, cols, spec);
   QuantizedTensor q = QuantizedTensor::Allocate(rows, cols, spec);
   const int64_t g = spec.group_cols(cols), ng = spec.num_groups(cols);
   std::vector<GroupParams> params(static_cast<size_t>(rows * ng));

@@ -35,7 +35,9 @@ Result<BlockResult> awq_block_step(BlockContext& ctx, bool gptq) {
   }));
   const auto t0 = Clock::now();
   LLMQ_ASSIGN_OR_RETURN(AwqBlock awq, awq_block(ctx.calib.model(), ctx.ckpt, ctx.layer, ctx.linears, inputs,
-                                                ctx.calib.seq_len(), options.spec, options.awq));
+                                                ctx.calib.seq_len(),
+                                                [&](const std::string& m) -> const QuantSpec& { return options.SpecFor(m); },
+                                                options.awq));
   const double search_seconds = seconds_since(t0) / double(ctx.linears.size());
   BlockResult out;
   std::map<const std::vector<float>*, std::shared_ptr<const std::vector<float>>> h_of_input;
@@ -53,12 +55,12 @@ Result<BlockResult> awq_block_step(BlockContext& ctx, bool gptq) {
     QuantizedTensor q;
     GptqResult g;
     if (gptq) {
-      auto r = gptq_quantize(w.data(), l.rows, l.cols, H.data(), options.spec, options.gptq);
+      auto r = gptq_quantize(w.data(), l.rows, l.cols, H.data(), options.SpecFor(l.module), options.gptq);
       if (!r.ok()) return r.status().WithContext(ctx.ckpt.folder() + ": " + l.module);
       g = std::move(*r);
       q = std::move(g.q);
     } else {
-      auto r = quantize_rtn(w.data(), l.rows, l.cols, options.spec);
+      auto r = quantize_rtn(w.data(), l.rows, l.cols, options.SpecFor(l.module));
       if (!r.ok()) return r.status().WithContext(ctx.ckpt.folder() + ": " + l.module);
       q = std::move(*r);
     }
@@ -100,7 +102,7 @@ void awq_report_json(const QuantizeReport& r, nlohmann::ordered_json* j) { (*j)[
 Method awq_method() {
   Method m;
   m.name = "awq";
-  m.takes = {MethodOption::kAwq};
+  m.takes = {MethodOption::kAwq, MethodOption::kGgmlGrid};
   m.defaults = awq_defaults;
   m.validate = awq_validate;
   m.config_json = awq_config_json;
@@ -113,7 +115,7 @@ Method awq_method() {
 Method awq_gptq_method() {
   Method m;
   m.name = "awq+gptq";
-  m.takes = {MethodOption::kAwq, MethodOption::kGptq};
+  m.takes = {MethodOption::kAwq, MethodOption::kGptq, MethodOption::kGgmlGrid};
   m.defaults = awq_defaults;
   m.validate = awq_validate;
   m.config_json = config_keys({awq_config_json, gptq_config_json});

@@ -81,7 +81,7 @@ HessianSource input_hessians() {
 
 LinearSolver gptq_solver() {
   return [](const float* w, const LinearInfo& l, const float* h, const QuantizeOptions& o, double*) {
-    return gptq_quantize(w, l.rows, l.cols, h, o.spec, o.gptq);
+    return gptq_quantize(w, l.rows, l.cols, h, o.SpecFor(l.module), o.gptq);
   };
 }
 
@@ -102,7 +102,7 @@ void gptq_report_json(const QuantizeReport& r, nlohmann::ordered_json* j) {
 Method gptq_method() {
   Method m;
   m.name = "gptq";
-  m.takes = {MethodOption::kGptq, MethodOption::kTrueSequential};
+  m.takes = {MethodOption::kGptq, MethodOption::kTrueSequential, MethodOption::kGgmlGrid};
   m.config_json = gptq_config_json;
   m.report_json = gptq_report_json;
   m.quantize_block = [](BlockContext& ctx) { return gptq_engine_block(ctx, input_hessians(), gptq_solver(), true); };
