@@ -433,31 +433,14 @@ TEST(GgufExport, RefusesWhatItCannotWrite) {
 
 // ---- llama.cpp itself (tests/llamacpp/llamacpp_client.cc) ----
 
-std::string missing_client() {
-#ifdef LLMQ_LLAMACPP_CLIENT
-  if (fs::exists(LLMQ_LLAMACPP_CLIENT)) return "";
-#endif
-  return "needs llama.cpp's libraries from npm (run: npm ci --omit=optional --ignore-scripts --prefix " +
-         std::string(LLMQ_SOURCE_DIR) + "/tests/oracle, then re-run cmake) to build tests/llamacpp/llamacpp_client";
-}
+std::string missing_client() { return test::missing_llamacpp_client(); }
 
 // Runs the client; its JSON output.
 nlohmann::json client(const std::string& args) {
-#ifdef LLMQ_LLAMACPP_CLIENT
-  const std::string cmd = std::string(LLMQ_LLAMACPP_CLIENT) + " " + args;
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  while (p != nullptr && std::fgets(buf, sizeof buf, p) != nullptr) out += buf;
-  const int rc = p != nullptr ? pclose(p) : -1;
-  EXPECT_EQ(rc, 0) << cmd;
+  const std::string out = test::run_llamacpp_client(args);
   auto j = nlohmann::json::parse(out, nullptr, false);
-  EXPECT_FALSE(j.is_discarded()) << cmd << ": " << out;
+  EXPECT_FALSE(j.is_discarded()) << args << ": " << out;
   return j;
-#else
-  (void)args;
-  return {};
-#endif
 }
 
 void write_ids(const std::string& path, const std::vector<int32_t>& ids) {

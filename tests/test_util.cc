@@ -323,4 +323,28 @@ void expect_matches_tokenizer_fixture(const Tokenizer& tok, const std::string& n
   }
 }
 
+std::string missing_llamacpp_client() {
+#ifdef LLMQ_LLAMACPP_CLIENT
+  if (std::filesystem::exists(LLMQ_LLAMACPP_CLIENT)) return "";
+#endif
+  return "needs llama.cpp's libraries from npm (run: npm install --omit=optional --ignore-scripts --prefix " +
+         std::string(LLMQ_SOURCE_DIR) + "/tests/oracle, then re-run cmake) to build tests/llamacpp/llamacpp_client";
+}
+
+std::string run_llamacpp_client(const std::string& args) {
+#ifdef LLMQ_LLAMACPP_CLIENT
+  const std::string cmd = std::string(LLMQ_LLAMACPP_CLIENT) + " " + args;
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  while (p != nullptr && std::fgets(buf, sizeof buf, p) != nullptr) out += buf;
+  const int rc = p != nullptr ? pclose(p) : -1;
+  EXPECT_EQ(rc, 0) << cmd;
+  return out;
+#else
+  ADD_FAILURE() << "the llama.cpp client was not built: " << args;
+  return "";
+#endif
+}
+
 }  // namespace llmq::test

@@ -27,6 +27,11 @@ bool require_external_inputs();
 // "" when shared_dir()/relative exists, else a message naming the missing file.
 std::string missing_shared(const std::string& relative);
 
+// "" when tests/llamacpp/llamacpp_client (llama.cpp from npm, docs/GGUF.md) was built, else what is missing.
+std::string missing_llamacpp_client();
+// Runs the client with `args`; its stdout (one JSON object). Fails the current test on a non-zero exit.
+std::string run_llamacpp_client(const std::string& args);
+
 // Skips the current test (or fails it under LLMQ_REQUIRE_SHARED=1) with `message` when it is not empty.
 #define LLMQ_SKIP_IF_MISSING(message)                                         \
   do {                                                                        \

@@ -12,6 +12,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -24,12 +25,12 @@ namespace fs = std::filesystem;
 
 std::string oracle_dir() { return std::string(LLMQ_SOURCE_DIR) + "/tests/oracle"; }
 
-// "" when node and the pinned npm package are installed (.ci/run: npm ci in tests/oracle).
+// "" when node and the pinned npm package are installed (.ci/run: npm install in tests/oracle).
 std::string missing_oracle() {
   if (std::system("node --version > /dev/null 2>&1") != 0)
     return "needs node (Debian package nodejs) for the tokenizers oracle";
   if (!fs::exists(oracle_dir() + "/node_modules/tokenizers/package.json"))
-    return "needs the npm package tokenizers in " + oracle_dir() + "/node_modules (run: npm ci --prefix " +
+    return "needs the npm package tokenizers in " + oracle_dir() + "/node_modules (run: npm install --omit=optional --ignore-scripts --prefix " +
            oracle_dir() + ")";
   return "";
 }
@@ -108,6 +109,66 @@ TEST_F(TokenizerOracle, Llama3SplitRegexIgnoreMerges) { ExpectSameIds("llama3");
 TEST_F(TokenizerOracle, RobertaProcessingPrefixSpaceMissingBytes) { ExpectSameIds("roberta"); }
 TEST_F(TokenizerOracle, Llama2LegacyNormalizer) { ExpectSameIds("llama2_legacy"); }
 TEST_F(TokenizerOracle, Llama2MetaspaceFirst) { ExpectSameIds("llama2_metaspace"); }
+
+// GGUF export of byte-level BPE models (docs/GGUF.md): a Qwen2 folder (q/k/v biases, llama.cpp arch
+// qwen2, pre-tokenizer "qwen2") and Llama folders with Llama-3-style and GPT-2-style tokenizer.json
+// (arch llama, "llama-bpe" / "gpt-2"), each with the library's tokenizer.json and random weights:
+// llama.cpp's ids of every oracle text equal the library's, and its perplexity equals llmq's.
+TEST_F(TokenizerOracle, GgufExportOfByteLevelBpeModelsRunsInLlamaCpp) {
+  LLMQ_SKIP_IF_MISSING(test::missing_llamacpp_client());
+  for (const auto& [flavour, arch] : std::vector<std::pair<std::string, std::string>>{
+           {"qwen2", "Qwen2ForCausalLM"}, {"llama3", "LlamaForCausalLM"}, {"gpt2", "LlamaForCausalLM"}}) {
+    SCOPED_TRACE(flavour);
+    auto tok = Tokenizer::Open(file(flavour));
+    ASSERT_TRUE(tok.ok()) << tok.status().ToString();
+    test::TempDir d;
+    test::SyntheticModel sm;
+    sm.architecture = arch;
+    sm.vocab = int((*tok)->vocab_size());
+    sm.dtype = DType::kF32;
+    test::write_synthetic_model(d.file("m"), sm);
+    for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
+      if (fs::exists(file(flavour + "/" + f))) fs::copy_file(file(flavour + "/" + f), d.file("m/") + f);
+    auto e = export_gguf(d.file("m"), d.file("m.gguf"));
+    ASSERT_TRUE(e.ok()) << e.status().ToString();
+    EXPECT_EQ(e->architecture, arch == "Qwen2ForCausalLM" ? "qwen2" : "llama");
+    int checked = 0, differ = 0;
+    for (const auto& ex : expected_[flavour]) {
+      const std::string text = ex["text"].get<std::string>();
+      test::write_bytes(d.file("t.txt"), text);
+      test::run_llamacpp_client("tokenize " + d.file("m.gguf") + " " + d.file("t.txt") + " " + d.file("ids.bin") +
+                                " special");
+      const std::string b = test::read_bytes(d.file("ids.bin"));
+      std::vector<int32_t> got(b.size() / 4);
+      std::memcpy(got.data(), b.data(), got.size() * 4);
+      const auto want = ex["ids_with_special"].get<std::vector<int32_t>>();
+      ++checked;
+      // GPT-2 flavour: its user-added "Lily" (single_word) and "->" (rstrip) have flags GGUF cannot
+      // hold; export warns, and only texts holding them may differ.
+      const bool flagged = flavour == "gpt2" && (text.find("Lily") != std::string::npos || text.find("->") != std::string::npos);
+      if (got != want) {
+        ++differ;
+        if (!flagged) ADD_FAILURE() << "llama.cpp's ids differ for " << (text.size() > 60 ? text.substr(0, 60) + "..." : text);
+      }
+    }
+    EXPECT_GT(checked, 30);
+    if (flavour == "gpt2") {
+      ASSERT_EQ(e->warnings.size(), 1u);
+      EXPECT_NE(e->warnings[0].find("Lily (single_word), -> (rstrip)"), std::string::npos) << e->warnings[0];
+      EXPECT_LE(differ, 4);
+    } else {
+      EXPECT_TRUE(e->warnings.empty());
+      EXPECT_EQ(differ, 0);
+    }
+    // Perplexity of the random model on the same ids through both.
+    auto ids = (*tok)->EncodeWithSpecialTokens(test::read_bytes(test::embedded_path("tinystories-valid-200k.txt")).substr(0, 6000));
+    ASSERT_TRUE(ids.ok());
+    test::write_bytes(d.file("ids.bin"), std::string(reinterpret_cast<const char*>(ids->data()), ids->size() * 4));
+    const auto j = nlohmann::json::parse(test::run_llamacpp_client("ppl " + d.file("m.gguf") + " " + d.file("ids.bin") + " 64 8"));
+    const double ours = test::perplexity_of(d.file("m"), *ids, 64, 8);
+    EXPECT_NEAR(j.value("perplexity", 0.0) / ours, 1.0, 1e-3) << "llama.cpp " << j.value("perplexity", 0.0) << " llmq " << ours;
+  }
+}
 
 // The user story of the issue: an OPT folder (pre-LN, ReLU, biases, learned positions, tied head)
 // with the library's byte-level tokenizer.json is evaluated with </s> in front and quantized with

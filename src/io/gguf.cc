@@ -155,6 +155,9 @@ uint64_t GgufWriter::FileBytes() const {
 }
 
 Status GgufWriter::Write(const std::string& path) const {
+  std::set<std::string> keys;
+  for (const auto& kv : kv_)
+    if (!keys.insert(kv.first).second) return Status::Internal("GGUF key '" + kv.first + "' set twice");
   const std::string header = Header();
   static const char zeros[kAlignment] = {};
   std::vector<Chunk> chunks = {{header.data(), header.size()}};

@@ -19,6 +19,7 @@
 #include "llmq/rtn.h"
 #include "quant/ggml_blocks.h"
 #include "quant/ggml_plan.h"
+#include "text/hf_tokenizer.h"
 #include "text/spm_vocab.h"
 
 namespace llmq {
@@ -175,7 +176,7 @@ class Exporter {
 
   Status Metadata() {
     const ModelConfig& c = ckpt_->config();
-    const std::string a = "llama";
+    const std::string& a = arch_;
     w_.SetString("general.architecture", a);
     w_.SetString("general.name", opt_.name.empty() ? fs::path(ckpt_->folder()).filename().string() : opt_.name);
     w_.SetU32("general.file_type", uint32_t(file_type_));
@@ -225,26 +226,31 @@ class Exporter {
     return Add("rope_freqs.weight", {c.head_dim / 2}, kGgmlF32, f32_bytes(factors));
   }
 
+  // Embeddings beyond the vocabulary get unused placeholder tokens (as llama.cpp's converter).
+  Status PadVocab(const std::string& file, std::vector<std::string>* tokens, std::vector<int32_t>* types,
+                  std::vector<float>* scores) {
+    const int64_t n = ckpt_->config().vocab_size;
+    if (int64_t(tokens->size()) > n)
+      return Status::InvalidArgument(file + ": " + std::to_string(tokens->size()) + " tokens but the model has " +
+                                     std::to_string(n) + " embeddings");
+    for (int64_t i = int64_t(tokens->size()); i < n; ++i) {
+      tokens->push_back("[PAD" + std::to_string(i) + "]");
+      types->push_back(5);
+      if (scores) scores->push_back(-1000.0f);
+    }
+    return Status::Ok();
+  }
+
   Status Tokenizer() {
     const std::string folder = ckpt_->folder();
     const std::string model = (fs::path(folder) / "tokenizer.model").string();
-    if (!fs::exists(model))
-      return Status::NotSupported(folder + ": has no tokenizer.model; GGUF export of Hugging Face tokenizer.json "
-                                           "(byte-level BPE, llama.cpp's gpt2 vocab) is not implemented yet");
+    if (!fs::exists(model)) return BpeTokenizer((fs::path(folder) / "tokenizer.json").string());
     LLMQ_ASSIGN_OR_RETURN(internal::SpmVocab v, internal::read_spm_vocab(model));
     if (v.removes_extra_whitespace)  // SentencePiece's training default; llama.cpp has no such option
       report_.warnings.push_back(model + ": the SentencePiece normalizer collapses runs of spaces and trims the text; "
                                          "llama.cpp does not, so text with repeated, leading or trailing spaces "
                                          "tokenizes differently there");
-    const int64_t n = ckpt_->config().vocab_size;
-    if (int64_t(v.pieces.size()) > n)
-      return Status::InvalidArgument(model + ": " + std::to_string(v.pieces.size()) + " pieces but the model has " +
-                                     std::to_string(n) + " embeddings");
-    for (int64_t i = int64_t(v.pieces.size()); i < n; ++i) {  // embeddings beyond the vocabulary
-      v.pieces.push_back("[PAD" + std::to_string(i) + "]");
-      v.scores.push_back(-1000.0f);
-      v.types.push_back(5);
-    }
+    LLMQ_RETURN_IF_ERROR(PadVocab(model, &v.pieces, &v.types, &v.scores));
     bool add_bos = true, add_eos = false;
     if (auto cfg = internal::read_text_file((fs::path(folder) / "tokenizer_config.json").string()); cfg.ok()) {
       const auto j = nlohmann::json::parse(*cfg, nullptr, false);
@@ -268,6 +274,35 @@ class Exporter {
     return Status::Ok();
   }
 
+  // A Hugging Face byte-level BPE tokenizer.json as llama.cpp's "gpt2" vocabulary: tokens, types,
+  // merges, and the pre-tokenizer by the name llama.cpp knows its regex under.
+  Status BpeTokenizer(const std::string& path) {
+    if (!fs::exists(path))
+      return Status::NotFound(ckpt_->folder() + ": no tokenizer.model or tokenizer.json to write the vocabulary from");
+    LLMQ_ASSIGN_OR_RETURN(internal::HfBpeVocab v, internal::read_hf_bpe_vocab(path));
+    if (v.prefix.size() > 1 || v.suffix.size() > 1)
+      return Status::NotSupported(path + ": the post-processor adds more than one token before or after a sequence, "
+                                         "which llama.cpp's add_bos/add_eos cannot express");
+    LLMQ_RETURN_IF_ERROR(PadVocab(path, &v.tokens, &v.types, nullptr));
+    if (!v.flagged_added_tokens.empty()) {
+      std::string list;
+      for (const std::string& t : v.flagged_added_tokens) list += (list.empty() ? "" : ", ") + t;
+      report_.warnings.push_back(path + ": added tokens " + list + " carry matching flags GGUF cannot hold; "
+                                 "llama.cpp matches them plainly, so text where a flag matters tokenizes differently");
+    }
+    w_.SetString("tokenizer.ggml.model", "gpt2");
+    w_.SetString("tokenizer.ggml.pre", v.pre);
+    w_.SetStrings("tokenizer.ggml.tokens", v.tokens);
+    w_.SetI32s("tokenizer.ggml.token_type", v.types);
+    w_.SetStrings("tokenizer.ggml.merges", v.merges);
+    const int32_t bos = v.prefix.empty() ? v.bos : v.prefix[0], eos = v.suffix.empty() ? v.eos : v.suffix[0];
+    if (bos >= 0) w_.SetU32("tokenizer.ggml.bos_token_id", uint32_t(bos));
+    if (eos >= 0) w_.SetU32("tokenizer.ggml.eos_token_id", uint32_t(eos));
+    w_.SetBool("tokenizer.ggml.add_bos_token", !v.prefix.empty());
+    w_.SetBool("tokenizer.ggml.add_eos_token", !v.suffix.empty());
+    return Status::Ok();
+  }
+
   Status Tensors() {
     const ModelConfig& c = ckpt_->config();
     const std::string& base = ckpt_->base_prefix();
@@ -280,11 +315,14 @@ class Exporter {
                                   blk + "attn_norm.weight", c.hidden_size));
       for (const LinearInfo& l : linears) {
         if (l.layer != layer) continue;
-        const int64_t heads = l.role == LinearRole::kQ ? c.num_heads : l.role == LinearRole::kK ? c.num_kv_heads : 0;
+        // llama's RoPE pairs (2i, 2i+1): q/k rows permuted; qwen2 rotates halves as Hugging Face does.
+        const int64_t heads = arch_ != "llama"            ? 0
+                              : l.role == LinearRole::kQ ? c.num_heads
+                              : l.role == LinearRole::kK ? c.num_kv_heads
+                                                         : 0;
         LLMQ_RETURN_IF_ERROR(Matrix(l.module, blk + gguf_linear_name(l.role) + ".weight", l.rows, l.cols, heads));
-        if (l.has_bias)
-          return Status::NotSupported(ckpt_->folder() + ": '" + l.module + ".bias': linear biases (Qwen2) are not "
-                                                        "exported yet (llama.cpp arch qwen2)");
+        if (l.has_bias)  // Qwen2's q/k/v biases (only those: checked in Run)
+          LLMQ_RETURN_IF_ERROR(Vector(l.module + ".bias", blk + gguf_linear_name(l.role) + ".bias", l.rows));
       }
       LLMQ_RETURN_IF_ERROR(Vector(internal::block_norm(c, base, layer, internal::BlockNorm::kMlp) + ".weight",
                                   blk + "ffn_norm.weight", c.hidden_size));
@@ -299,10 +337,13 @@ class Exporter {
     const ModelConfig& c = ckpt_->config();
     if (c.family != ModelFamily::kLlama)
       return Status::NotSupported(ckpt_->folder() + ": " + c.architecture +
-                                  " has no llama.cpp architecture llmq can write (GGUF export covers Llama and Mistral)");
-    if (c.architecture == "Qwen2ForCausalLM" || c.attention_bias || c.mlp_bias)
-      return Status::NotSupported(ckpt_->folder() + ": " + c.architecture +
-                                  " (llama.cpp arch qwen2, linear biases) is not exported yet");
+                                  " has no llama.cpp architecture llmq can write (GGUF export covers Llama, Mistral and "
+                                  "Qwen2)");
+    arch_ = c.architecture == "Qwen2ForCausalLM" ? "qwen2" : "llama";
+    if (c.mlp_bias || c.o_bias || (c.attention_bias && arch_ != "qwen2"))
+      return Status::NotSupported(ckpt_->folder() + ": " + c.architecture + " with " +
+                                  (c.mlp_bias ? "MLP" : c.o_bias ? "output projection" : "q/k/v") +
+                                  " biases has no llama.cpp architecture llmq can write");
     LLMQ_RETURN_IF_ERROR(Plan());
     LLMQ_RETURN_IF_ERROR(Metadata());
     LLMQ_RETURN_IF_ERROR(Tokenizer());
@@ -310,7 +351,7 @@ class Exporter {
     LLMQ_RETURN_IF_ERROR(w_.Write(output));
     report_.output = output;
     report_.bytes = w_.FileBytes();
-    report_.architecture = "llama";
+    report_.architecture = arch_;
     report_.type = type_;
     return report_;
   }
@@ -319,6 +360,7 @@ class Exporter {
   std::shared_ptr<const Checkpoint> ckpt_;
   GgufExportOptions opt_;
   bool copy_blocks_ = false;
+  std::string arch_ = "llama";  // llama.cpp's architecture name
   std::string type_;
   int file_type_ = 0;
   std::optional<internal::GgmlPlan> plan_;

@@ -174,6 +174,7 @@ class HfBpeTokenizer : public Tokenizer {
   Result<std::vector<int32_t>> Encode(const std::string& text) const override;
   Result<std::string> Decode(const std::vector<int32_t>& ids) const override;
   std::string TokenText(int32_t id) const override;
+  Result<HfBpeVocab> GgmlVocab() const;
   int32_t bos_id() const override { return bos_; }
   int32_t eos_id() const override { return eos_; }
   int64_t vocab_size() const override { return int64_t(id_to_token_.size()); }
@@ -646,6 +647,54 @@ std::vector<std::string> split_pretokens_for_test(const std::string& text, const
     pos = end;
   }
   return out;
+}
+
+Result<HfBpeVocab> HfBpeTokenizer::GgmlVocab() const {
+  auto refuse = [&](const std::string& why) {
+    return Status::NotSupported(path_ + ": " + why + ", which llama.cpp's byte-level BPE (gpt2 vocab) cannot reproduce");
+  };
+  if (!byte_level_) return refuse("not a byte-level BPE (SentencePiece-style tokenizer.json)");
+  if (byte_fallback_) return refuse("byte_fallback");
+  for (const NormStep& n : norm_)
+    if (n.kind != NormStep::kIdentity) return refuse("a Prepend/Replace normalizer");
+  HfBpeVocab v;
+  int splits = 0;
+  SplitRegex re = SplitRegex::kGpt2;
+  for (const PreStep& p : pre_) {
+    if (p.kind == PreStep::kMetaspace) return refuse("a Metaspace pre-tokenizer");
+    if (p.kind == PreStep::kSplit) {
+      ++splits;
+      re = p.regex;
+    } else if (p.add_prefix_space) {
+      return refuse("ByteLevel add_prefix_space");
+    }
+  }
+  if (splits > 1) return refuse("more than one Split pre-tokenizer");
+  v.pre = re == SplitRegex::kLlama3 ? "llama-bpe" : re == SplitRegex::kQwen2 ? "qwen2" : "gpt-2";
+  if (ignore_merges_ != (re == SplitRegex::kLlama3)) return refuse("ignore_merges without Llama-3's regex (or the reverse)");
+  v.tokens = id_to_token_;
+  v.types.assign(v.tokens.size(), 1);
+  for (const AddedToken& a : added_) {
+    v.types[size_t(a.id)] = special_[size_t(a.id)] ? 3 : 4;
+    if (a.lstrip || a.rstrip || a.single_word)
+      v.flagged_added_tokens.push_back(id_to_token_[size_t(a.id)] + " (" +
+                                       (a.single_word ? "single_word" : a.lstrip ? "lstrip" : "rstrip") + ")");
+  }
+  for (size_t id = 0; id < v.tokens.size(); ++id)
+    if (v.tokens[id].empty()) v.types[id] = 5;  // a hole in the ids
+  v.merges.resize(merge_rank_.size());
+  for (const auto& [m, rank] : merge_rank_) v.merges[size_t(rank)] = m;
+  v.prefix = prefix_;
+  v.suffix = suffix_;
+  v.bos = bos_;
+  v.eos = eos_;
+  return v;
+}
+
+Result<HfBpeVocab> read_hf_bpe_vocab(const std::string& path) {
+  HfBpeTokenizer t;
+  LLMQ_RETURN_IF_ERROR(t.Load(path, std::filesystem::path(path).parent_path().string()));
+  return t.GgmlVocab();
 }
 
 Result<std::unique_ptr<Tokenizer>> open_hf_tokenizer(const std::string& path) {

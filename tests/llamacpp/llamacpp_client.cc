@@ -1,14 +1,15 @@
 // A real llama.cpp as the judge of llmq's GGUF files (docs/GGUF.md): this program links the
 // prebuilt libllama/libggml of the npm package @node-llama-cpp/linux-x64 (v0.5.0, headers from the
 // matching source bundle of node-llama-cpp) and is built only when they are installed
-// (npm ci --prefix tests/oracle). Every command prints one JSON object on stdout.
+// (npm install --omit=optional --ignore-scripts --prefix tests/oracle). Every command prints one JSON object on stdout.
 //
 //   llamacpp_client ppl <model.gguf> <ids.bin> <seq-len> [max-chunks]
 //       perplexity with llmq's protocol: the int32 ids (BOS already in front) cut into
 //       consecutive windows of seq-len tokens, each run from position 0 with an empty KV cache,
 //       scored on its tokens 2..N.
-//   llamacpp_client tokenize <model.gguf> <text-file> <out-ids.bin>
-//       llama.cpp's ids of the file (with the BOS llama.cpp adds), written as int32.
+//   llamacpp_client tokenize <model.gguf> <text-file> <out-ids.bin> [special]
+//       llama.cpp's ids of the file (with the BOS llama.cpp adds), written as int32; with "special"
+//       special tokens spelled in the text are matched (as Hugging Face tokenizers match added tokens).
 //   llamacpp_client quantize <in.gguf> <out.gguf> <ftype-id>
 //       llama.cpp's own quantizer (llama_model_quantize), no importance matrix.
 //   llamacpp_client dequant <model.gguf> <tensor-name> <out.f32>
@@ -102,7 +103,7 @@ int perplexity(const std::string& model_path, const std::string& ids_path, int s
   return 0;
 }
 
-int tokenize(const std::string& model_path, const std::string& text_path, const std::string& out_path) {
+int tokenize(const std::string& model_path, const std::string& text_path, const std::string& out_path, bool special) {
   llama_model_params mp = llama_model_default_params();
   mp.vocab_only = true;
   mp.progress_callback = no_progress;
@@ -112,7 +113,7 @@ int tokenize(const std::string& model_path, const std::string& text_path, const 
   const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   const llama_vocab* vocab = llama_model_get_vocab(model);
   std::vector<llama_token> ids(text.size() + 16);
-  const int n = llama_tokenize(vocab, text.data(), int32_t(text.size()), ids.data(), int32_t(ids.size()), true, false);
+  const int n = llama_tokenize(vocab, text.data(), int32_t(text.size()), ids.data(), int32_t(ids.size()), true, special);
   if (n < 0) return fail("llama_tokenize failed");
   ids.resize(size_t(n));
   std::ofstream out(out_path, std::ios::binary);
@@ -163,7 +164,8 @@ int main(int argc, char** argv) {
   const std::string cmd = argv[1];
   if (cmd == "ppl" && (argc == 5 || argc == 6))
     return perplexity(argv[2], argv[3], std::atoi(argv[4]), argc == 6 ? std::atol(argv[5]) : 0);
-  if (cmd == "tokenize" && argc == 5) return tokenize(argv[2], argv[3], argv[4]);
+  if (cmd == "tokenize" && (argc == 5 || argc == 6))
+    return tokenize(argv[2], argv[3], argv[4], argc == 6 && std::string(argv[5]) == "special");
   if (cmd == "quantize" && argc == 5) return quantize(argv[2], argv[3], std::atoi(argv[4]));
   if (cmd == "dequant" && argc == 5) return dequant(argv[2], argv[3], argv[4]);
   return fail("bad arguments (see the comment at the top of tests/llamacpp/llamacpp_client.cc)");
