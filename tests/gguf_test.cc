@@ -450,7 +450,7 @@ void write_ids(const std::string& path, const std::vector<int32_t>& ids) {
 std::vector<int32_t> read_ids(const std::string& path) {
   const std::string b = test::read_bytes(path);
   std::vector<int32_t> ids(b.size() / 4);
-  std::memcpy(ids.data(), b.data(), ids.size() * 4);
+  if (!ids.empty()) std::memcpy(ids.data(), b.data(), ids.size() * 4);
   return ids;
 }
 

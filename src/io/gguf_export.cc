@@ -46,7 +46,7 @@ std::vector<uint8_t> permute_rows(const std::vector<uint8_t>& data, int64_t rows
 
 std::vector<uint8_t> f32_bytes(const std::vector<float>& v) {
   std::vector<uint8_t> b(v.size() * 4);
-  std::memcpy(b.data(), v.data(), b.size());
+  if (!b.empty()) std::memcpy(b.data(), v.data(), b.size());
   return b;
 }
 

@@ -14,13 +14,13 @@
 namespace llmq::internal {
 
 // The float (scale, min) of one group of n values on the type's code grid minimizing the squared
-// error, each element's weighted by wt[i] when wt is given (no fp16 or second-level rounding): the
-// search rtn_group_params runs for ggml specs.
+// error, each element's weighted by wt[i] (no wt: rms(x) + |x_i|, llama.cpp's reference weighting);
+// no fp16 or second-level rounding: the search rtn_group_params runs for ggml specs.
 GroupParams ggml_float_params(const QuantSpec& spec, const float* x, int64_t n, const float* wt = nullptr);
 
 // K-quants: decides super-block sb of row r from its 256 current values x and stores (d, dmin).
-// wt (optional): per-column error weights, e.g. GPTQ's Hessian diagonal (how much each input
-// column's error costs at the output, as llama.cpp's importance matrix).
+// wt: per-column error weights (nullptr: rms(x) + |x_i| per group). GPTQ passes nullptr: weighting
+// by its Hessian diagonal instead (llama.cpp's importance matrix) measured no better (docs/GGUF.md).
 void ggml_choose_super(QuantizedTensor* q, int64_t r, int64_t sb, const float* x, const float* wt);
 // Decides group g of row r from its current values x (for K-quants on the stored (d, dmin) of its
 // super-block), stores scale/min (and codes of the scale/min), returns the parameters to quantize with.

@@ -138,8 +138,8 @@ Result<GptqResult> gptq_quantize(const float* w, int64_t rows, int64_t cols, con
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t k = 0; k < ng; ++k) {
-        // Unweighted: weighting each column's error by H_jj (as llama.cpp's importance matrix) was
-        // measured no better under GPTQ's error feedback (stories5M, 3 seeds; docs/GGUF.md).
+        // Magnitude-weighted search (nullptr); weighting each column's error by H_jj (as llama.cpp's
+        // importance matrix) measured no better under GPTQ's error feedback (stories5M, 3 seeds).
         const float* x = Wr.data() + r * cols + k * g;
         if (k_quant && (k * g) % 256 == 0) internal::ggml_choose_super(&grid_q, r, k * g / 256, x, nullptr);
         static_params[size_t(k * rows + r)] = internal::ggml_choose_group(&grid_q, r, k, x, nullptr);
