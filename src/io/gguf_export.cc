@@ -155,10 +155,8 @@ class Exporter {
         type = kGgmlF16;
       }
     }
-    if (copy_blocks_ && ckpt_->quantization() != nullptr) {
-      // The folder's own fallbacks (report of quantize --gguf-type): f16 for float tensors.
-      if (!ckpt_->is_quantized_module(module)) report_.fallbacks[gguf] = "-> f16";
-    }
+    // A --gguf-type folder's float tensors are its fallbacks (written f16, as llama.cpp's).
+    if (copy_blocks_ && !ckpt_->is_quantized_module(module)) report_.fallbacks[gguf] = "-> f16";
     if (heads > 0) data = permute_rows(data, rows, heads);
     return Add(gguf, {cols, rows}, type, std::move(data));
   }
