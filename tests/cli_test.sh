@@ -86,6 +86,29 @@ check export-own-layout 2 "--gguf-type" -- "$llmq" export gguf "$work/own" "$wor
 [ ! -e "$work/own.gguf" ] || { echo "FAIL export-own-layout: a file was written"; fails=$((fails+1)); }
 check export-help 0 "Usage: llmq export gguf" -- "$llmq" export --help
 check export-bad-format 2 "export gguf" -- "$llmq" export onnx "$model" "$work/x"
+# Hugging Face formats (docs/HF_FORMATS.md): export as compressed-tensors / GPTQ / AWQ, read them back.
+check quantize-w4asym 0 "" -- "$llmq" quantize --bits 4 --group-size 32 --asym "$model" "$work/w4"
+check export-hf-ct 0 "" -- "$llmq" export hf "$work/w4" "$work/ct" --format compressed-tensors --json
+json_ok output format checkpoint_format bits group_size files bytes
+json_values "import os
+assert d['format'] == 'compressed-tensors' and d['checkpoint_format'] == 'pack-quantized' and d['bits'] == 4 and d['group_size'] == 32
+assert 'model.safetensors' in d['files'] and d['bytes'] == sum(os.path.getsize('$work/ct/' + f) for f in d['files'])
+import json as J; q = J.load(open('$work/ct/config.json'))['quantization_config']
+assert q['quant_method'] == 'compressed-tensors' and q['config_groups']['group_0']['weights']['symmetric'] is False"
+check inspect-hf-ct 0 "" -- "$llmq" inspect --json "$work/ct"
+json_values "assert d['format'] == 'compressed-tensors' and d['quantized_modules'] == 35"
+check ppl-llmq-w4 0 "" -- "$llmq" eval ppl "$work/w4" --data "$valid" --seq-len 64 --max-chunks 3 --json
+ppl_llmq=$(python3 -c "import json; print(json.load(open('$work/out'))['perplexity'])")
+check ppl-hf-ct 0 "" -- "$llmq" eval ppl "$work/ct" --data "$valid" --seq-len 64 --max-chunks 3 --json
+json_values "assert d['perplexity'] == $ppl_llmq, (d['perplexity'], $ppl_llmq)"
+check generate-hf-ct 0 "" -- "$llmq" generate "$work/ct" --prompt "Once" -n 8 --json
+check export-hf-gptq-shape 1 "multiples of 32" -- "$llmq" export hf "$work/w4" "$work/gptq" --format gptq
+[ ! -e "$work/gptq" ] || { echo "FAIL export-hf-gptq-shape: a folder was written"; fails=$((fails+1)); }
+check export-hf-no-format 2 "--format is required" -- "$llmq" export hf "$work/w4" "$work/x"
+check export-hf-float 1 "not quantized" -- "$llmq" export hf "$model" "$work/x" --format gptq
+check export-hf-help 0 "Usage: llmq export hf" -- "$llmq" export hf --help
+check export-hf-exists 1 "--overwrite" -- "$llmq" export hf "$work/w4" "$work/ct" --format compressed-tensors
+check quantize-imported 1 "already quantized" -- "$llmq" quantize "$work/ct" "$work/x"
 check quantize-gguf-bad 2 "expected one of" -- "$llmq" quantize --gguf-type q9_0 "$model" "$work/x"
 check quantize-gguf-bits 2 "does not apply with --gguf-type" -- "$llmq" quantize --gguf-type q4_0 --bits 4 "$model" "$work/x"
 check quantize-gguf-method 2 "applies to --method" -- "$llmq" quantize --method adpq --gguf-type q4_0 "$model" "$work/x"
@@ -202,6 +225,22 @@ json_ok perplexity seq_len
 # Greedy decoding reproduces the reference continuation of ../shared/DATA.md (stories5M-hf, check (c):
 # the training code and an independent forward pass, 100 tokens from BOS + "Once upon a time").
 if [ -n "$shared" ] && [ -f "$shared/models/stories5M-hf/config.json" ]; then
+  # GPTQ (v1 and v2) and AWQ exports of stories5M (its 288/768 features fit their int32 words).
+  check quantize-5m-w4 0 "" -- "$llmq" quantize --bits 4 --group-size 32 "$shared/models/stories5M-hf" "$work/5m-w4"
+  check ppl-5m-w4 0 "" -- "$llmq" eval ppl "$work/5m-w4" --data "$valid" --seq-len 128 --max-chunks 2 --json
+  ppl_5m=$(python3 -c "import json; print(json.load(open('$work/out'))['perplexity'])")
+  for f in "gptq --checkpoint-format gptq" "gptq --checkpoint-format gptq_v2" "awq"; do
+    name=$(echo "$f" | tr ' ' '_')
+    check "export-hf-$name" 0 "" -- "$llmq" export hf "$work/5m-w4" "$work/5m-$name" --format $f --json
+    json_ok output format checkpoint_format bits group_size files bytes
+    check "ppl-hf-$name" 0 "" -- "$llmq" eval ppl "$work/5m-$name" --data "$valid" --seq-len 128 --max-chunks 2 --json
+    json_values "assert d['perplexity'] == $ppl_5m, (d['perplexity'], $ppl_5m)"
+  done
+  python3 -c "import json; q = json.load(open('$work/5m-gptq_--checkpoint-format_gptq/quantize_config.json'))
+assert q['checkpoint_format'] == 'gptq' and q['bits'] == 4 and q['group_size'] == 32 and q['sym'] is True and q['desc_act'] is False" \
+    || { echo "FAIL: quantize_config.json"; fails=$((fails+1)); }
+  check export-gguf-from-gptq 0 "" -- "$llmq" export gguf "$work/5m-gptq_--checkpoint-format_gptq" "$work/5m.gguf" --json
+  json_values "assert d['type'] == 'q4_0' and d['tensor_types']['blk.0.ffn_down.weight'] == 'q4_0'"
   check generate-reference 0 "" -- "$llmq" generate "$shared/models/stories5M-hf" --prompt "Once upon a time" -n 96 --json
   python3 - "$work/out" <<'PY' || { echo "FAIL generate: greedy ids differ from the reference continuation"; fails=$((fails+1)); }
 import json, sys

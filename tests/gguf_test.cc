@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "io/gguf.h"
+#include "llmq/hf_export.h"
 #include "quant/ggml_blocks.h"
 #include "quant/ggml_grid.h"
 #include "quant/ggml_plan.h"
@@ -392,9 +393,9 @@ TEST(GgufExport, LosslessRepackOfAGgufFolder) {
 
 TEST(GgufExport, RefusesWhatItCannotWrite) {
   test::TempDir dir;
-  // llmq's own layout: never silently re-quantized.
+  // llmq's own layout outside q4_0/q8_0's (groups of 128): never silently re-quantized.
   QuantizeOptions o = *QuantizeOptions::ForMethod("rtn");
-  o.spec.group_size = 32;
+  o.spec.group_size = 128;
   ASSERT_TRUE(quantize_checkpoint(test::stories260k(), dir.file("own"), o).ok());
   auto r = export_gguf(dir.file("own"), dir.file("own.gguf"));
   ASSERT_FALSE(r.ok());
@@ -545,6 +546,61 @@ TEST(LlamaCpp, RealModelPerplexityOfExportsEqualsLlmqs) {
     EXPECT_NEAR(theirs / ours, 1.0, 0.005) << "llama.cpp " << theirs << " llmq " << ours;
     EXPECT_GT(ours, fp * 0.99);
   }
+}
+
+// A GPTQ checkpoint (here: llmq's GPTQ w4 g32 sym and RTN w8 g32, written in the GPTQ layout)
+// holds exactly q4_0 / q8_0 blocks: export gguf writes them without re-rounding, and llama.cpp
+// computes what llmq computes from the GPTQ folder.
+TEST(LlamaCpp, RealModelGptqCheckpointsExportAsQ4_0AndQ8_0) {
+  LLMQ_SKIP_IF_MISSING(missing_client());
+  LLMQ_NEED_SHARED("models/stories5M-hf/config.json");
+  const std::string model = test::shared_path("models/stories5M-hf");
+  const std::vector<int32_t> ids = test::tinystories_eval_ids(model, 40000);
+  const int64_t seq = 256, chunks = 12;
+  test::TempDir dir;
+  write_ids(dir.file("ids.bin"), ids);
+  for (const auto& [method, bits] : std::vector<std::pair<std::string, int>>{{"gptq", 4}, {"rtn", 8}}) {
+    SCOPED_TRACE(method + " w" + std::to_string(bits));
+    QuantizeOptions o = *QuantizeOptions::ForMethod(method);
+    o.spec = test::quant_spec(bits, 32, true);
+    if (method == "gptq") {
+      o.calibration.data = test::embedded_calibration_text();
+      o.calibration.nsamples = 16;
+      o.calibration.seq_len = 128;
+    }
+    const std::string llmq_dir = dir.file(method + "-llmq"), gptq_dir = dir.file(method + "-gptq");
+    const std::string gguf = dir.file(method + ".gguf");
+    ASSERT_TRUE(quantize_checkpoint(model, llmq_dir, o).ok());
+    HfExportOptions h;
+    h.format = "gptq";
+    ASSERT_TRUE(export_hf(llmq_dir, gptq_dir, h).ok());
+    auto e = export_gguf(gptq_dir, gguf);
+    ASSERT_TRUE(e.ok()) << e.status().ToString();
+    const std::string want = bits == 4 ? "q4_0" : "q8_0";
+    EXPECT_EQ(e->type, want);
+    EXPECT_EQ(e->tensor_types.at("blk.0.ffn_down.weight"), want);
+    // The blocks dequantize (ggml's formulas) to llmq's weights, bit for bit.
+    auto ck = Checkpoint::Open(gptq_dir);
+    ASSERT_TRUE(ck.ok());
+    auto q = (*ck)->get_quantized("model.layers.1.mlp.down_proj");
+    ASSERT_TRUE(q.ok());
+    const std::vector<float> w = dequantize(*q);
+    auto g = read_gguf_tensor_f32(gguf, "blk.1.ffn_down.weight");
+    ASSERT_TRUE(g.ok()) << g.status().ToString();
+    ASSERT_EQ(g->size(), w.size());
+    EXPECT_EQ(std::memcmp(g->data(), w.data(), w.size() * sizeof(float)), 0);
+    const double ours = test::perplexity_of(gptq_dir, ids, seq, chunks);
+    const double theirs = client("ppl " + gguf + " " + dir.file("ids.bin") + " " + std::to_string(seq) + " " +
+                                 std::to_string(chunks)).value("perplexity", 0.0);
+    EXPECT_NEAR(theirs / ours, 1.0, 0.005) << "llama.cpp " << theirs << " llmq " << ours;
+  }
+  // Zero points (asym GPTQ) have no exact block type: refused, not re-rounded.
+  QuantizeOptions o = *QuantizeOptions::ForMethod("rtn");
+  o.spec = test::quant_spec(4, 32, false);
+  ASSERT_TRUE(quantize_checkpoint(model, dir.file("asym"), o).ok());
+  auto r = export_gguf(dir.file("asym"), dir.file("asym.gguf"));
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("exactly"), std::string::npos) << r.status().ToString();
 }
 
 // llama.cpp's tokenization of the evaluation text equals llmq's ids — once runs of spaces, which

@@ -94,6 +94,8 @@ int run_inspect(int argc, char** argv) {
   j["quantized"] = c.is_quantized();
   if (c.is_quantized()) {
     j["method"] = c.quantization()->method;
+    j["format"] = c.quantization()->format;  // "llmq", "gptq", "awq", "compressed-tensors"
+    j["checkpoint_format"] = c.quantization()->checkpoint_format;
     j["format_version"] = c.quantization()->format_version;
     j["quantized_modules"] = c.quantization()->modules.size();
     j["bits_per_weight"] = bpw;
@@ -114,8 +116,10 @@ int run_inspect(int argc, char** argv) {
   std::printf("parameters:    %lld (%zu decoder linears)\n", (long long)params, c.linears().size());
   std::printf("on disk:       %llu bytes in %zu file(s)\n", (unsigned long long)c.bytes_on_disk(), c.files().size());
   if (c.is_quantized())
-    std::printf("quantized:     %s (format %s), %zu modules, %.3f bits per weight\n", c.quantization()->method.c_str(),
-                c.quantization()->format_version.c_str(), c.quantization()->modules.size(), bpw);
+    std::printf("quantized:     %s (format %s %s), %zu modules, %.3f bits per weight\n", c.quantization()->method.c_str(),
+                c.quantization()->format.c_str(),
+                (c.quantization()->format == "llmq" ? c.quantization()->format_version : c.quantization()->checkpoint_format).c_str(),
+                c.quantization()->modules.size(), bpw);
   else
     std::printf("quantized:     no\n");
   std::printf("tensors:       %zu\n", tensors.size());

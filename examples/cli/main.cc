@@ -45,6 +45,7 @@ const char* kMainHelp =
     "  eval ppl <folder> --data F    perplexity of a float or quantized model on a text file\n"
     "  generate <folder> --prompt P  stream a continuation of a prompt\n"
     "  export gguf <folder> <file>   write a float folder or one quantized with --gguf-type as GGUF for llama.cpp\n"
+    "  export hf <folder> <out>      write a quantized folder as GPTQ, AWQ or compressed-tensors for GPU engines\n"
     "  bench kernels                 memory bandwidth and the quantized kernels against Eigen\n"
     "\n"
     "Options:\n"

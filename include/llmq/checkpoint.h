@@ -1,7 +1,8 @@
 // Hugging Face model folders and llmq quantized folders.
 //
 // A folder holds config.json, one or more *.safetensors files (single file or
-// sharded with model.safetensors.index.json) and tokenizer files. Checkpoint
+// sharded with model.safetensors.index.json) and tokenizer files; quantized folders are llmq's
+// own (docs/FORMAT.md) or GPTQ / AWQ / compressed-tensors checkpoints (docs/HF_FORMATS.md). Checkpoint
 // validates the configuration and the weights against it, and hands out
 // zero-copy views of tensors, float copies of linear weights (dequantized for
 // quantized folders) and the QuantizedTensor of each quantized linear.
@@ -93,10 +94,13 @@ struct LLMQ_EXPORT QuantizedModuleInfo {
   bool has_outliers = false;
 };
 
-// The quantization_config of an llmq folder (see docs/FORMAT.md).
+// The quantization_config of an llmq folder (see docs/FORMAT.md), or what llmq understood of
+// another tool's (GPTQ, AWQ GEMM, compressed-tensors pack-quantized; docs/HF_FORMATS.md).
 struct LLMQ_EXPORT QuantizationInfo {
-  std::string format_version;  // "1.0"
-  std::string method;          // "rtn", "gptq", ...
+  std::string format = "llmq";   // "llmq", "gptq", "awq" or "compressed-tensors"
+  std::string checkpoint_format; // gptq: "gptq" (v1 zeros) or "gptq_v2"; awq: "gemm"; "pack-quantized"
+  std::string format_version;  // llmq: "1.0"
+  std::string method;          // "rtn", "gptq", ... (another tool's folder: its quant_method)
   std::string activations = "fp32";  // "int8": run quantized linears with int8 activations (W8A8)
   std::map<std::string, QuantizedModuleInfo> modules;  // by module name
   std::string gguf_type;  // made with QuantizeOptions::gguf_type ("q4_k_m"); "" otherwise
@@ -105,7 +109,8 @@ struct LLMQ_EXPORT QuantizationInfo {
 
 class LLMQ_EXPORT Checkpoint {
  public:
-  // Opens and validates a model folder (float or llmq-quantized): config.json, the safetensors
+  // Opens and validates a model folder (float, llmq-quantized, or a GPTQ / AWQ GEMM /
+  // compressed-tensors pack-quantized folder, docs/HF_FORMATS.md): config.json, the safetensors
   // files and every decoder linear's presence and shape. Errors name the file and the problem.
   static Result<std::shared_ptr<const Checkpoint>> Open(const std::string& folder);
 
@@ -134,7 +139,8 @@ class LLMQ_EXPORT Checkpoint {
   bool is_quantized() const { return quantization_ != nullptr; }
   const QuantizationInfo* quantization() const { return quantization_.get(); }
   bool is_quantized_module(const std::string& module) const;
-  // The stored QuantizedTensor of a quantized module, validated. NotFound if not quantized.
+  // The stored QuantizedTensor of a quantized module, validated (another tool's layout is repacked,
+  // never dequantized). NotFound if not quantized.
   Result<QuantizedTensor> get_quantized(const std::string& module) const;
   // A linear's weight as fp32 [rows, cols]: converted, or dequantized when quantized.
   Result<std::vector<float>> linear_weight(const LinearInfo& linear) const;

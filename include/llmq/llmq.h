@@ -7,6 +7,7 @@
 #include "llmq/float16.h"
 #include "llmq/gguf.h"
 #include "llmq/gptq.h"
+#include "llmq/hf_export.h"
 #include "llmq/kernels.h"
 #include "llmq/model.h"
 #include "llmq/progress.h"

@@ -53,19 +53,26 @@ Result<std::vector<float>> to_float32(const TensorView& t) {
     case DType::kF32:
       if (n > 0) std::memcpy(out.data(), t.data, size_t(n) * 4);  // (an empty tensor may have no data pointer)
       break;
-    case DType::kF16: {
-      const uint16_t* p = t.as<uint16_t>();
-      for (int64_t i = 0; i < n; ++i) out[size_t(i)] = fp16_to_float(p[i]);
-      break;
-    }
+    // Element by element through memcpy: safetensors data offsets need not be aligned to the
+    // element size, and a misaligned typed load is undefined behaviour (found by fuzz_hf_checkpoint).
+    case DType::kF16:
     case DType::kBF16: {
-      const uint16_t* p = t.as<uint16_t>();
-      for (int64_t i = 0; i < n; ++i) out[size_t(i)] = bf16_to_float(p[i]);
+      const auto* p = static_cast<const uint8_t*>(t.data);
+      const bool f16 = t.dtype == DType::kF16;
+      for (int64_t i = 0; i < n; ++i) {
+        uint16_t h;
+        std::memcpy(&h, p + 2 * i, 2);
+        out[size_t(i)] = f16 ? fp16_to_float(h) : bf16_to_float(h);
+      }
       break;
     }
     case DType::kF64: {
-      const double* p = t.as<double>();
-      for (int64_t i = 0; i < n; ++i) out[size_t(i)] = float(p[i]);
+      const auto* p = static_cast<const uint8_t*>(t.data);
+      for (int64_t i = 0; i < n; ++i) {
+        double d;
+        std::memcpy(&d, p + 8 * i, 8);
+        out[size_t(i)] = float(d);
+      }
       break;
     }
     default:

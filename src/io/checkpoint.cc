@@ -3,6 +3,8 @@
 #include "llmq/checkpoint.h"
 
 #include <algorithm>
+#include <optional>
+#include <tuple>
 #include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -10,6 +12,7 @@
 
 #include "io/file_util.h"
 #include "io/hf_names.h"
+#include "io/hf_quant_format.h"
 #include "io/llmq_format.h"
 
 namespace llmq {
@@ -141,6 +144,31 @@ Status refuse_unimplemented_keys(const json& j, const ModelConfig& c, const std:
 }  // namespace
 
 namespace {
+
+// Another tool's quantization config: config.json's quantization_config, else AutoGPTQ's
+// quantize_config.json / quant_config.json beside it. nullopt for a float folder.
+Result<std::optional<internal::HfQuantConfig>> read_foreign_quant_config(const std::string& folder, const json& cj,
+                                                                         const std::string& config_path) {
+  if (cj.contains("quantization_config")) {
+    LLMQ_ASSIGN_OR_RETURN(auto c, internal::parse_hf_quant_config(cj["quantization_config"], config_path));
+    return std::optional<internal::HfQuantConfig>(c);
+  }
+  std::error_code ec;
+  for (const char* name : {"quantize_config.json", "quant_config.json"}) {
+    const std::string path = (fs::path(folder) / name).string();
+    if (!fs::exists(path, ec)) continue;
+    LLMQ_ASSIGN_OR_RETURN(std::string text, internal::read_text_file(path));
+    json qc;
+    try {
+      qc = json::parse(text);
+    } catch (const json::exception& e) {
+      return Status::InvalidArgument(path + ": not valid JSON: " + e.what());
+    }
+    LLMQ_ASSIGN_OR_RETURN(auto c, internal::parse_hf_quant_config(qc, path));
+    return std::optional<internal::HfQuantConfig>(c);
+  }
+  return std::optional<internal::HfQuantConfig>();
+}
 
 Result<json> parse_config_json(const std::string& json_text, const std::string& source) {
   json j;
@@ -408,12 +436,18 @@ Result<std::shared_ptr<const Checkpoint>> Checkpoint::Open(const std::string& fo
       return Status::Corruption(index_path.string() + ": tensor '" + tensor + "' is mapped to " + file +
                                 " but that file does not contain it");
 
-  // llmq quantization_config, if any.
+  // llmq's quantization_config, or another tool's (config.json, or AutoGPTQ's quantize_config.json).
   LLMQ_ASSIGN_OR_RETURN(ck->quantization_, internal::parse_quantization_config(cj, config_path));
-  if (cj.contains("quantization_config") && !ck->quantization_)
-    return Status::NotSupported(config_path + ": quantization_config of another tool (" +
-                                cj["quantization_config"].value("quant_method", std::string("unknown")) +
-                                "); llmq reads float checkpoints and its own quantized format");
+  std::optional<internal::HfQuantConfig> hf;
+  if (!ck->quantization_) {
+    LLMQ_ASSIGN_OR_RETURN(hf, read_foreign_quant_config(folder, cj, config_path));
+    if (hf) {
+      ck->quantization_ = std::make_shared<QuantizationInfo>();
+      ck->quantization_->format = hf->quant_method;
+      ck->quantization_->checkpoint_format = hf->checkpoint_format;
+      ck->quantization_->method = hf->quant_method;
+    }
+  }
 
   // Decoder prefix: the family default, or without "model." as some OPT exports store it.
   const ModelConfig& c = ck->config_;
@@ -445,6 +479,23 @@ Result<std::shared_ptr<const Checkpoint>> Checkpoint::Open(const std::string& fo
                               std::to_string(held > 0 ? held - 1 : 0) + ")");
   }
 
+  // Another tool's folder: every linear (and the head) stored in its layout is a quantized module.
+  if (hf) {
+    auto find = [&](const std::string& name) { return ck->find(name); };
+    std::vector<std::tuple<std::string, int64_t, int64_t>> candidates;
+    for (const LinearInfo& lin : ck->linears()) candidates.emplace_back(lin.module, lin.rows, lin.cols);
+    if (!c.tie_word_embeddings)
+      candidates.emplace_back("lm_head", c.vocab_size, c.family == ModelFamily::kOpt ? c.word_embed_proj_dim : c.hidden_size);
+    for (const auto& [module, rows, cols] : candidates) {
+      if (!ck->find(module + "." + internal::hf_marker_tensor(hf->layout))) continue;
+      LLMQ_ASSIGN_OR_RETURN(ck->quantization_->modules[module],
+                            internal::hf_module_info(*hf, find, config_path, module, rows, cols));
+    }
+    if (ck->quantization_->modules.empty())
+      return Status::NotFound(config_path + ": quantization_config says " + hf->quant_method + " but no tensor is named '<module>." +
+                              internal::hf_marker_tensor(hf->layout) + "'");
+  }
+
   // Every decoder linear must be present with the configured shape.
   for (const LinearInfo& lin : ck->linears()) {
     if (ck->is_quantized_module(lin.module)) {
@@ -466,7 +517,7 @@ Result<std::shared_ptr<const Checkpoint>> Checkpoint::Open(const std::string& fo
       return Status::NotSupported(folder + ": weight '" + w + "' has dtype " + dtype_name(t->dtype) +
                                   " (float weights expected)");
   }
-  if (ck->quantization_)
+  if (ck->quantization_ && !hf)
     for (const auto& [module, qi] : ck->quantization_->modules) {
       const char* part = qi.spec.is_ggml() ? internal::kGgmlBlocks : internal::kCodes;
       if (!ck->find(module + "." + part))
@@ -521,6 +572,7 @@ bool Checkpoint::is_quantized_module(const std::string& module) const {
 
 Result<QuantizedTensor> Checkpoint::get_quantized(const std::string& module) const {
   if (!is_quantized_module(module)) return Status::NotFound(folder_ + ": module '" + module + "' is not quantized");
+  if (quantization_->format != "llmq") return internal::read_hf_quantized(*this, module, quantization_->modules.at(module));
   return internal::read_quantized(*this, module, quantization_->modules.at(module));
 }
 

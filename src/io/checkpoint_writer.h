@@ -22,6 +22,11 @@ enum class ReplacePolicy {
   kAnything,    // any folder (--overwrite --force)
 };
 
+// The policy of the --overwrite / --force flags.
+inline ReplacePolicy replace_policy(bool overwrite, bool force) {
+  return !overwrite ? ReplacePolicy::kNever : force ? ReplacePolicy::kAnything : ReplacePolicy::kLlmqOutput;
+}
+
 // Whether `folder` is an output of llmq (see ReplacePolicy::kLlmqOutput).
 bool written_by_llmq(const std::string& folder);
 

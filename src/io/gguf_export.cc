@@ -79,20 +79,30 @@ class Exporter {
     const QuantizationInfo* qi = ckpt_->quantization();
     const std::string& folder = ckpt_->folder();
     if (qi != nullptr) {
-      if (qi->gguf_type.empty()) {
-        std::string spec;
-        if (!qi->modules.empty()) spec = " (" + qi->modules.begin()->second.spec.ToString() + ")";
-        return Status::InvalidArgument(folder + ": quantized in llmq's own layout by " + qi->method + spec +
-                                       ", which GGUF blocks cannot hold; export re-rounds nothing, so quantize the "
-                                       "float model with --gguf-type <type> (e.g. llmq quantize --method " +
-                                       qi->method + " --gguf-type q4_k_m ...) and export that folder");
-      }
-      if (!opt_.type.empty() && opt_.type != qi->gguf_type)
-        return Status::InvalidArgument(folder + ": holds " + qi->gguf_type + " blocks; --type " + opt_.type +
-                                       " would re-quantize them (export the folder without --type)");
-      copy_blocks_ = true;
       type_ = qi->gguf_type;
       file_type_ = qi->gguf_file_type;
+      if (type_.empty()) {
+        // Quantized outside the grids (llmq's own layout, or a GPTQ/AWQ/compressed-tensors folder):
+        // exported only when every module's codes and scales are exactly one block type's.
+        const GgmlType exact = ExactGridOfEveryModule(*qi);
+        if (exact == GgmlType::kNone) {
+          std::string spec;
+          if (!qi->modules.empty()) spec = " (" + qi->modules.begin()->second.spec.ToString() + ")";
+          return Status::InvalidArgument(folder + ": quantized in " +
+                                         (qi->format == "llmq" ? std::string("llmq's own layout") : qi->format + " format") +
+                                         " by " + qi->method + spec +
+                                         ", which GGUF blocks cannot hold exactly (only symmetric w4/w8 with groups of "
+                                         "32 are q4_0/q8_0); export re-rounds nothing, so quantize the float model "
+                                         "with --gguf-type <type> (e.g. llmq quantize --method " +
+                                         qi->method + " --gguf-type q4_k_m ...) and export that folder");
+        }
+        type_ = ggml_type_name(exact);
+        file_type_ = exact == GgmlType::kQ4_0 ? 2 : 7;  // LLAMA_FTYPE_MOSTLY_Q4_0 / Q8_0
+      }
+      if (!opt_.type.empty() && opt_.type != type_)
+        return Status::InvalidArgument(folder + ": holds " + type_ + " blocks; --type " + opt_.type +
+                                       " would re-quantize them (export the folder without --type)");
+      copy_blocks_ = true;
       return Status::Ok();
     }
     type_ = opt_.type.empty() ? "f32" : opt_.type;
@@ -118,6 +128,22 @@ class Exporter {
     return Status::Ok();
   }
 
+  // The block type that holds every quantized module of a folder made outside the grids exactly,
+  // judged from the specs (each tensor is checked again when it is written), or kNone.
+  static GgmlType ExactGridOfEveryModule(const QuantizationInfo& qi) {
+    GgmlType all = GgmlType::kNone;
+    for (const auto& [module, m] : qi.modules) {
+      const QuantSpec& s = m.spec;
+      if (s.is_ggml() || !s.symmetric || (s.bits != 4 && s.bits != 8) || s.group_size != 32 || m.cols % 32 != 0 ||
+          m.has_outliers || s.scale_bits > 0)
+        return GgmlType::kNone;
+      const GgmlType t = s.bits == 4 ? GgmlType::kQ4_0 : GgmlType::kQ8_0;
+      if (all != GgmlType::kNone && all != t) return GgmlType::kNone;
+      all = t;
+    }
+    return all;
+  }
+
   // A 2-D weight: its blocks copied, or the float weight as f32/f16/RTN on the plan's type.
   Status Matrix(const std::string& module, const std::string& gguf, int64_t rows, int64_t cols, int64_t heads) {
     const std::string weight = module + ".weight";
@@ -125,15 +151,20 @@ class Exporter {
     int type = kGgmlF32;
     if (ckpt_->is_quantized_module(module)) {
       LLMQ_ASSIGN_OR_RETURN(QuantizedTensor q, ckpt_->get_quantized(module));  // validated
-      if (!q.spec.is_ggml())
-        return Status::InvalidArgument(ckpt_->folder() + ": module '" + module + "' is " + q.spec.ToString() +
-                                       ", not a ggml type: quantize the float model with --gguf-type");
       if (q.rows != rows || q.cols != cols)
         return Status::Corruption(ckpt_->folder() + ": module '" + module + "' has the wrong shape");
-      // The stored blocks themselves, byte for byte.
-      LLMQ_ASSIGN_OR_RETURN(TensorView v, ckpt_->get(module + "." + internal::kGgmlBlocks));
-      const auto* bytes = static_cast<const uint8_t*>(v.data);
-      data.assign(bytes, bytes + v.nbytes());
+      if (q.spec.is_ggml()) {  // the stored blocks themselves, byte for byte
+        LLMQ_ASSIGN_OR_RETURN(TensorView v, ckpt_->get(module + "." + internal::kGgmlBlocks));
+        const auto* bytes = static_cast<const uint8_t*>(v.data);
+        data.assign(bytes, bytes + v.nbytes());
+      } else {  // codes and fp16 scales that are exactly q4_0 / q8_0 blocks
+        auto g = internal::as_exact_ggml(q);
+        if (!g.ok())
+          return Status::InvalidArgument(ckpt_->folder() + ": module '" + module + "' is " + g.status().message() +
+                                         "; quantize the float model with --gguf-type instead");
+        q = std::move(*g);
+        data = internal::encode_ggml(q);
+      }
       type = int(q.spec.ggml_type);
     } else {
       LLMQ_ASSIGN_OR_RETURN(std::vector<float> w, ckpt_->get_float(weight));

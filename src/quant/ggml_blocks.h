@@ -38,6 +38,11 @@ std::vector<uint8_t> encode_ggml(const QuantizedTensor& q);
 // InvalidArgument when the byte count does not match; Corruption when a decoded scale is not finite.
 Result<QuantizedTensor> decode_ggml(GgmlType t, int64_t rows, int64_t cols, const uint8_t* data, size_t bytes);
 
+// The ggml type whose blocks hold `q` exactly as it is (a tensor quantized outside a ggml grid,
+// e.g. GPTQ w4 g32 sym is q4_0 and w8 g32 sym is q8_0: w = d * (q - 8) with an fp16 d per 32
+// columns), with q's spec set to that type; InvalidArgument saying what does not fit otherwise.
+Result<QuantizedTensor> as_exact_ggml(const QuantizedTensor& q);
+
 // Independent reference: ggml's dequantize_row_* formulas applied to the bytes (for tests and for
 // reading GGUF tensors), not through QuantizedTensor.
 void dequantize_ggml_row(GgmlType t, const uint8_t* in, int64_t cols, float* out);

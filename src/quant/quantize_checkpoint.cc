@@ -194,7 +194,10 @@ Result<QuantizeReport> quantize_checkpoint(const std::string& input_folder, cons
   const Method& method = *internal::find_method(requested.method);  // Validate: a known method
   LLMQ_ASSIGN_OR_RETURN(auto ckpt, Checkpoint::Open(input_folder));
   if (ckpt->is_quantized())
-    return Status::InvalidArgument(input_folder + ": is already quantized by llmq; quantize the float checkpoint");
+    return Status::InvalidArgument(input_folder + ": is already quantized (" +
+                                   (ckpt->quantization()->format == "llmq" ? std::string("by llmq")
+                                                                           : ckpt->quantization()->format + " format") +
+                                   "); quantize the float checkpoint");
   // A GGUF type fixes each tensor's ggml type (llama.cpp's rules); the linears that fell back to
   // f16 stay float, like the tensors no method quantizes.
   QuantizeOptions options = requested;
@@ -211,9 +214,7 @@ Result<QuantizeReport> quantize_checkpoint(const std::string& input_folder, cons
   // Fail on an unusable output folder before hours of calibration.
   LLMQ_ASSIGN_OR_RETURN(auto writer,
                         internal::CheckpointWriter::Create(output_folder,
-                                                           !options.overwrite ? internal::ReplacePolicy::kNever
-                                                           : options.force    ? internal::ReplacePolicy::kAnything
-                                                                              : internal::ReplacePolicy::kLlmqOutput,
+                                                           internal::replace_policy(options.overwrite, options.force),
                                                            options.max_shard_bytes, input_folder));
 
   QuantizeReport report;

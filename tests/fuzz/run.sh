@@ -17,7 +17,7 @@ bounded=()
 here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d "${TMPDIR:-/tmp}/llmq-fuzz-run.XXXXXX")
 status=0
-for t in ${FUZZ_TARGETS:-safetensors config tokenizer_json quantization_config calibration checkpoint gguf}; do
+for t in ${FUZZ_TARGETS:-safetensors config tokenizer_json quantization_config calibration checkpoint gguf hf_checkpoint}; do
   bin="$build/bin/fuzz_$t"
   [ -x "$bin" ] || bin=$(find "$build" -name "fuzz_$t" -type f -perm -u+x | head -1)
   [ -x "$bin" ] || { echo "missing fuzz_$t in $build"; exit 1; }
