@@ -136,7 +136,9 @@ json_values "assert d['seq_len'] == 128 and d['chunks'] == 2 and d['predictions'
 assert abs(d['perplexity'] - math.exp(d['mean_nll'])) < 1e-9 * d['perplexity']
 assert 1 < d['perplexity'] < 100 and d['quantized'] is True and sum(d['kernels'].values()) > 0"
 check generate 0 "" -- "$llmq" generate "$model" --prompt "Once upon a time" -n 12 --json
-json_ok prompt text ids new_tokens tokens_per_second kernel_isa
+json_ok prompt text ids new_tokens tokens_per_second kernel_isa prompt_tokens prompt_tokens_per_second decode_steps decode_tokens_per_second
+json_values "assert d['prompt_tokens'] + d['new_tokens'] == len(d['ids']) and d['decode_steps'] in (max(d['new_tokens'] - 1, 0), d['new_tokens'])
+assert d['prompt_tokens_per_second'] > 0 and (d['decode_steps'] == 0 or d['decode_tokens_per_second'] > 0)"
 cp "$work/out" "$work/gen1"
 check generate-again 0 "" -- "$llmq" generate "$model" --prompt "Once upon a time" -n 12 --json
 python3 - "$work/gen1" "$work/out" <<'PY' || { echo "FAIL generate: greedy output differs between runs"; fails=$((fails+1)); }

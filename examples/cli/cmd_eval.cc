@@ -47,7 +47,9 @@ const char* kGenHelp =
     "  --temperature T     sampling temperature; 0 = greedy           [0]\n"
     "  --top-k K           sample among the K most likely; 0 = all    [0]\n"
     "  --seed S            sampling seed                              [0]\n"
-    "  --json              print {prompt, text, ids, new_tokens, tokens_per_second} instead of streaming\n";
+    "  --json              print {prompt, text, ids, new_tokens, tokens_per_second (prompt included),\n"
+    "                      prompt_tokens, prompt_tokens_per_second, decode_steps, decode_tokens_per_second}\n"
+    "                      instead of streaming\n";
 
 Result<std::string> read_text(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -171,6 +173,8 @@ int run_generate(int argc, char** argv) {
   }
   const auto t0 = std::chrono::steady_clock::now();
   auto logits = m.Forward(ids->data(), int64_t(ids->size()), &cache);
+  const double prompt_secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  int64_t decode_steps = 0;  // single-token forward passes after the prompt
   const int64_t V = m.vocab_size();
   for (int64_t s = 0; s < steps; ++s) {
     if (!logits.ok()) return fail(logits.status());
@@ -194,9 +198,13 @@ int run_generate(int argc, char** argv) {
       std::printf("%s", (*tok)->TokenText(next).c_str());
       std::fflush(stdout);
     }
-    if (s + 1 < steps) logits = m.Forward(&next, 1, &cache);
+    if (s + 1 < steps) {
+      logits = m.Forward(&next, 1, &cache);
+      ++decode_steps;
+    }
   }
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double decode_secs = secs - prompt_secs;  // includes sampling, as a user's decode loop does
   auto text = (*tok)->Decode(out_ids);
   if (!text.ok()) return fail(text.status());
   if (json) {
@@ -205,6 +213,10 @@ int run_generate(int argc, char** argv) {
     nlohmann::ordered_json j = {{"prompt", prompt}, {"text", *text}, {"ids", all},
                                 {"new_tokens", out_ids.size()},
                                 {"tokens_per_second", secs > 0 ? double(out_ids.size()) / secs : 0.0},
+                                {"prompt_tokens", ids->size()},
+                                {"prompt_tokens_per_second", prompt_secs > 0 ? double(ids->size()) / prompt_secs : 0.0},
+                                {"decode_steps", decode_steps},
+                                {"decode_tokens_per_second", decode_secs > 0 ? double(decode_steps) / decode_secs : 0.0},
                                 {"kernel_isa", isa_name(active_isa())},
                                 {"kernels", m.QuantizedKernels(1)}};  // decoding: one token at a time
     print_json(j);

@@ -14,6 +14,12 @@
 //       llama.cpp's own quantizer (llama_model_quantize), no importance matrix.
 //   llamacpp_client dequant <model.gguf> <tensor-name> <out.f32>
 //       one tensor dequantized by ggml's own to_float (type traits), written as fp32.
+//   llamacpp_client speed <model.gguf> <prompt-tokens> <decode-tokens> <threads>
+//       prompt processing (one batch of prompt-tokens fixed ids) and greedy decoding of
+//       decode-tokens after it, timed, with a persistent threadpool attached as llama-cli and
+//       llama-bench attach one; KV cache in f32 like llmq's.
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -154,6 +160,65 @@ int dequant(const std::string& path, const std::string& name, const std::string&
   return 0;
 }
 
+int speed(const std::string& model_path, int prompt_tokens, int decode_tokens, int threads) {
+  llama_model* model = load(model_path);
+  if (model == nullptr) return fail(model_path + ": llama.cpp could not load it");
+  llama_context_params cp = llama_context_default_params();
+  cp.n_ctx = uint32_t(prompt_tokens + decode_tokens + 1);
+  cp.n_batch = cp.n_ubatch = uint32_t(prompt_tokens);
+  cp.n_threads = cp.n_threads_batch = threads;
+  cp.type_k = GGML_TYPE_F32;
+  cp.type_v = GGML_TYPE_F32;
+  llama_context* ctx = llama_init_from_model(model, cp);
+  if (ctx == nullptr) return fail("cannot create a llama.cpp context");
+  ggml_backend_dev_t dev = ggml_backend_dev_by_type(GGML_BACKEND_DEVICE_TYPE_CPU);
+  ggml_backend_reg_t reg = ggml_backend_dev_backend_reg(dev);
+  using PoolNew = ggml_threadpool* (*)(ggml_threadpool_params*);
+  using PoolFree = void (*)(ggml_threadpool*);
+  auto pool_new = reinterpret_cast<PoolNew>(ggml_backend_reg_get_proc_address(reg, "ggml_threadpool_new"));
+  auto pool_free = reinterpret_cast<PoolFree>(ggml_backend_reg_get_proc_address(reg, "ggml_threadpool_free"));
+  if (pool_new == nullptr || pool_free == nullptr) return fail("the CPU backend has no threadpool functions");
+  ggml_threadpool_params tpp = ggml_threadpool_params_default(threads);
+  ggml_threadpool* pool = pool_new(&tpp);
+  llama_attach_threadpool(ctx, pool, nullptr);
+  const int n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(model));
+  llama_batch batch = llama_batch_init(prompt_tokens, 0, 1);
+  batch.n_tokens = prompt_tokens;
+  for (int i = 0; i < prompt_tokens; ++i) {
+    batch.token[i] = i == 0 ? llama_vocab_bos(llama_model_get_vocab(model)) : 100 + (i * 7919) % (n_vocab - 200);
+    batch.pos[i] = i;
+    batch.n_seq_id[i] = 1;
+    batch.seq_id[i][0] = 0;
+    batch.logits[i] = i == prompt_tokens - 1;
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  if (llama_decode(ctx, batch) != 0) return fail("llama_decode failed");
+  const auto t1 = std::chrono::steady_clock::now();
+  int pos = prompt_tokens;
+  for (int s = 0; s < decode_tokens; ++s) {
+    const float* logits = llama_get_logits_ith(ctx, -1);
+    llama_token next = llama_token(std::max_element(logits, logits + n_vocab) - logits);
+    batch.n_tokens = 1;
+    batch.token[0] = next;
+    batch.pos[0] = pos++;
+    batch.n_seq_id[0] = 1;
+    batch.seq_id[0][0] = 0;
+    batch.logits[0] = 1;
+    if (llama_decode(ctx, batch) != 0) return fail("llama_decode failed");
+  }
+  const auto t2 = std::chrono::steady_clock::now();
+  const double ps = std::chrono::duration<double>(t1 - t0).count(), ds = std::chrono::duration<double>(t2 - t1).count();
+  std::printf("{\"prompt_tokens\": %d, \"prompt_tokens_per_second\": %.6g, \"decode_steps\": %d, "
+              "\"decode_tokens_per_second\": %.6g, \"threads\": %d}\n",
+              prompt_tokens, prompt_tokens / ps, decode_tokens, ds > 0 ? decode_tokens / ds : 0.0, threads);
+  llama_batch_free(batch);
+  llama_detach_threadpool(ctx);
+  llama_free(ctx);
+  pool_free(pool);
+  llama_model_free(model);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -168,5 +233,6 @@ int main(int argc, char** argv) {
     return tokenize(argv[2], argv[3], argv[4], argc == 6 && std::string(argv[5]) == "special");
   if (cmd == "quantize" && argc == 5) return quantize(argv[2], argv[3], std::atoi(argv[4]));
   if (cmd == "dequant" && argc == 5) return dequant(argv[2], argv[3], argv[4]);
+  if (cmd == "speed" && argc == 6) return speed(argv[2], std::atoi(argv[3]), std::atoi(argv[4]), std::atoi(argv[5]));
   return fail("bad arguments (see the comment at the top of tests/llamacpp/llamacpp_client.cc)");
 }

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# End to end against llama.cpp (issue 25): a synthetic Llama-shaped checkpoint (llmq-synth, random
+# weights: speed only, never quality) quantized once by llmq onto a GGUF type (RTN on llama.cpp's
+# grid) and exported; llama.cpp runs the GGUF file, llmq runs the quantized folder — the same
+# weights, the same bits. Prompt processing (one batch) and greedy decoding after it, same threads.
+# The tokenizer (and vocabulary size) come from <tokenizer-folder> (e.g. ../shared/models/stories5M-hf).
+# Prints one JSON object: both sides' tokens/s and the ratios llmq / llama.cpp (> 1: llmq faster).
+#
+# Usage: [HIDDEN=2048 INTER=5632 LAYERS=22 HEADS=32 KV=4] [TYPE=q4_0] [PROMPT_WORDS=312 GEN=128] [THREADS=2]
+#        bench/e2e_vs_llamacpp.sh <build>/bin/llmq <build>/bin/llamacpp_client <tokenizer-folder>
+set -euo pipefail
+llmq=$1 client=$2 tok=$3
+hidden=${HIDDEN:-2048} inter=${INTER:-5632} layers=${LAYERS:-22} heads=${HEADS:-32} kv=${KV:-4}
+type=${TYPE:-q4_0} words=${PROMPT_WORDS:-312} gen=${GEN:-128} threads=${THREADS:-2}
+work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+vocab=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['vocab_size'])" "$tok/config.json")
+"$(dirname "$llmq")/llmq-synth" "$work/f" --hidden "$hidden" --intermediate "$inter" --layers "$layers" \
+  --heads "$heads" --kv-heads "$kv" --vocab "$vocab" > /dev/null 2>&1
+for f in tokenizer.model tokenizer_config.json special_tokens_map.json; do [ -f "$tok/$f" ] && cp "$tok/$f" "$work/f/"; done
+"$llmq" quantize --method rtn --gguf-type "$type" "$work/f" "$work/q" > /dev/null 2>&1
+rm -rf "$work/f"
+"$llmq" export gguf "$work/q" "$work/q.gguf" > /dev/null 2>&1
+prompt=$(python3 -c "import sys; print(' '.join(['the little cat sat on a warm mat'] * (int(sys.argv[1]) // 8)))" "$words")
+OMP_NUM_THREADS=$threads "$llmq" generate "$work/q" --prompt "$prompt" -n "$gen" --json > "$work/llmq.json" 2> /dev/null
+ptok=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['prompt_tokens'])" "$work/llmq.json")
+"$client" speed "$work/q.gguf" "$ptok" "$gen" "$threads" > "$work/lc.json"
+python3 - "$work/llmq.json" "$work/lc.json" "$type" "$hidden" "$inter" "$layers" "$vocab" "$(stat -c %s "$work/q.gguf")" <<'PY'
+import json, sys
+q, l = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+out = {"type": sys.argv[3], "hidden": int(sys.argv[4]), "intermediate": int(sys.argv[5]), "layers": int(sys.argv[6]),
+       "vocab": int(sys.argv[7]), "gguf_bytes": int(sys.argv[8]), "threads": l["threads"],
+       "prompt_tokens": q["prompt_tokens"], "decode_steps": q["decode_steps"],
+       "llmq_prompt_tokens_per_second": q["prompt_tokens_per_second"],
+       "llamacpp_prompt_tokens_per_second": l["prompt_tokens_per_second"],
+       "llmq_decode_tokens_per_second": q["decode_tokens_per_second"],
+       "llamacpp_decode_tokens_per_second": l["decode_tokens_per_second"]}
+out["prompt_ratio"] = out["llmq_prompt_tokens_per_second"] / out["llamacpp_prompt_tokens_per_second"]
+out["decode_ratio"] = out["llmq_decode_tokens_per_second"] / out["llamacpp_decode_tokens_per_second"]
+print(json.dumps(out, indent=2))
+PY
