@@ -211,7 +211,19 @@ double max_rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
 
 }  // namespace
 
+int run(int argc, char** argv);
+
+// Numbers in the options are parsed with std::sto*: a malformed one is a usage error, not a crash.
 int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "llmq-vs-llamacpp: bad option value (%s); see --help\n", e.what());
+    return 2;
+  }
+}
+
+int run(int argc, char** argv) {
   std::map<std::string, std::string> opt = {{"types", "q4_0,q4_k,q8_0"},
                                             {"shapes", "4096x4096,11008x4096,4096x11008,32768x4096"},
                                             {"tokens", "1,8,32,128,512"},
@@ -266,6 +278,10 @@ int main(int argc, char** argv) {
     }
     for (const std::string& shape : split(opt["shapes"])) {
       const size_t x = shape.find('x');
+      if (x == std::string::npos || std::stoll(shape.substr(0, x)) <= 0 || std::stoll(shape.substr(x + 1)) <= 0) {
+        std::fprintf(stderr, "llmq-vs-llamacpp: --shapes: '%s' is not ROWSxCOLS\n", shape.c_str());
+        return 2;
+      }
       const int64_t n = std::stoll(shape.substr(0, x)), k = std::stoll(shape.substr(x + 1));
       const std::vector<float> w = llmq::bench::gaussian(size_t(n * k), 1);
       auto q = llmq::quantize_rtn(w.data(), n, k, llmq::QuantSpec::ForGgml(*type));

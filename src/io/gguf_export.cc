@@ -133,12 +133,8 @@ class Exporter {
   static GgmlType ExactGridOfEveryModule(const QuantizationInfo& qi) {
     GgmlType all = GgmlType::kNone;
     for (const auto& [module, m] : qi.modules) {
-      const QuantSpec& s = m.spec;
-      if (s.is_ggml() || !s.symmetric || (s.bits != 4 && s.bits != 8) || s.group_size != 32 || m.cols % 32 != 0 ||
-          m.has_outliers || s.scale_bits > 0)
-        return GgmlType::kNone;
-      const GgmlType t = s.bits == 4 ? GgmlType::kQ4_0 : GgmlType::kQ8_0;
-      if (all != GgmlType::kNone && all != t) return GgmlType::kNone;
+      const GgmlType t = m.has_outliers ? GgmlType::kNone : internal::exact_ggml_type(m.spec, m.cols);
+      if (t == GgmlType::kNone || (all != GgmlType::kNone && all != t)) return GgmlType::kNone;
       all = t;
     }
     return all;

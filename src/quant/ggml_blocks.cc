@@ -429,6 +429,12 @@ void dequantize_ggml_row(GgmlType t, const uint8_t* in, int64_t cols, float* out
   }
 }
 
+GgmlType exact_ggml_type(const QuantSpec& s, int64_t cols) {
+  if (s.is_ggml() || !s.symmetric || s.scale_bits > 0 || s.group_cols(cols) != 32 || cols % 32 != 0)
+    return GgmlType::kNone;
+  return s.bits == 4 ? GgmlType::kQ4_0 : s.bits == 8 ? GgmlType::kQ8_0 : GgmlType::kNone;
+}
+
 Result<QuantizedTensor> as_exact_ggml(const QuantizedTensor& q) {
   if (q.spec.is_ggml()) return q;
   const QuantSpec& s = q.spec;
@@ -436,13 +442,12 @@ Result<QuantizedTensor> as_exact_ggml(const QuantizedTensor& q) {
     return Status::InvalidArgument("quantized as " + s.ToString() + ", which no GGUF block type holds exactly: " + why +
                                    " (q4_0 and q8_0 hold symmetric 4- and 8-bit codes with an fp16 scale per 32 columns)");
   };
-  if (!s.symmetric) return no("it has zero points");
-  if (s.bits != 4 && s.bits != 8) return no(std::to_string(s.bits) + "-bit codes");
-  if (s.group_cols(q.cols) != 32 || q.cols % 32 != 0) return no("its groups are not 32 columns");
+  const GgmlType type = exact_ggml_type(s, q.cols);
+  if (type == GgmlType::kNone) return no("zero points, bilevel scales, other bits or groups other than 32 columns");
   if (!q.g_idx.empty()) return no("it has an act-order group index");
-  if (!q.outliers.empty() || s.scale_bits > 0) return no("it has outliers or bilevel scales");
+  if (!q.outliers.empty()) return no("it has outliers");
   QuantizedTensor g = q;
-  g.spec = QuantSpec::ForGgml(s.bits == 4 ? GgmlType::kQ4_0 : GgmlType::kQ8_0);
+  g.spec = QuantSpec::ForGgml(type);
   Status st = g.ValidateGgml();  // every scale an fp16 value
   if (!st.ok()) return no(st.message());
   return g;

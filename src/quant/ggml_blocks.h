@@ -38,6 +38,10 @@ std::vector<uint8_t> encode_ggml(const QuantizedTensor& q);
 // InvalidArgument when the byte count does not match; Corruption when a decoded scale is not finite.
 Result<QuantizedTensor> decode_ggml(GgmlType t, int64_t rows, int64_t cols, const uint8_t* data, size_t bytes);
 
+// The block type whose layout a spec outside the grids has, for rows of `cols` columns: symmetric
+// 4-bit codes in groups of 32 are q4_0's, 8-bit ones q8_0's; kNone otherwise (and for ggml specs).
+GgmlType exact_ggml_type(const QuantSpec& spec, int64_t cols);
+
 // The ggml type whose blocks hold `q` exactly as it is (a tensor quantized outside a ggml grid,
 // e.g. GPTQ w4 g32 sym is q4_0 and w8 g32 sym is q8_0: w = d * (q - 8) with an fp16 d per 32
 // columns), with q's spec set to that type; InvalidArgument saying what does not fit otherwise.

@@ -161,6 +161,8 @@ int dequant(const std::string& path, const std::string& name, const std::string&
 }
 
 int speed(const std::string& model_path, int prompt_tokens, int decode_tokens, int threads) {
+  if (prompt_tokens < 1 || decode_tokens < 0 || threads < 1)
+    return fail("speed: expected prompt-tokens >= 1, decode-tokens >= 0, threads >= 1");
   llama_model* model = load(model_path);
   if (model == nullptr) return fail(model_path + ": llama.cpp could not load it");
   llama_context_params cp = llama_context_default_params();
