@@ -12,6 +12,7 @@
 #include "dense.h"
 
 #include <Eigen/Core>
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <random>
@@ -93,5 +94,67 @@ void Shapes(benchmark::internal::Benchmark* b) {
   b->Unit(benchmark::kMillisecond)->UseRealTime();
 }
 BENCHMARK(BM_QuantizedLinear)->Apply(Shapes);
+
+// LLM.int8's decomposition (docs/OUTLIERS.md) on W8 per-channel weights: 8 outlier input
+// columns (|x| >= 20) in N(0, 1) activations, about LLM.int8's 0.1-0.2% of a 4096-wide layer.
+// args: rows, cols, tokens, mode: 0 plain W8A8, 1 LLM.int8 per call (fp32 outliers), 2 per call
+// with integer outliers, 3 fixed columns (fp32, their own weights), 4 fixed columns integer.
+// Counters: vs_w8a8 = plain W8A8 time / this time, vs_fp32_act = fp32-activation W8 time / this time,
+// all three the best of several runs here on the same weights and activations (> 1: faster).
+void BM_Int8Outliers(benchmark::State& state) {
+  const int64_t rows = state.range(0), cols = state.range(1), n = state.range(2), mode = state.range(3);
+  llmq::QuantSpec spec;
+  spec.bits = 8;
+  spec.group_size = 0;
+  const auto w = gaussian(size_t(rows * cols), 1);
+  auto x = gaussian(size_t(n * cols), 2);
+  std::vector<int32_t> outlier_cols;
+  for (int64_t k = 0; k < 8; ++k) outlier_cols.push_back(int32_t((k * 997 + 13) % cols));
+  std::sort(outlier_cols.begin(), outlier_cols.end());
+  for (int64_t t = 0; t < n; ++t)  // N(0, 1) activations; the outlier columns 20 (>= 6, the threshold) and up
+    for (int32_t c : outlier_cols) x[size_t(t * cols + c)] = 20.0f + std::fabs(x[size_t(t * cols + c)]) * 20.0f;
+  auto q = llmq::quantize_rtn(w.data(), rows, cols, spec);
+  auto pack = [&](int m) {
+    llmq::PackOptions po;
+    po.int8_activations = m >= 0;
+    if (m == 1 || m == 2) po.outliers.threshold = llmq::kLlmInt8Threshold;
+    if (m == 3 || m == 4) po.outliers.columns = outlier_cols;
+    po.outliers.integer = m == 2 || m == 4;
+    std::vector<llmq::PackedLinear> packs;
+    const size_t copies = n == 1 ? std::max<size_t>(2, kColdBytes / q->storage_bytes() + 1) : 1;
+    for (size_t i = 0; i < copies; ++i) {
+      auto p = llmq::PackedLinear::Pack(*q, po);
+      packs.push_back(std::move(*p));
+    }
+    return packs;
+  };
+  std::vector<float> y(size_t(n * rows));
+  auto time_of = [&](std::vector<llmq::PackedLinear>& packs) {
+    return llmq::bench::best_seconds(n == 1 ? 20 : 5, [&](int i) { packs[size_t(i) % packs.size()].Forward(x.data(), n, y.data()); });
+  };
+  auto plain = pack(0), fp32_act = pack(-1), packs = pack(int(mode));
+  const double t_plain = time_of(plain), t_fp32 = time_of(fp32_act);
+  size_t i = 0;
+  double total = 0;
+  for (auto _ : state) {
+    const auto t0 = std::chrono::steady_clock::now();
+    packs[i++ % packs.size()].Forward(x.data(), n, y.data());
+    benchmark::ClobberMemory();
+    total += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  (void)total;
+  const double t = time_of(packs);  // best of several, like the two baselines
+  state.counters["vs_w8a8"] = t_plain / t;
+  state.counters["vs_fp32_act"] = t_fp32 / t;
+  state.counters["outlier_cols"] = packs[0].activation_outlier_stats().calls > 0
+                                       ? double(packs[0].activation_outlier_stats().outlier_columns) /
+                                             double(packs[0].activation_outlier_stats().calls)
+                                       : 0.0;
+  state.SetLabel(packs[0].kernel(n));
+}
+BENCHMARK(BM_Int8Outliers)
+    ->ArgsProduct({{4096}, {4096}, {1, 32, 512}, {0, 1, 2, 3, 4}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 }  // namespace

@@ -13,6 +13,7 @@
 #ifndef LLMQ_KERNELS_PACKED_H_
 #define LLMQ_KERNELS_PACKED_H_
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -53,12 +54,24 @@ struct PackedWeights {
     const uint8_t b = p[(j / 8) * 64 + rr * 4 + j % 4];
     return (j % 8) < 4 ? (b & 15) : (b >> 4);
   }
+  // Activation outlier decomposition (int8 activations only; activation_outliers.cc).
+  ActivationOutlierOptions act_outliers;
+  std::vector<int32_t> fixed_outlier_cols;  // act_outliers.columns in packed order, sorted
+  // The weights of the fixed outlier columns, dense part plus sparse outliers, [column][rows]:
+  // fp32 (float outliers), or for integer outliers 15-bit integers on one step per row over these
+  // columns (absmax / 16319), tiled like the activations: w = 128 fixed_w_hi + fixed_w_lo.
+  // Their sparse outliers are left out of out_* below.
+  std::vector<float> fixed_w;
+  std::vector<int8_t> fixed_w_hi, fixed_w_lo;
+  std::vector<float> fixed_w_scale;  // [rows]
+  mutable std::atomic<int64_t> outlier_calls{0}, outlier_cols_seen{0};
   // Sparse outliers (CSR, source column indices), added after the dense product.
   std::vector<int32_t> out_row_ptr, out_col;
   std::vector<float> out_val;
 
   uint64_t bytes() const {  // what a GEMV streams: codes + scales + zero terms (+ outliers)
-    const uint64_t outliers = 4 * (out_col.size() + out_val.size());
+    const uint64_t outliers = 4 * (out_col.size() + out_val.size()) + 4 * (fixed_w.size() + fixed_w_scale.size()) +
+                              fixed_w_hi.size() + fixed_w_lo.size();
     if (int8_activations) return panels.size() + 4 * (panel_scales.size() + panel_zeros.size()) + outliers;
     return codes.size() + 4 * (scales.size() + mzero.size()) + outliers;
   }
@@ -70,6 +83,8 @@ struct PackedWeights {
     return i < 16 ? (b & 15) : (b >> 4);
   }
 };
+
+struct OutlierActivations;
 
 // Kernels of one ISA. x is the packed-order, zero-padded input ([n, kp]); xsum holds the
 // per-group sums of x ([n, ngroups]). Rows [r0, r1) only (the caller splits rows over threads).
@@ -90,9 +105,42 @@ struct KernelTable {
   // order in every variant, so all variants give bit-identical results. nullptr: not available.
   void (*gemm_i8)(const PackedWeights& w, const int8_t* xq, const int32_t* xqsum, const float* sx, int64_t n,
                   int64_t p0, int64_t p1, float* y);
+  // The activation outlier columns' product for rows [r0, r1) (activation_outliers_impl.h).
+  void (*outlier_product)(const PackedWeights& w, const std::vector<int32_t>& ocols, const OutlierActivations& a,
+                          const float* sx, int64_t n, int64_t r0, int64_t r1, float* y);
 };
 
 const KernelTable& scalar_kernels();
+
+// ---- int8 activations and their outlier decomposition (activation_outliers.cc) ----
+// 16319: the largest |v| for which v = 128 hi + lo with hi = round(v / 128) has both tiles in int8.
+constexpr float kMaxTiled = 127.0f * 128.0f + 63.0f;
+// The outlier columns of one call, in packed order, sorted: the fixed set, or the columns where
+// any of the n tokens of xp ([n, kp], packed order) has |x| > threshold. Empty without decomposition.
+std::vector<int32_t> find_outlier_columns(const PackedWeights& w, const float* xp, int64_t n);
+// The outlier columns' activations of one call, [n, ocols.size()] each.
+struct OutlierActivations {
+  std::vector<float> x;       // float outliers: the values themselves
+  std::vector<int8_t> hi, lo; // integer outliers: round(x / s) = 128 hi + lo
+};
+// Per-token symmetric int8 activations of xp, shared by every kernel variant so that they all see
+// the same integers: xq [n, kp], xqsum [n, ngroups] (sums of xq per group), sx [n]. Without
+// outlier columns: s = absmax / 127, q = round-half-even(x / s). With them (ocols, packed order),
+// xq = 0 there and s comes from the other columns only; the outlier values go to *out:
+//  - float outliers: as they are;
+//  - integer outliers: s = max(absmax_rest / 127, absmax_outliers / 16319), v = round(x / s),
+//    hi = round-half-even(v / 128), lo = v - 128 hi (|hi| <= 127, |lo| <= 64).
+void quantize_activations(const PackedWeights& w, const float* xp, int64_t n, const std::vector<int32_t>& ocols,
+                          int8_t* xq, int32_t* xqsum, float* sx, OutlierActivations* out);
+// Adds the outlier columns' product to y [n, rows] for rows [r0, r1) (KernelTable::outlier_product;
+// body in activation_outliers_impl.h), with the fixed columns' own weights when the columns are
+// fixed, else the dense codes of those columns: float outliers y += x · Wᵀ; integer outliers
+// y += sx (128 Σ hi·w + Σ lo·w) with every product int8 x int8 (dense codes: u8 code with the zero
+// point subtracted through the sums, per weight group), summed exactly in int32; the sums become
+// float once each (exact below 2^24) and are combined with power-of-two factors.
+using OutlierProductFn = void (*)(const PackedWeights& w, const std::vector<int32_t>& ocols,
+                                  const OutlierActivations& a, const float* sx, int64_t n, int64_t r0, int64_t r1,
+                                  float* y);
 // The AVX2 table's int8 kernel with vpdpbusd (AVX-VNNI); nullptr when not compiled in.
 using GemmI8Fn = void (*)(const PackedWeights&, const int8_t*, const int32_t*, const float*, int64_t, int64_t, int64_t,
                           float*);

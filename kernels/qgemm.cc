@@ -83,12 +83,32 @@ int64_t PackedLinear::cols() const { return w_->cols; }
 int PackedLinear::bits() const { return w_->bits; }
 bool PackedLinear::int8_activations() const { return w_->int8_activations; }
 uint64_t PackedLinear::bytes() const { return w_->bytes(); }
+const ActivationOutlierOptions& PackedLinear::activation_outliers() const { return w_->act_outliers; }
+ActivationOutlierStats PackedLinear::activation_outlier_stats() const {
+  ActivationOutlierStats st;
+  st.calls = w_->outlier_calls.load();
+  st.outlier_columns = w_->outlier_cols_seen.load();
+  st.cols = w_->cols;
+  return st;
+}
 
 Result<PackedLinear> PackedLinear::Pack(const QuantizedTensor& q, const PackOptions& options) {
   LLMQ_RETURN_IF_ERROR(q.Validate());
   if (options.int8_activations && !q.mins.empty())
     return Status::InvalidArgument(std::string("int8 activations need integer zero points; ") +
                                    ggml_type_name(q.spec.ggml_type) + " has float mins");
+  ActivationOutlierOptions ao = options.outliers;
+  if (ao.enabled() && !options.int8_activations)
+    return Status::InvalidArgument("the activation outlier decomposition needs int8 activations");
+  if (!std::isfinite(ao.threshold) || ao.threshold < 0.0)
+    return Status::InvalidArgument("activation outlier threshold must be a finite number >= 0, got " +
+                                   std::to_string(ao.threshold));
+  for (int32_t c : ao.columns)
+    if (c < 0 || c >= q.cols)
+      return Status::InvalidArgument("activation outlier column " + std::to_string(c) + " is outside the " +
+                                     std::to_string(q.cols) + " input columns");
+  // A tensor with fixed outlier columns (llm.int8 with calibration) runs them outside the int8 row.
+  if (ao.columns.empty() && options.int8_activations) ao.columns = q.activation_outlier_columns;
   auto w = std::make_unique<PackedWeights>();
   w->rows = q.rows;
   w->cols = q.cols;
@@ -116,6 +136,15 @@ Result<PackedLinear> PackedLinear::Pack(const QuantizedTensor& q, const PackOpti
   bool identity = true;
   for (int64_t j = 0; j < q.cols && identity; ++j) identity = order[size_t(j)] == j;
   if (!identity) w->perm = order;
+  std::vector<int32_t> packed_of(size_t(q.cols));  // source column -> packed column
+  for (int64_t j = 0; j < q.cols; ++j) packed_of[size_t(order[size_t(j)])] = int32_t(j);
+  if (ao.enabled()) {
+    w->act_outliers = ao;
+    for (int32_t c : ao.columns) w->fixed_outlier_cols.push_back(packed_of[size_t(c)]);
+    std::sort(w->fixed_outlier_cols.begin(), w->fixed_outlier_cols.end());
+    w->fixed_outlier_cols.erase(std::unique(w->fixed_outlier_cols.begin(), w->fixed_outlier_cols.end()),
+                                w->fixed_outlier_cols.end());
+  }
 
   w->int8_activations = options.int8_activations;
   if (w->int8_activations) {
@@ -166,11 +195,62 @@ Result<PackedLinear> PackedLinear::Pack(const QuantizedTensor& q, const PackOpti
       }
     }
   }
+  // Fixed outlier columns: their weights (dense + sparse) in a block of their own; their sparse
+  // outliers are in that block, not in the CSR below.
+  std::vector<bool> fixed(static_cast<size_t>(q.cols), false);
+  for (int32_t c : ao.columns) fixed[size_t(c)] = true;
+  if (!w->fixed_outlier_cols.empty()) {
+    const int64_t no = int64_t(w->fixed_outlier_cols.size());
+    std::vector<float> weff(size_t(no * q.rows));
+    for (int64_t i = 0; i < no; ++i) {
+      const int64_t c = w->perm.empty() ? w->fixed_outlier_cols[size_t(i)] : w->perm[size_t(w->fixed_outlier_cols[size_t(i)])];
+      const int g = q.group_of(c);
+      for (int64_t r = 0; r < q.rows; ++r)
+        weff[size_t(i * q.rows + r)] =
+            q.scales[size_t(r * q.num_groups() + g)] * float(int32_t(q.code(r, c)) - q.zero_of(r, g)) - q.min_of(r, g);
+    }
+    if (!q.outliers.empty())
+      for (int64_t r = 0; r < q.rows; ++r)
+        for (int32_t k = q.outliers.row_ptr[size_t(r)]; k < q.outliers.row_ptr[size_t(r + 1)]; ++k) {
+          const int32_t c = q.outliers.col_idx[size_t(k)];
+          if (!fixed[size_t(c)]) continue;
+          const int32_t j = packed_of[size_t(c)];
+          const int64_t i = std::lower_bound(w->fixed_outlier_cols.begin(), w->fixed_outlier_cols.end(), j) -
+                            w->fixed_outlier_cols.begin();
+          weff[size_t(i * q.rows + r)] += fp16_to_float(q.outliers.values[size_t(k)]);
+        }
+    if (ao.integer) {  // 15-bit integers per row (absmax / 16319), as two int8 tiles
+      w->fixed_w_hi.resize(weff.size());
+      w->fixed_w_lo.resize(weff.size());
+      w->fixed_w_scale.assign(size_t(q.rows), 1.0f);
+      for (int64_t r = 0; r < q.rows; ++r) {
+        float amax = 0.0f;
+        for (int64_t i = 0; i < no; ++i) amax = std::max(amax, std::fabs(weff[size_t(i * q.rows + r)]));
+        const float s = amax > 0.0f ? amax / kernels::kMaxTiled : 1.0f;
+        w->fixed_w_scale[size_t(r)] = s;
+        for (int64_t i = 0; i < no; ++i) {
+          const size_t k = size_t(i * q.rows + r);
+          const float v = std::clamp(std::nearbyint(weff[k] / s), -kernels::kMaxTiled, kernels::kMaxTiled);
+          const float hi = std::nearbyint(v / 128.0f);
+          w->fixed_w_hi[k] = int8_t(hi);
+          w->fixed_w_lo[k] = int8_t(v - 128.0f * hi);
+        }
+      }
+    } else {
+      w->fixed_w = std::move(weff);
+    }
+  }
   if (!q.outliers.empty()) {
-    w->out_row_ptr = q.outliers.row_ptr;
-    w->out_col = q.outliers.col_idx;
-    w->out_val.resize(q.outliers.values.size());
-    for (size_t i = 0; i < w->out_val.size(); ++i) w->out_val[i] = fp16_to_float(q.outliers.values[i]);
+    w->out_row_ptr.assign(size_t(q.rows + 1), 0);
+    for (int64_t r = 0; r < q.rows; ++r) {
+      for (int32_t k = q.outliers.row_ptr[size_t(r)]; k < q.outliers.row_ptr[size_t(r + 1)]; ++k) {
+        if (!w->fixed_outlier_cols.empty() && fixed[size_t(q.outliers.col_idx[size_t(k)])]) continue;
+        w->out_col.push_back(q.outliers.col_idx[size_t(k)]);
+        w->out_val.push_back(fp16_to_float(q.outliers.values[size_t(k)]));
+      }
+      w->out_row_ptr[size_t(r + 1)] = int32_t(w->out_col.size());
+    }
+    if (w->out_col.empty()) w->out_row_ptr.clear();
   }
   PackedLinear p;
   p.w_ = std::move(w);
@@ -233,7 +313,10 @@ std::string PackedLinear::kernel(int64_t n, Isa isa) const {
                        : f == kernels::avxvnni_gemm_i8() && f != nullptr                         ? "avx-vnni"
                        : kernels::avx2_kernels() != nullptr && f == kernels::avx2_kernels()->gemm_i8 ? "avx2"
                                                                                                     : "scalar";
-    return std::string(name) + " int8" + why;
+    const char* outliers = !w.act_outliers.enabled() ? ""
+                           : w.act_outliers.integer   ? " + int8-tiled outliers"
+                                                      : " + fp32 outliers";
+    return std::string(name) + " int8" + outliers + why;
   }
   const kernels::KernelTable& k = table_for(w, isa);
   const char* path = n < 4 ? "gemv" : n <= 64 && k.gemv_multi != nullptr ? "gemv8" : "dequant+gemm";
@@ -259,31 +342,27 @@ void PackedLinear::Forward(const float* x, int64_t n, float* y, Isa isa) const {
     }
   }
   if (w.int8_activations) {
-    // Per-token symmetric int8 activations (absmax / 127, round half to even), shared by every
-    // kernel variant so that they all see the same integers.
+    // Per-token int8 activations (absmax / 127, round half to even), the outlier columns taken out.
+    const std::vector<int32_t> ocols = kernels::find_outlier_columns(w, xp.data(), n);
+    if (w.act_outliers.enabled()) {
+      w.outlier_calls.fetch_add(1, std::memory_order_relaxed);
+      w.outlier_cols_seen.fetch_add(int64_t(ocols.size()), std::memory_order_relaxed);
+    }
     std::vector<int8_t> xq(static_cast<size_t>(n * kp), 0);
     std::vector<int32_t> xqsum(static_cast<size_t>(n * ng), 0);
     std::vector<float> sx(static_cast<size_t>(n), 1.0f);
-    for (int64_t t = 0; t < n; ++t) {
-      const float* xr = xp.data() + t * kp;
-      float amax = 0.0f;
-      for (int64_t j = 0; j < kp; ++j) amax = std::max(amax, std::fabs(xr[j]));
-      const float s = amax > 0.0f ? amax / 127.0f : 1.0f;
-      sx[size_t(t)] = s;
-      for (int64_t j = 0; j < kp; ++j)
-        xq[size_t(t * kp + j)] = int8_t(std::clamp(std::nearbyint(xr[j] / s), -127.0f, 127.0f));
-      for (int64_t g = 0; g < ng; ++g) {
-        int32_t acc = 0;
-        for (int64_t j = w.group_start[size_t(g)]; j < w.group_start[size_t(g + 1)]; ++j) acc += xq[size_t(t * kp + j)];
-        xqsum[size_t(t * ng + g)] = acc;
-      }
-    }
+    kernels::OutlierActivations xo;
+    kernels::quantize_activations(w, xp.data(), n, ocols, xq.data(), xqsum.data(), sx.data(), &xo);
     const kernels::GemmI8Fn gemm_i8 = gemm_i8_for(w, isa);
 #pragma omp parallel
     {
       const int nt = omp_get_num_threads(), t = omp_get_thread_num();
       const int64_t p0 = w.panel_count * t / nt, p1 = w.panel_count * (t + 1) / nt;
-      if (p1 > p0) gemm_i8(w, xq.data(), xqsum.data(), sx.data(), n, p0, p1, y);
+      if (p1 > p0) {
+        gemm_i8(w, xq.data(), xqsum.data(), sx.data(), n, p0, p1, y);
+        // The outlier columns of the same rows, in the same parallel region (y still in cache).
+        if (!ocols.empty()) k.outlier_product(w, ocols, xo, sx.data(), n, 16 * p0, std::min(w.rows, 16 * p1), y);
+      }
     }
   } else if (n < 4) {
     // Decode: one pass over the weights per token, rows split across threads.

@@ -3,6 +3,8 @@
 #include <immintrin.h>
 
 #include "i8_avx2_impl.h"
+#define LLMQ_OUTLIER_IMPL outliers_avx2
+#include "activation_outliers_impl.h"
 #include "packed.h"
 
 namespace llmq::kernels {
@@ -80,10 +82,15 @@ void gemm_i8_avx2(const PackedWeights& w, const int8_t* xq, const int32_t* xqsum
   avx2_i8::gemm_i8<false>(w, xq, xqsum, sx, n, p0, p1, y);
 }
 
+void outlier_product_avx2(const PackedWeights& w, const std::vector<int32_t>& ocols, const OutlierActivations& a,
+                          const float* sx, int64_t n, int64_t r0, int64_t r1, float* y) {
+  LLMQ_OUTLIER_IMPL::outlier_product_rows(w, ocols, a, sx, n, r0, r1, y);
+}
+
 }  // namespace
 
 const KernelTable* avx2_kernels() {
-  static const KernelTable t{"avx2", gemv_avx2, nullptr, dequant_avx2, gemm_i8_avx2};
+  static const KernelTable t{"avx2", gemv_avx2, nullptr, dequant_avx2, gemm_i8_avx2, outlier_product_avx2};
   return &t;
 }
 

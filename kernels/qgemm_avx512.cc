@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <type_traits>
 
+#define LLMQ_OUTLIER_IMPL outliers_avx512
+#include "activation_outliers_impl.h"
 #include "packed.h"
 
 namespace llmq::kernels {
@@ -187,10 +189,15 @@ void gemm_i8_avx512(const PackedWeights& w, const int8_t* xq, const int32_t* xqs
       with_token_count(n - t0, [&](auto nt) { panel_i8<decltype(nt)::value>(w, p, xq, xqsum, sx, t0, y); });
 }
 
+void outlier_product_avx512(const PackedWeights& w, const std::vector<int32_t>& ocols, const OutlierActivations& a,
+                          const float* sx, int64_t n, int64_t r0, int64_t r1, float* y) {
+  LLMQ_OUTLIER_IMPL::outlier_product_rows(w, ocols, a, sx, n, r0, r1, y);
+}
+
 }  // namespace
 
 const KernelTable* avx512_kernels() {
-  static const KernelTable t{"avx512", gemv_avx512, gemv_multi_avx512, dequant_avx512, gemm_i8_avx512};
+  static const KernelTable t{"avx512", gemv_avx512, gemv_multi_avx512, dequant_avx512, gemm_i8_avx512, outlier_product_avx512};
   return &t;
 }
 

@@ -2,6 +2,8 @@
 // Per row: y = sum_g (scale_g * sum_{j in g} code_j x_j + mzero_g * xsum_g), accumulated in double.
 #include <cmath>
 
+#define LLMQ_OUTLIER_IMPL outliers_baseline
+#include "activation_outliers_impl.h"
 #include "packed.h"
 
 namespace llmq::kernels {
@@ -50,10 +52,15 @@ void gemm_i8_ref(const PackedWeights& w, const int8_t* xq, const int32_t* xqsum,
     }
 }
 
+void outlier_product_scalar(const PackedWeights& w, const std::vector<int32_t>& ocols, const OutlierActivations& a,
+                          const float* sx, int64_t n, int64_t r0, int64_t r1, float* y) {
+  LLMQ_OUTLIER_IMPL::outlier_product_rows(w, ocols, a, sx, n, r0, r1, y);
+}
+
 }  // namespace
 
 const KernelTable& scalar_kernels() {
-  static const KernelTable t{"scalar", gemv_ref, nullptr, dequant_ref, gemm_i8_ref};
+  static const KernelTable t{"scalar", gemv_ref, nullptr, dequant_ref, gemm_i8_ref, outlier_product_scalar};
   return t;
 }
 

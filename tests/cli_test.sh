@@ -161,6 +161,26 @@ check eval-sq 0 "" -- "$llmq" eval ppl "$work/sq" --data "$valid" --seq-len 64 -
 python3 -c "import json,sys; assert json.load(open(sys.argv[1]))['int8_activations'] is True" "$work/out" || { echo "FAIL: W8A8 model did not run int8"; fails=$((fails+1)); }
 check sq-bad-alpha 2 "--alpha expects a number in" -- "$llmq" quantize --method smoothquant --calib "$calib" --alpha 2 "$model" "$work/sq2"
 check sq-bad-bits 2 "smoothquant is W8A8" -- "$llmq" quantize --method smoothquant --calib "$calib" --bits 4 "$model" "$work/sq2"
+# LLM.int8: zero-shot (outlier columns per call) or calibrated (fixed columns); integer outliers
+# in any run with int8 activations; the decomposition's statistics in eval --json.
+check llm-int8 0 "" -- "$llmq" quantize --method llm.int8 --json "$model" "$work/li8"
+json_ok method int8_activations activation_outliers layers
+check eval-li8 0 "" -- "$llmq" eval ppl "$work/li8" --data "$valid" --seq-len 64 --max-chunks 2 --json
+json_ok perplexity activation_outliers kernels
+python3 -c "import json,sys; j=json.load(open(sys.argv[1])); a=j['activation_outliers']; assert a['threshold']==6.0 and a['integer'] is False and 0<=a['outlier_column_share']<1 and a['layers']; assert all('fp32 outliers' in k for k in j['kernels']), j['kernels']" "$work/out" || { echo "FAIL: llm.int8 eval keys"; fails=$((fails+1)); }
+check llm-int8-calib 0 "" -- "$llmq" quantize --method llm.int8 --calib "$calib" --nsamples 4 --seq-len 64 --outlier-threshold 1.5 --integer-outliers --json "$model" "$work/li8c"
+python3 -c "import json,sys; j=json.load(open(sys.argv[1])); assert j['activation_outliers']=={'threshold':1.5,'integer':True}; assert any(l.get('activation_outlier_columns',0)>0 for l in j['layers'])" "$work/out" || { echo "FAIL: llm.int8 calibrated report"; fails=$((fails+1)); }
+check eval-li8c 0 "" -- "$llmq" eval ppl "$work/li8c" --data "$valid" --seq-len 64 --max-chunks 2 --json
+python3 -c "import json,sys; j=json.load(open(sys.argv[1])); assert all('int8-tiled outliers' in k for k in j['kernels']), j['kernels']" "$work/out" || { echo "FAIL: integer outliers kernels"; fails=$((fails+1)); }
+check w4a8-integer-outliers 0 "" -- "$llmq" quantize --bits 4 --group-size 32 --int8-activations --integer-outliers --json "$model" "$work/w4i"
+json_ok activation_outliers int8_activations
+check eval-runtime-outliers 0 "" -- "$llmq" eval ppl "$work/sq" --data "$valid" --seq-len 64 --max-chunks 2 --outlier-threshold 2 --integer-outliers --json
+json_ok activation_outliers
+check generate-outliers 0 "" -- "$llmq" generate "$work/w4i" --prompt "Once" -n 4 --json
+check li8-no-int8 2 "decompose int8 activations" -- "$llmq" quantize --integer-outliers "$model" "$work/x1"
+check li8-bad-bits 2 "llm.int8 is vector-wise int8" -- "$llmq" quantize --method llm.int8 --bits 4 "$model" "$work/x1"
+check li8-bad-threshold 2 "--outlier-threshold expects a positive number" -- "$llmq" quantize --method llm.int8 --outlier-threshold -1 "$model" "$work/x1"
+check eval-bad-threshold 2 "--outlier-threshold expects a positive number" -- "$llmq" eval ppl "$work/li8" --data "$valid" --outlier-threshold nan
 # AWQ: report keys, the per-layer search results, options checked against the method.
 check awq 0 "" -- "$llmq" quantize --method awq+gptq --calib "$calib" --nsamples 8 --seq-len 64 --awq-grid 5 --json "$model" "$work/awq"
 json_ok method awq gptq calibration layers mean_output_relative_error
@@ -183,7 +203,8 @@ check eval-spqr 0 "" -- "$llmq" eval ppl "$work/spqr" --data "$valid" --seq-len 
 # SpQR's groups of 16 have no SIMD path: the report says which kernel ran for every linear.
 python3 -c "import json,sys; j=json.load(open(sys.argv[1])); k=j['kernels']; assert k and all(n.startswith('scalar') and ('aligned' in n or j['kernel_isa'] == 'scalar') for n in k) and sum(k.values())>0, k" "$work/out" || { echo "FAIL: eval --json kernels for groups of 16"; fails=$((fails+1)); }
 check spqr-threshold-and-target 2 "exclude each other" -- "$llmq" quantize --method spqr --calib "$calib" --outlier-threshold 0.1 --target-bits 3.5 "$model" "$work/s2"
-check spqr-threshold-on-gptq 2 "spqr and spqr+oac only" -- "$llmq" quantize --method gptq --calib "$calib" --outlier-threshold 0.1 "$model" "$work/s2"
+check spqr-threshold-on-gptq 2 "decompose int8 activations" -- "$llmq" quantize --method gptq --calib "$calib" --outlier-threshold 0.1 "$model" "$work/s2"
+check spqr-integer-outliers 2 "--integer-outliers is for int8 activations" -- "$llmq" quantize --method spqr --calib "$calib" --integer-outliers "$model" "$work/s2"
 check spqr-bad-scale-bits 2 "scale bits" -- "$llmq" quantize --method spqr --calib "$calib" --scale-bits 1 "$model" "$work/s2"
 
 check oac 0 "" -- "$llmq" quantize --method oac --bits 3 --calib "$calib" --nsamples 4 --seq-len 64 --json "$model" "$work/oac"

@@ -395,14 +395,12 @@ TEST(KernelsInt8, Avx2IsBitIdenticalToScalarWithAndWithoutVnni) {
   unsetenv("LLMQ_AVX2_INT8");
 }
 
-TEST(KernelsInt8, CloseToFloatActivations) {
-  Case c{8, 0, true, false, false, 64, 512};
-  const QuantizedTensor q = make_tensor(c, 900);
+// ||y_int8 - y_fp32|| / ||y_fp32|| of q packed with `po` against q with float activations, on x.
+double relative_to_float_activations(const QuantizedTensor& q, const PackOptions& po, const std::vector<float>& x,
+                                     int64_t n) {
   auto pf = PackedLinear::Pack(q);
-  auto pi = pack_int8(q);
-  const int64_t n = 16;
-  auto x = test::random_normal(size_t(n * c.cols), 901);
-  std::vector<float> yf(size_t(n * c.rows)), yi(yf.size());
+  auto pi = PackedLinear::Pack(q, po);
+  std::vector<float> yf(size_t(n * q.rows)), yi(yf.size());
   pf->Forward(x.data(), n, yf.data());
   pi->Forward(x.data(), n, yi.data());
   double num = 0, den = 0;
@@ -410,7 +408,279 @@ TEST(KernelsInt8, CloseToFloatActivations) {
     num += (yf[i] - yi[i]) * double(yf[i] - yi[i]);
     den += double(yf[i]) * yf[i];
   }
-  EXPECT_LT(std::sqrt(num / den), 0.02);  // per-token int8 of Gaussian inputs: about 1%
+  return std::sqrt(num / den);
+}
+
+TEST(KernelsInt8, CloseToFloatActivations) {
+  Case c{8, 0, true, false, false, 64, 512};
+  const QuantizedTensor q = make_tensor(c, 900);
+  const int64_t n = 16;
+  PackOptions int8;
+  int8.int8_activations = true;
+  // per-token int8 of Gaussian inputs: about 1%
+  EXPECT_LT(relative_to_float_activations(q, int8, test::random_normal(size_t(n * c.cols), 901), n), 0.02);
+}
+
+// ---- LLM.int8 outlier decomposition and integer outliers (kernels/activation_outliers.cc) ----
+
+// Activations with a few large columns (an outlier channel: every token), one large value in a
+// single token, and the rest N(0, 1).
+std::vector<float> activations_with_outliers(int64_t n, int64_t cols, uint32_t seed, float big) {
+  auto x = test::random_normal(size_t(n * cols), seed);
+  for (int64_t t = 0; t < n; ++t) {
+    x[size_t(t * cols + 1)] *= big;
+    if (cols > 40) x[size_t(t * cols + 37)] = big * (t % 2 ? 1.0f : -0.7f);
+  }
+  if (cols > 20) x[size_t((n - 1) * cols + 20)] = -2.5f * big;  // one token only
+  return x;
+}
+
+PackOptions decomposed(double threshold, bool integer, std::vector<int32_t> columns = {}) {
+  PackOptions po;
+  po.int8_activations = true;
+  po.outliers.threshold = threshold;
+  po.outliers.integer = integer;
+  po.outliers.columns = std::move(columns);
+  return po;
+}
+
+// The decomposition written out in double from its definition (llmq/kernels.h): the outlier
+// columns are those with any |x| > T; the per-token step comes from the other columns (and, for
+// integer outliers, from absmax_outliers / 16319); float outliers multiply x itself, integer ones
+// round(x / s), both with the dequantized weights.
+// fixed_block: the outlier columns are fixed ones, whose sparse weight outliers move into the
+// outlier block and, for integer outliers, multiply the rounded values instead of x.
+Reference decomposed_reference(const QuantizedTensor& q, const std::vector<float>& x, int64_t n, double threshold,
+                               bool integer, bool fixed_block = false) {
+  std::vector<bool> out(size_t(q.cols), false);
+  for (int64_t c = 0; c < q.cols; ++c)
+    for (int64_t t = 0; t < n; ++t) out[size_t(c)] = out[size_t(c)] || std::fabs(x[size_t(t * q.cols + c)]) > threshold;
+  std::vector<float> xd(x.size());
+  std::vector<double> keep(x.size(), 0.0);  // float outliers: the exact values
+  for (int64_t t = 0; t < n; ++t) {
+    float amax = 0, amax_out = 0;
+    for (int64_t c = 0; c < q.cols; ++c) {
+      const float a = std::fabs(x[size_t(t * q.cols + c)]);
+      (out[size_t(c)] ? amax_out : amax) = std::max(out[size_t(c)] ? amax_out : amax, a);
+    }
+    float s = amax > 0 ? amax / 127.0f : 1.0f;
+    if (integer && amax_out > 0) s = amax > 0 ? std::max(s, amax_out / 16319.0f) : amax_out / 16319.0f;
+    for (int64_t c = 0; c < q.cols; ++c) {
+      const size_t i = size_t(t * q.cols + c);
+      if (out[size_t(c)] && !integer) {
+        xd[i] = 0.0f;
+        keep[i] = x[i];
+      } else {
+        const float lim = out[size_t(c)] ? 16319.0f : 127.0f;
+        xd[i] = float(double(std::clamp(std::nearbyint(x[i] / s), -lim, lim)) * double(s));
+      }
+    }
+  }
+  // Sparse weight outliers always multiply the float activations (as without the decomposition).
+  QuantizedTensor dense = q;
+  dense.outliers = SparseOutliers();
+  Reference ref = reference_product(dense, xd, n);
+  const auto d = dequantize(dense);
+  auto add = [&](int64_t t, int64_t r, double v) {
+    ref.y[size_t(t * q.rows + r)] += v;
+    ref.magnitude[size_t(t * q.rows + r)] += std::fabs(v);
+  };
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t r = 0; r < q.rows; ++r) {
+      for (int64_t c = 0; c < q.cols; ++c) add(t, r, keep[size_t(t * q.cols + c)] * d[size_t(r * q.cols + c)]);
+      if (!q.outliers.empty())
+        for (int32_t i = q.outliers.row_ptr[size_t(r)]; i < q.outliers.row_ptr[size_t(r + 1)]; ++i)
+          {
+            const int32_t c = q.outliers.col_idx[size_t(i)];
+            const bool rounded = fixed_block && integer && out[size_t(c)];
+            add(t, r, double(fp16_to_float(q.outliers.values[size_t(i)])) * (rounded ? xd : x)[size_t(t * q.cols + c)]);
+          }
+    }
+  return ref;
+}
+
+TEST(KernelsInt8Outliers, FloatAndIntegerOutliersEqualTheirDefinition) {
+  uint32_t seed = 1500;
+  for (const Case& c : cases()) {
+    const QuantizedTensor q = make_tensor(c, seed++);
+    for (bool integer : {false, true}) {
+      auto p = PackedLinear::Pack(q, decomposed(6.0, integer));
+      ASSERT_TRUE(p.ok()) << p.status().ToString();
+      for (int64_t n : {1, 3, 9}) {
+        const auto x = activations_with_outliers(n, c.cols, seed++, 60.0f);
+        std::vector<float> y(size_t(n * c.rows));
+        p->Forward(x.data(), n, y.data(), Isa::kScalar);
+        const Reference ref = decomposed_reference(q, x, n, 6.0, integer);
+        EXPECT_LT(worst_error(y, ref.y, ref.magnitude), 1e-5)
+            << q.spec.ToString() << (integer ? " integer" : " float") << " n " << n;
+      }
+    }
+  }
+}
+
+// The tiles: 128 hi + lo is round(x / s) exactly, both fit int8, and the integer sum of the
+// tiled products equals the int64 product of the 15-bit values.
+TEST(KernelsInt8Outliers, IntegerTilesAreExact) {
+  Case c{8, 0, true, false, false, 16, 96};
+  const QuantizedTensor q = make_tensor(c, 1600);
+  auto p = PackedLinear::Pack(q, decomposed(4.0, true));
+  ASSERT_TRUE(p.ok());
+  const auto& w = internal::PackedAccess::weights(*p);
+  const int64_t n = 5;
+  for (float big : {8.0f, 60.0f, 127.0f * 40.0f, 1e6f}) {  // the last is beyond 128x: s grows instead
+    auto x = activations_with_outliers(n, c.cols, 1601, big);
+    std::vector<float> xp(size_t(n * w.kp), 0.0f);
+    for (int64_t t = 0; t < n; ++t) std::copy(x.begin() + t * c.cols, x.begin() + (t + 1) * c.cols, xp.begin() + t * w.kp);
+    const auto ocols = kernels::find_outlier_columns(w, xp.data(), n);
+    ASSERT_EQ(ocols.size(), 3u);
+    std::vector<int8_t> xq(size_t(n * w.kp));
+    std::vector<int32_t> xqsum(size_t(n * w.ngroups));
+    std::vector<float> sx(static_cast<size_t>(n));
+    kernels::OutlierActivations xo;
+    kernels::quantize_activations(w, xp.data(), n, ocols, xq.data(), xqsum.data(), sx.data(), &xo);
+    for (int64_t t = 0; t < n; ++t)
+      for (size_t i = 0; i < ocols.size(); ++i) {
+        const int64_t j = ocols[i];
+        EXPECT_EQ(xq[size_t(t * w.kp + j)], 0);  // the outlier columns leave the int8 row
+        const int32_t lo = xo.lo[size_t(t) * ocols.size() + i], h = xo.hi[size_t(t) * ocols.size() + i];
+        const double v = std::nearbyint(double(xp[size_t(t * w.kp + j)]) / sx[size_t(t)]);
+        EXPECT_EQ(128 * h + lo, int64_t(std::clamp(v, -16319.0, 16319.0))) << big;
+        EXPECT_LE(std::abs(lo), 64);
+        EXPECT_LE(std::abs(h), 127);
+      }
+    // Tiled integer product against the int64 product of the full values, per row and token.
+    for (int64_t t = 0; t < n; ++t)
+      for (int64_t r = 0; r < c.rows; ++r) {
+        int64_t full = 0, tiled_lo = 0, tiled_hi = 0;
+        for (int64_t j = 0; j < c.cols; ++j) {
+          const int64_t code = w.panel_code(r, j) - 128;
+          auto it = std::find(ocols.begin(), ocols.end(), int32_t(j));
+          const size_t oi = size_t(t) * ocols.size() + size_t(it - ocols.begin());
+          const int64_t lo = it == ocols.end() ? xq[size_t(t * w.kp + j)] : xo.lo[oi];
+          const int64_t h = it == ocols.end() ? 0 : xo.hi[oi];
+          full += (128 * h + lo) * code;
+          tiled_lo += lo * code;
+          tiled_hi += h * code;
+          ASSERT_LE(std::abs(lo * code), 127 * 128);  // each tile product is an int8 x int8 product
+        }
+        EXPECT_EQ(full, tiled_lo + 128 * tiled_hi);
+      }
+  }
+}
+
+TEST(KernelsInt8Outliers, EveryIsaIsBitIdenticalToScalar) {
+  uint32_t seed = 1700;
+  for (const Case& c : cases())
+    for (bool integer : {false, true}) {
+      const QuantizedTensor q = make_tensor(c, seed++);
+      auto p = PackedLinear::Pack(q, decomposed(6.0, integer));
+      ASSERT_TRUE(p.ok());
+      for (int64_t n : {1, 2, 5, 17, 40}) {
+        const auto x = activations_with_outliers(n, c.cols, seed++, 30.0f);
+        std::vector<float> ys(size_t(n * c.rows));
+        p->Forward(x.data(), n, ys.data(), Isa::kScalar);
+        for (Isa isa : {Isa::kAvx2, Isa::kAvx512}) {
+          if (!isa_supported(isa)) continue;
+          for (bool emulated : {false, true}) {
+            if (emulated && isa != Isa::kAvx2) continue;
+            if (emulated) setenv("LLMQ_AVX2_INT8", "emulated", 1);
+            std::vector<float> yv(ys.size());
+            p->Forward(x.data(), n, yv.data(), isa);
+            unsetenv("LLMQ_AVX2_INT8");
+            ASSERT_EQ(ys, yv) << isa_name(isa) << (emulated ? " emulated " : " ") << q.spec.ToString()
+                              << (integer ? " integer" : " float") << " n " << n;
+          }
+        }
+      }
+    }
+}
+
+// Fixed columns multiply their own copy of the weights (fp32, or 15-bit integers on a per-row step
+// of their own, as two int8 tiles): float outliers give the bits of the same columns found per
+// call; integer outliers stay within the rounding of those 15-bit weights. Sparse weight outliers
+// in fixed columns move to the fixed block, the others stay in the sparse product.
+TEST(KernelsInt8Outliers, FixedColumnsCarryTheirOwnWeights) {
+  for (bool act_order : {false, true}) {
+    for (bool sparse : {false, true}) {
+      Case c{4, 32, false, act_order, sparse, 40, 128};
+      const QuantizedTensor q = make_tensor(c, 1800);
+      const int64_t n = 7;
+      const auto x = activations_with_outliers(n, c.cols, 1801, 50.0f);
+      auto dynamic = PackedLinear::Pack(q, decomposed(6.0, false));
+      auto fixed = PackedLinear::Pack(q, decomposed(0.0, false, {37, 20, 1, 37}));  // unsorted, repeated
+      auto fixed_int = PackedLinear::Pack(q, decomposed(0.0, true, {1, 20, 37}));
+      ASSERT_TRUE(dynamic.ok() && fixed.ok() && fixed_int.ok());
+      std::vector<float> yd(size_t(n * c.rows)), yf(yd.size()), yi(yd.size());
+      dynamic->Forward(x.data(), n, yd.data());
+      fixed->Forward(x.data(), n, yf.data());
+      fixed_int->Forward(x.data(), n, yi.data());
+      if (!sparse) {
+        EXPECT_EQ(yd, yf);
+      }
+      const Reference ref = decomposed_reference(q, x, n, 6.0, false);
+      EXPECT_LT(worst_error(yf, ref.y, ref.magnitude), 1e-5) << "sparse " << sparse;
+      const Reference ref_int = decomposed_reference(q, x, n, 6.0, true, true);
+      EXPECT_LT(worst_error(yi, ref_int.y, ref_int.magnitude), 1e-4) << "sparse " << sparse;  // 15-bit weights
+      EXPECT_EQ(fixed->activation_outlier_stats().calls, 1);
+      EXPECT_EQ(fixed->activation_outlier_stats().outlier_columns, 3);
+      EXPECT_NEAR(dynamic->activation_outlier_stats().share(), 3.0 / 128.0, 1e-12);
+    }
+  }
+}
+
+// A quantized tensor that names its activation outlier columns (llm.int8 with calibration) runs
+// them outside the int8 row whenever it runs with int8 activations.
+TEST(KernelsInt8Outliers, TensorsNameTheirOwnFixedColumns) {
+  Case c{8, 0, true, false, false, 24, 96};
+  QuantizedTensor q = make_tensor(c, 1850);
+  q.activation_outlier_columns = {1, 37};
+  ASSERT_TRUE(q.Validate().ok());
+  PackOptions int8;
+  int8.int8_activations = true;
+  auto p = PackedLinear::Pack(q, int8);
+  ASSERT_TRUE(p.ok());
+  EXPECT_TRUE(p->activation_outliers().enabled());
+  const int64_t n = 3;
+  const auto x = activations_with_outliers(n, c.cols, 1851, 40.0f);
+  std::vector<float> y(size_t(n * c.rows));
+  p->Forward(x.data(), n, y.data());
+  EXPECT_EQ(p->activation_outlier_stats().outlier_columns, 2);
+  q.activation_outlier_columns = {37, 1};
+  EXPECT_NE(q.Validate().ToString().find("strictly increasing"), std::string::npos);
+  q.activation_outlier_columns = {96};
+  EXPECT_NE(q.Validate().ToString().find("outside"), std::string::npos);
+}
+
+// What the decomposition is for: one large channel ruins plain per-token int8, the decomposed
+// products stay as close to the float-activation product as int8 is without the outliers.
+TEST(KernelsInt8Outliers, RecoverTheAccuracyAnOutlierChannelTakesAway) {
+  Case c{8, 0, true, false, false, 64, 512};
+  const QuantizedTensor q = make_tensor(c, 1900);
+  const int64_t n = 16;
+  auto x = test::random_normal(size_t(n * c.cols), 1901);
+  for (int64_t t = 0; t < n; ++t) x[size_t(t * c.cols + 100)] *= 100.0f;
+  auto rel = [&](const PackOptions& po) { return relative_to_float_activations(q, po, x, n); };
+  PackOptions plain;
+  plain.int8_activations = true;
+  const double e_plain = rel(plain), e_float = rel(decomposed(6.0, false)), e_int = rel(decomposed(6.0, true));
+  EXPECT_GT(e_plain, 0.05);
+  EXPECT_LT(e_float, 0.02);
+  EXPECT_LT(e_int, 0.02);
+  EXPECT_NEAR(e_int, e_float, 0.2 * e_float);  // the 15-bit outliers lose about nothing to fp32
+}
+
+TEST(KernelsInt8Outliers, BadOptionsAreRefused) {
+  auto w = test::random_normal(16 * 64, 3);
+  const QuantizedTensor q = *quantize_rtn(w.data(), 16, 64, test::quant_spec(8, 0));
+  PackOptions no_int8;
+  no_int8.outliers.threshold = 6.0;
+  EXPECT_NE(PackedLinear::Pack(q, no_int8).status().ToString().find("needs int8 activations"), std::string::npos);
+  EXPECT_NE(PackedLinear::Pack(q, decomposed(-1.0, false)).status().ToString().find(">= 0"), std::string::npos);
+  EXPECT_NE(PackedLinear::Pack(q, decomposed(std::nan(""), false)).status().ToString().find("finite"), std::string::npos);
+  EXPECT_NE(PackedLinear::Pack(q, decomposed(0.0, false, {64})).status().ToString().find("column 64"), std::string::npos);
+  auto ok = PackedLinear::Pack(q, decomposed(6.0, true));
+  ASSERT_TRUE(ok.ok());
+  EXPECT_NE(ok->kernel(3, Isa::kScalar).find("int8-tiled outliers"), std::string::npos);
 }
 
 

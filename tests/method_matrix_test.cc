@@ -52,7 +52,8 @@ std::vector<ArchCase> arch_cases() {
   return cases;
 }
 
-const char* const kMethods[] = {"rtn", "gptq", "awq", "awq+gptq", "smoothquant", "spqr", "adpq", "oac", "spqr+oac"};
+const char* const kMethods[] = {"rtn", "gptq", "awq", "awq+gptq", "smoothquant", "spqr", "adpq", "oac", "spqr+oac",
+                                "llm.int8"};
 
 // Each method with its library defaults (QuantizeOptions::ForMethod), at this model's size.
 QuantizeOptions options_for(const std::string& method, const std::string& calib) {
@@ -66,6 +67,9 @@ QuantizeOptions options_for(const std::string& method, const std::string& calib)
     o->calibration.seq_len = 16;
   }
   o->awq.grid = 5;
+  // llm.int8 with calibration: fixed outlier columns. Random weights give activations of about 1,
+  // so a low threshold makes some columns outliers.
+  if (method == "llm.int8") o->activation_outliers.threshold = 1.0;
   return *o;
 }
 
@@ -82,6 +86,11 @@ TEST_P(MethodMatrix, QuantizeReloadRun) {
   auto rep = quantize_checkpoint(dir.file("in"), dir.file("out"), o);
   ASSERT_TRUE(rep.ok()) << rep.status().ToString();
   EXPECT_EQ(rep->method, method);
+  if (method == "llm.int8") {  // the calibrated outlier columns are found and kept
+    int64_t columns = 0;
+    for (const LayerReport& l : rep->layers) columns += l.activation_outlier_columns;
+    EXPECT_GT(columns, 0);
+  }
   auto ckpt = Checkpoint::Open(dir.file("out"));
   ASSERT_TRUE(ckpt.ok()) << ckpt.status().ToString();
   ASSERT_TRUE((*ckpt)->is_quantized());
@@ -131,7 +140,7 @@ TEST_P(MethodMatrix, QuantizeReloadRun) {
 std::string cell_name(const ::testing::TestParamInfo<MethodMatrix::ParamType>& info) {
   std::string m = kMethods[std::get<1>(info.param)];
   for (char& c : m)
-    if (c == '+') c = '_';
+    if (c == '+' || c == '.') c = '_';
   return std::string(arch_cases()[std::get<0>(info.param)].name) + "_" + m;
 }
 

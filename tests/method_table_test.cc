@@ -67,13 +67,27 @@ void register_once() {
   (void)done;
 }
 
-TEST(MethodTable, EveryBuiltInMethodHasExactlyOneStep) {
+// One step each, except llm.int8: zero-shot without calibration data, calibrated with it.
+TEST(MethodTable, EveryBuiltInMethodHasItsSteps) {
+  QuantizeOptions with_data, without;
+  with_data.calibration.data = "calibration.txt";
   for (const Method& m : internal::methods()) {
-    EXPECT_NE(bool(m.quantize_linear), bool(m.quantize_block)) << m.name;
-    if (m.calibrated()) {
+    if (m.name == "llm.int8") {
+      EXPECT_TRUE(m.quantize_linear && m.quantize_block);
+      EXPECT_FALSE(m.needs_calibration());
+      EXPECT_TRUE(m.calibrated(with_data));
+      EXPECT_FALSE(m.calibrated(without));
+    } else if (m.name.rfind("test-", 0) != 0) {
+      EXPECT_NE(bool(m.quantize_linear), bool(m.quantize_block)) << m.name;
+      EXPECT_EQ(m.needs_calibration(), m.takes_calibration()) << m.name;
+    }
+    if (m.takes_calibration()) {
       EXPECT_TRUE(bool(m.propagates_quantized)) << m.name;
     }
   }
+  EXPECT_TRUE(method_needs_calibration("gptq"));
+  EXPECT_FALSE(method_needs_calibration("llm.int8"));
+  EXPECT_FALSE(method_needs_calibration("rtn"));
   EXPECT_EQ(internal::find_method("no-such-method"), nullptr);
 }
 
@@ -83,11 +97,8 @@ TEST(MethodTable, MalformedRowsAreRefused) {
   EXPECT_NE(internal::register_method(dup).message().find("exists already"), std::string::npos);
   Method none;
   none.name = "test-none";
-  EXPECT_NE(internal::register_method(none).message().find("exactly one"), std::string::npos);
-  Method both = blockwise_rtn_row();
-  both.name = "test-both";
-  both.quantize_linear = three_bit_rtn_row().quantize_linear;
-  EXPECT_NE(internal::register_method(both).message().find("exactly one"), std::string::npos);
+  EXPECT_NE(internal::register_method(none).message().find("give quantize_linear, quantize_block or both"),
+            std::string::npos);
 }
 
 TEST(MethodTable, RegisteredZeroShotMethodRunsEndToEnd) {

@@ -33,9 +33,14 @@ const char* kPplHelp =
     "  --seq-len N       window length                      [model context, at most 2048]\n"
     "  --max-chunks K    evaluate only the first K windows  [all]\n"
     "  --int8-activations  quantized linears take int8 activations per token (W4A8/W8A8 kernels)\n"
+    "  --outlier-threshold T  int8 activations with LLM.int8's decomposition: the input columns where\n"
+    "                    a token has |x| > T run in fp32 (overrides the folder's own; implies int8)\n"
+    "  --integer-outliers  ... or as int8 tiles on the same grid (integer outliers)  [T: 6]\n"
     "  --allow-extrapolation  accept a --seq-len beyond the model's context (max_position_embeddings)\n"
     "  --json            one JSON object on stdout: perplexity, mean_nll, tokens, predictions,\n"
-    "                    seq_len, chunks, seconds, tokens_per_second, model, data\n";
+    "                    seq_len, chunks, seconds, tokens_per_second, model, data, quantized,\n"
+    "                    int8_activations, kernel_isa, kernels; with outliers activation_outliers\n"
+    "                    {threshold, integer, outlier_column_share, layers: {module: share}}\n";
 
 const char* kGenHelp =
     "Usage: llmq generate <model-or-quantized-folder> --prompt TEXT [-n 64] [--temperature 0]\n"
@@ -47,6 +52,7 @@ const char* kGenHelp =
     "  --temperature T     sampling temperature; 0 = greedy           [0]\n"
     "  --top-k K           sample among the K most likely; 0 = all    [0]\n"
     "  --seed S            sampling seed                              [0]\n"
+    "  --int8-activations, --outlier-threshold T, --integer-outliers   as in `llmq eval ppl`\n"
     "  --json              print {prompt, text, ids, new_tokens, tokens_per_second (prompt included),\n"
     "                      prompt_tokens, prompt_tokens_per_second, decode_steps, decode_tokens_per_second}\n"
     "                      instead of streaming\n";
@@ -60,6 +66,33 @@ Result<std::string> read_text(const std::string& path) {
   return ss.str();
 }
 
+// --int8-activations, --outlier-threshold T, --integer-outliers: how the quantized linears take
+// their activations. "" or the usage error.
+std::string runtime_options(const Args& args, ModelLoadOptions* lo) {
+  lo->int8_activations = args.has("int8-activations");
+  const bool integer = args.has("integer-outliers");
+  auto t = args.get_double("outlier-threshold", integer ? kLlmInt8Threshold : 0.0);
+  if (!t.ok() || !std::isfinite(*t) || !(*t > 0.0 || (!args.has("outlier-threshold") && !integer)))
+    return "--outlier-threshold expects a positive number";
+  lo->activation_outliers.threshold = *t;
+  lo->activation_outliers.integer = integer;
+  return "";
+}
+
+// The decomposition's statistics for --json: mean share of outlier columns per call, per linear.
+nlohmann::ordered_json outlier_json(const Model& m) {
+  const ActivationOutlierOptions& o = m.activation_outliers();
+  nlohmann::ordered_json layers = nlohmann::ordered_json::object();
+  double sum = 0;
+  const auto stats = m.ActivationOutlierStatistics();
+  for (const auto& [module, st] : stats) {
+    layers[module] = st.share();
+    sum += st.share();
+  }
+  return {{"threshold", o.threshold}, {"integer", o.integer},
+          {"outlier_column_share", stats.empty() ? 0.0 : sum / double(stats.size())}, {"layers", layers}};
+}
+
 }  // namespace
 
 int run_eval(int argc, char** argv) {
@@ -68,8 +101,8 @@ int run_eval(int argc, char** argv) {
     return argc < 3 ? 2 : 0;
   }
   if (std::string(argv[2]) != "ppl") return usage_error("unknown eval task '" + std::string(argv[2]) + "' (available: ppl)", "eval ppl");
-  auto args = Args::Parse(argc, argv, 3, {"json", "help", "int8-activations", "allow-extrapolation"},
-                          {"data", "seq-len", "max-chunks"});
+  auto args = Args::Parse(argc, argv, 3, {"json", "help", "int8-activations", "integer-outliers", "allow-extrapolation"},
+                          {"data", "seq-len", "max-chunks", "outlier-threshold"});
   if (!args.ok()) return usage_error(args.status().message(), "eval ppl");
   if (args->has("help")) {
     std::fputs(kPplHelp, stdout);
@@ -86,7 +119,7 @@ int run_eval(int argc, char** argv) {
   auto text = read_text(data);
   if (!text.ok()) return fail(text.status());
   ModelLoadOptions lo;
-  lo.int8_activations = args->has("int8-activations");
+  if (std::string e = runtime_options(*args, &lo); !e.empty()) return usage_error(e, "eval ppl");
   auto model = Model::Load(folder, lo);
   if (!model.ok()) return fail(model.status());
   const int64_t context = (*model)->config().max_position_embeddings;
@@ -121,6 +154,7 @@ int run_eval(int argc, char** argv) {
                                 {"kernel_isa", isa_name(active_isa())},
                                 // the quantized kernels each window's forward pass runs, with their linears
                                 {"kernels", (*model)->QuantizedKernels(r->seq_len)}};
+    if ((*model)->activation_outliers().enabled()) j["activation_outliers"] = outlier_json(**model);
     print_json(j);
     return 0;
   }
@@ -132,7 +166,8 @@ int run_eval(int argc, char** argv) {
 }
 
 int run_generate(int argc, char** argv) {
-  auto args = Args::Parse(argc, argv, 2, {"json", "help"}, {"prompt", "n", "max-tokens", "temperature", "top-k", "seed"});
+  auto args = Args::Parse(argc, argv, 2, {"json", "help", "int8-activations", "integer-outliers"},
+                          {"prompt", "n", "max-tokens", "temperature", "top-k", "seed", "outlier-threshold"});
   if (!args.ok()) return usage_error(args.status().message(), "generate");
   if (args->has("help")) {
     std::fputs(kGenHelp, stdout);
@@ -149,7 +184,9 @@ int run_generate(int argc, char** argv) {
   if (!topk.ok() || *topk < 0) return usage_error("--top-k expects a non-negative integer", "generate");
   if (!seed.ok()) return usage_error(seed.status().message(), "generate");
   const std::string folder = args->positional()[0], prompt = args->get("prompt");
-  auto model = Model::Load(folder);
+  ModelLoadOptions lo;
+  if (std::string e = runtime_options(*args, &lo); !e.empty()) return usage_error(e, "generate");
+  auto model = Model::Load(folder, lo);
   if (!model.ok()) return fail(model.status());
   auto tok = Tokenizer::Open(folder);
   if (!tok.ok()) return fail(tok.status());

@@ -27,7 +27,7 @@ void on_sigint(int) {
 }
 
 const char* kHelp =
-    "Usage: llmq quantize --method {rtn,gptq,awq,awq+gptq,smoothquant,adpq,spqr,oac,spqr+oac} --bits {2,3,4,8} [--group-size G] [--sym|--asym]\n"
+    "Usage: llmq quantize --method {rtn,gptq,awq,awq+gptq,smoothquant,adpq,spqr,oac,spqr+oac,llm.int8} --bits {2,3,4,8} [--group-size G] [--sym|--asym]\n"
     "                     [--mse] [--scale-dtype fp16|fp32] [--overwrite] [--json] <in-folder> <out-folder>\n"
     "       llmq quantize --method {rtn,gptq,awq,awq+gptq,oac} --gguf-type T [--calib <data>] ... <in> <out>\n"
     "       llmq quantize --method gptq --calib <data> [--nsamples 128] [--seq-len 2048] [--seed 0]\n"
@@ -46,7 +46,9 @@ const char* kHelp =
     "                     defaults to --group-size 16 --scale-bits 3 --damp 1 --outlier-threshold 0.2),\n"
     "                     oac (GPTQ with output-adaptive Hessians from a backward pass of the calibration\n"
     "                     text's cross-entropy, per block; keeps the float weights of the blocks not yet\n"
-    "                     quantized in memory), spqr+oac (SpQR with those Hessians)\n"
+    "                     quantized in memory), spqr+oac (SpQR with those Hessians),\n"
+    "                     llm.int8 (zero-shot: int8 per-channel weights, int8 activations per token with\n"
+    "                     LLM.int8's decomposition: input columns where a token has |x| > 6 run in fp32)\n"
     "  --gguf-type T      quantize for llama.cpp (docs/GGUF.md; then `llmq export gguf`): every linear,\n"
     "                     the embeddings and the head get the ggml type llama.cpp's quantizer gives\n"
     "                     them for T, with codes and scales exactly representable in its blocks:\n"
@@ -91,6 +93,10 @@ const char* kHelp =
     "  --adpq-scope S     tensor, row or group: where the share or lambda applies   [tensor]\n"
     "  --alpha A          smoothquant migration strength, s = max|X|^A / max|W|^(1-A)  [0.5]\n"
     "  --int8-activations mark the output W8A8/W4A8: the runtime quantizes activations to int8 per token\n"
+    "Activation outliers (outputs with int8 activations: llm.int8, smoothquant, --int8-activations):\n"
+    "  --outlier-threshold T  input columns where a token has |x| > T leave the int8 scale   [llm.int8: 6]\n"
+    "  --integer-outliers keep those columns as two int8 tiles (hi*128 + lo) on the same per-token\n"
+    "                     grid instead of fp32: integer products only (Ghaffari et al.)      [T: 6]\n"
     "  --overwrite        replace a non-empty <out-folder> that llmq wrote (it holds llmq_report.json)\n"
     "  --force            replace a non-empty <out-folder> whatever it holds (never the input or its parent)\n"
     "  --json             print the report (one JSON object) on stdout\n";
@@ -100,7 +106,7 @@ int run_quantize(int argc, char** argv) {
   auto args = Args::Parse(argc, argv, 2,
                           {"json", "help", "sym", "asym", "mse", "overwrite", "act-order", "static-groups",
                            "true-sequential", "resume", "int8-activations", "awq-no-duo", "awq-no-clip",
-                           "awq-no-gqa-vo", "oac-once", "force"},
+                           "awq-no-gqa-vo", "oac-once", "force", "integer-outliers"},
                           {"method", "bits", "group-size", "scale-dtype", "max-shard-mb", "calib", "nsamples",
                            "seq-len", "seed", "damp", "block-size", "act-dtype", "alpha", "awq-grid",
                            "outlier-fraction", "adpq-lambda", "adpq-gamma", "adpq-scope",
@@ -162,13 +168,22 @@ int run_quantize(int argc, char** argv) {
       if (args->has(o)) return only_for(std::string("--") + o, MethodOption::kOac);
   opt.oac.per_token = grad == "token";
   opt.oac.once = args->has("oac-once");
-  auto threshold = args->get_double("outlier-threshold", spqr ? opt.gptq.outlier_threshold : 0.2);
+  // --outlier-threshold: SpQR's weight outliers, or for every other method the activation outliers.
+  const double activation_default = opt.activation_outliers.threshold > 0.0 ? opt.activation_outliers.threshold
+                                    : args->has("integer-outliers")        ? kLlmInt8Threshold
+                                                                           : 0.0;
+  auto threshold = args->get_double("outlier-threshold", spqr ? opt.gptq.outlier_threshold : activation_default);
   auto target = args->get_double("target-bits", 0.0);
-  if (!threshold.ok() || !(*threshold > 0.0)) return usage_error("--outlier-threshold expects a positive number", "quantize");
+  if (!threshold.ok() || !std::isfinite(*threshold) || !(*threshold > 0.0 || (!spqr && !args->has("outlier-threshold"))))
+    return usage_error("--outlier-threshold expects a positive number", "quantize");
   if (!target.ok() || !(*target >= 0.0)) return usage_error("--target-bits expects a positive number", "quantize");
-  if (!spqr)
-    for (const char* o : {"outlier-threshold", "target-bits"})
-      if (args->has(o)) return only_for(std::string("--") + o, MethodOption::kOutliers);
+  if (!spqr && args->has("target-bits")) return only_for("--target-bits", MethodOption::kOutliers);
+  if (spqr && args->has("integer-outliers"))
+    return usage_error("--integer-outliers is for int8 activations; spqr's --outlier-threshold is about weights", "quantize");
+  if (!spqr) {
+    opt.activation_outliers.threshold = *threshold;
+    opt.activation_outliers.integer = args->has("integer-outliers");
+  }
   if (args->has("outlier-threshold") && args->has("target-bits"))
     return usage_error("--outlier-threshold and --target-bits exclude each other", "quantize");
   if (spqr) opt.gptq.outlier_threshold = *threshold;
@@ -221,7 +236,7 @@ int run_quantize(int argc, char** argv) {
   const std::string act = args->get("act-dtype", "fp32");
   if (act != "fp32" && act != "fp16") return usage_error("--act-dtype must be fp32 or fp16", "quantize");
   const bool calibrated = takes(MethodOption::kCalibration);
-  if (calibrated && !args->has("calib"))
+  if (method_needs_calibration(opt.method) && !args->has("calib"))
     return usage_error("--method " + opt.method + " needs --calib <data> (e.g. a text file in the model's domain)",
                        "quantize");
   if (!calibrated)

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "llmq/kernels.h"
 #include "llmq/quant.h"
 #include "llmq/safetensors.h"
 #include "llmq/status.h"
@@ -92,6 +93,7 @@ struct LLMQ_EXPORT QuantizedModuleInfo {
   int64_t rows = 0, cols = 0;
   bool has_g_idx = false;
   bool has_outliers = false;
+  std::vector<int32_t> activation_outlier_columns;  // QuantizedTensor::activation_outlier_columns
 };
 
 // The quantization_config of an llmq folder (see docs/FORMAT.md), or what llmq understood of
@@ -102,6 +104,7 @@ struct LLMQ_EXPORT QuantizationInfo {
   std::string format_version;  // llmq: "1.0"
   std::string method;          // "rtn", "gptq", ... (another tool's folder: its quant_method)
   std::string activations = "fp32";  // "int8": run quantized linears with int8 activations (W8A8)
+  ActivationOutlierOptions activation_outliers;  // int8 only: their outlier decomposition (LLM.int8)
   std::map<std::string, QuantizedModuleInfo> modules;  // by module name
   std::string gguf_type;  // made with QuantizeOptions::gguf_type ("q4_k_m"); "" otherwise
   int gguf_file_type = 0; // llama.cpp's file type id of gguf_type

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "llmq/qtensor.h"
 #include "llmq/status.h"
@@ -35,11 +36,42 @@ LLMQ_EXPORT Isa active_isa();
 // (unset: the best supported ISA). Use it to report a bad setting; active_isa() ignores one.
 LLMQ_EXPORT Result<Isa> isa_from_environment();
 
+// LLM.int8()'s mixed-precision decomposition (Dettmers et al., 2022, §3.2) of the int8 activations:
+// the input columns holding outliers are taken out of the per-token int8 scale, so that a few
+// large channels do not flatten every other value to a handful of levels (docs/OUTLIERS.md).
+inline constexpr double kLlmInt8Threshold = 6.0;  // LLM.int8()'s outlier threshold (paper §3.2)
+
+struct LLMQ_EXPORT ActivationOutlierOptions {
+  // > 0: the outlier columns of a call are those where any of its tokens has |x| > threshold
+  // (the paper's 6.0), found per call. 0 with `columns` empty: no decomposition.
+  double threshold = 0.0;
+  // A fixed set of outlier columns (source column indices, e.g. found on calibration data):
+  // used instead of the per-call search, which it makes unnecessary.
+  std::vector<int32_t> columns;
+  // false (LLM.int8): the outlier columns are multiplied in fp32 with the dequantized weights.
+  // true (integer outliers, Ghaffari et al. 2023): the outlier values stay integers on the same
+  // per-token grid as the rest, held as hi * 128 + lo with two int8 tiles (lo in the ordinary int8
+  // activation row, hi in a short outlier row), so every product is int8 x int8 -> int32.
+  bool integer = false;
+  bool enabled() const { return threshold > 0.0 || !columns.empty(); }
+};
+
 struct LLMQ_EXPORT PackOptions {
   // Quantize activations per token to int8 (symmetric, absmax / 127) on the fly and multiply
   // them with the integer codes in int32 (AVX-512 VNNI): W8A8 for 8-bit weights (SmoothQuant's
   // path), W4A8 for 2/3/4-bit. Faster for many tokens; approximate in the activations.
   bool int8_activations = false;
+  // Outlier decomposition of those int8 activations (needs int8_activations).
+  ActivationOutlierOptions outliers;
+};
+
+// What the outlier decomposition of one linear did since it was packed (counts over Forward calls).
+struct LLMQ_EXPORT ActivationOutlierStats {
+  int64_t calls = 0;            // Forward calls
+  int64_t outlier_columns = 0;  // sum over calls of the outlier columns of the call
+  int64_t cols = 0;             // input columns of the linear
+  // Mean share of the input columns that were outlier columns in a call.
+  double share() const { return calls > 0 && cols > 0 ? double(outlier_columns) / double(calls * cols) : 0.0; }
 };
 
 // Threads for llmq's parallel work (kernels, forward pass, GPTQ, Hessians): n > 0 sets it,
@@ -61,11 +93,14 @@ class LLMQ_EXPORT PackedLinear {
   int bits() const;
   bool int8_activations() const;
   uint64_t bytes() const;  // bytes a GEMV reads (codes + scales + zero terms + outliers)
+  const ActivationOutlierOptions& activation_outliers() const;
+  ActivationOutlierStats activation_outlier_stats() const;
 
   // The kernel Forward runs for `n` tokens on `isa`: "<table> <path>", the path being gemv
   // (n < 4), gemv8 (up to 64 tokens, 8 sharing each decoded code), dequant+gemm (more tokens, or
   // a table without gemv8) or int8 (int8 activations: avx512-vnni, avx-vnni, avx2 or scalar);
-  // e.g. "avx512 gemv". A layout with no SIMD path (groups that do not start at multiples of 32
+  // e.g. "avx512 gemv"; with the outlier decomposition the int8 path says "+ fp32 outliers" or
+  // "+ int8-tiled outliers". A layout with no SIMD path (groups that do not start at multiples of 32
   // columns, e.g. groups of 16) runs the scalar table and says so:
   // "scalar gemv (groups not 32-column aligned)".
   std::string kernel(int64_t n, Isa isa = active_isa()) const;

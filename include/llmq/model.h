@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "llmq/checkpoint.h"
+#include "llmq/kernels.h"
 #include "llmq/progress.h"
 #include "llmq/status.h"
 
@@ -45,6 +46,10 @@ struct LLMQ_EXPORT ModelLoadOptions {
   // VNNI kernels): faster prompt processing, slightly different numbers. Float linears are unaffected.
   // Checkpoints whose quantization_config says "activations": "int8" (W8A8) always run this way.
   bool int8_activations = false;
+  // The outlier decomposition of those int8 activations (LLM.int8, integer outliers; llmq/kernels.h).
+  // enabled(): used instead of the checkpoint's quantization_config.activation_outliers, and
+  // implies int8_activations.
+  ActivationOutlierOptions activation_outliers;
 };
 
 class LLMQ_EXPORT Model {
@@ -57,6 +62,9 @@ class LLMQ_EXPORT Model {
   const ModelConfig& config() const;
   const Checkpoint& checkpoint() const;
   bool int8_activations() const;  // quantized linears take int8 activations (option or W8A8 checkpoint)
+  const ActivationOutlierOptions& activation_outliers() const;  // their decomposition (threshold 0: none)
+  // Per quantized linear of the loaded blocks (module name): what the decomposition did so far.
+  std::map<std::string, ActivationOutlierStats> ActivationOutlierStatistics() const;
   int64_t hidden_size() const { return config().hidden_size; }
   int64_t vocab_size() const { return config().vocab_size; }
 

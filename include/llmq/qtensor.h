@@ -108,6 +108,10 @@ struct LLMQ_EXPORT QuantizedTensor {
   // computes them (ggml_k_scales()).
   std::vector<uint8_t> min_codes;
   std::vector<uint16_t> super_scales;
+  // LLM.int8 with calibration: input columns (sorted, distinct) whose activations are outliers. With
+  // int8 activations they run outside the int8 row (llmq/kernels.h, ActivationOutlierOptions), so
+  // their weights are kept exact in `outliers` and their dense codes represent 0.
+  std::vector<int32_t> activation_outlier_columns;
 
   int64_t num_groups() const;
   int64_t words_per_row() const { return (cols * spec.bits + 31) / 32; }

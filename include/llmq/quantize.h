@@ -12,6 +12,7 @@
 
 #include "llmq/adpq.h"
 #include "llmq/gptq.h"
+#include "llmq/kernels.h"
 #include "llmq/progress.h"
 #include "llmq/quant.h"
 #include "llmq/status.h"
@@ -60,7 +61,7 @@ LLMQ_EXPORT std::vector<std::string> quantize_methods();
 // shards, progress). Validate() refuses true_sequential, target_bits and outlier_threshold for
 // a method that does not take them; the CLI refuses every flag of a group the method does not take.
 enum class MethodOption {
-  kCalibration,     // calibration (every calibrated method), resume
+  kCalibration,     // calibration (every calibrated method, and llm.int8's fixed outlier columns), resume
   kGptq,            // gptq.damp, block_size, act_order, static_groups (the GPTQ engine)
   kTrueSequential,  // true_sequential
   kOutliers,        // gptq.outlier_threshold, target_bits (SpQR)
@@ -74,6 +75,8 @@ enum class MethodOption {
 LLMQ_EXPORT std::vector<std::string> gguf_type_names();
 // Whether `method` takes option group `o` (false for an unknown method).
 LLMQ_EXPORT bool method_takes(const std::string& method, MethodOption o);
+// Whether `method` cannot run without calibration data (llm.int8 takes it but does not need it).
+LLMQ_EXPORT bool method_needs_calibration(const std::string& method);
 // The methods that take `o`, in the order of quantize_methods().
 LLMQ_EXPORT std::vector<std::string> methods_taking(MethodOption o);
 
@@ -93,8 +96,9 @@ struct LLMQ_EXPORT QuantizeOptions {
   // outliers by adaptive-LASSO soft-thresholding kept in fp16, RTN for the rest), "spqr" (GPTQ
   // with small groups, bilevel scales (spec.scale_bits) and Hessian-weighted fp16 outliers,
   // gptq.outlier_threshold), "oac" (GPTQ with output-adaptive Hessians from a backward pass of
-  // the calibration text's cross-entropy) and "spqr+oac" (SpQR with them). All but rtn and adpq
-  // are calibrated.
+  // the calibration text's cross-entropy), "spqr+oac" (SpQR with them) and "llm.int8" (zero-shot
+  // int8 per-channel weights run with int8 activations and LLM.int8's outlier decomposition,
+  // activation_outliers). All but rtn, adpq and llm.int8 are calibrated.
   std::string method = "rtn";
   QuantSpec spec;              // bits, group size, symmetric, scale dtype, MSE search
   // Quantize for llama.cpp (docs/GGUF.md): a ggml type ("q4_0", "q4_1", "q5_0", "q5_1", "q8_0",
@@ -129,6 +133,11 @@ struct LLMQ_EXPORT QuantizeOptions {
   // Mark the output as W8A8: the runtime quantizes activations per token to int8 (rtn: W8A8
   // without smoothing; smoothquant sets it itself).
   bool int8_activations = false;
+  // With int8 activations (a W8A8 method or int8_activations): LLM.int8's outlier decomposition
+  // at run time (llmq/kernels.h), recorded in quantization_config.activation_outliers.
+  // threshold > 0 enables it (llm.int8: 6.0); integer keeps the outliers as int8 tiles (integer
+  // outliers) instead of fp32. `columns` is not taken here.
+  ActivationOutlierOptions activation_outliers;
   // Keep finished blocks in <out>.llmq-partial beside the output and continue from them.
   bool resume = false;
   // Replace a non-empty output folder llmq wrote (it holds llmq_report.json or an llmq
@@ -162,6 +171,7 @@ struct LLMQ_EXPORT LayerReport {
   double awq_loss = -1.0, awq_loss_unscaled = -1.0;
   double awq_clip_shrink = -1.0;
   int64_t outliers = 0;  // weights kept in the sparse fp16 part
+  int64_t activation_outlier_columns = 0;  // llm.int8 with calibration: input columns run outside int8
   double outlier_threshold = -1.0;  // SpQR: the relative threshold used (chosen with target_bits)
 };
 
@@ -189,6 +199,7 @@ struct LLMQ_EXPORT QuantizeReport {
   double oac_backward_seconds = 0.0, oac_quantize_seconds = 0.0;  // OAC: time in the backward pass / the solves
   double alpha = 0.0;             // when method == "smoothquant"
   bool int8_activations = false;  // the output runs with int8 activations (W8A8)
+  ActivationOutlierOptions activation_outliers;  // their outlier decomposition (threshold 0: none)
   bool true_sequential = false;
   // With QuantizeOptions::gguf_type: the name, every quantized tensor's ggml type (Hugging Face
   // weight name -> "q4_k"; embeddings and head included) and the tensors that fell back

@@ -1,6 +1,7 @@
 // The llmq quantized checkpoint format, version 1 (byte layout: docs/FORMAT.md).
 #include "io/llmq_format.h"
 
+#include <cmath>
 #include <cstring>
 
 #include "llmq/float16.h"
@@ -118,6 +119,7 @@ Result<QuantizedTensor> read_quantized_from(const Src& ckpt, const std::string& 
   if (info.has_g_idx) {
     LLMQ_ASSIGN_OR_RETURN(q.g_idx, read_vector<int32_t>(ckpt, p + kGIdx, DType::kI32, {q.cols}));
   }
+  q.activation_outlier_columns = info.activation_outlier_columns;
   if (info.has_outliers) {
     LLMQ_ASSIGN_OR_RETURN(q.outliers.row_ptr,
                           read_vector<int32_t>(ckpt, p + kOutlierRowPtr, DType::kI32, {q.rows + 1}));
@@ -161,6 +163,14 @@ static Result<QuantizedModuleInfo> module_info_from_json_unchecked(const nlohman
   if (mi.rows <= 0 || mi.cols <= 0) return Status::Corruption(where + ": shape must be positive");
   mi.has_g_idx = m.value("g_idx", false);
   mi.has_outliers = m.value("outliers", false);
+  if (m.contains("activation_outlier_columns")) {
+    const auto& a = m["activation_outlier_columns"];
+    if (!a.is_array()) return Status::Corruption(where + ": activation_outlier_columns must be an array of column indices");
+    for (const auto& c : a) {
+      if (!c.is_number_integer()) return Status::Corruption(where + ": activation_outlier_columns must hold integers");
+      mi.activation_outlier_columns.push_back(c.get<int32_t>());
+    }
+  }
   return mi;
 }
 
@@ -178,6 +188,7 @@ nlohmann::ordered_json module_info_to_json(const QuantizedTensor& q) {
   m["shape"] = {q.rows, q.cols};
   m["g_idx"] = !q.g_idx.empty();
   m["outliers"] = !q.outliers.empty();
+  if (!q.activation_outlier_columns.empty()) m["activation_outlier_columns"] = q.activation_outlier_columns;
   return m;
 }
 
@@ -255,6 +266,19 @@ static Result<std::shared_ptr<QuantizationInfo>> parse_quantization_config_unche
   if (info->activations != "fp32" && info->activations != "int8")
     return Status::Corruption(source + ": quantization_config.activations '" + info->activations +
                               "' is neither fp32 nor int8");
+  if (qc.contains("activation_outliers")) {
+    const nlohmann::json& ao = qc["activation_outliers"];
+    const std::string where = source + ": quantization_config.activation_outliers";
+    if (!ao.is_object() || !ao.contains("threshold") || !ao["threshold"].is_number() ||
+        (ao.contains("integer") && !ao["integer"].is_boolean()))
+      return Status::Corruption(where + " must be {\"threshold\": number, \"integer\": bool}");
+    info->activation_outliers.threshold = ao["threshold"].get<double>();
+    info->activation_outliers.integer = ao.value("integer", false);
+    if (!(std::isfinite(info->activation_outliers.threshold) && info->activation_outliers.threshold > 0.0))
+      return Status::Corruption(where + ".threshold must be a positive number");
+    if (info->activations != "int8")
+      return Status::Corruption(where + " is set but the activations are " + info->activations + ", not int8");
+  }
   if (!qc.contains("modules") || !qc["modules"].is_object())
     return Status::Corruption(source + ": quantization_config has no 'modules' object");
   for (auto it = qc["modules"].begin(); it != qc["modules"].end(); ++it) {

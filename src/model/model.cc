@@ -165,6 +165,7 @@ Model::~Model() = default;
 const ModelConfig& Model::config() const { return impl_->cfg; }
 const Checkpoint& Model::checkpoint() const { return *impl_->ckpt; }
 bool Model::int8_activations() const { return impl_->pack.int8_activations; }
+const ActivationOutlierOptions& Model::activation_outliers() const { return impl_->pack.outliers; }
 
 Result<std::unique_ptr<Model>> Model::Load(const std::string& folder, const ModelLoadOptions& options) {
   std::unique_ptr<Model> m(new Model());
@@ -203,8 +204,10 @@ Result<std::unique_ptr<Model>> Model::Load(const std::string& folder, const Mode
   im.blocks.resize(size_t(cfg.num_layers));
   im.loaded.assign(size_t(cfg.num_layers), false);
   // W8A8 checkpoints (SmoothQuant) ask for int8 activations themselves.
-  im.pack.int8_activations = options.int8_activations ||
+  im.pack.int8_activations = options.int8_activations || options.activation_outliers.enabled() ||
                              (c.quantization() != nullptr && c.quantization()->activations == "int8");
+  if (options.activation_outliers.enabled()) im.pack.outliers = options.activation_outliers;
+  else if (c.quantization() != nullptr) im.pack.outliers = c.quantization()->activation_outliers;
   if (options.load_blocks)
     for (int l = 0; l < int(cfg.num_layers); ++l) LLMQ_RETURN_IF_ERROR(m->LoadBlock(l));
   return m;
@@ -268,6 +271,18 @@ std::map<std::string, int64_t> Model::QuantizedKernels(int64_t n) const {
     Block& b = impl_->blocks[l];
     for (const Linear* x : {&b.q, &b.k, &b.v, &b.o, &b.gate, &b.up, &b.down, &b.fc1, &b.fc2})
       if (x->packed) ++out[x->packed->kernel(n)];
+  }
+  return out;
+}
+
+std::map<std::string, ActivationOutlierStats> Model::ActivationOutlierStatistics() const {
+  std::map<std::string, ActivationOutlierStats> out;
+  for (size_t l = 0; l < impl_->blocks.size(); ++l) {
+    if (!impl_->loaded[l]) continue;
+    Block& b = impl_->blocks[l];
+    for (const Linear* x : {&b.q, &b.k, &b.v, &b.o, &b.gate, &b.up, &b.down, &b.fc1, &b.fc2})
+      if (x->packed && x->packed->activation_outliers().enabled())
+        out[x->info.module] = x->packed->activation_outlier_stats();
   }
   return out;
 }

@@ -20,7 +20,8 @@ nlohmann::ordered_json layer_report_to_json(const LayerReport& l) {
           {"fell_back_to_rtn", l.fell_back_to_rtn}, {"dead_columns", l.dead_columns},
           {"awq_alpha", l.awq_alpha},  {"awq_loss", l.awq_loss},
           {"awq_loss_unscaled", l.awq_loss_unscaled}, {"awq_clip_shrink", l.awq_clip_shrink},
-          {"outliers", l.outliers},    {"outlier_threshold", l.outlier_threshold}};
+          {"outliers", l.outliers},    {"outlier_threshold", l.outlier_threshold},
+          {"activation_outlier_columns", l.activation_outlier_columns}};
 }
 
 LayerReport layer_report_from_json(const nlohmann::json& j) {
@@ -43,6 +44,7 @@ LayerReport layer_report_from_json(const nlohmann::json& j) {
   l.awq_clip_shrink = j.at("awq_clip_shrink").get<double>();
   l.outliers = j.at("outliers").get<int64_t>();
   l.outlier_threshold = j.at("outlier_threshold").get<double>();
+  l.activation_outlier_columns = j.value("activation_outlier_columns", int64_t(0));
   return l;
 }
 

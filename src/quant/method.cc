@@ -14,7 +14,8 @@ std::deque<Method>& table() {
   // registered later never move the ones find_method handed out.
   static std::deque<Method> rows = {rtn_method(),         gptq_method(), awq_method(),
                                      awq_gptq_method(),    smoothquant_method(), adpq_method(),
-                                     spqr_method(),        oac_method(),  spqr_oac_method()};
+                                     spqr_method(),        oac_method(),  spqr_oac_method(),
+                                     llm_int8_method()};
   return rows;
 }
 
@@ -26,7 +27,7 @@ std::mutex& table_mutex() {
 }  // namespace
 
 bool Method::Takes(MethodOption o) const {
-  if (o == MethodOption::kCalibration) return calibrated();
+  if (o == MethodOption::kCalibration) return takes_calibration();
   return std::find(takes.begin(), takes.end(), o) != takes.end();
 }
 
@@ -42,9 +43,9 @@ Status register_method(Method method) {
   std::lock_guard<std::mutex> lock(table_mutex());
   if (method.name.empty()) return Status::InvalidArgument("a method needs a name");
   if (find_method(method.name) != nullptr) return Status::InvalidArgument("method '" + method.name + "' exists already");
-  if (bool(method.quantize_linear) == bool(method.quantize_block))
-    return Status::InvalidArgument("method '" + method.name + "': give exactly one of quantize_linear and quantize_block");
-  if (method.calibrated() && !method.propagates_quantized)
+  if (!method.quantize_linear && !method.quantize_block)
+    return Status::InvalidArgument("method '" + method.name + "': give quantize_linear, quantize_block or both");
+  if (method.takes_calibration() && !method.propagates_quantized)
     method.propagates_quantized = [](const QuantizeOptions&) { return false; };
   table().push_back(std::move(method));
   return Status::Ok();

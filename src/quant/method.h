@@ -72,15 +72,21 @@ struct Method {
   ReportJson report_json;  // keys added to the report (optional)
   LayerJson layer_json;    // keys added to each of the report's layers (optional)
   bool int8_activations = false;  // the output always runs with int8 activations (W8A8)
-  // Exactly one of the two steps is set: zero-shot methods quantize one linear at a time,
-  // calibrated ones a decoder block at a time on calibration data.
+  // Zero-shot methods quantize one linear at a time, calibrated ones a decoder block at a time on
+  // calibration data. A row with both steps is zero-shot unless calibration data is given
+  // (llm.int8: outlier columns found per call, or fixed from the calibration activations).
   LinearStep quantize_linear;
   BlockStep quantize_block;
   // Calibrated: whether the next block sees this one quantized (GPTQ's error propagation) or in
   // float (SmoothQuant, AWQ with RTN, OAC with --oac-once).
   std::function<bool(const QuantizeOptions&)> propagates_quantized;
 
-  bool calibrated() const { return bool(quantize_block); }
+  bool takes_calibration() const { return bool(quantize_block); }
+  bool needs_calibration() const { return quantize_block && !quantize_linear; }
+  // Whether a run with these options goes block by block on calibration data.
+  bool calibrated(const QuantizeOptions& o) const {
+    return quantize_block && (!quantize_linear || !o.calibration.data.empty());
+  }
   bool Takes(MethodOption o) const;
 };
 
@@ -89,7 +95,7 @@ const std::deque<Method>& methods();
 // The row of `name`, or nullptr.
 const Method* find_method(const std::string& name);
 // Adds a row (tests; a later wave's experiments). InvalidArgument for a duplicate name or a row
-// with not exactly one step.
+// with no step.
 Status register_method(Method method);
 
 // The rows (methods/*.cc).
@@ -102,6 +108,7 @@ Method adpq_method();
 Method spqr_method();
 Method oac_method();
 Method spqr_oac_method();
+Method llm_int8_method();
 
 // ---- pieces the method files share ----
 

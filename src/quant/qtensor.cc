@@ -235,6 +235,13 @@ Status QuantizedTensor::Validate() const {
       }
     }
   }
+  const auto& ac = activation_outlier_columns;
+  for (size_t i = 0; i < ac.size(); ++i) {
+    if (ac[i] < 0 || ac[i] >= cols)
+      return Status::Corruption("activation outlier column " + std::to_string(ac[i]) + " is outside [0, " +
+                                std::to_string(cols) + ")");
+    if (i > 0 && ac[i] <= ac[i - 1]) return Status::Corruption("activation outlier columns are not strictly increasing");
+  }
   return Status::Ok();
 }
 

@@ -232,6 +232,7 @@ Result<QuantizeReport> quantize_checkpoint(const std::string& input_folder, cons
   report.true_sequential = options.true_sequential;
   report.alpha = method.Takes(MethodOption::kAlpha) ? options.alpha : 0.0;
   report.int8_activations = method.int8_activations || options.int8_activations;
+  report.activation_outliers = options.activation_outliers;
   if (plan) {
     report.gguf_type = plan->name;
     for (const auto& [name, type] : plan->types) report.tensor_types[name] = ggml_type_name(type);
@@ -240,7 +241,7 @@ Result<QuantizeReport> quantize_checkpoint(const std::string& input_folder, cons
 
   std::optional<BlockStore> store;
   std::map<std::string, int> rewritten_by;  // non-linear tensor -> the block that rewrote it
-  if (method.calibrated()) {
+  if (method.calibrated(options)) {
     LLMQ_ASSIGN_OR_RETURN(store, BlockStore::Open(output_folder, run_manifest(input_folder, *ckpt, options, method),
                                                   options.resume));
     LLMQ_RETURN_IF_ERROR(run_calibrated(input_folder, *ckpt, options, linears, method, *store, &report, t0));
@@ -308,7 +309,7 @@ Result<QuantizeReport> quantize_checkpoint(const std::string& input_folder, cons
       continue;
     }
     const LinearInfo& l = lin->second;
-    if (method.calibrated()) {
+    if (method.calibrated(options)) {
       LLMQ_ASSIGN_OR_RETURN(const FinishedBlock* b, block(l.layer));
       auto m = b->modules.find(l.module);
       auto r = report_of.find(l.module);
@@ -349,12 +350,15 @@ Result<QuantizeReport> quantize_checkpoint(const std::string& input_folder, cons
   const nlohmann::json spec_json = internal::spec_to_json(options.spec);
   for (auto it = spec_json.begin(); it != spec_json.end(); ++it) qc[it.key()] = it.value();
   if (report.int8_activations) qc["activations"] = "int8";
+  if (report.activation_outliers.enabled())
+    qc["activation_outliers"] = {{"threshold", report.activation_outliers.threshold},
+                                 {"integer", report.activation_outliers.integer}};
   if (plan) {
     qc["gguf_type"] = plan->name;
     qc["gguf_file_type"] = plan->file_type;
   }
   if (method.config_json) method.config_json(options, &qc);
-  if (method.calibrated())
+  if (method.calibrated(options))
     qc["calibration"] = {{"nsamples", report.calibration.nsamples},
                          {"seq_len", report.calibration.seq_len},
                          {"seed", report.calibration.seed}};

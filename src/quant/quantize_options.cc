@@ -66,6 +66,11 @@ Result<QuantizeOptions> QuantizeOptions::ForMethod(const std::string& method) {
   return o;
 }
 
+bool method_needs_calibration(const std::string& method) {
+  const internal::Method* m = internal::find_method(method);
+  return m != nullptr && m->needs_calibration();
+}
+
 Status QuantizeOptions::Validate() const {
   LLMQ_RETURN_IF_ERROR(ForMethod(method).status());  // unknown method
   const internal::Method& m = *internal::find_method(method);
@@ -73,14 +78,24 @@ Status QuantizeOptions::Validate() const {
   if (true_sequential && !m.Takes(MethodOption::kTrueSequential)) return only_for(MethodOption::kTrueSequential, "true_sequential");
   if (target_bits > 0 && !m.Takes(MethodOption::kOutliers)) return only_for(MethodOption::kOutliers, "target_bits");
   if (!(target_bits >= 0.0)) return Status::InvalidArgument("target_bits must be a positive number (0: none)");
-  if (m.calibrated() && calibration.data.empty())
+  if (m.needs_calibration() && calibration.data.empty())
     return Status::InvalidArgument("--method " + method + " needs calibration data (--calib <data>, e.g. a text file in the model's domain)");
-  if (m.calibrated() && (calibration.nsamples <= 0 || calibration.seq_len < 2))
+  if (m.calibrated(*this) && (calibration.nsamples <= 0 || calibration.seq_len < 2))
     return Status::InvalidArgument("calibration needs nsamples > 0 and seq_len >= 2");
   if (m.Takes(MethodOption::kGptq) && (!(gptq.damp > 0.0) || gptq.block_size <= 0))
     return Status::InvalidArgument("gptq: damp must be positive and block_size a positive integer");
   if (!m.Takes(MethodOption::kOutliers) && gptq.outlier_threshold != 0.0)
     return only_for(MethodOption::kOutliers, "outlier_threshold");
+  const ActivationOutlierOptions& ao = activation_outliers;
+  if (!(std::isfinite(ao.threshold) && ao.threshold >= 0.0))
+    return Status::InvalidArgument("the activation outlier threshold must be a finite number >= 0");
+  if (!ao.columns.empty())
+    return Status::InvalidArgument("activation_outliers.columns is a runtime option (PackOptions), not a quantize option");
+  if (ao.integer && !(ao.threshold > 0.0))
+    return Status::InvalidArgument("integer outliers need an activation outlier threshold (e.g. 6.0)");
+  if (ao.enabled() && !m.int8_activations && !int8_activations)
+    return Status::InvalidArgument("activation outliers (--outlier-threshold, --integer-outliers) decompose int8 "
+                                   "activations: add --int8-activations or use a W8A8 method (llm.int8, smoothquant)");
   if (!(alpha >= 0.0 && alpha <= 1.0)) return Status::InvalidArgument("smoothquant alpha must be in [0, 1]");
   if (max_shard_bytes == 0) return Status::InvalidArgument("max_shard_bytes must be positive");
   if (!gguf_type.empty()) {

@@ -56,6 +56,8 @@ std::string QuantizeReport::ToJson() const {
     j["true_sequential"] = true_sequential;
   }
   j["int8_activations"] = int8_activations;
+  if (activation_outliers.enabled())
+    j["activation_outliers"] = {{"threshold", activation_outliers.threshold}, {"integer", activation_outliers.integer}};
   j["unused_tensors"] = unused_tensors;
   if (!gguf_type.empty()) {
     j["gguf_type"] = gguf_type;

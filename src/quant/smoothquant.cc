@@ -26,16 +26,21 @@ std::vector<float> smoothing_scales(const std::vector<float>& act_absmax, const 
   return s;
 }
 
-void fold_smoothing(const std::vector<float>& s, std::vector<float>* norm_weight, std::vector<float>* norm_bias,
-                    const std::vector<SmoothedLinear>& linears) {
+void fold_smoothing_into_rows(const std::vector<float>& s, std::vector<float>* producer, int64_t producer_cols,
+                              std::vector<float>* producer_bias, const std::vector<SmoothedLinear>& linears) {
   const int64_t cols = int64_t(s.size());
   for (int64_t j = 0; j < cols; ++j) {
-    (*norm_weight)[size_t(j)] /= s[size_t(j)];
-    if (norm_bias != nullptr && !norm_bias->empty()) (*norm_bias)[size_t(j)] /= s[size_t(j)];
+    for (int64_t k = 0; k < producer_cols; ++k) (*producer)[size_t(j * producer_cols + k)] /= s[size_t(j)];
+    if (producer_bias != nullptr && !producer_bias->empty()) (*producer_bias)[size_t(j)] /= s[size_t(j)];
   }
   for (const SmoothedLinear& l : linears)
     for (int64_t r = 0; r < l.rows; ++r)
       for (int64_t j = 0; j < cols; ++j) (*l.weight)[size_t(r * cols + j)] *= s[size_t(j)];
+}
+
+void fold_smoothing(const std::vector<float>& s, std::vector<float>* norm_weight, std::vector<float>* norm_bias,
+                    const std::vector<SmoothedLinear>& linears) {
+  fold_smoothing_into_rows(s, norm_weight, 1, norm_bias, linears);  // a norm is a producer with one column
 }
 
 }  // namespace llmq::internal

@@ -23,6 +23,12 @@ std::vector<float> smoothing_scales(const std::vector<float>& act_absmax, const 
 void fold_smoothing(const std::vector<float>& s, std::vector<float>* norm_weight, std::vector<float>* norm_bias,
                     const std::vector<SmoothedLinear>& linears);
 
+// The same with a linear as the producer: row j of `producer` ([s.size(), producer_cols]) and its
+// bias are divided by s_j. Exact when what lies between is linear in the producer's output, as
+// in a gated MLP: down(silu(gate x) * up x) with up's rows / s and down's columns * s.
+void fold_smoothing_into_rows(const std::vector<float>& s, std::vector<float>* producer, int64_t producer_cols,
+                              std::vector<float>* producer_bias, const std::vector<SmoothedLinear>& linears);
+
 }  // namespace llmq::internal
 
 #endif  // LLMQ_QUANT_SMOOTHQUANT_H_

@@ -1,7 +1,8 @@
 // Row "smoothquant": SmoothQuant (Xiao et al., ICML 2023), eq. (4): per input channel j of the
 // linears a norm feeds, s_j = max|X_j|^alpha / max|W_:,j|^(1-alpha); X/s is folded into the
 // norm (weight and bias), W·s into the linears, then per-channel int8 RTN of every linear; the
-// output runs W8A8 (int8 activations per token). The scale math is src/quant/smoothquant.cc.
+// output runs W8A8 (int8 activations per token). Gated MLPs also smooth down_proj's input
+// through up_proj's rows. The scale math is src/quant/smoothquant.cc.
 #include <chrono>
 #include <map>
 
@@ -51,6 +52,23 @@ Result<BlockResult> smoothquant_block(BlockContext& ctx) {
       fold_smoothing(s, &nw, opt ? &nb : nullptr, fed);
       out.rewritten.emplace_back(norm + ".weight", std::move(nw));
       if (opt) out.rewritten.emplace_back(norm + ".bias", std::move(nb));
+    }
+    // Gated MLP: down's input is linear in up's output, so up's rows carry down's smoothing
+    // (llm-compressor's and deepcompressor's up -> down mapping; the paper's OPT has ReLU there).
+    const LinearInfo *up = nullptr, *down = nullptr;
+    for (const LinearInfo& l : ctx.linears) {
+      if (l.role == LinearRole::kUp) up = &l;
+      if (l.role == LinearRole::kDown) down = &l;
+    }
+    if (up != nullptr && down != nullptr) {
+      std::vector<SmoothedLinear> fed{{&w[down->module], down->rows}};
+      const std::vector<float> s = smoothing_scales(*amax[down->module], fed, down->cols, ctx.options.alpha);
+      std::vector<float> up_bias;
+      if (up->has_bias) {
+        LLMQ_ASSIGN_OR_RETURN(up_bias, ckpt.get_float(up->module + ".bias"));
+      }
+      fold_smoothing_into_rows(s, &w[up->module], up->cols, &up_bias, fed);
+      if (up->has_bias) out.rewritten.emplace_back(up->module + ".bias", std::move(up_bias));
     }
   }
   for (const LinearInfo& l : ctx.linears) {
