@@ -4,7 +4,9 @@
 # grid) and exported; llama.cpp runs the GGUF file, llmq runs the quantized folder — the same
 # weights, the same bits. Prompt processing (one batch) and greedy decoding after it, same threads.
 # The tokenizer (and vocabulary size) come from <tokenizer-folder> (e.g. ../shared/models/stories5M-hf).
-# Prints one JSON object: both sides' tokens/s and the ratios llmq / llama.cpp (> 1: llmq faster).
+# Prints one JSON object: both sides' tokens/s and the ratios llmq / llama.cpp (> 1: llmq faster);
+# llmq runs twice: fp32 activations, and int8 activations per token (generate --int8-activations,
+# the W4A8 kernels; types with float mins, e.g. q4_k, cannot: those fields are then null).
 #
 # Usage: [HIDDEN=2048 INTER=5632 LAYERS=22 HEADS=32 KV=4] [TYPE=q4_0] [PROMPT_WORDS=312 GEN=128] [THREADS=2]
 #        bench/e2e_vs_llamacpp.sh <build>/bin/llmq <build>/bin/llamacpp_client <tokenizer-folder>
@@ -22,11 +24,14 @@ rm -rf "$work/f"
 "$llmq" export gguf "$work/q" "$work/q.gguf" > /dev/null 2>&1
 prompt=$(python3 -c "import sys; print(' '.join(['the little cat sat on a warm mat'] * (int(sys.argv[1]) // 8)))" "$words")
 OMP_NUM_THREADS=$threads "$llmq" generate "$work/q" --prompt "$prompt" -n "$gen" --json > "$work/llmq.json" 2> /dev/null
+OMP_NUM_THREADS=$threads "$llmq" generate "$work/q" --prompt "$prompt" -n "$gen" --int8-activations --json \
+  > "$work/llmq8.json" 2> /dev/null || echo '{}' > "$work/llmq8.json"
 ptok=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['prompt_tokens'])" "$work/llmq.json")
 "$client" speed "$work/q.gguf" "$ptok" "$gen" "$threads" > "$work/lc.json"
-python3 - "$work/llmq.json" "$work/lc.json" "$type" "$hidden" "$inter" "$layers" "$vocab" "$(stat -c %s "$work/q.gguf")" <<'PY'
+python3 - "$work/llmq.json" "$work/lc.json" "$work/llmq8.json" "$type" "$hidden" "$inter" "$layers" "$vocab" "$(stat -c %s "$work/q.gguf")" <<'PY'
 import json, sys
-q, l = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+q, l, q8 = json.load(open(sys.argv[1])), json.load(open(sys.argv[2])), json.load(open(sys.argv[3]))
+del sys.argv[3]
 out = {"type": sys.argv[3], "hidden": int(sys.argv[4]), "intermediate": int(sys.argv[5]), "layers": int(sys.argv[6]),
        "vocab": int(sys.argv[7]), "gguf_bytes": int(sys.argv[8]), "threads": l["threads"],
        "prompt_tokens": q["prompt_tokens"], "decode_steps": q["decode_steps"],
@@ -36,5 +41,9 @@ out = {"type": sys.argv[3], "hidden": int(sys.argv[4]), "intermediate": int(sys.
        "llamacpp_decode_tokens_per_second": l["decode_tokens_per_second"]}
 out["prompt_ratio"] = out["llmq_prompt_tokens_per_second"] / out["llamacpp_prompt_tokens_per_second"]
 out["decode_ratio"] = out["llmq_decode_tokens_per_second"] / out["llamacpp_decode_tokens_per_second"]
+for k in ("prompt", "decode"):
+    v = q8.get(k + "_tokens_per_second")
+    out["llmq_int8_" + k + "_tokens_per_second"] = v
+    out["int8_" + k + "_ratio"] = v / out["llamacpp_" + k + "_tokens_per_second"] if v else None
 print(json.dumps(out, indent=2))
 PY

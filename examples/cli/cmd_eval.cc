@@ -52,6 +52,8 @@ const char* kGenHelp =
     "  --temperature T     sampling temperature; 0 = greedy           [0]\n"
     "  --top-k K           sample among the K most likely; 0 = all    [0]\n"
     "  --seed S            sampling seed                              [0]\n"
+    "  --fp32-activations  run quantized linears with fp32 activations (exact); by default those\n"
+    "                      that can (integer zero points) take int8 activations per token (W4A8/W8A8)\n"
     "  --int8-activations, --outlier-threshold T, --integer-outliers   as in `llmq eval ppl`\n"
     "  --json              print {prompt, text, ids, new_tokens, tokens_per_second (prompt included),\n"
     "                      prompt_tokens, prompt_tokens_per_second, decode_steps, decode_tokens_per_second}\n"
@@ -166,7 +168,7 @@ int run_eval(int argc, char** argv) {
 }
 
 int run_generate(int argc, char** argv) {
-  auto args = Args::Parse(argc, argv, 2, {"json", "help", "int8-activations", "integer-outliers"},
+  auto args = Args::Parse(argc, argv, 2, {"json", "help", "int8-activations", "integer-outliers", "fp32-activations"},
                           {"prompt", "n", "max-tokens", "temperature", "top-k", "seed", "outlier-threshold"});
   if (!args.ok()) return usage_error(args.status().message(), "generate");
   if (args->has("help")) {
@@ -186,6 +188,9 @@ int run_generate(int argc, char** argv) {
   const std::string folder = args->positional()[0], prompt = args->get("prompt");
   ModelLoadOptions lo;
   if (std::string e = runtime_options(*args, &lo); !e.empty()) return usage_error(e, "generate");
+  if (args->has("fp32-activations") && (lo.int8_activations || lo.activation_outliers.enabled()))
+    return usage_error("--fp32-activations excludes --int8-activations and the outlier options", "generate");
+  lo.prefer_int8_activations = !args->has("fp32-activations");
   auto model = Model::Load(folder, lo);
   if (!model.ok()) return fail(model.status());
   auto tok = Tokenizer::Open(folder);

@@ -46,6 +46,11 @@ struct LLMQ_EXPORT ModelLoadOptions {
   // VNNI kernels): faster prompt processing, slightly different numbers. Float linears are unaffected.
   // Checkpoints whose quantization_config says "activations": "int8" (W8A8) always run this way.
   bool int8_activations = false;
+  // Quantized linears whose layout allows it (integer zero points: all but the ggml types with float
+  // mins such as q4_k) take int8 activations, the others fp32. `llmq generate` runs this way unless
+  // told --fp32-activations: on a ~1B q4_0 model it doubled prompt and decode tokens/s, at
+  // +0.01..0.12% perplexity on the shared models (docs/RESULTS.md, issue 25).
+  bool prefer_int8_activations = false;
   // The outlier decomposition of those int8 activations (LLM.int8, integer outliers; llmq/kernels.h).
   // enabled(): used instead of the checkpoint's quantization_config.activation_outliers, and
   // implies int8_activations.

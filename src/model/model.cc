@@ -110,11 +110,14 @@ Result<std::vector<float>> load_float(const Checkpoint& c, const std::string& na
   return c.get_float(name);
 }
 
-Status load_linear(const Checkpoint& c, const LinearInfo& info, Linear* l, const PackOptions& pack = {}) {
+Status load_linear(const Checkpoint& c, const LinearInfo& info, Linear* l, const PackOptions& pack = {},
+                   bool prefer_int8 = false) {
   l->info = info;
   if (c.is_quantized_module(info.module)) {
     LLMQ_ASSIGN_OR_RETURN(QuantizedTensor q, c.get_quantized(info.module));
-    auto packed = PackedLinear::Pack(q, pack);
+    PackOptions po = pack;
+    if (prefer_int8 && q.mins.empty()) po.int8_activations = true;  // float mins (q4_k, ...) stay fp32
+    auto packed = PackedLinear::Pack(q, po);
     if (!packed.ok()) return packed.status().WithContext(c.folder() + ": " + info.module);
     l->packed = std::make_shared<const PackedLinear>(std::move(*packed));
   } else {
@@ -206,6 +209,7 @@ Result<std::unique_ptr<Model>> Model::Load(const std::string& folder, const Mode
   // W8A8 checkpoints (SmoothQuant) ask for int8 activations themselves.
   im.pack.int8_activations = options.int8_activations || options.activation_outliers.enabled() ||
                              (c.quantization() != nullptr && c.quantization()->activations == "int8");
+  im.prefer_int8 = options.prefer_int8_activations;
   if (options.activation_outliers.enabled()) im.pack.outliers = options.activation_outliers;
   else if (c.quantization() != nullptr) im.pack.outliers = c.quantization()->activation_outliers;
   if (options.load_blocks)
@@ -242,7 +246,7 @@ Status Model::LoadBlock(int layer) {
   const Checkpoint& c = *im.ckpt;
   Block b;
   for (const LinearInfo& l : decoder_linears(cfg, c.base_prefix()))
-    if (l.layer == layer) LLMQ_RETURN_IF_ERROR(load_linear(c, l, linear_of(b, l.role), im.pack));
+    if (l.layer == layer) LLMQ_RETURN_IF_ERROR(load_linear(c, l, linear_of(b, l.role), im.pack, im.prefer_int8));
   const bool norm_bias = cfg.family == ModelFamily::kOpt;  // LayerNorm; Llama's RMSNorm has none
   using internal::BlockNorm;
   LLMQ_RETURN_IF_ERROR(load_norm(c, internal::block_norm(cfg, c.base_prefix(), layer, BlockNorm::kAttention),

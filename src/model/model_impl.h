@@ -76,6 +76,7 @@ struct Model::Impl {
   std::vector<Block> blocks;
   std::vector<bool> loaded;        // per block: weights materialized
   PackOptions pack;                // how quantized linears are packed for the kernels
+  bool prefer_int8 = false;        // ModelLoadOptions::prefer_int8_activations
   std::vector<float> inv_freq;     // RoPE, [head_dim / 2]
 
   void norm(const float* x, int64_t n, const Norm& nw, float* y) const {
