@@ -412,6 +412,43 @@ TEST(Model, QuantizedModelRunsAndDegradesGracefully) {
 }
 
 
+// prefer_int8_activations (generate's default): every linear whose layout allows it takes int8
+// activations, the float-min types (q4_1) stay fp32 instead of failing to load; the logits stay
+// close to the fp32-activation ones.
+TEST(Model, PreferInt8ActivationsWhereTheLayoutAllowsIt) {
+  const std::string folder = test::stories260k();
+  TempDir d;
+  QuantizeOptions o;
+  o.spec = test::quant_spec(4, 32);
+  ASSERT_TRUE(quantize_checkpoint(folder, d.file("w4"), o).ok());
+  QuantizeOptions mins;
+  mins.gguf_type = "q4_1";
+  ASSERT_TRUE(quantize_checkpoint(folder, d.file("q41"), mins).ok());
+  ModelLoadOptions prefer;
+  prefer.prefer_int8_activations = true;
+  auto w4 = Model::Load(d.file("w4"), prefer);
+  auto w4_fp32 = Model::Load(d.file("w4"));
+  auto q41 = Model::Load(d.file("q41"), prefer);
+  ASSERT_TRUE(w4.ok() && w4_fp32.ok() && q41.ok()) << q41.status().ToString();
+  for (const auto& [kernel, count] : (*w4)->QuantizedKernels(8)) EXPECT_NE(kernel.find("int8"), std::string::npos) << kernel;
+  for (const auto& [kernel, count] : (*q41)->QuantizedKernels(8)) EXPECT_EQ(kernel.find("int8"), std::string::npos) << kernel;
+  ModelLoadOptions strict;
+  strict.int8_activations = true;
+  EXPECT_FALSE(Model::Load(d.file("q41"), strict).ok());  // asked for int8 everywhere: a clear error
+  const std::vector<int32_t> ids = test::tinystories_eval_ids(folder, 4000);
+  KVCache a = (*w4)->NewCache(64), b = (*w4_fp32)->NewCache(64);
+  auto la = (*w4)->Forward(ids.data(), 64, &a);
+  auto lb = (*w4_fp32)->Forward(ids.data(), 64, &b);
+  ASSERT_TRUE(la.ok() && lb.ok());
+  double num = 0, den = 0;
+  for (size_t i = 0; i < la->size(); ++i) {
+    num += double((*la)[i] - (*lb)[i]) * ((*la)[i] - (*lb)[i]);
+    den += double((*lb)[i]) * (*lb)[i];
+  }
+  EXPECT_GT(num, 0.0);                     // the int8 path really ran
+  EXPECT_LT(std::sqrt(num / den), 0.02);  // and stays close
+}
+
 // Quantized linears run through the packed kernels; the same model with every linear
 // replaced by its dequantized float weights is the reference (issue: within 0.1% in ppl).
 TEST(Model, KernelPathEqualsDequantizedReference) {
