@@ -403,12 +403,7 @@ double relative_to_float_activations(const QuantizedTensor& q, const PackOptions
   std::vector<float> yf(size_t(n * q.rows)), yi(yf.size());
   pf->Forward(x.data(), n, yf.data());
   pi->Forward(x.data(), n, yi.data());
-  double num = 0, den = 0;
-  for (size_t i = 0; i < yf.size(); ++i) {
-    num += (yf[i] - yi[i]) * double(yf[i] - yi[i]);
-    den += double(yf[i]) * yf[i];
-  }
-  return std::sqrt(num / den);
+  return test::relative_rms_difference(yi, yf);
 }
 
 TEST(KernelsInt8, CloseToFloatActivations) {

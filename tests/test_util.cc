@@ -95,6 +95,15 @@ double perplexity_of(const std::string& folder, const std::vector<int32_t>& ids,
   return r.ok() ? r->perplexity : 0.0;
 }
 
+double relative_rms_difference(const std::vector<float>& a, const std::vector<float>& reference) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < a.size() && i < reference.size(); ++i) {
+    num += (double(a[i]) - reference[i]) * (double(a[i]) - reference[i]);
+    den += double(reference[i]) * reference[i];
+  }
+  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+}
+
 std::vector<float> random_normal(size_t n, uint32_t seed, float stddev) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> d(0.0f, stddev);

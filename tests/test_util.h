@@ -57,6 +57,8 @@ class TempDir {
 };
 
 std::vector<float> random_normal(size_t n, uint32_t seed, float stddev = 1.0f);
+// ||a - reference|| / ||reference|| (root mean square, in double): how far an approximate output is.
+double relative_rms_difference(const std::vector<float>& a, const std::vector<float>& reference);
 
 // n windows of len token ids in [0, vocab) from a fixed LCG (calibration sets for synthetic models).
 std::vector<std::vector<int32_t>> random_windows(int n, int len, int vocab, uint32_t seed);
