@@ -5,8 +5,8 @@
 # weights, the same bits. Prompt processing (one batch) and greedy decoding after it, same threads.
 # The tokenizer (and vocabulary size) come from <tokenizer-folder> (e.g. ../shared/models/stories5M-hf).
 # Prints one JSON object: both sides' tokens/s and the ratios llmq / llama.cpp (> 1: llmq faster);
-# llmq runs twice: fp32 activations, and int8 activations per token (generate --int8-activations,
-# the W4A8 kernels; types with float mins, e.g. q4_k, cannot: those fields are then null).
+# llmq runs twice: generate --fp32-activations, and generate's default (int8 activations per token
+# where the layout allows it: W4A8 kernels; types with float mins, e.g. q4_k, stay fp32).
 #
 # Usage: [HIDDEN=2048 INTER=5632 LAYERS=22 HEADS=32 KV=4] [TYPE=q4_0] [PROMPT_WORDS=312 GEN=128] [THREADS=2]
 #        bench/e2e_vs_llamacpp.sh <build>/bin/llmq <build>/bin/llamacpp_client <tokenizer-folder>
@@ -23,8 +23,13 @@ for f in tokenizer.model tokenizer_config.json special_tokens_map.json; do [ -f 
 rm -rf "$work/f"
 "$llmq" export gguf "$work/q" "$work/q.gguf" > /dev/null 2>&1
 prompt=$(python3 -c "import sys; print(' '.join(['the little cat sat on a warm mat'] * (int(sys.argv[1]) // 8)))" "$words")
-OMP_NUM_THREADS=$threads "$llmq" generate "$work/q" --prompt "$prompt" -n "$gen" --json > "$work/llmq.json" 2> /dev/null
-OMP_NUM_THREADS=$threads "$llmq" generate "$work/q" --prompt "$prompt" -n "$gen" --int8-activations --json \
+# llama.cpp's threadpool spins between operations; llmq's OpenMP threads do the same with
+# OMP_WAIT_POLICY=ACTIVE (PASSIVE, which the tests use, puts them to sleep after every linear, and
+# waking a vCPU costs milliseconds here: decode 22 instead of 36 tokens/s on this model).
+export OMP_WAIT_POLICY=${LLMQ_WAIT_POLICY:-ACTIVE}
+OMP_NUM_THREADS=$threads "$llmq" generate "$work/q" --prompt "$prompt" -n "$gen" --fp32-activations --json \
+  > "$work/llmq.json" 2> /dev/null
+OMP_NUM_THREADS=$threads "$llmq" generate "$work/q" --prompt "$prompt" -n "$gen" --json \
   > "$work/llmq8.json" 2> /dev/null || echo '{}' > "$work/llmq8.json"
 ptok=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['prompt_tokens'])" "$work/llmq.json")
 "$client" speed "$work/q.gguf" "$ptok" "$gen" "$threads" > "$work/lc.json"
