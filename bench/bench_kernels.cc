@@ -95,6 +95,55 @@ void Shapes(benchmark::internal::Benchmark* b) {
 }
 BENCHMARK(BM_QuantizedLinear)->Apply(Shapes);
 
+// SpQR's storage (w4 groups of 16, 3-bit bilevel scales and zeros, 1% fp16 outliers spread over
+// the rows): the SIMD kernels' 16-column-group path and sparse add against the scalar reference
+// in the same run (vs_scalar). args: rows, cols, tokens.
+void BM_SpqrLinear(benchmark::State& state) {
+  const int64_t rows = state.range(0), cols = state.range(1), n = state.range(2);
+  llmq::QuantSpec spec;
+  spec.bits = 4;
+  spec.group_size = 16;
+  spec.symmetric = false;
+  spec.scale_bits = spec.zero_bits = 3;
+  const auto w = gaussian(size_t(rows * cols), 1);
+  const auto x = gaussian(size_t(n * cols), 2);
+  auto q = llmq::quantize_rtn(w.data(), rows, cols, spec);
+  llmq::SparseOutliers& o = q->outliers;
+  o.row_ptr.assign(size_t(rows + 1), 0);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = (r * 37) % 100; c < cols; c += 100) {  // 1% of each row
+      o.col_idx.push_back(int32_t(c));
+      o.values.push_back(llmq::float_to_fp16(0.01f * float(c % 7)));
+    }
+    o.row_ptr[size_t(r + 1)] = int32_t(o.col_idx.size());
+  }
+  std::vector<llmq::PackedLinear> packs;
+  const size_t copies = n == 1 ? std::max<size_t>(2, kColdBytes / q->storage_bytes() + 1) : 1;
+  for (size_t i = 0; i < copies; ++i) {
+    auto p = llmq::PackedLinear::Pack(*q);
+    packs.push_back(std::move(*p));
+  }
+  std::vector<float> y(size_t(n * rows));
+  auto seconds = [&](llmq::Isa isa, int reps) {
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int k = 0; k < reps; ++k) packs[size_t(k) % copies].Forward(x.data(), n, y.data(), isa);
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / reps;
+  };
+  size_t i = 0;
+  double total = 0;
+  for (auto _ : state) {
+    const auto t0 = std::chrono::steady_clock::now();
+    packs[i++ % copies].Forward(x.data(), n, y.data());
+    benchmark::ClobberMemory();
+    total += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(packs[0].bytes()));
+  state.counters["vs_scalar"] = seconds(llmq::Isa::kScalar, 3) / (total / double(state.iterations()));
+  state.SetLabel(spec.ToString() + " 1% outliers " + packs[0].kernel(n));
+}
+BENCHMARK(BM_SpqrLinear)->Args({4096, 4096, 1})->Args({4096, 4096, 32})->Args({4096, 4096, 512})
+    ->Unit(benchmark::kMillisecond)->UseRealTime();
+
 // LLM.int8's decomposition (docs/OUTLIERS.md) on W8 per-channel weights: 8 outlier input
 // columns (|x| >= 20) in N(0, 1) activations, about LLM.int8's 0.1-0.2% of a 4096-wide layer.
 // args: rows, cols, tokens, mode: 0 plain W8A8, 1 LLM.int8 per call (fp32 outliers), 2 per call

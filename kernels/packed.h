@@ -33,6 +33,12 @@ struct PackedWeights {
   int64_t ngroups = 0;
   // Every group starts at a multiple of 32: SIMD kernels process whole 32-column blocks per group.
   bool block_aligned = false;
+  // Otherwise, every group starts at a multiple of 16 (SpQR's groups of 16): the two 16-code halves
+  // of a block (low and high nibbles) may belong to different groups, and the SIMD kernels scale
+  // each half by its own group's scale. half_group[h] = the group of packed columns [16h, 16h + 16).
+  bool half_aligned = false;
+  std::vector<int32_t> half_group;
+  bool simd_layout() const { return block_aligned || half_aligned; }
   std::vector<int32_t> perm;  // packed column j is source column perm[j] (j < cols); empty = identity
   std::vector<uint8_t> codes;        // [rows, row_bytes] (fp32-activation mode)
   std::vector<float> scales, mzero;  // [rows, ngroups] (fp32-activation mode)
@@ -108,6 +114,9 @@ struct KernelTable {
   // The activation outlier columns' product for rows [r0, r1) (activation_outliers_impl.h).
   void (*outlier_product)(const PackedWeights& w, const std::vector<int32_t>& ocols, const OutlierActivations& a,
                           const float* sx, int64_t n, int64_t r0, int64_t r1, float* y);
+  // The sparse weight outliers (out_*) for rows [r0, r1): y[t * ldy + r] += sum of value * x[t * cols + col],
+  // x in source column order ([n, cols]); bit-identical in every variant (sparse_outliers_impl.h).
+  void (*sparse_add)(const PackedWeights& w, const float* x, int64_t n, int64_t r0, int64_t r1, float* y, int64_t ldy);
 };
 
 const KernelTable& scalar_kernels();

@@ -92,11 +92,27 @@ ActivationOutlierStats PackedLinear::activation_outlier_stats() const {
   return st;
 }
 
+namespace {
+
+// What outlier k (of row r) adds to the dense part: its fp16 value, or for an in-slot outlier the
+// difference its second scale makes, (outlier_scale - scale) * (code - zero).
+float sparse_outlier_value(const QuantizedTensor& q, int64_t r, int32_t k) {
+  if (!q.in_slot_outliers()) return fp16_to_float(q.outliers.values[size_t(k)]);
+  const int32_t c = q.outliers.col_idx[size_t(k)];
+  const size_t rg = size_t(r * q.num_groups() + q.group_of(c));
+  return (q.outlier_scales[rg] - q.scales[rg]) * (float(q.code(r, c)) - q.zero_value(r, q.group_of(c)));
+}
+
+}  // namespace
+
 Result<PackedLinear> PackedLinear::Pack(const QuantizedTensor& q, const PackOptions& options) {
   LLMQ_RETURN_IF_ERROR(q.Validate());
   if (options.int8_activations && !q.mins.empty())
     return Status::InvalidArgument(std::string("int8 activations need integer zero points; ") +
                                    ggml_type_name(q.spec.ggml_type) + " has float mins");
+  if (options.int8_activations && q.spec.bilevel_zeros())
+    return Status::InvalidArgument("int8 activations need integer zero points; this tensor has bilevel (" +
+                                   std::to_string(q.spec.zero_bits) + "-bit coded, real-valued) zeros");
   ActivationOutlierOptions ao = options.outliers;
   if (ao.enabled() && !options.int8_activations)
     return Status::InvalidArgument("the activation outlier decomposition needs int8 activations");
@@ -133,6 +149,16 @@ Result<PackedLinear> PackedLinear::Pack(const QuantizedTensor& q, const PackOpti
   w->ngroups = int64_t(source_group.size());
   w->block_aligned = true;
   for (int64_t g = 0; g < w->ngroups; ++g) w->block_aligned &= w->group_start[size_t(g)] % 32 == 0;
+  if (!w->block_aligned) {
+    w->half_aligned = true;
+    for (int64_t g = 0; g < w->ngroups; ++g) w->half_aligned &= w->group_start[size_t(g)] % 16 == 0;
+    if (w->half_aligned) {
+      w->half_group.resize(size_t(w->kp / 16));
+      for (int64_t g = 0; g < w->ngroups; ++g)
+        for (int64_t h = w->group_start[size_t(g)] / 16; h < w->group_start[size_t(g + 1)] / 16; ++h)
+          w->half_group[size_t(h)] = int32_t(g);
+    }
+  }
   bool identity = true;
   for (int64_t j = 0; j < q.cols && identity; ++j) identity = order[size_t(j)] == j;
   if (!identity) w->perm = order;
@@ -191,7 +217,7 @@ Result<PackedLinear> PackedLinear::Pack(const QuantizedTensor& q, const PackOpti
         w->panel_zeros[pg] = q.zero_of(r, sg);
       } else {
         w->scales[size_t(r * w->ngroups + g)] = s;
-        w->mzero[size_t(r * w->ngroups + g)] = -s * float(q.zero_of(r, sg)) - q.min_of(r, sg);
+        w->mzero[size_t(r * w->ngroups + g)] = -s * q.zero_value(r, sg) - q.min_of(r, sg);
       }
     }
   }
@@ -207,7 +233,7 @@ Result<PackedLinear> PackedLinear::Pack(const QuantizedTensor& q, const PackOpti
       const int g = q.group_of(c);
       for (int64_t r = 0; r < q.rows; ++r)
         weff[size_t(i * q.rows + r)] =
-            q.scales[size_t(r * q.num_groups() + g)] * float(int32_t(q.code(r, c)) - q.zero_of(r, g)) - q.min_of(r, g);
+            q.scales[size_t(r * q.num_groups() + g)] * (float(q.code(r, c)) - q.zero_value(r, g)) - q.min_of(r, g);
     }
     if (!q.outliers.empty())
       for (int64_t r = 0; r < q.rows; ++r)
@@ -217,7 +243,7 @@ Result<PackedLinear> PackedLinear::Pack(const QuantizedTensor& q, const PackOpti
           const int32_t j = packed_of[size_t(c)];
           const int64_t i = std::lower_bound(w->fixed_outlier_cols.begin(), w->fixed_outlier_cols.end(), j) -
                             w->fixed_outlier_cols.begin();
-          weff[size_t(i * q.rows + r)] += fp16_to_float(q.outliers.values[size_t(k)]);
+          weff[size_t(i * q.rows + r)] += sparse_outlier_value(q, r, k);
         }
     if (ao.integer) {  // 15-bit integers per row (absmax / 16319), as two int8 tiles
       w->fixed_w_hi.resize(weff.size());
@@ -246,7 +272,7 @@ Result<PackedLinear> PackedLinear::Pack(const QuantizedTensor& q, const PackOpti
       for (int32_t k = q.outliers.row_ptr[size_t(r)]; k < q.outliers.row_ptr[size_t(r + 1)]; ++k) {
         if (!w->fixed_outlier_cols.empty() && fixed[size_t(q.outliers.col_idx[size_t(k)])]) continue;
         w->out_col.push_back(q.outliers.col_idx[size_t(k)]);
-        w->out_val.push_back(fp16_to_float(q.outliers.values[size_t(k)]));
+        w->out_val.push_back(sparse_outlier_value(q, r, k));
       }
       w->out_row_ptr[size_t(r + 1)] = int32_t(w->out_col.size());
     }
@@ -266,8 +292,9 @@ bool avx2_int8_emulation_forced() {
 }
 
 const kernels::KernelTable& table_for(const PackedWeights& w, Isa isa) {
-  // SIMD kernels walk whole 32-column blocks per group; other layouts use the reference.
-  if (w.block_aligned) {
+  // SIMD kernels walk whole 32-column blocks, each half (16 columns) in one group; other layouts
+  // use the reference.
+  if (w.simd_layout()) {
     if (isa == Isa::kAvx512 && isa_supported(isa)) return *kernels::avx512_kernels();
     if (isa == Isa::kAvx2 && isa_supported(isa)) return *kernels::avx2_kernels();
   }
@@ -306,8 +333,8 @@ Isa PackedLinear::kernel_isa(Isa isa) const {
 
 std::string PackedLinear::kernel(int64_t n, Isa isa) const {
   const PackedWeights& w = *w_;
-  const std::string why = !w.block_aligned && isa != Isa::kScalar ? " (groups not 32-column aligned)" : "";
   if (w.int8_activations) {
+    const std::string why = !w.block_aligned && isa != Isa::kScalar ? " (groups not 32-column aligned)" : "";
     const kernels::GemmI8Fn f = gemm_i8_for(w, isa);
     const char* name = kernels::avx512_kernels() != nullptr && f == kernels::avx512_kernels()->gemm_i8 ? "avx512-vnni"
                        : f == kernels::avxvnni_gemm_i8() && f != nullptr                         ? "avx-vnni"
@@ -320,6 +347,9 @@ std::string PackedLinear::kernel(int64_t n, Isa isa) const {
   }
   const kernels::KernelTable& k = table_for(w, isa);
   const char* path = n < 4 ? "gemv" : n <= 64 && k.gemv_multi != nullptr ? "gemv8" : "dequant+gemm";
+  const std::string why = isa == Isa::kScalar || w.block_aligned ? ""
+                          : w.half_aligned                        ? " (16-column groups)"
+                                                                  : " (groups not 16-column aligned)";
   return std::string(k.name) + " " + path + why;
 }
 
@@ -360,8 +390,10 @@ void PackedLinear::Forward(const float* x, int64_t n, float* y, Isa isa) const {
       const int64_t p0 = w.panel_count * t / nt, p1 = w.panel_count * (t + 1) / nt;
       if (p1 > p0) {
         gemm_i8(w, xq.data(), xqsum.data(), sx.data(), n, p0, p1, y);
-        // The outlier columns of the same rows, in the same parallel region (y still in cache).
+        // The outlier columns and the sparse weight outliers of the same rows, in the same
+        // parallel region (y still in cache).
         if (!ocols.empty()) k.outlier_product(w, ocols, xo, sx.data(), n, 16 * p0, std::min(w.rows, 16 * p1), y);
+        k.sparse_add(w, x, n, 16 * p0, std::min(w.rows, 16 * p1), y, w.rows);
       }
     }
   } else if (n < 4) {
@@ -372,7 +404,10 @@ void PackedLinear::Forward(const float* x, int64_t n, float* y, Isa isa) const {
       {
         int64_t r0, r1;
         thread_rows(w.rows, omp_get_thread_num(), omp_get_num_threads(), &r0, &r1);
-        if (r1 > r0) k.gemv(w, xp.data() + t * kp, xsum.data() + t * ng, r0, r1, yt.data());
+        if (r1 > r0) {
+          k.gemv(w, xp.data() + t * kp, xsum.data() + t * ng, r0, r1, yt.data());
+          k.sparse_add(w, x + t * w.cols, 1, r0, r1, yt.data(), w.rows);
+        }
       }
       std::memcpy(y + t * w.rows, yt.data(), size_t(w.rows) * sizeof(float));
     }
@@ -384,7 +419,10 @@ void PackedLinear::Forward(const float* x, int64_t n, float* y, Isa isa) const {
       {
         int64_t r0, r1;
         thread_rows(w.rows, omp_get_thread_num(), omp_get_num_threads(), &r0, &r1);
-        if (r1 > r0) k.gemv_multi(w, xp.data() + t0 * kp, xsum.data() + t0 * ng, nt, r0, r1, y + t0 * w.rows, w.rows);
+        if (r1 > r0) {
+          k.gemv_multi(w, xp.data() + t0 * kp, xsum.data() + t0 * ng, nt, r0, r1, y + t0 * w.rows, w.rows);
+          k.sparse_add(w, x + t0 * w.cols, nt, r0, r1, y + t0 * w.rows, w.rows);
+        }
       }
     }
   } else {
@@ -401,13 +439,14 @@ void PackedLinear::Forward(const float* x, int64_t n, float* y, Isa isa) const {
       }
       dense::gemm(isa, false, true, n, tr, kp, 1.0f, xp.data(), kp, buf.data(), kp, 0.0f, y + r0, w.rows);  // Y = X Tᵀ
     }
-  }
-  // Sparse outliers: y[t, r] += sum of value * x[t, col] over row r's outliers (source columns).
-  if (!w.out_col.empty()) {
-#pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < w.rows; ++r)
-      for (int32_t i = w.out_row_ptr[size_t(r)]; i < w.out_row_ptr[size_t(r + 1)]; ++i)
-        for (int64_t t = 0; t < n; ++t) y[t * w.rows + r] += w.out_val[size_t(i)] * x[t * w.cols + w.out_col[size_t(i)]];
+    if (!w.out_col.empty()) {
+#pragma omp parallel
+      {
+        int64_t r0, r1;
+        thread_rows(w.rows, omp_get_thread_num(), omp_get_num_threads(), &r0, &r1);
+        if (r1 > r0) k.sparse_add(w, x, n, r0, r1, y, w.rows);
+      }
+    }
   }
 }
 

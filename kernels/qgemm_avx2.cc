@@ -6,6 +6,7 @@
 #define LLMQ_OUTLIER_IMPL outliers_avx2
 #include "activation_outliers_impl.h"
 #include "packed.h"
+#include "sparse_outliers_impl.h"
 
 namespace llmq::kernels {
 namespace {
@@ -37,7 +38,32 @@ inline float hsum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
+// 16-column groups (half_aligned): runs 0-1 of a block are one half, 2-3 the other; each half's
+// product is scaled by its own group.
+void gemv16_avx2(const PackedWeights& w, const float* x, const float* xsum, int64_t r0, int64_t r1, float* y) {
+  const int32_t* hg = w.half_group.data();
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* row = w.codes.data() + r * w.row_bytes;
+    const float* sc = w.scales.data() + r * w.ngroups;
+    const float* mz = w.mzero.data() + r * w.ngroups;
+    __m256 total = _mm256_setzero_ps();
+    for (int64_t j = 0; j < w.kp; j += 32) {
+      __m256 c[4];
+      load_codes(w, row, j, c);
+      const __m256 lo = _mm256_fmadd_ps(c[1], _mm256_loadu_ps(x + j + 8), _mm256_mul_ps(c[0], _mm256_loadu_ps(x + j)));
+      const __m256 hi =
+          _mm256_fmadd_ps(c[3], _mm256_loadu_ps(x + j + 24), _mm256_mul_ps(c[2], _mm256_loadu_ps(x + j + 16)));
+      total = _mm256_fmadd_ps(lo, _mm256_set1_ps(sc[hg[j / 16]]), total);
+      total = _mm256_fmadd_ps(hi, _mm256_set1_ps(sc[hg[j / 16 + 1]]), total);
+    }
+    float zterm = 0.0f;
+    for (int64_t g = 0; g < w.ngroups; ++g) zterm += mz[g] * xsum[g];
+    y[r] = hsum(total) + zterm;
+  }
+}
+
 void gemv_avx2(const PackedWeights& w, const float* x, const float* xsum, int64_t r0, int64_t r1, float* y) {
+  if (!w.block_aligned) return gemv16_avx2(w, x, xsum, r0, r1, y);
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* row = w.codes.data() + r * w.row_bytes;
     const float* sc = w.scales.data() + r * w.ngroups;
@@ -65,6 +91,18 @@ void dequant_avx2(const PackedWeights& w, int64_t r0, int64_t r1, float* out) {
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* row = w.codes.data() + r * w.row_bytes;
     float* o = out + (r - r0) * w.kp;
+    if (!w.block_aligned) {  // 16-column groups: each half with its own group's scale and zero term
+      for (int64_t j = 0; j < w.kp; j += 32) {
+        __m256 c[4];
+        load_codes(w, row, j, c);
+        for (int k = 0; k < 4; ++k) {
+          const int64_t rg = r * w.ngroups + w.half_group[size_t(j / 16 + k / 2)];
+          _mm256_storeu_ps(o + j + 8 * k, _mm256_fmadd_ps(c[k], _mm256_set1_ps(w.scales[size_t(rg)]),
+                                                          _mm256_set1_ps(w.mzero[size_t(rg)])));
+        }
+      }
+      continue;
+    }
     for (int64_t g = 0; g < w.ngroups; ++g) {
       const __m256 s = _mm256_set1_ps(w.scales[size_t(r * w.ngroups + g)]);
       const __m256 m = _mm256_set1_ps(w.mzero[size_t(r * w.ngroups + g)]);
@@ -87,10 +125,33 @@ void outlier_product_avx2(const PackedWeights& w, const std::vector<int32_t>& oc
   LLMQ_OUTLIER_IMPL::outlier_product_rows(w, ocols, a, sx, n, r0, r1, y);
 }
 
+// 16 outliers per step: two gathers of 8 activations, four vectors of 4 doubles (the reference's
+// lanes 0-3, 4-7, 8-11, 12-15).
+void sparse_add_avx2(const PackedWeights& w, const float* x, int64_t n, int64_t r0, int64_t r1, float* y,
+                     int64_t ldy) {
+  LLMQ_OUTLIER_IMPL::sparse_rows(w, x, n, r0, r1, y, ldy, [&w](const float* xt, int32_t i0, int32_t i1, double* lanes) {
+    __m256d acc[4] = {_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_pd()};
+    int32_t i = i0;
+    for (; i + 16 <= i1; i += 16)
+      for (int h = 0; h < 2; ++h) {
+        const __m256i idx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w.out_col.data() + i + 8 * h));
+        const __m256 xv = _mm256_i32gather_ps(xt, idx, 4);
+        const __m256 v = _mm256_loadu_ps(w.out_val.data() + i + 8 * h);
+        acc[2 * h] = _mm256_add_pd(acc[2 * h], _mm256_mul_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(v)),
+                                                             _mm256_cvtps_pd(_mm256_castps256_ps128(xv))));
+        acc[2 * h + 1] = _mm256_add_pd(acc[2 * h + 1], _mm256_mul_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)),
+                                                                     _mm256_cvtps_pd(_mm256_extractf128_ps(xv, 1))));
+      }
+    for (int k = 0; k < 4; ++k) _mm256_store_pd(lanes + 4 * k, acc[k]);
+    return i;
+  });
+}
+
 }  // namespace
 
 const KernelTable* avx2_kernels() {
-  static const KernelTable t{"avx2", gemv_avx2, nullptr, dequant_avx2, gemm_i8_avx2, outlier_product_avx2};
+  static const KernelTable t{"avx2", gemv_avx2, nullptr, dequant_avx2, gemm_i8_avx2, outlier_product_avx2,
+                             sparse_add_avx2};
   return &t;
 }
 

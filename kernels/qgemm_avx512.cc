@@ -10,6 +10,7 @@
 #define LLMQ_OUTLIER_IMPL outliers_avx512
 #include "activation_outliers_impl.h"
 #include "packed.h"
+#include "sparse_outliers_impl.h"
 
 namespace llmq::kernels {
 namespace {
@@ -28,7 +29,33 @@ inline void load_codes(const PackedWeights& w, const uint8_t* row, int64_t j, __
   }
 }
 
+// The zero-point term of one row: sum over groups of mzero * (sum of x over the group).
+inline float zero_term(const float* mz, const float* xsum, int64_t ng) {
+  float z = 0.0f;
+  for (int64_t g = 0; g < ng; ++g) z += mz[g] * xsum[g];
+  return z;
+}
+
+// 16-column groups (half_aligned): each 16-code half of a block is multiplied by x, then by its
+// group's scale (one extra multiply per 16 weights against the 32-aligned kernel).
+void gemv16_avx512(const PackedWeights& w, const float* x, const float* xsum, int64_t r0, int64_t r1, float* y) {
+  const int32_t* hg = w.half_group.data();
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* row = w.codes.data() + r * w.row_bytes;
+    const float* sc = w.scales.data() + r * w.ngroups;
+    __m512 t0 = _mm512_setzero_ps(), t1 = _mm512_setzero_ps();
+    for (int64_t j = 0; j < w.kp; j += 32) {
+      __m512 lo, hi;
+      load_codes(w, row, j, &lo, &hi);
+      t0 = _mm512_fmadd_ps(_mm512_mul_ps(lo, _mm512_loadu_ps(x + j)), _mm512_set1_ps(sc[hg[j / 16]]), t0);
+      t1 = _mm512_fmadd_ps(_mm512_mul_ps(hi, _mm512_loadu_ps(x + j + 16)), _mm512_set1_ps(sc[hg[j / 16 + 1]]), t1);
+    }
+    y[r] = _mm512_reduce_add_ps(_mm512_add_ps(t0, t1)) + zero_term(w.mzero.data() + r * w.ngroups, xsum, w.ngroups);
+  }
+}
+
 void gemv_avx512(const PackedWeights& w, const float* x, const float* xsum, int64_t r0, int64_t r1, float* y) {
+  if (!w.block_aligned) return gemv16_avx512(w, x, xsum, r0, r1, y);
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* row = w.codes.data() + r * w.row_bytes;
     const float* sc = w.scales.data() + r * w.ngroups;
@@ -63,8 +90,34 @@ void gemv_avx512(const PackedWeights& w, const float* x, const float* xsum, int6
 }
 
 template <int NT>
+void gemv16_multi_n(const PackedWeights& w, const float* x, const float* xsum, int64_t r0, int64_t r1, float* y,
+                    int64_t ldy) {
+  const int64_t kp = w.kp, ng = w.ngroups;
+  const int32_t* hg = w.half_group.data();
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* row = w.codes.data() + r * w.row_bytes;
+    const float* sc = w.scales.data() + r * ng;
+    __m512 total[NT];
+    for (int t = 0; t < NT; ++t) total[t] = _mm512_setzero_ps();
+    for (int64_t j = 0; j < kp; j += 32) {
+      __m512 lo, hi;
+      load_codes(w, row, j, &lo, &hi);
+      lo = _mm512_mul_ps(lo, _mm512_set1_ps(sc[hg[j / 16]]));  // the weights of this block, but for mzero
+      hi = _mm512_mul_ps(hi, _mm512_set1_ps(sc[hg[j / 16 + 1]]));
+      for (int t = 0; t < NT; ++t) {
+        total[t] = _mm512_fmadd_ps(lo, _mm512_loadu_ps(x + t * kp + j), total[t]);
+        total[t] = _mm512_fmadd_ps(hi, _mm512_loadu_ps(x + t * kp + j + 16), total[t]);
+      }
+    }
+    for (int t = 0; t < NT; ++t)
+      y[t * ldy + r] = _mm512_reduce_add_ps(total[t]) + zero_term(w.mzero.data() + r * ng, xsum + t * ng, ng);
+  }
+}
+
+template <int NT>
 void gemv_multi_n(const PackedWeights& w, const float* x, const float* xsum, int64_t r0, int64_t r1, float* y,
                   int64_t ldy) {
+  if (!w.block_aligned) return gemv16_multi_n<NT>(w, x, xsum, r0, r1, y, ldy);
   const int64_t kp = w.kp, ng = w.ngroups;
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* row = w.codes.data() + r * w.row_bytes;
@@ -119,6 +172,18 @@ void dequant_avx512(const PackedWeights& w, int64_t r0, int64_t r1, float* out) 
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* row = w.codes.data() + r * w.row_bytes;
     float* o = out + (r - r0) * w.kp;
+    if (!w.block_aligned) {  // 16-column groups: each half with its own group's scale and zero term
+      const float* sc = w.scales.data() + r * w.ngroups;
+      const float* mz = w.mzero.data() + r * w.ngroups;
+      for (int64_t j = 0; j < w.kp; j += 32) {
+        __m512 lo, hi;
+        load_codes(w, row, j, &lo, &hi);
+        const int32_t gl = w.half_group[size_t(j / 16)], gh = w.half_group[size_t(j / 16 + 1)];
+        _mm512_storeu_ps(o + j, _mm512_fmadd_ps(lo, _mm512_set1_ps(sc[gl]), _mm512_set1_ps(mz[gl])));
+        _mm512_storeu_ps(o + j + 16, _mm512_fmadd_ps(hi, _mm512_set1_ps(sc[gh]), _mm512_set1_ps(mz[gh])));
+      }
+      continue;
+    }
     for (int64_t g = 0; g < w.ngroups; ++g) {
       const __m512 s = _mm512_set1_ps(w.scales[size_t(r * w.ngroups + g)]);
       const __m512 m = _mm512_set1_ps(w.mzero[size_t(r * w.ngroups + g)]);
@@ -194,10 +259,32 @@ void outlier_product_avx512(const PackedWeights& w, const std::vector<int32_t>& 
   LLMQ_OUTLIER_IMPL::outlier_product_rows(w, ocols, a, sx, n, r0, r1, y);
 }
 
+// 16 outliers per step: one gather of 16 activations, products and sums in two vectors of 8
+// doubles (lanes 0-7, 8-15), as the reference's lanes.
+void sparse_add_avx512(const PackedWeights& w, const float* x, int64_t n, int64_t r0, int64_t r1, float* y,
+                       int64_t ldy) {
+  LLMQ_OUTLIER_IMPL::sparse_rows(w, x, n, r0, r1, y, ldy, [&w](const float* xt, int32_t i0, int32_t i1, double* lanes) {
+    __m512d lo = _mm512_setzero_pd(), hi = _mm512_setzero_pd();
+    int32_t i = i0;
+    for (; i + 16 <= i1; i += 16) {
+      const __m512 xv = _mm512_i32gather_ps(_mm512_loadu_si512(w.out_col.data() + i), xt, 4);
+      const __m512 v = _mm512_loadu_ps(w.out_val.data() + i);
+      auto upper = [](__m512 a) { return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)); };
+      lo = _mm512_add_pd(lo, _mm512_mul_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(v)),
+                                           _mm512_cvtps_pd(_mm512_castps512_ps256(xv))));
+      hi = _mm512_add_pd(hi, _mm512_mul_pd(_mm512_cvtps_pd(upper(v)), _mm512_cvtps_pd(upper(xv))));
+    }
+    _mm512_store_pd(lanes, lo);
+    _mm512_store_pd(lanes + 8, hi);
+    return i;
+  });
+}
+
 }  // namespace
 
 const KernelTable* avx512_kernels() {
-  static const KernelTable t{"avx512", gemv_avx512, gemv_multi_avx512, dequant_avx512, gemm_i8_avx512, outlier_product_avx512};
+  static const KernelTable t{"avx512", gemv_avx512, gemv_multi_avx512, dequant_avx512, gemm_i8_avx512, outlier_product_avx512,
+                             sparse_add_avx512};
   return &t;
 }
 

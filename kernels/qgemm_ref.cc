@@ -1,10 +1,12 @@
 // Scalar reference kernels: the definition every SIMD variant is tested against.
 // Per row: y = sum_g (scale_g * sum_{j in g} code_j x_j + mzero_g * xsum_g), accumulated in double.
+#include <algorithm>
 #include <cmath>
 
 #define LLMQ_OUTLIER_IMPL outliers_baseline
 #include "activation_outliers_impl.h"
 #include "packed.h"
+#include "sparse_outliers_impl.h"
 
 namespace llmq::kernels {
 namespace {
@@ -57,10 +59,19 @@ void outlier_product_scalar(const PackedWeights& w, const std::vector<int32_t>& 
   LLMQ_OUTLIER_IMPL::outlier_product_rows(w, ocols, a, sx, n, r0, r1, y);
 }
 
+void sparse_add_scalar(const PackedWeights& w, const float* x, int64_t n, int64_t r0, int64_t r1, float* y,
+                       int64_t ldy) {
+  LLMQ_OUTLIER_IMPL::sparse_rows(w, x, n, r0, r1, y, ldy, [](const float*, int32_t i0, int32_t, double* lanes) {
+    std::fill(lanes, lanes + LLMQ_OUTLIER_IMPL::kSparseLanes, 0.0);
+    return i0;
+  });
+}
+
 }  // namespace
 
 const KernelTable& scalar_kernels() {
-  static const KernelTable t{"scalar", gemv_ref, nullptr, dequant_ref, gemm_i8_ref, outlier_product_scalar};
+  static const KernelTable t{"scalar", gemv_ref, nullptr, dequant_ref, gemm_i8_ref, outlier_product_scalar,
+                             sparse_add_scalar};
   return t;
 }
 

@@ -106,7 +106,9 @@ TEST(Adpq, OutliersReconstructAndTheRestQuantizesOnANarrowerRange) {
   const int64_t rows = 16, cols = 256;
   const auto w = heavy_tailed(rows, cols, 7);
   const QuantSpec spec = test::quant_spec(3, 128, false);
-  auto a = quantize_adpq(w.data(), rows, cols, spec);
+  AdpqOptions fp16;
+  fp16.storage = AdpqStorage::kFp16;
+  auto a = quantize_adpq(w.data(), rows, cols, spec, fp16);
   auto r = quantize_rtn(w.data(), rows, cols, spec);
   ASSERT_TRUE(a.ok() && r.ok());
   ASSERT_TRUE(a->Validate().ok());
@@ -131,8 +133,62 @@ TEST(Adpq, OutliersReconstructAndTheRestQuantizesOnANarrowerRange) {
     }
 }
 
+// The paper's storage: the outliers keep their code slots, read with the group's second scale s1;
+// the bits are RTN's plus the second scales and the positions, nothing else.
+TEST(Adpq, InSlotOutliersUseTheSecondScaleOfTheirGroup) {
+  const int64_t rows = 16, cols = 300;  // 300 > 256 columns: 2-byte positions
+  const auto w = heavy_tailed(rows, cols, 11);
+  for (bool sym : {true, false}) {
+    const QuantSpec spec = test::quant_spec(3, 128, sym);
+    auto a = quantize_adpq(w.data(), rows, cols, spec);  // in-slot is the default
+    auto f = quantize_adpq(w.data(), rows, cols, spec, [] { AdpqOptions o; o.storage = AdpqStorage::kFp16; return o; }());
+    auto r = quantize_rtn(w.data(), rows, cols, spec);
+    ASSERT_TRUE(a.ok() && f.ok() && r.ok());
+    ASSERT_TRUE(a->Validate().ok()) << a->Validate().ToString();
+    EXPECT_TRUE(a->in_slot_outliers());
+    EXPECT_TRUE(a->outliers.values.empty());
+    EXPECT_EQ(a->outliers.col_idx, f->outliers.col_idx);  // the same split
+    const int64_t ng = a->num_groups();
+    const auto d = dequantize(*a);
+    const auto m = outlier_mask(*a);
+    for (int64_t i = 0; i < rows; ++i)
+      for (int64_t c = 0; c < cols; ++c) {
+        const size_t k = size_t(i * cols + c), rg = size_t(i * ng + c / 128);
+        const float z = a->zero_value(i, c / 128);
+        if (!m[k]) continue;
+        const float s1 = a->outlier_scales[rg];
+        EXPECT_EQ(d[k], s1 * (float(a->code(i, c)) - z));
+        EXPECT_LE(std::fabs(d[k] - w[k]), 0.5f * s1 * 1.002f) << i << "," << c;  // within half a step of s1
+        EXPECT_GT(s1, a->scales[rg]);  // outliers are the larger weights
+      }
+    EXPECT_LT(relative_error(w.data(), *a), relative_error(w.data(), *r));
+    const size_t positions = size_t(rows) * size_t(a->outliers.row_count_bytes()) + a->outliers.nnz() * 2;
+    EXPECT_EQ(a->storage_bytes(), r->storage_bytes() + size_t(rows * ng) * 2 + positions);
+    EXPECT_LT(a->storage_bytes(), f->storage_bytes());
+    // The kernels read the slots with s1 (fp32 and int8 activations).
+    const auto x = test::random_normal(size_t(2 * cols), 12);
+    for (bool int8 : {false, true}) {
+      PackOptions po;
+      po.int8_activations = int8;
+      auto p = PackedLinear::Pack(*a, po);
+      ASSERT_TRUE(p.ok()) << p.status().ToString();
+      std::vector<float> y(size_t(2 * rows));
+      p->Forward(x.data(), 2, y.data());
+      for (int64_t t = 0; t < 2; ++t)
+        for (int64_t o = 0; o < rows; ++o) {
+          double ref = 0, mag = 0;
+          for (int64_t c = 0; c < cols; ++c) {
+            ref += double(x[size_t(t * cols + c)]) * d[size_t(o * cols + c)];
+            mag += std::fabs(double(x[size_t(t * cols + c)]) * d[size_t(o * cols + c)]);
+          }
+          EXPECT_NEAR(y[size_t(t * rows + o)], ref, (int8 ? 2e-2 : 1e-5) * mag) << "int8 " << int8;
+        }
+    }
+  }
+}
+
 // Through the whole-checkpoint entry point: the written tensors read back to the same quantized
-// tensor, outlier columns are stored as U16, and the reported bits are the bytes on disk.
+// tensor, outliers are stored compactly, and the reported bits are the bytes on disk.
 TEST(QuantizeAdpq, RoundTripsAndCountsTheBitsItWrites) {
   TempDir dir;
   test::SyntheticModel sm;
@@ -157,20 +213,24 @@ TEST(QuantizeAdpq, RoundTripsAndCountsTheBitsItWrites) {
     EXPECT_EQ(got->outliers.row_ptr, expect->outliers.row_ptr);
     EXPECT_EQ(got->outliers.col_idx, expect->outliers.col_idx);
     EXPECT_EQ(got->outliers.values, expect->outliers.values);
+    EXPECT_EQ(got->outlier_scales, expect->outlier_scales);
     EXPECT_EQ(int64_t(got->outliers.nnz()), int64_t(std::ceil(0.05 * double(l.rows * l.cols))));
     const uint64_t on_disk = test::module_bytes_on_disk(**out, l.module);
     EXPECT_EQ(on_disk, got->storage_bytes()) << l.module;
-    EXPECT_EQ((*out)->find(l.module + ".outlier_col_idx")->dtype, DType::kU16);
+    // Compact CSR: columns in one byte up to 256 inputs, per-row counts instead of 32-bit row pointers.
+    EXPECT_EQ((*out)->find(l.module + ".outlier_col_idx")->dtype, l.cols <= 256 ? DType::kU8 : DType::kU16);
+    ASSERT_NE((*out)->find(l.module + ".outlier_row_counts"), nullptr);
+    EXPECT_EQ((*out)->find(l.module + ".outlier_row_ptr"), nullptr);
     bits += 8.0 * double(on_disk);
     weights += double(l.rows * l.cols);
   }
   EXPECT_NEAR(rep->bits_per_weight, bits / weights, 1e-9);
-  EXPECT_GT(rep->bits_per_weight, 3.0 + 0.05 * 32);  // codes + an outlier's 32 bits at a 5% share
+  EXPECT_GT(rep->bits_per_weight, 3.0 + 0.05 * 8);  // codes + an outlier position's 8+ bits at a 5% share
   auto m = Model::Load(dir.file("out"));
   ASSERT_TRUE(m.ok()) << m.status().ToString();
 }
 
-// On a real model at 3 bits the fp16 outliers must buy a better perplexity than plain RTN.
+// On a real model at 3 bits the outliers (in their slots) must buy a better perplexity than plain RTN.
 TEST(QuantizeAdpq, BeatsRtnOnARealModel) {
   LLMQ_NEED_SHARED("models/stories5M-hf");
   const std::string model = test::shared_path("models/stories5M-hf");

@@ -206,12 +206,17 @@ check adpq-no-calib 2 "zero-shot" -- "$llmq" quantize --method adpq --calib "$ca
 check adpq-bad-scope 2 "tensor, row or group" -- "$llmq" quantize --method adpq --adpq-scope column "$model" "$work/a3"
 check adpq-bad-fraction 2 "--outlier-fraction expects" -- "$llmq" quantize --method adpq --outlier-fraction 1 "$model" "$work/a3"
 
-check spqr 0 "" -- "$llmq" quantize --method spqr --bits 3 --calib "$calib" --nsamples 8 --seq-len 64 --target-bits 3.5 --json "$model" "$work/spqr"
+check spqr 0 "" -- "$llmq" quantize --method spqr --bits 3 --calib "$calib" --nsamples 8 --seq-len 64 --target-bits 3.9 --json "$model" "$work/spqr"
 json_ok method spqr gptq outlier_fraction bits_per_weight layers
-python3 -c "import json,sys; j=json.load(open(sys.argv[1])); assert j['spqr']['scale_bits']==3 and j['group_size']==16; assert all(l['bits_per_weight']<=3.5 and 'outlier_threshold' in l for l in j['layers'])" "$work/out" || { echo "FAIL: spqr keys or budget"; fails=$((fails+1)); }
+python3 -c "import json,sys; j=json.load(open(sys.argv[1])); s=j['spqr']; assert s['scale_bits']==3 and s['zero_bits']==3 and s['leave_one_out'] and j['group_size']==16; assert all(l['bits_per_weight']<=3.9 and 'outlier_threshold' in l for l in j['layers'])" "$work/out" || { echo "FAIL: spqr keys or budget"; fails=$((fails+1)); }
+check spqr-zero-bits-sym 2 "add --asym" -- "$llmq" quantize --method spqr --calib "$calib" --sym --zero-bits 3 "$model" "$work/s2"
+check simplified-outliers-gptq 2 "applies to --method spqr" -- "$llmq" quantize --method gptq --calib "$calib" --simplified-outliers "$model" "$work/s2"
+check adpq-bad-storage 2 "slot or fp16" -- "$llmq" quantize --method adpq --adpq-storage csr "$model" "$work/a3"
+check adpq-fp16 0 "" -- "$llmq" quantize --method adpq --bits 3 --adpq-storage fp16 --json "$model" "$work/adpq16"
+python3 -c "import json,sys; a=json.load(open(sys.argv[1])); assert a['adpq']['storage']=='fp16'" "$work/out" || { echo "FAIL: adpq fp16 storage key"; fails=$((fails+1)); }
 check eval-spqr 0 "" -- "$llmq" eval ppl "$work/spqr" --data "$valid" --seq-len 64 --max-chunks 2 --json
-# SpQR's groups of 16 have no SIMD path: the report says which kernel ran for every linear.
-python3 -c "import json,sys; j=json.load(open(sys.argv[1])); k=j['kernels']; assert k and all(n.startswith('scalar') and ('aligned' in n or j['kernel_isa'] == 'scalar') for n in k) and sum(k.values())>0, k" "$work/out" || { echo "FAIL: eval --json kernels for groups of 16"; fails=$((fails+1)); }
+# SpQR's groups of 16 run the SIMD kernels' 16-column-group path: the report says which kernel ran.
+python3 -c "import json,sys; j=json.load(open(sys.argv[1])); k=j['kernels']; assert k and all(('16-column groups' in n) == (j['kernel_isa'] != 'scalar') for n in k) and sum(k.values())>0, k" "$work/out" || { echo "FAIL: eval --json kernels for groups of 16"; fails=$((fails+1)); }
 check spqr-threshold-and-target 2 "exclude each other" -- "$llmq" quantize --method spqr --calib "$calib" --outlier-threshold 0.1 --target-bits 3.5 "$model" "$work/s2"
 check spqr-threshold-on-gptq 2 "decompose int8 activations" -- "$llmq" quantize --method gptq --calib "$calib" --outlier-threshold 0.1 "$model" "$work/s2"
 check spqr-integer-outliers 2 "--integer-outliers is for int8 activations" -- "$llmq" quantize --method spqr --calib "$calib" --integer-outliers "$model" "$work/s2"

@@ -20,6 +20,8 @@ struct Case {
   int bits, group;
   bool sym, act_order, outliers;
   int64_t rows, cols;
+  bool bilevel = false;  // 3-bit bilevel scales and (asym) zeros: real-valued zero points (fp32 activations only)
+  bool in_slot = false;  // outliers as positions read with a second per-group scale (AdpQ's storage)
 };
 
 QuantizedTensor make_tensor(const Case& c, uint32_t seed) {
@@ -35,6 +37,7 @@ QuantizedTensor make_tensor(const Case& c, uint32_t seed) {
   spec.bits = c.bits;
   spec.group_size = c.group;
   spec.symmetric = c.sym;
+  if (c.bilevel) spec.scale_bits = spec.zero_bits = 3;
   QuantizedTensor q = *quantize_rtn(w.data(), c.rows, c.cols, spec);
   std::mt19937 rng(seed);
   if (c.act_order && c.group > 0) {
@@ -54,8 +57,29 @@ QuantizedTensor make_tensor(const Case& c, uint32_t seed) {
       q.outliers.row_ptr[size_t(r + 1)] = int32_t(q.outliers.col_idx.size());
     }
   }
+  if (c.in_slot) {
+    q.outliers.values.clear();
+    q.outlier_scales.resize(q.scales.size());
+    for (size_t i = 0; i < q.scales.size(); ++i) q.outlier_scales[i] = round_to_fp16(2.5f * q.scales[i]);
+  }
   EXPECT_TRUE(q.Validate().ok()) << q.Validate().ToString();
   return q;
+}
+
+// What outlier i of row r adds to the dense part (its value, or its second scale's difference).
+double outlier_addition(const QuantizedTensor& q, int64_t r, int32_t i) {
+  if (!q.in_slot_outliers()) return fp16_to_float(q.outliers.values[size_t(i)]);
+  const int32_t c = q.outliers.col_idx[size_t(i)];
+  const size_t rg = size_t(r * q.num_groups() + q.group_of(c));
+  return (double(q.outlier_scales[rg]) - q.scales[rg]) * (double(q.code(r, c)) - q.zero_value(r, q.group_of(c)));
+}
+
+// q without its sparse part.
+QuantizedTensor dense_part(const QuantizedTensor& q) {
+  QuantizedTensor d = q;
+  d.outliers = SparseOutliers();
+  d.outlier_scales.clear();
+  return d;
 }
 
 // y = x deq(W)^T in double, and the magnitude each output's rounding error scales with:
@@ -71,8 +95,9 @@ Reference reference_product(const QuantizedTensor& q, const std::vector<float>& 
   for (int64_t r = 0; r < q.rows; ++r)
     for (int64_t c = 0; c < q.cols; ++c) {
       const int g = q.group_of(c);
-      const double s = q.scales[size_t(r * q.num_groups() + g)];
-      dense_mag[size_t(r * q.cols + c)] = s * (double(q.code(r, c)) + q.zero_of(r, g)) + std::fabs(d[size_t(r * q.cols + c)]);
+      double s = q.scales[size_t(r * q.num_groups() + g)];
+      if (q.in_slot_outliers()) s = std::max(s, double(q.outlier_scales[size_t(r * q.num_groups() + g)]));
+      dense_mag[size_t(r * q.cols + c)] = s * (double(q.code(r, c)) + std::fabs(q.zero_value(r, g))) + std::fabs(d[size_t(r * q.cols + c)]);
     }
   Reference ref;
   ref.y.assign(size_t(n * q.rows), 0.0);
@@ -121,6 +146,22 @@ std::vector<Case> cases() {
   out.push_back({4, 32, true, true, false, 19, 128});
   out.push_back({4, 64, false, true, true, 11, 192});
   out.push_back({3, 32, true, false, true, 6, 64});
+  // Groups on 16-column boundaries (the SIMD kernels' half-block path): act-order groups of 16
+  // with outliers, and groups of 48 (a block whose halves belong to two groups).
+  out.push_back({4, 16, true, true, true, 12, 96});
+  out.push_back({3, 48, false, false, false, 7, 144});
+  // In-slot outliers (a second per-group scale at the outliers' positions).
+  out.push_back({4, 32, false, false, true, 13, 96, false, true});
+  out.push_back({3, 64, true, true, true, 10, 128, false, true});
+  return out;
+}
+
+// cases() and what only the fp32-activation kernels take: real-valued (bilevel) zero points.
+std::vector<Case> fp32_cases() {
+  std::vector<Case> out = cases();
+  out.push_back({3, 16, false, false, false, 37, 64, true});
+  out.push_back({4, 32, false, false, true, 20, 96, true});
+  out.push_back({4, 32, false, true, true, 17, 128, true, true});
   return out;
 }
 
@@ -130,7 +171,7 @@ const int64_t kTokenCounts[] = {1, 2, 3, 4, 9, 17, 64, 65, 100};
 
 TEST(Kernels, ScalarReferenceEqualsDequantizedProduct) {
   uint32_t seed = 1;
-  for (const Case& c : cases()) {
+  for (const Case& c : fp32_cases()) {
     const QuantizedTensor q = make_tensor(c, seed++);
     auto p = PackedLinear::Pack(q);
     ASSERT_TRUE(p.ok()) << p.status().ToString();
@@ -152,7 +193,7 @@ TEST_P(KernelIsa, EqualsScalarReference) {
   const Isa isa = GetParam();
   if (!isa_supported(isa)) GTEST_SKIP() << isa_name(isa) << " is not supported by this CPU";
   uint32_t seed = 100;
-  for (const Case& c : cases()) {
+  for (const Case& c : fp32_cases()) {
     const QuantizedTensor q = make_tensor(c, seed++);
     auto p = PackedLinear::Pack(q);
     ASSERT_TRUE(p.ok());
@@ -177,13 +218,13 @@ TEST_P(KernelIsa, EveryTableEntryEqualsTheScalarEntry) {
   const kernels::KernelTable& ref = kernels::scalar_kernels();
   uint32_t seed = 500;
   int tested = 0;
-  for (const Case& c : cases()) {
+  for (const Case& c : fp32_cases()) {
     if (c.act_order) continue;  // packed order = source order below
     const QuantizedTensor q = make_tensor(c, seed++);
     auto p = PackedLinear::Pack(q);
     ASSERT_TRUE(p.ok());
     const kernels::PackedWeights& w = internal::PackedAccess::weights(*p);
-    if (!w.block_aligned) continue;
+    if (!w.simd_layout()) continue;
     ++tested;
     const int64_t n = 8, kp = w.kp, ng = w.ngroups, rows = w.rows;
     std::vector<float> x(size_t(n * kp), 0.0f), xsum(size_t(n * ng), 0.0f);
@@ -227,6 +268,55 @@ TEST_P(KernelIsa, EveryTableEntryEqualsTheScalarEntry) {
   EXPECT_GT(tested, 10);
 }
 
+// The sparse outliers' product, called directly: every variant gives the scalar entry's bits (the
+// lanes are fixed and the products exact in double), for rows with 0 to 69 outliers (whole groups
+// of 16 and tails), several tokens, and row ranges as the threads split them; the scalar entry
+// equals the sum in double.
+TEST_P(KernelIsa, SparseAddIsBitIdenticalToScalar) {
+  const Isa isa = GetParam();
+  if (!isa_supported(isa)) GTEST_SKIP() << isa_name(isa) << " is not supported by this CPU";
+  const kernels::KernelTable& simd = isa == Isa::kAvx512 ? *kernels::avx512_kernels() : *kernels::avx2_kernels();
+  const kernels::KernelTable& ref = kernels::scalar_kernels();
+  const int64_t rows = 24, cols = 300;
+  const auto wv = test::random_normal(size_t(rows * cols), 31, 0.05f);
+  QuantizedTensor q = *quantize_rtn(wv.data(), rows, cols, test::quant_spec(4, 32));
+  q.outliers.row_ptr.assign(size_t(rows + 1), 0);
+  const auto vals = test::random_normal(size_t(rows * cols), 32);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t k = 0; k < 3 * r; ++k) {
+      q.outliers.col_idx.push_back(int32_t((k * 7 + r * 13) % cols));
+      q.outliers.values.push_back(float_to_fp16(vals[size_t(r * cols + k)]));
+    }
+    auto b = q.outliers.col_idx.begin() + q.outliers.row_ptr[size_t(r)];
+    std::sort(b, q.outliers.col_idx.end());
+    q.outliers.col_idx.erase(std::unique(b, q.outliers.col_idx.end()), q.outliers.col_idx.end());
+    q.outliers.values.resize(q.outliers.col_idx.size());
+    q.outliers.row_ptr[size_t(r + 1)] = int32_t(q.outliers.col_idx.size());
+  }
+  ASSERT_TRUE(q.Validate().ok()) << q.Validate().ToString();
+  auto p = PackedLinear::Pack(q);
+  ASSERT_TRUE(p.ok());
+  const kernels::PackedWeights& w = internal::PackedAccess::weights(*p);
+  for (int64_t n : {1, 3, 8}) {
+    const auto x = test::random_normal(size_t(n * cols), 33 + uint32_t(n));
+    const auto y0 = test::random_normal(size_t(n * rows), 40 + uint32_t(n));
+    for (auto [r0, r1] : {std::pair<int64_t, int64_t>{0, rows}, {8, rows}, {3, 17}}) {
+      std::vector<float> ya = y0, yb = y0;
+      simd.sparse_add(w, x.data(), n, r0, r1, ya.data(), rows);
+      ref.sparse_add(w, x.data(), n, r0, r1, yb.data(), rows);
+      ASSERT_EQ(ya, yb) << simd.name << " n " << n << " rows " << r0 << ".." << r1;
+      for (int64_t t = 0; t < n; ++t)
+        for (int64_t r = 0; r < rows; ++r) {
+          double sum = y0[size_t(t * rows + r)];
+          if (r >= r0 && r < r1)
+            for (int32_t i = w.out_row_ptr[size_t(r)]; i < w.out_row_ptr[size_t(r + 1)]; ++i)
+              sum += double(w.out_val[size_t(i)]) * x[size_t(t * cols + w.out_col[size_t(i)])];
+          EXPECT_NEAR(yb[size_t(t * rows + r)], sum, 1e-6 * (1.0 + std::fabs(sum))) << t << "," << r;
+        }
+    }
+  }
+}
+
 // The SIMD variants against the scalar reference (the scalar kernels are checked against a
 // double-precision product above).
 INSTANTIATE_TEST_SUITE_P(All, KernelIsa, ::testing::Values(Isa::kAvx2, Isa::kAvx512),
@@ -234,11 +324,12 @@ INSTANTIATE_TEST_SUITE_P(All, KernelIsa, ::testing::Values(Isa::kAvx2, Isa::kAvx
 
 // PackedLinear::kernel names what Forward runs; a layout without a SIMD path says so.
 TEST(Kernels, ReportsTheKernelItRuns) {
-  QuantSpec g128 = test::quant_spec(4, 128), g16 = test::quant_spec(4, 16);
+  QuantSpec g128 = test::quant_spec(4, 128), g16 = test::quant_spec(4, 16), g8 = test::quant_spec(4, 8);
   auto w = test::random_normal(64 * 256, 3);
   auto aligned = PackedLinear::Pack(*quantize_rtn(w.data(), 64, 256, g128));
-  auto unaligned = PackedLinear::Pack(*quantize_rtn(w.data(), 64, 256, g16));
-  ASSERT_TRUE(aligned.ok() && unaligned.ok());
+  auto halves = PackedLinear::Pack(*quantize_rtn(w.data(), 64, 256, g16));
+  auto unaligned = PackedLinear::Pack(*quantize_rtn(w.data(), 64, 256, g8));
+  ASSERT_TRUE(aligned.ok() && halves.ok() && unaligned.ok());
   EXPECT_EQ(aligned->kernel(1, Isa::kScalar), "scalar gemv");
   EXPECT_EQ(aligned->kernel(100, Isa::kScalar), "scalar dequant+gemm");
   EXPECT_EQ(unaligned->kernel(1, Isa::kScalar), "scalar gemv");
@@ -248,7 +339,10 @@ TEST(Kernels, ReportsTheKernelItRuns) {
     EXPECT_EQ(aligned->kernel(8, Isa::kAvx512), "avx512 gemv8");
     EXPECT_EQ(aligned->kernel(65, Isa::kAvx512), "avx512 dequant+gemm");
     EXPECT_EQ(aligned->kernel_isa(Isa::kAvx512), Isa::kAvx512);
-    EXPECT_EQ(unaligned->kernel(1, Isa::kAvx512), "scalar gemv (groups not 32-column aligned)");
+    EXPECT_EQ(halves->kernel(1, Isa::kAvx512), "avx512 gemv (16-column groups)");
+    EXPECT_EQ(halves->kernel(8, Isa::kAvx512), "avx512 gemv8 (16-column groups)");
+    EXPECT_EQ(halves->kernel_isa(Isa::kAvx512), Isa::kAvx512);
+    EXPECT_EQ(unaligned->kernel(1, Isa::kAvx512), "scalar gemv (groups not 16-column aligned)");
     EXPECT_EQ(unaligned->kernel_isa(Isa::kAvx512), Isa::kScalar);
   }
   if (isa_supported(Isa::kAvx2)) {
@@ -349,14 +443,12 @@ TEST(KernelsInt8, ScalarEqualsDirectIntegerProduct) {
       std::vector<float> xdq(xd.begin(), xd.end());
       // Sparse outliers multiply the float activations (they are the large weights; keeping
       // their inputs exact costs nothing).
-      QuantizedTensor dense = q;
-      dense.outliers = SparseOutliers();
-      Reference ref = reference_product(dense, xdq, n);
+      Reference ref = reference_product(dense_part(q), xdq, n);
       if (!q.outliers.empty())
         for (int64_t t = 0; t < n; ++t)
           for (int64_t r = 0; r < c.rows; ++r)
             for (int32_t i = q.outliers.row_ptr[size_t(r)]; i < q.outliers.row_ptr[size_t(r + 1)]; ++i) {
-              const double v = double(fp16_to_float(q.outliers.values[size_t(i)])) * x[size_t(t * c.cols + q.outliers.col_idx[size_t(i)])];
+              const double v = outlier_addition(q, r, i) * x[size_t(t * c.cols + q.outliers.col_idx[size_t(i)])];
               ref.y[size_t(t * c.rows + r)] += v;
               ref.magnitude[size_t(t * c.rows + r)] += std::fabs(v);
             }
@@ -472,8 +564,7 @@ Reference decomposed_reference(const QuantizedTensor& q, const std::vector<float
     }
   }
   // Sparse weight outliers always multiply the float activations (as without the decomposition).
-  QuantizedTensor dense = q;
-  dense.outliers = SparseOutliers();
+  const QuantizedTensor dense = dense_part(q);
   Reference ref = reference_product(dense, xd, n);
   const auto d = dequantize(dense);
   auto add = [&](int64_t t, int64_t r, double v) {
@@ -488,7 +579,7 @@ Reference decomposed_reference(const QuantizedTensor& q, const std::vector<float
           {
             const int32_t c = q.outliers.col_idx[size_t(i)];
             const bool rounded = fixed_block && integer && out[size_t(c)];
-            add(t, r, double(fp16_to_float(q.outliers.values[size_t(i)])) * (rounded ? xd : x)[size_t(t * q.cols + c)]);
+            add(t, r, outlier_addition(q, r, i) * (rounded ? xd : x)[size_t(t * q.cols + c)]);
           }
     }
   return ref;

@@ -268,8 +268,8 @@ TEST(QuantizedTensor, DequantizeWithGroupIndexAndOutliers) {
   ASSERT_TRUE(q.Validate().ok());
   const auto d = dequantize(q);
   EXPECT_EQ(d, (std::vector<float>{10.0f, 1.0f, 1.5f, 10.0f}));
-  // 4 codes in one word, 2 fp32 scales, 4 g_idx, outliers: 2 row_ptr + 1 U16 col + 1 fp16 value.
-  EXPECT_EQ(q.storage_bytes(), size_t(4 + 8 + 16 + 8 + 2 + 2));
+  // 4 codes in one word, 2 fp32 scales, 4 g_idx, outliers: a U8 count per row + 1 U8 col + 1 fp16 value.
+  EXPECT_EQ(q.storage_bytes(), size_t(4 + 8 + 16 + 1 + 1 + 2));
 }
 
 }  // namespace

@@ -24,6 +24,26 @@ QuantSpec bilevel_spec(int bits, int group, int scale_bits, int scale_rows = 16)
   return s;
 }
 
+// q written as module "m" of one safetensors file and opened again; *bytes = its tensors' bytes.
+std::shared_ptr<const SafetensorsFile> write_module(const TempDir& dir, const QuantizedTensor& q, uint64_t* bytes) {
+  const std::string path = dir.file("t.safetensors");
+  EXPECT_TRUE(write_safetensors(path, internal::quantized_tensors("m", q)).ok());
+  auto file = SafetensorsFile::Open(path);
+  if (!file.ok()) {
+    ADD_FAILURE() << file.status().ToString();
+    return nullptr;
+  }
+  *bytes = 0;
+  for (const TensorInfo& t : (*file)->tensors()) *bytes += t.nbytes;
+  return std::move(*file);
+}
+
+// Module "m" read back through the quantization_config entry q would have.
+Result<QuantizedTensor> read_module(const SafetensorsFile& file, const QuantizedTensor& q) {
+  LLMQ_ASSIGN_OR_RETURN(auto info, internal::module_info_from_json(internal::module_info_to_json(q), "test"));
+  return internal::read_quantized(file, "m", info);
+}
+
 TEST(BilevelScales, QuantizeAndDequantizeAgreeWithinHalfAStep) {
   const int64_t rows = 37, cols = 64;  // chunks of 16, 16, 5 rows
   QuantizedTensor q = QuantizedTensor::Allocate(rows, cols, bilevel_spec(3, 16, 3));
@@ -85,23 +105,20 @@ TEST(BilevelScales, FileRoundTripCountsEveryByteAndRejectsBadCodes) {
   auto q = quantize_rtn(w.data(), rows, cols, bilevel_spec(4, 16, 3, 8));
   ASSERT_TRUE(q.ok());
   TempDir dir;
-  const std::string path = dir.file("t.safetensors");
-  ASSERT_TRUE(write_safetensors(path, internal::quantized_tensors("m", *q)).ok());
-  auto file = SafetensorsFile::Open(path);
-  ASSERT_TRUE(file.ok());
   uint64_t bytes = 0;
-  for (const TensorInfo& t : (*file)->tensors()) bytes += t.nbytes;
+  auto file = write_module(dir, *q, &bytes);
+  ASSERT_NE(file, nullptr);
   EXPECT_EQ(bytes, q->storage_bytes());
-  EXPECT_EQ((*file)->find("m.qscales"), nullptr);
-  ASSERT_NE((*file)->find("m.qscale_codes"), nullptr);
-  EXPECT_EQ((*file)->find("m.qscale_codes")->shape, (std::vector<int64_t>{12}));
-  EXPECT_EQ((*file)->find("m.qscale_params")->shape, (std::vector<int64_t>{3, 5, 2}));
+  EXPECT_EQ(file->find("m.qscales"), nullptr);
+  ASSERT_NE(file->find("m.qscale_codes"), nullptr);
+  EXPECT_EQ(file->find("m.qscale_codes")->shape, (std::vector<int64_t>{12}));
+  EXPECT_EQ(file->find("m.qscale_params")->shape, (std::vector<int64_t>{3, 5, 2}));
   const nlohmann::ordered_json info_json = internal::module_info_to_json(*q);
   auto info = internal::module_info_from_json(info_json, "test");
   ASSERT_TRUE(info.ok()) << info.status().ToString();
   EXPECT_EQ(info->spec.scale_bits, 3);
   EXPECT_EQ(info->spec.scale_group_rows, 8);
-  auto back = internal::read_quantized(**file, "m", *info);
+  auto back = read_module(*file, *q);
   ASSERT_TRUE(back.ok()) << back.status().ToString();
   EXPECT_EQ(back->scales, q->scales);
   EXPECT_EQ(back->scale_codes, q->scale_codes);
@@ -116,6 +133,164 @@ TEST(BilevelScales, FileRoundTripCountsEveryByteAndRejectsBadCodes) {
   QuantizedTensor bad = *q;
   bad.scale_params[1] = 0x7c00;  // +inf
   EXPECT_EQ(bad.Validate().code(), StatusCode::kCorruption);
+}
+
+// SpQR's zero points: real-valued (-min / scale, not rounded) and quantized per group column to
+// 3 bits in chunks of rows, like the scales; codes found with the stored statistics.
+TEST(BilevelZeros, RtnStoresCodedRealZerosAndCountsTheirBytes) {
+  const int64_t rows = 40, cols = 80;  // chunks of 16, 16, 8 rows; 5 groups
+  auto w = test::random_normal(size_t(rows * cols), 13, 0.05f);
+  for (int64_t c = 0; c < cols; ++c) w[size_t(3 * cols + c)] = 0.02f + 0.001f * float(c % 7);  // a row with min > 0
+  QuantSpec spec = bilevel_spec(3, 16, 3);
+  spec.symmetric = false;
+  spec.zero_bits = 3;
+  auto q = quantize_rtn(w.data(), rows, cols, spec);
+  QuantSpec integer_zeros = spec;
+  integer_zeros.zero_bits = 0;
+  auto qi = quantize_rtn(w.data(), rows, cols, integer_zeros);
+  ASSERT_TRUE(q.ok() && qi.ok());
+  ASSERT_TRUE(q->Validate().ok()) << q->Validate().ToString();
+  EXPECT_TRUE(q->zeros.empty());
+  const int64_t ng = q->num_groups();
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t g = 0; g < ng; ++g) {
+      const size_t p = size_t(((r / 16) * ng + g) * 2);
+      EXPECT_EQ(q->zero_value(r, g),
+                fp16_to_float(q->zero_params[p]) + fp16_to_float(q->zero_params[p + 1]) * float(q->zero_codes[size_t(r * ng + g)]));
+    }
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) {
+      GroupParams p;
+      p.scale = q->scales[size_t(r * ng + c / 16)];
+      p.real_zero = q->zero_value(r, c / 16);
+      EXPECT_EQ(q->code(r, c), rtn_quantize_value(w[size_t(r * cols + c)], p, q->spec)) << r << "," << c;
+    }
+  // 3-bit codes (200 x 3 bits: 19 words) + 3 x 5 fp16 pairs instead of a byte per zero (200 bytes).
+  EXPECT_EQ(q->storage_bytes() + 200, qi->storage_bytes() + 19 * 4 + 3 * 5 * 2 * 2);
+  EXPECT_LT(relative_error(w.data(), *q), 1.25 * relative_error(w.data(), *qi));
+  // The file holds exactly what storage_bytes counts and reads back to the same tensor.
+  TempDir dir;
+  uint64_t bytes = 0;
+  auto file = write_module(dir, *q, &bytes);
+  ASSERT_NE(file, nullptr);
+  EXPECT_EQ(bytes, q->storage_bytes());
+  EXPECT_EQ(file->find("m.qzeros"), nullptr);
+  ASSERT_NE(file->find("m.qzero_codes"), nullptr);
+  EXPECT_EQ(file->find("m.qzero_params")->shape, (std::vector<int64_t>{3, 5, 2}));
+  const nlohmann::ordered_json info_json = internal::module_info_to_json(*q);
+  EXPECT_EQ(info_json["zero_bits"], 3);
+  auto back = read_module(*file, *q);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->real_zeros, q->real_zeros);
+  EXPECT_EQ(dequantize(*back), dequantize(*q));
+  // Corruption: a pair that is not finite, a zero point that is not what its code gives is caught
+  // by the reader recomputing it; a spec saying 9 bits is refused.
+  QuantizedTensor bad = *q;
+  bad.zero_params[0] = 0x7e00;  // NaN
+  EXPECT_EQ(bad.Validate().code(), StatusCode::kCorruption);
+  nlohmann::ordered_json wrong = info_json;
+  wrong["zero_bits"] = 9;
+  EXPECT_FALSE(internal::module_info_from_json(wrong, "test").ok());
+  // Symmetric codes have no zeros: zero_bits does not apply and nothing is stored for it.
+  QuantSpec sym = spec;
+  sym.symmetric = true;
+  auto qs = quantize_rtn(w.data(), rows, cols, sym);
+  ASSERT_TRUE(qs.ok());
+  EXPECT_TRUE(qs->zero_codes.empty() && qs->real_zeros.empty());
+  // int8 activations need integer zero points: a clear refusal, not a wrong product.
+  PackOptions po;
+  po.int8_activations = true;
+  auto refused = PackedLinear::Pack(*q, po);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("bilevel"), std::string::npos);
+}
+
+// Outlier positions as stored: per-row counts in one byte (two when a row has more than 255), 32-bit
+// row pointers only beyond 65535 per row; columns in 1, 2 or 4 bytes by the width. Every layout
+// reads back to the same CSR, and the bytes written are what storage_bytes counts.
+TEST(CompactOutliers, LayoutFollowsTheCountsAndTheWidth) {
+  struct Shape {
+    int64_t rows, cols, busy_row_outliers;
+    DType counts, columns;
+  };
+  for (const Shape& sh : {Shape{5, 70, 3, DType::kU8, DType::kU8}, Shape{3, 300, 280, DType::kU16, DType::kU16},
+                          Shape{2, 70000, 66000, DType::kI32, DType::kI32}}) {
+    const auto w = test::random_normal(size_t(sh.rows * sh.cols), 17, 0.05f);
+    auto q = quantize_rtn(w.data(), sh.rows, sh.cols, test::quant_spec(4, 0));
+    ASSERT_TRUE(q.ok());
+    SparseOutliers& o = q->outliers;
+    o.row_ptr.assign(size_t(sh.rows + 1), 0);
+    for (int64_t r = 0; r < sh.rows; ++r) {
+      const int64_t n = r == 1 ? sh.busy_row_outliers : r % 2;  // one busy row, the others 0 or 1
+      for (int64_t k = 0; k < n; ++k) {
+        o.col_idx.push_back(int32_t(k * (sh.cols / std::max<int64_t>(n, 1))));
+        o.values.push_back(float_to_fp16(0.01f * float(k % 9)));
+      }
+      o.row_ptr[size_t(r + 1)] = int32_t(o.col_idx.size());
+    }
+    ASSERT_TRUE(q->Validate().ok()) << q->Validate().ToString();
+    TempDir dir;
+    uint64_t bytes = 0;
+    auto file = write_module(dir, *q, &bytes);
+    ASSERT_NE(file, nullptr);
+    EXPECT_EQ(bytes, q->storage_bytes()) << sh.cols;
+    const TensorInfo* counts = file->find(sh.counts == DType::kI32 ? "m.outlier_row_ptr" : "m.outlier_row_counts");
+    ASSERT_NE(counts, nullptr) << sh.cols;
+    EXPECT_EQ(counts->dtype, sh.counts);
+    EXPECT_EQ(file->find("m.outlier_col_idx")->dtype, sh.columns);
+    auto back = read_module(*file, *q);
+    ASSERT_TRUE(back.ok()) << back.status().ToString();
+    EXPECT_EQ(back->outliers.row_ptr, o.row_ptr);
+    EXPECT_EQ(back->outliers.col_idx, o.col_idx);
+    EXPECT_EQ(back->outliers.values, o.values);
+    if (sh.counts != DType::kU8) continue;
+    // Damaged counts (more outliers than columns stored) and a non-finite second scale are refused.
+    auto tensors = internal::quantized_tensors("m", *q);
+    for (TensorToWrite& t : tensors)
+      if (t.name == "m.outlier_row_counts") t.bytes[0] = 200;
+    ASSERT_TRUE(write_safetensors(dir.file("bad.safetensors"), tensors).ok());
+    auto bad = SafetensorsFile::Open(dir.file("bad.safetensors"));
+    ASSERT_TRUE(bad.ok());
+    auto refused = read_module(**bad, *q);
+    ASSERT_FALSE(refused.ok());
+    EXPECT_EQ(refused.status().code(), StatusCode::kCorruption) << refused.status().ToString();
+    QuantizedTensor slot = *q;
+    slot.outliers.values.clear();
+    slot.outlier_scales.assign(slot.scales.size(), 0.5f);
+    ASSERT_TRUE(slot.Validate().ok()) << slot.Validate().ToString();
+    slot.outlier_scales[0] = NAN;
+    EXPECT_EQ(slot.Validate().code(), StatusCode::kCorruption);
+    slot.outlier_scales[0] = 0.1f;  // not an fp16 value: could not have come from the file
+    EXPECT_EQ(slot.Validate().code(), StatusCode::kCorruption);
+  }
+}
+
+// SpQR's leave-one-out pass: a group whose row holds one weight far from the rest gets its
+// parameters fitted without it (a small scale for the others); the far weight becomes an outlier.
+// Without the pass (simplified outliers) the far weight stretches the group's range.
+TEST(LeaveOneOut, FitsTheGroupWithoutItsLikelyOutliers) {
+  const int64_t rows = 8, cols = 64;
+  auto w = test::random_normal(size_t(rows * cols), 21, 0.02f);
+  for (int64_t r = 0; r < rows; ++r) w[size_t(r * cols + 5 + r)] = 0.8f;  // one far weight in group 0 of each row
+  std::vector<float> h(size_t(cols * cols), 0.0f);
+  for (int64_t i = 0; i < cols; ++i) h[size_t(i * cols + i)] = 1.0f;  // identity Hessian: U_jj equal
+  QuantSpec spec = test::quant_spec(3, 16, false);
+  GptqOptions o;
+  o.outlier_threshold = 0.2;
+  o.outlier_leave_one_out = true;
+  auto loo = gptq_quantize(w.data(), rows, cols, h.data(), spec, o);
+  o.outlier_leave_one_out = false;
+  auto simple = gptq_quantize(w.data(), rows, cols, h.data(), spec, o);
+  ASSERT_TRUE(loo.ok() && simple.ok());
+  const int64_t ng = cols / 16;
+  for (int64_t r = 0; r < rows; ++r) {
+    EXPECT_LT(loo->q.scales[size_t(r * ng)], 0.25f * simple->q.scales[size_t(r * ng)]) << r;
+    bool far_is_outlier = false;
+    for (int32_t k = loo->q.outliers.row_ptr[size_t(r)]; k < loo->q.outliers.row_ptr[size_t(r + 1)]; ++k)
+      far_is_outlier |= loo->q.outliers.col_idx[size_t(k)] == 5 + r;
+    EXPECT_TRUE(far_is_outlier) << r;
+  }
+  EXPECT_LT(loo->loss, simple->loss);
 }
 
 std::string write_calibration(const TempDir& dir, int vocab, uint32_t seed) {
@@ -139,7 +314,8 @@ TEST(QuantizeSpqr, MeetsTheBitBudgetAndCountsTheBytesItWrites) {
   o.calibration.nsamples = 4;
   o.calibration.seq_len = 16;
   // Dense part: 3 + 3/16 (scale codes) + 2 x 16 / (16 x 16) (pairs) = 3.3125 bits; any outlier adds
-  // the CSR row pointers, 32 x 65 bits on a 64 x 64 layer (0.5 bits), and 32 bits per outlier.
+  // a one-byte count per row (0.125 bits on a 64 x 64 layer) and 24 bits per outlier (fp16 value and
+  // a one-byte column).
   o.target_bits = 4.0;
   auto rep = quantize_checkpoint(dir.file("in"), dir.file("out"), o);
   ASSERT_TRUE(rep.ok()) << rep.status().ToString();
@@ -193,8 +369,12 @@ TEST(QuantizeOptions, SpqrDefaultsComeFromTheLibrary) {
   ASSERT_TRUE(o.ok()) << o.status().ToString();
   EXPECT_EQ(o->spec.group_size, 16);
   EXPECT_EQ(o->spec.scale_bits, 3);
+  EXPECT_FALSE(o->spec.symmetric);
+  EXPECT_EQ(o->spec.zero_bits, 3);
+  EXPECT_TRUE(o->spec.bilevel_zeros());
   EXPECT_EQ(o->gptq.damp, 1.0);
   EXPECT_EQ(o->gptq.outlier_threshold, 0.2);
+  EXPECT_TRUE(o->gptq.outlier_leave_one_out);
   // Without calibration data Validate says what is missing.
   Status missing = o->Validate();
   ASSERT_FALSE(missing.ok());
@@ -213,6 +393,8 @@ TEST(QuantizeOptions, SpqrDefaultsComeFromTheLibrary) {
     ASSERT_TRUE(q.ok());
     EXPECT_EQ(q->spec.group_size, 16) << l.module;
     EXPECT_EQ(q->spec.scale_bits, 3) << l.module;
+    EXPECT_EQ(q->spec.zero_bits, 3) << l.module;
+    EXPECT_EQ(q->zero_codes.size(), q->scales.size()) << l.module;
     outliers += int64_t(q->outliers.nnz());
   }
   EXPECT_GT(outliers, 0);

@@ -41,9 +41,11 @@ const char* kHelp =
     "  --method M         rtn (round to nearest), gptq (Hessian-calibrated),        [rtn]\n"
     "                     awq (activation-aware scales + clipping, then RTN), awq+gptq (the same, then GPTQ),\n"
     "                     smoothquant (W8A8, smoothing folded into the norms; defaults to --bits 8 --group-size 0),\n"
-    "                     adpq (zero-shot, no data: adaptive-LASSO outliers kept in fp16, RTN for the rest),\n"
+    "                     adpq (zero-shot, no data: adaptive-LASSO outliers in their code slots with a second\n"
+    "                     scale per group, or in fp16; RTN for the rest),\n"
     "                     spqr (GPTQ + groups of 16 + 3-bit bilevel scales + Hessian-weighted fp16 outliers;\n"
-    "                     defaults to --group-size 16 --scale-bits 3 --damp 1 --outlier-threshold 0.2),\n"
+    "                     defaults to --asym --group-size 16 --scale-bits 3 --zero-bits 3 --damp 1\n"
+    "                     --outlier-threshold 0.2 and the leave-one-out outlier pass),\n"
     "                     oac (GPTQ with output-adaptive Hessians from a backward pass of the calibration\n"
     "                     text's cross-entropy, per block; keeps the float weights of the blocks not yet\n"
     "                     quantized in memory), spqr+oac (SpQR with those Hessians),\n"
@@ -57,10 +59,13 @@ const char* kHelp =
     "                     or q3_k / q4_k / q5_k for every tensor (--pure). Replaces --bits/--group-size/--sym.\n"
     "  --bits B           2, 3, 4 or 8                                              [4]\n"
     "  --group-size G     input columns per scale; 0 = one scale per output channel [128]\n"
-    "  --sym / --asym     symmetric (no zero points) or zero-point quantization     [--sym]\n"
+    "  --sym / --asym     symmetric (no zero points) or zero-point quantization  [--sym; spqr: --asym]\n"
     "  --mse              search a shrunk range per group minimizing |q(w)-w|^2.4\n"
     "  --scale-bits B     bilevel scales: each group column's scales quantized to B bits in chunks\n"
     "                     of --scale-group-rows rows (16) with an fp16 (min, step) each; 0 = fp16 scales  [0; spqr: 3]\n"
+    "  --zero-bits B      bilevel zero points (with --asym): each group's zero kept real-valued (-min/scale)\n"
+    "                     and each group column's zeros quantized to B bits in the same chunks; 0 = one\n"
+    "                     integer zero per byte                                     [0; spqr: 3]\n"
     "  --scale-dtype T    fp16 or fp32 scales                                       [fp16]\n"
     "  --max-shard-mb N   output shard size in MiB                                  [2048]\n"
     "\n"
@@ -87,8 +92,12 @@ const char* kHelp =
     "SpQR:\n"
     "  --outlier-threshold T  keep weights with ((w-q)/U_jj)^2 > T * mean_j var(W_j)/U_jj^2 in fp16  [0.2]\n"
     "  --target-bits X    per linear, the threshold whose bits per weight (outliers included) come closest to X\n"
+    "  --simplified-outliers  fit each group to all its weights (SpQR's simplified_outliers) instead of\n"
+    "                     leaving its likely outliers out first (the leave-one-out pass)\n"
     "AdpQ (no calibration data):\n"
-    "  --outlier-fraction F  share of weights kept as fp16 outliers (per scope)     [0.05]\n"
+    "  --outlier-fraction F  share of weights kept as outliers (per scope)          [0.05]\n"
+    "  --adpq-storage S   slot: outliers keep their code slots, read with a second fp16 scale per group\n"
+    "                     (positions as per-row counts + 1- or 2-byte columns); fp16: fp16 values  [slot]\n"
     "  --adpq-lambda L    fixed threshold instead: outlier iff |w|^(1+gamma) > L\n"
     "  --adpq-gamma G     adaptive-LASSO exponent                                   [1]\n"
     "  --adpq-scope S     tensor, row or group: where the share or lambda applies   [tensor]\n"
@@ -107,11 +116,11 @@ int run_quantize(int argc, char** argv) {
   auto args = Args::Parse(argc, argv, 2,
                           {"json", "help", "sym", "asym", "mse", "overwrite", "act-order", "static-groups",
                            "true-sequential", "resume", "int8-activations", "awq-no-duo", "awq-no-clip",
-                           "awq-no-gqa-vo", "oac-once", "force", "integer-outliers"},
+                           "awq-no-gqa-vo", "oac-once", "force", "integer-outliers", "simplified-outliers"},
                           {"method", "bits", "group-size", "scale-dtype", "max-shard-mb", "calib", "nsamples",
                            "seq-len", "seed", "damp", "block-size", "act-dtype", "alpha", "awq-grid",
-                           "outlier-fraction", "adpq-lambda", "adpq-gamma", "adpq-scope",
-                           "scale-bits", "scale-group-rows", "outlier-threshold", "target-bits", "oac-grad",
+                           "outlier-fraction", "adpq-lambda", "adpq-gamma", "adpq-scope", "adpq-storage",
+                           "scale-bits", "scale-group-rows", "zero-bits", "outlier-threshold", "target-bits", "oac-grad",
                            "gguf-type"});
   if (!args.ok()) return usage_error(args.status().message(), "quantize");
   if (args->has("help")) {
@@ -138,24 +147,28 @@ int run_quantize(int argc, char** argv) {
   auto group = args->get_int("group-size", opt.spec.group_size);
   auto scale_bits = args->get_int("scale-bits", opt.spec.scale_bits);
   auto scale_rows = args->get_int("scale-group-rows", opt.spec.scale_group_rows);
-  if (!scale_bits.ok() || !scale_rows.ok() || *scale_rows < 1)
-    return usage_error("--scale-bits and --scale-group-rows expect integers (rows >= 1)", "quantize");
+  auto zero_bits = args->get_int("zero-bits", opt.spec.zero_bits);
+  if (!scale_bits.ok() || !scale_rows.ok() || *scale_rows < 1 || !zero_bits.ok())
+    return usage_error("--scale-bits, --zero-bits and --scale-group-rows expect integers (rows >= 1)", "quantize");
   auto shard = args->get_int("max-shard-mb", 2048);
   if (!bits.ok()) return usage_error(bits.status().message(), "quantize");
   if (!group.ok()) return usage_error(group.status().message(), "quantize");
   if (!shard.ok() || *shard <= 0) return usage_error("--max-shard-mb expects a positive integer", "quantize");
   opt.spec.bits = int(*bits);
   opt.spec.group_size = int(*group);
-  opt.spec.symmetric = !args->has("asym");
+  if (args->has("sym") || args->has("asym")) opt.spec.symmetric = args->has("sym");
   opt.spec.mse_search = args->has("mse");
   opt.spec.scale_bits = int(*scale_bits);
   opt.spec.scale_group_rows = int(*scale_rows);
+  opt.spec.zero_bits = int(*zero_bits);
+  if (args->has("zero-bits") && opt.spec.symmetric)
+    return usage_error("--zero-bits quantizes zero points: add --asym (symmetric codes have none)", "quantize");
   const std::string sd = args->get("scale-dtype", "fp16");
   if (sd != "fp16" && sd != "fp32") return usage_error("--scale-dtype must be fp16 or fp32", "quantize");
   opt.spec.scale_dtype = sd == "fp16" ? ScaleDType::kF16 : ScaleDType::kF32;
   if (Status st = opt.spec.Validate(); !st.ok()) return usage_error(st.message(), "quantize");
   if (args->has("gguf-type")) {
-    for (const char* o : {"bits", "group-size", "sym", "asym", "mse", "scale-bits", "scale-group-rows", "scale-dtype"})
+    for (const char* o : {"bits", "group-size", "sym", "asym", "mse", "scale-bits", "scale-group-rows", "zero-bits", "scale-dtype"})
       if (args->has(o))
         return usage_error(std::string("--") + o + " does not apply with --gguf-type (the ggml type fixes the layout)",
                            "quantize");
@@ -188,11 +201,17 @@ int run_quantize(int argc, char** argv) {
   if (args->has("outlier-threshold") && args->has("target-bits"))
     return usage_error("--outlier-threshold and --target-bits exclude each other", "quantize");
   if (spqr) opt.gptq.outlier_threshold = *threshold;
+  if (args->has("simplified-outliers")) {
+    if (!spqr) return only_for("--simplified-outliers", MethodOption::kOutliers);
+    opt.gptq.outlier_leave_one_out = false;
+  }
   opt.target_bits = *target;
   auto fraction = args->get_double("outlier-fraction", opt.adpq.outlier_fraction);
   auto lambda = args->get_double("adpq-lambda", opt.adpq.lambda);
   auto gamma = args->get_double("adpq-gamma", opt.adpq.gamma);
   const std::string scope = args->get("adpq-scope", "tensor");
+  const std::string storage = args->get("adpq-storage", "slot");
+  if (storage != "slot" && storage != "fp16") return usage_error("--adpq-storage must be slot or fp16", "quantize");
   if (!fraction.ok() || !(*fraction >= 0.0 && *fraction < 1.0))
     return usage_error("--outlier-fraction expects a number in [0, 1)", "quantize");
   if (!lambda.ok() || (!(*lambda > 0.0) && args->has("adpq-lambda")))
@@ -201,7 +220,7 @@ int run_quantize(int argc, char** argv) {
   if (scope != "tensor" && scope != "row" && scope != "group")
     return usage_error("--adpq-scope must be tensor, row or group", "quantize");
   if (!takes(MethodOption::kAdpq))
-    for (const char* o : {"outlier-fraction", "adpq-lambda", "adpq-gamma", "adpq-scope"})
+    for (const char* o : {"outlier-fraction", "adpq-lambda", "adpq-gamma", "adpq-scope", "adpq-storage"})
       if (args->has(o)) return only_for(std::string("--") + o, MethodOption::kAdpq);
   if (args->has("adpq-lambda") && args->has("outlier-fraction"))
     return usage_error("--adpq-lambda and --outlier-fraction exclude each other", "quantize");
@@ -209,6 +228,7 @@ int run_quantize(int argc, char** argv) {
   opt.adpq.lambda = *lambda;
   opt.adpq.gamma = *gamma;
   opt.adpq.scope = scope == "tensor" ? AdpqScope::kTensor : scope == "row" ? AdpqScope::kRow : AdpqScope::kGroup;
+  opt.adpq.storage = storage == "slot" ? AdpqStorage::kInSlot : AdpqStorage::kFp16;
   auto awq_grid = args->get_int("awq-grid", opt.awq.grid);
   if (!awq_grid.ok() || *awq_grid < 1 || *awq_grid > 1000)
     return usage_error("--awq-grid expects an integer in 1..1000", "quantize");

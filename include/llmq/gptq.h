@@ -55,6 +55,11 @@ struct LLMQ_EXPORT GptqOptions {
   // ((w - q) / U_jj)^2 exceeds outlier_threshold * mean_j(var(W[:, j]) / U_jj^2) in fp16 (the
   // sparse part); its error is then ~0 and nothing is propagated for it. 0 (or infinity): none.
   double outlier_threshold = 0.0;
+  // SpQR's leave-one-out pass (with outliers, groups chosen as columns are reached): each group's
+  // parameters are fitted without its likely outliers, the weights whose removal lowers the
+  // group's Hessian-weighted error by more than the threshold (algorithms.md §5.2). false: fitted
+  // to every weight (the reference's simplified_outliers).
+  bool outlier_leave_one_out = false;
 };
 
 struct LLMQ_EXPORT GptqResult {

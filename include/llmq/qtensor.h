@@ -49,10 +49,18 @@ struct LLMQ_EXPORT QuantSpec {
   // step) pair per chunk; scale_dtype then does not apply. 0: plain fp16/fp32 scales.
   int scale_bits = 0;
   int scale_group_rows = 16;
+  // Bilevel zeros (SpQR's qq_zero_bits; only where there are zero points, !symmetric): > 0 keeps
+  // each group's zero point continuous (-min / scale, not rounded) and quantizes the zeros of each
+  // group column, in the same chunks of scale_group_rows rows, to zero_bits-bit codes with one
+  // fp16 (min, step) pair per chunk. 0: integer zero points, one byte each.
+  int zero_bits = 0;
   // A ggml block type: codes and scales exactly representable in its blocks. bits, group_size and
   // symmetric then follow the type (ForGgml); types with a min are not symmetric and store `mins`
   // instead of integer zeros; K-quants store their scales in two levels (QuantizedTensor below).
   GgmlType ggml_type = GgmlType::kNone;
+
+  // Bilevel zeros in effect: zero points exist and are stored as zero_bits-bit codes.
+  bool bilevel_zeros() const { return zero_bits > 0 && !symmetric; }
 
   // The spec of a ggml type: q4_0 = w4 g32 sym, q4_1 = w4 g32 with mins, q5_0/q5_1, q8_0 = w8 g32,
   // q2_k = w2 g16 with mins, q3_k = w3 g16 sym, q4_k/q5_k = g32 with mins, q6_k = w6 g16 sym.
@@ -70,12 +78,19 @@ struct LLMQ_EXPORT QuantSpec {
 };
 
 // Sparse outliers in CSR form: row r's outliers are col_idx/values[row_ptr[r] .. row_ptr[r+1]).
+// Either additive fp16 values (SpQR, AdpQ's fp16 variant, LLM.int8's columns), or positions only
+// (`values` empty) whose dense codes are read with the group's second scale (QuantizedTensor::
+// outlier_scales; AdpQ as its paper stores it).
 struct LLMQ_EXPORT SparseOutliers {
   std::vector<int32_t> row_ptr;   // rows + 1 entries, or empty when there are no outliers
   std::vector<int32_t> col_idx;
-  std::vector<uint16_t> values;   // fp16 bit patterns
+  std::vector<uint16_t> values;   // fp16 bit patterns; empty for in-slot outliers
   bool empty() const { return col_idx.empty(); }
   size_t nnz() const { return col_idx.size(); }
+  // As stored (docs/FORMAT.md): each row's outlier count in 1 or 2 bytes, the narrowest that holds
+  // every row's count (0: 4-byte row pointers), and columns in 1, 2 or 4 bytes by the column count.
+  int row_count_bytes() const;
+  static int column_bytes(int64_t cols) { return cols <= 256 ? 1 : cols <= 65536 ? 2 : 4; }
 };
 
 struct LLMQ_EXPORT QuantizedTensor {
@@ -98,6 +113,16 @@ struct LLMQ_EXPORT QuantizedTensor {
   // scales[r, g] == min + step * code (computed in fp32), which is what `scales` holds.
   std::vector<uint8_t> scale_codes;
   std::vector<uint16_t> scale_params;
+  // Bilevel zeros only (spec.bilevel_zeros()): like the bilevel scales, the code of every zero point
+  // [rows, num_groups], the fp16 pairs (min, step) [num_scale_chunks, num_groups, 2], and the zero
+  // points they give, real_zeros[r, g] == min + step * code (fp32); `zeros` is then empty.
+  std::vector<uint8_t> zero_codes;
+  std::vector<uint16_t> zero_params;
+  std::vector<float> real_zeros;
+  // In-slot outliers only (outliers with positions and no values): the second scale of each group,
+  // [rows, num_groups], fp16-rounded; the codes at the outliers' positions stand for
+  // outlier_scale * (code - zero) instead of scale * (code - zero). 0 where a group has none.
+  std::vector<float> outlier_scales;
   // ggml types with mins (spec.has_mins()): [rows, num_groups], w = scale * code - min, so that
   // q4_1's "d * q + m" has min = -m.
   std::vector<float> mins;
@@ -121,16 +146,33 @@ struct LLMQ_EXPORT QuantizedTensor {
   // Bilevel scales: 32-bit words holding every scale code, [rows, num_groups] packed contiguously.
   int64_t scale_code_words() const { return (rows * num_groups() * spec.scale_bits + 31) / 32; }
   int64_t num_scale_chunks() const {
-    return spec.scale_bits > 0 ? (rows + spec.scale_group_rows - 1) / spec.scale_group_rows : 0;
+    return spec.scale_bits > 0 || spec.bilevel_zeros() ? (rows + spec.scale_group_rows - 1) / spec.scale_group_rows : 0;
   }
+  // Bilevel zeros: 32-bit words holding every zero code, as scale_code_words.
+  int64_t zero_code_words() const { return (rows * num_groups() * spec.zero_bits + 31) / 32; }
   // Bilevel scales: quantizes scales[:, g] (every row) in place and records their codes and pairs.
   void QuantizeScaleColumn(int64_t g);
-  // Bilevel scales: recomputes `scales` from scale_codes and scale_params (what a reader does).
+  // Bilevel zeros: the same for real_zeros[:, g].
+  void QuantizeZeroColumn(int64_t g);
+  // Both, as the spec asks (nothing without bilevel statistics).
+  void QuantizeBilevelColumn(int64_t g) {
+    if (spec.scale_bits > 0) QuantizeScaleColumn(g);
+    if (spec.bilevel_zeros()) QuantizeZeroColumn(g);
+  }
+  // Bilevel scales / zeros: recompute `scales` / `real_zeros` from their codes and pairs (what a reader does).
   void DequantizeScales();
+  void DequantizeZeros();
+  // The integer zero point (not for bilevel zeros: zero_value).
   int zero_of(int64_t r, int64_t g) const {
     if (spec.symmetric) return 1 << (spec.bits - 1);
-    return spec.has_mins() ? 0 : zeros[size_t(r * num_groups() + g)];
+    return spec.has_mins() || spec.bilevel_zeros() ? 0 : zeros[size_t(r * num_groups() + g)];
   }
+  // The zero point as the dequantization uses it: w = scale * (code - zero_value) - min.
+  float zero_value(int64_t r, int64_t g) const {
+    return spec.bilevel_zeros() ? real_zeros[size_t(r * num_groups() + g)] : float(zero_of(r, g));
+  }
+  // Outliers kept in the code slots (positions only, read with outlier_scales).
+  bool in_slot_outliers() const { return !outlier_scales.empty(); }
   float min_of(int64_t r, int64_t g) const { return mins.empty() ? 0.0f : mins[size_t(r * num_groups() + g)]; }
   // K-quants: recomputes scales and mins of row r from its super_scales and codes (what a reader does).
   void ggml_k_scales(int64_t r);

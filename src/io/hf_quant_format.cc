@@ -416,8 +416,10 @@ std::string hf_unexpressible(HfLayout layout, const QuantizedTensor& q) {
   if (s.is_ggml())
     return std::string("codes on llama.cpp's ") + ggml_type_name(s.ggml_type) +
            " grid (export it with `llmq export gguf`)";
+  if (q.in_slot_outliers()) return "outliers read with a second per-group scale (AdpQ)";
   if (!q.outliers.empty()) return "sparse fp16 outliers beside the dense codes (SpQR / AdpQ)";
   if (s.scale_bits > 0) return "bilevel scales (" + std::to_string(s.scale_bits) + "-bit codes of the scales)";
+  if (s.bilevel_zeros()) return "bilevel zero points (" + std::to_string(s.zero_bits) + "-bit codes of real-valued zeros)";
   for (float v : q.scales)
     if (round_to_fp16(v) != v) return "scales that fp16 cannot hold exactly (quantized with fp32 scales)";
   const int64_t n = q.rows, k = q.cols;

@@ -56,18 +56,43 @@ std::vector<TensorToWrite> quantized_tensors(const std::string& module, const Qu
   } else {
     out.push_back({p + kScales, DType::kF32, {q.rows, ng}, bytes_of(q.scales)});
   }
-  if (!q.spec.symmetric) out.push_back({p + kZeros, DType::kU8, {q.rows, ng}, bytes_of(q.zeros)});
+  if (q.spec.bilevel_zeros()) {
+    std::vector<uint32_t> packed(size_t(q.zero_code_words()), 0u);
+    pack_bits(q.zero_codes.data(), q.rows * ng, q.spec.zero_bits, packed.data());
+    out.push_back({p + kZeroCodes, DType::kI32, {q.zero_code_words()}, bytes_of(packed)});
+    out.push_back({p + kZeroParams, DType::kF16, {q.num_scale_chunks(), ng, 2}, bytes_of(q.zero_params)});
+  } else if (!q.spec.symmetric) {
+    out.push_back({p + kZeros, DType::kU8, {q.rows, ng}, bytes_of(q.zeros)});
+  }
   if (!q.g_idx.empty()) out.push_back({p + kGIdx, DType::kI32, {q.cols}, bytes_of(q.g_idx)});
-  if (!q.outliers.empty()) {
-    const int64_t nnz = int64_t(q.outliers.nnz());
-    out.push_back({p + kOutlierRowPtr, DType::kI32, {q.rows + 1}, bytes_of(q.outliers.row_ptr)});
-    if (q.cols <= 65536) {  // 16-bit columns: an outlier costs 32 bits (value + column), as SpQR counts it
-      std::vector<uint16_t> c16(q.outliers.col_idx.begin(), q.outliers.col_idx.end());
-      out.push_back({p + kOutlierColIdx, DType::kU16, {nnz}, bytes_of(c16)});
+  if (!q.outliers.empty()) {  // as QuantizedTensor::storage_bytes counts them
+    const SparseOutliers& o = q.outliers;
+    const int64_t nnz = int64_t(o.nnz());
+    const int count_bytes = o.row_count_bytes();
+    if (count_bytes == 0) {
+      out.push_back({p + kOutlierRowPtr, DType::kI32, {q.rows + 1}, bytes_of(o.row_ptr)});
     } else {
-      out.push_back({p + kOutlierColIdx, DType::kI32, {nnz}, bytes_of(q.outliers.col_idx)});
+      std::vector<uint16_t> counts(size_t(q.rows));
+      for (int64_t r = 0; r < q.rows; ++r) counts[size_t(r)] = uint16_t(o.row_ptr[size_t(r + 1)] - o.row_ptr[size_t(r)]);
+      if (count_bytes == 1)
+        out.push_back({p + kOutlierRowCounts, DType::kU8, {q.rows}, bytes_of(std::vector<uint8_t>(counts.begin(), counts.end()))});
+      else
+        out.push_back({p + kOutlierRowCounts, DType::kU16, {q.rows}, bytes_of(counts)});
     }
-    out.push_back({p + kOutlierValues, DType::kF16, {nnz}, bytes_of(q.outliers.values)});
+    const int col_bytes = SparseOutliers::column_bytes(q.cols);
+    if (col_bytes == 1)
+      out.push_back({p + kOutlierColIdx, DType::kU8, {nnz}, bytes_of(std::vector<uint8_t>(o.col_idx.begin(), o.col_idx.end()))});
+    else if (col_bytes == 2)
+      out.push_back({p + kOutlierColIdx, DType::kU16, {nnz}, bytes_of(std::vector<uint16_t>(o.col_idx.begin(), o.col_idx.end()))});
+    else
+      out.push_back({p + kOutlierColIdx, DType::kI32, {nnz}, bytes_of(o.col_idx)});
+    if (q.in_slot_outliers()) {
+      std::vector<uint16_t> h(q.outlier_scales.size());
+      for (size_t i = 0; i < h.size(); ++i) h[i] = float_to_fp16(q.outlier_scales[i]);
+      out.push_back({p + kOutlierScales, DType::kF16, {q.rows, ng}, bytes_of(h)});
+    } else {
+      out.push_back({p + kOutlierValues, DType::kF16, {nnz}, bytes_of(o.values)});
+    }
   }
   return out;
 }
@@ -113,7 +138,14 @@ Result<QuantizedTensor> read_quantized_from(const Src& ckpt, const std::string& 
   } else {
     LLMQ_ASSIGN_OR_RETURN(q.scales, read_vector<float>(ckpt, p + kScales, DType::kF32, {q.rows, ng}));
   }
-  if (!q.spec.symmetric) {
+  if (q.spec.bilevel_zeros()) {
+    LLMQ_ASSIGN_OR_RETURN(auto packed, read_vector<uint32_t>(ckpt, p + kZeroCodes, DType::kI32, {q.zero_code_words()}));
+    LLMQ_ASSIGN_OR_RETURN(q.zero_params, read_vector<uint16_t>(ckpt, p + kZeroParams, DType::kF16,
+                                                               {q.num_scale_chunks(), ng, 2}));
+    q.zero_codes.resize(size_t(q.rows * ng));
+    unpack_bits(packed.data(), q.rows * ng, q.spec.zero_bits, q.zero_codes.data());
+    q.DequantizeZeros();
+  } else if (!q.spec.symmetric) {
     LLMQ_ASSIGN_OR_RETURN(q.zeros, read_vector<uint8_t>(ckpt, p + kZeros, DType::kU8, {q.rows, ng}));
   }
   if (info.has_g_idx) {
@@ -121,19 +153,47 @@ Result<QuantizedTensor> read_quantized_from(const Src& ckpt, const std::string& 
   }
   q.activation_outlier_columns = info.activation_outlier_columns;
   if (info.has_outliers) {
-    LLMQ_ASSIGN_OR_RETURN(q.outliers.row_ptr,
-                          read_vector<int32_t>(ckpt, p + kOutlierRowPtr, DType::kI32, {q.rows + 1}));
-    const TensorInfo* ci = ckpt.find(p + kOutlierColIdx);
-    if (ci == nullptr || ci->shape.size() != 1)
-      return Status::Corruption(where(ckpt) + ": module '" + module + "' has no 1-D outlier_col_idx tensor");
-    const int64_t nnz = ci->shape[0];
-    if (ci->dtype == DType::kU16) {
-      LLMQ_ASSIGN_OR_RETURN(auto c16, read_vector<uint16_t>(ckpt, p + kOutlierColIdx, DType::kU16, {nnz}));
-      q.outliers.col_idx.assign(c16.begin(), c16.end());
+    const std::string here = where(ckpt) + ": module '" + module + "'";
+    SparseOutliers& o = q.outliers;
+    if (const TensorInfo* counts = ckpt.find(p + kOutlierRowCounts); counts != nullptr) {
+      // Per-row counts (U8 or U16), summed into row pointers; the sum cannot overflow int64.
+      std::vector<int64_t> n(size_t(q.rows));
+      if (counts->dtype == DType::kU8) {
+        LLMQ_ASSIGN_OR_RETURN(auto c8, read_vector<uint8_t>(ckpt, p + kOutlierRowCounts, DType::kU8, {q.rows}));
+        n.assign(c8.begin(), c8.end());
+      } else {
+        LLMQ_ASSIGN_OR_RETURN(auto c16, read_vector<uint16_t>(ckpt, p + kOutlierRowCounts, DType::kU16, {q.rows}));
+        n.assign(c16.begin(), c16.end());
+      }
+      o.row_ptr.assign(size_t(q.rows + 1), 0);
+      int64_t total = 0;
+      for (int64_t r = 0; r < q.rows; ++r) {
+        total += n[size_t(r)];
+        if (total > q.rows * q.cols) return Status::Corruption(here + " has more outliers than weights");
+        o.row_ptr[size_t(r + 1)] = int32_t(total);
+      }
     } else {
-      LLMQ_ASSIGN_OR_RETURN(q.outliers.col_idx, read_vector<int32_t>(ckpt, p + kOutlierColIdx, DType::kI32, {nnz}));
+      LLMQ_ASSIGN_OR_RETURN(o.row_ptr, read_vector<int32_t>(ckpt, p + kOutlierRowPtr, DType::kI32, {q.rows + 1}));
     }
-    LLMQ_ASSIGN_OR_RETURN(q.outliers.values, read_vector<uint16_t>(ckpt, p + kOutlierValues, DType::kF16, {nnz}));
+    const TensorInfo* ci = ckpt.find(p + kOutlierColIdx);
+    if (ci == nullptr || ci->shape.size() != 1) return Status::Corruption(here + " has no 1-D outlier_col_idx tensor");
+    const int64_t nnz = ci->shape[0];
+    if (ci->dtype == DType::kU8) {
+      LLMQ_ASSIGN_OR_RETURN(auto c8, read_vector<uint8_t>(ckpt, p + kOutlierColIdx, DType::kU8, {nnz}));
+      o.col_idx.assign(c8.begin(), c8.end());
+    } else if (ci->dtype == DType::kU16) {
+      LLMQ_ASSIGN_OR_RETURN(auto c16, read_vector<uint16_t>(ckpt, p + kOutlierColIdx, DType::kU16, {nnz}));
+      o.col_idx.assign(c16.begin(), c16.end());
+    } else {
+      LLMQ_ASSIGN_OR_RETURN(o.col_idx, read_vector<int32_t>(ckpt, p + kOutlierColIdx, DType::kI32, {nnz}));
+    }
+    if (ckpt.find(p + kOutlierScales) != nullptr) {
+      LLMQ_ASSIGN_OR_RETURN(auto h, read_vector<uint16_t>(ckpt, p + kOutlierScales, DType::kF16, {q.rows, ng}));
+      q.outlier_scales.resize(h.size());
+      for (size_t i = 0; i < h.size(); ++i) q.outlier_scales[i] = fp16_to_float(h[i]);
+    } else {
+      LLMQ_ASSIGN_OR_RETURN(o.values, read_vector<uint16_t>(ckpt, p + kOutlierValues, DType::kF16, {nnz}));
+    }
   }
   Status st = q.Validate();
   if (!st.ok()) return st.WithContext(where(ckpt) + ": quantized module '" + module + "'");
@@ -198,10 +258,9 @@ nlohmann::json spec_to_json(const QuantSpec& spec) {
                       {"sym", spec.symmetric},
                       {"scale_dtype", spec.scale_dtype == ScaleDType::kF16 ? "fp16" : "fp32"}};
   if (spec.is_ggml()) j["ggml_type"] = ggml_type_name(spec.ggml_type);
-  if (spec.scale_bits > 0) {
-    j["scale_bits"] = spec.scale_bits;
-    j["scale_group_rows"] = spec.scale_group_rows;
-  }
+  if (spec.scale_bits > 0 || spec.bilevel_zeros()) j["scale_group_rows"] = spec.scale_group_rows;
+  if (spec.scale_bits > 0) j["scale_bits"] = spec.scale_bits;
+  if (spec.bilevel_zeros()) j["zero_bits"] = spec.zero_bits;
   return j;
 }
 
@@ -217,11 +276,12 @@ static Result<QuantSpec> spec_from_json_unchecked(const nlohmann::json& j, const
   if (sd == "fp16") s.scale_dtype = ScaleDType::kF16;
   else if (sd == "fp32") s.scale_dtype = ScaleDType::kF32;
   else return Status::Corruption(where + ": scale_dtype '" + sd + "' is not fp16 or fp32");
-  for (const char* key : {"scale_bits", "scale_group_rows"})
+  for (const char* key : {"scale_bits", "scale_group_rows", "zero_bits"})
     if (j.contains(key) && !j[key].is_number_integer())
       return Status::Corruption(where + ": '" + key + "' must be an integer");
   s.scale_bits = j.value("scale_bits", 0);
   s.scale_group_rows = j.value("scale_group_rows", 16);
+  s.zero_bits = j.value("zero_bits", 0);
   if (j.contains("ggml_type")) {
     if (!j["ggml_type"].is_string()) return Status::Corruption(where + ": 'ggml_type' must be a string");
     auto t = parse_ggml_type(j["ggml_type"].get<std::string>());

@@ -14,7 +14,7 @@
 namespace llmq::internal {
 
 inline constexpr const char* kLlmqQuantMethod = "llmq";
-inline constexpr const char* kFormatVersion = "1.0";
+inline constexpr const char* kFormatVersion = "1.1";
 inline constexpr int kFormatMajor = 1;
 
 // Tensor-name suffixes of a quantized module (appended to "<module>.").
@@ -23,9 +23,13 @@ inline constexpr const char* kScales = "qscales";
 inline constexpr const char* kScaleCodes = "qscale_codes";    // bilevel scales: [rows, groups] codes packed contiguously, I32 [words]
 inline constexpr const char* kScaleParams = "qscale_params";  // bilevel scales: F16 [chunks, groups, 2] (min, step)
 inline constexpr const char* kZeros = "qzeros";
+inline constexpr const char* kZeroCodes = "qzero_codes";    // bilevel zeros: as kScaleCodes (format 1.1)
+inline constexpr const char* kZeroParams = "qzero_params";  // bilevel zeros: as kScaleParams (format 1.1)
 inline constexpr const char* kGgmlBlocks = "ggml_blocks";  // ggml grids: U8 [rows, row bytes], the blocks as in GGUF
 inline constexpr const char* kGIdx = "g_idx";
 inline constexpr const char* kOutlierRowPtr = "outlier_row_ptr";
+inline constexpr const char* kOutlierRowCounts = "outlier_row_counts";  // U8/U16 [rows], instead of row_ptr (1.1)
+inline constexpr const char* kOutlierScales = "outlier_scales";         // in-slot outliers: F16 [rows, groups] (1.1)
 inline constexpr const char* kOutlierColIdx = "outlier_col_idx";
 inline constexpr const char* kOutlierValues = "outlier_values";
 

@@ -27,6 +27,45 @@ namespace {
 // Rows summed in fp32 before they are folded into the fp64 total.
 constexpr int64_t kFlushRows = 4096;
 
+// Sum over the n values of ((q(x) - x) / d)^2 with the group parameters fitted to them.
+double fitted_error(const float* x, const float* d, int64_t n, const QuantSpec& spec) {
+  const GroupParams p = rtn_group_params(x, n, spec);
+  double e = 0.0;
+  for (int64_t k = 0; k < n; ++k) {
+    const double r = (double(dequantize_value(rtn_quantize_value(x[k], p, spec), p)) - double(x[k])) / double(d[k]);
+    e += r * r;
+  }
+  return e;
+}
+
+// SpQR's leave-one-out outlier pass at the start of a group (Dettmers et al., Alg. 1; the
+// reference's get_leave_one_out_error): weight i is a likely outlier when fitting the group
+// without it lowers the Hessian-weighted error of the others by more than tau,
+//   sum_k ((q(x_k) - x_k) / d_k)^2  -  sum_{k != i} ((q_{-i}(x_k) - x_k) / d_k)^2  >  tau,
+// with q_{-i} the quantizer fitted without x_i. The parameters are then fitted to the group
+// with its likely outliers replaced by the mean of the rest (the outliers themselves are still
+// decided column by column by (w - q)^2 / d^2 > tau).
+GroupParams leave_one_out_params(const float* x, const float* d, int64_t n, const QuantSpec& spec, double tau,
+                                 std::vector<float>* buf, std::vector<float>* dbuf) {
+  const double base = fitted_error(x, d, n, spec);
+  std::vector<uint8_t> likely(size_t(n), 0);
+  buf->resize(size_t(n));
+  dbuf->resize(size_t(n));
+  for (int64_t i = 0; i < n && n > 1; ++i) {
+    int64_t m = 0;
+    for (int64_t k = 0; k < n; ++k)
+      if (k != i) (*buf)[size_t(m)] = x[k], (*dbuf)[size_t(m++)] = d[k];
+    likely[size_t(i)] = base - fitted_error(buf->data(), dbuf->data(), m, spec) > tau;
+  }
+  double sum = 0.0;
+  int64_t kept = 0;
+  for (int64_t k = 0; k < n; ++k)
+    if (!likely[size_t(k)]) sum += x[k], ++kept;
+  const float mean = float(sum / double(std::max<int64_t>(kept, 1)));
+  for (int64_t k = 0; k < n; ++k) (*buf)[size_t(k)] = likely[size_t(k)] ? mean : x[k];
+  return rtn_group_params(buf->data(), n, spec);
+}
+
 }  // namespace
 
 HessianAccumulator::HessianAccumulator(int64_t cols)
@@ -201,11 +240,15 @@ Result<GptqResult> gptq_quantize(const float* w, int64_t rows, int64_t cols, con
   auto store_params = [&](int64_t k, std::vector<GroupParams>& p, int64_t offset) {
     for (int64_t r = 0; r < rows; ++r) {
       q.scales[size_t(r * ng + k)] = p[size_t(offset + r)].scale;
-      if (!spec.symmetric) q.zeros[size_t(r * ng + k)] = uint8_t(p[size_t(offset + r)].zero);
+      if (spec.bilevel_zeros()) q.real_zeros[size_t(r * ng + k)] = p[size_t(offset + r)].real_zero;
+      else if (!spec.symmetric) q.zeros[size_t(r * ng + k)] = uint8_t(p[size_t(offset + r)].zero);
     }
-    if (spec.scale_bits > 0) {
-      q.QuantizeScaleColumn(k);
-      for (int64_t r = 0; r < rows; ++r) p[size_t(offset + r)].scale = q.scales[size_t(r * ng + k)];
+    if (spec.scale_bits > 0 || spec.bilevel_zeros()) {
+      q.QuantizeBilevelColumn(k);
+      for (int64_t r = 0; r < rows; ++r) {
+        p[size_t(offset + r)].scale = q.scales[size_t(r * ng + k)];
+        if (spec.bilevel_zeros()) p[size_t(offset + r)].real_zero = q.real_zeros[size_t(r * ng + k)];
+      }
     }
   };
   if (per_channel) store_params(0, channel_params, 0);
@@ -242,12 +285,16 @@ Result<GptqResult> gptq_quantize(const float* w, int64_t rows, int64_t cols, con
         // A new group: parameters from the current, error-compensated weights of its columns (on a
         // K-quant grid, a new super-block first fixes its (d, dmin) from its 256 current columns).
         const int64_t k = j / g, end = std::min(cols, k_quant && j % 256 == 0 ? j + 256 : j + g);
-#pragma omp parallel for schedule(static) firstprivate(group_buf)
+        const bool loo = options.outlier_leave_one_out && tau < INFINITY && !ggml;
+        std::vector<float> diag(size_t(end - j)), loo_buf, loo_dbuf;
+        for (int64_t c = j; c < end; ++c) diag[size_t(c - j)] = U(c, c);
+#pragma omp parallel for schedule(static) firstprivate(group_buf, loo_buf, loo_dbuf)
         for (int64_t r = 0; r < rows; ++r) {
           group_buf.resize(size_t(end - j));
           for (int64_t c = j; c < end; ++c) group_buf[size_t(c - j)] = c < i2 ? W1(r, c - i1) : W(r, c);
           if (!ggml) {
-            cur[size_t(r)] = rtn_group_params(group_buf.data(), end - j, spec);
+            cur[size_t(r)] = loo ? leave_one_out_params(group_buf.data(), diag.data(), end - j, spec, tau, &loo_buf, &loo_dbuf)
+                                 : rtn_group_params(group_buf.data(), end - j, spec);
             continue;
           }
           if (k_quant && j % 256 == 0) internal::ggml_choose_super(&q, r, j / 256, group_buf.data(), nullptr);

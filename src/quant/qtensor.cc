@@ -19,7 +19,7 @@ Status QuantSpec::Validate() const {
     if (!known) return Status::InvalidArgument("unknown ggml type id " + std::to_string(int(ggml_type)));
     const QuantSpec g = ForGgml(ggml_type);
     if (bits != g.bits || group_size != g.group_size || symmetric != g.symmetric || scale_dtype != g.scale_dtype ||
-        scale_bits != 0)
+        scale_bits != 0 || zero_bits != 0)
       return Status::InvalidArgument(std::string("a ") + ggml_type_name(ggml_type) + " tensor is " + g.ToString() +
                                      " (got " + ToString() + ")");
     return Status::Ok();
@@ -30,6 +30,8 @@ Status QuantSpec::Validate() const {
   if (scale_bits != 0 && (scale_bits < 2 || scale_bits > 8))
     return Status::InvalidArgument("scale bits must be 0 (plain scales) or 2..8 (got " + std::to_string(scale_bits) + ")");
   if (scale_group_rows < 1) return Status::InvalidArgument("scale group rows must be >= 1");
+  if (zero_bits != 0 && (zero_bits < 2 || zero_bits > 8))
+    return Status::InvalidArgument("zero bits must be 0 (integer zero points) or 2..8 (got " + std::to_string(zero_bits) + ")");
   return Status::Ok();
 }
 
@@ -39,52 +41,80 @@ std::string QuantSpec::ToString() const {
   s += symmetric ? " sym" : " asym";
   s += scale_dtype == ScaleDType::kF16 ? " fp16-scales" : " fp32-scales";
   if (scale_bits > 0) s += " scales-q" + std::to_string(scale_bits) + "/" + std::to_string(scale_group_rows);
+  if (bilevel_zeros()) s += " zeros-q" + std::to_string(zero_bits) + "/" + std::to_string(scale_group_rows);
   if (mse_search) s += " mse";
   return s;
 }
 
 namespace {
 
-float scale_from_code(uint16_t min16, uint16_t step16, uint8_t code) {
+float value_from_code(uint16_t min16, uint16_t step16, uint8_t code) {
   return fp16_to_float(min16) + fp16_to_float(step16) * float(code);
+}
+
+// Bilevel statistics (SpQR's second-order quantization): values[:, g] of a [rows, ng] table, in
+// chunks of `chunk` rows, to `bits`-bit codes with one fp16 (min, step) pair per chunk; the values
+// are replaced by what the codes give. `positive`: a positive minimum stays positive (scales).
+void quantize_stat_column(std::vector<float>& values, std::vector<uint8_t>& codes, std::vector<uint16_t>& params,
+                          int64_t rows, int64_t ng, int64_t g, int64_t chunk, int bits, bool positive) {
+  const int maxq = (1 << bits) - 1;
+  for (int64_t c = 0, nc = (rows + chunk - 1) / chunk; c < nc; ++c) {
+    const int64_t r0 = c * chunk, r1 = std::min(rows, r0 + chunk);
+    float mn = values[size_t(r0 * ng + g)], mx = mn;
+    for (int64_t r = r0; r < r1; ++r) {
+      mn = std::min(mn, values[size_t(r * ng + g)]);
+      mx = std::max(mx, values[size_t(r * ng + g)]);
+    }
+    uint16_t min16 = float_to_fp16(mn);
+    if (positive && fp16_to_float(min16) <= 0.0f && mn > 0.0f) min16 = 0x0001;  // keep scales positive
+    const float lo = fp16_to_float(min16);
+    const uint16_t step16 = float_to_fp16(std::max(0.0f, mx - lo) / float(maxq));
+    const float step = fp16_to_float(step16);
+    params[size_t((c * ng + g) * 2)] = min16;
+    params[size_t((c * ng + g) * 2 + 1)] = step16;
+    for (int64_t r = r0; r < r1; ++r) {
+      const float v = values[size_t(r * ng + g)];
+      const int code = step > 0.0f ? std::clamp(int(round_half_even((v - lo) / step)), 0, maxq) : 0;
+      codes[size_t(r * ng + g)] = uint8_t(code);
+      values[size_t(r * ng + g)] = value_from_code(min16, step16, uint8_t(code));
+    }
+  }
+}
+
+void dequantize_stats(std::vector<float>& values, const std::vector<uint8_t>& codes,
+                      const std::vector<uint16_t>& params, int64_t rows, int64_t ng, int64_t chunk) {
+  values.resize(size_t(rows * ng));
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t g = 0; g < ng; ++g) {
+      const size_t p = size_t(((r / chunk) * ng + g) * 2);
+      values[size_t(r * ng + g)] = value_from_code(params[p], params[p + 1], codes[size_t(r * ng + g)]);
+    }
 }
 
 }  // namespace
 
 void QuantizedTensor::QuantizeScaleColumn(int64_t g) {
-  const int64_t ng = num_groups(), chunk = spec.scale_group_rows;
-  const int maxq = (1 << spec.scale_bits) - 1;
-  for (int64_t c = 0; c < num_scale_chunks(); ++c) {
-    const int64_t r0 = c * chunk, r1 = std::min(rows, r0 + chunk);
-    float mn = scales[size_t(r0 * ng + g)], mx = mn;
-    for (int64_t r = r0; r < r1; ++r) {
-      mn = std::min(mn, scales[size_t(r * ng + g)]);
-      mx = std::max(mx, scales[size_t(r * ng + g)]);
-    }
-    uint16_t min16 = float_to_fp16(mn);
-    if (fp16_to_float(min16) <= 0.0f && mn > 0.0f) min16 = 0x0001;  // keep scales positive
-    const float lo = fp16_to_float(min16);
-    const uint16_t step16 = float_to_fp16(std::max(0.0f, mx - lo) / float(maxq));
-    const float step = fp16_to_float(step16);
-    scale_params[size_t((c * ng + g) * 2)] = min16;
-    scale_params[size_t((c * ng + g) * 2 + 1)] = step16;
-    for (int64_t r = r0; r < r1; ++r) {
-      const float v = scales[size_t(r * ng + g)];
-      const int code = step > 0.0f ? std::clamp(int(round_half_even((v - lo) / step)), 0, maxq) : 0;
-      scale_codes[size_t(r * ng + g)] = uint8_t(code);
-      scales[size_t(r * ng + g)] = scale_from_code(min16, step16, uint8_t(code));
-    }
-  }
+  quantize_stat_column(scales, scale_codes, scale_params, rows, num_groups(), g, spec.scale_group_rows,
+                       spec.scale_bits, true);
+}
+
+void QuantizedTensor::QuantizeZeroColumn(int64_t g) {
+  quantize_stat_column(real_zeros, zero_codes, zero_params, rows, num_groups(), g, spec.scale_group_rows,
+                       spec.zero_bits, false);
 }
 
 void QuantizedTensor::DequantizeScales() {
-  const int64_t ng = num_groups(), chunk = spec.scale_group_rows;
-  scales.resize(size_t(rows * ng));
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t g = 0; g < ng; ++g) {
-      const size_t p = size_t(((r / chunk) * ng + g) * 2);
-      scales[size_t(r * ng + g)] = scale_from_code(scale_params[p], scale_params[p + 1], scale_codes[size_t(r * ng + g)]);
-    }
+  dequantize_stats(scales, scale_codes, scale_params, rows, num_groups(), spec.scale_group_rows);
+}
+
+void QuantizedTensor::DequantizeZeros() {
+  dequantize_stats(real_zeros, zero_codes, zero_params, rows, num_groups(), spec.scale_group_rows);
+}
+
+int SparseOutliers::row_count_bytes() const {
+  int32_t most = 0;
+  for (size_t r = 0; r + 1 < row_ptr.size(); ++r) most = std::max(most, row_ptr[r + 1] - row_ptr[r]);
+  return most <= 255 ? 1 : most <= 65535 ? 2 : 0;
 }
 
 // With a group index there are still ceil(cols / group) groups: act-order only reorders membership.
@@ -120,7 +150,8 @@ QuantizedTensor QuantizedTensor::Allocate(int64_t rows, int64_t cols, const Quan
   q.codes.assign(size_t(rows * q.words_per_row()), 0u);
   const size_t ng = size_t(rows * spec.num_groups(cols));
   q.scales.assign(ng, 1.0f);
-  if (!spec.symmetric && !spec.is_ggml()) q.zeros.assign(ng, 0);
+  if (spec.bilevel_zeros()) q.real_zeros.assign(ng, 0.0f), q.zero_codes.assign(ng, 0);
+  else if (!spec.symmetric && !spec.is_ggml()) q.zeros.assign(ng, 0);
   if (spec.has_mins()) q.mins.assign(ng, 0.0f);
   if (spec.is_ggml() && internal::ggml_info(spec.ggml_type).k_quant) {
     q.scale_codes.assign(ng, 0);
@@ -131,6 +162,7 @@ QuantizedTensor QuantizedTensor::Allocate(int64_t rows, int64_t cols, const Quan
     q.scale_codes.assign(ng, 0);
     q.scale_params.assign(size_t(q.num_scale_chunks() * q.num_groups() * 2), 0);
   }
+  if (spec.bilevel_zeros()) q.zero_params.assign(size_t(q.num_scale_chunks() * q.num_groups() * 2), 0);
   return q;
 }
 
@@ -170,7 +202,7 @@ Status QuantizedTensor::Validate() const {
   for (size_t i = 0; i < scales.size(); ++i)
     if (!std::isfinite(scales[i]))
       return Status::Corruption("scale " + std::to_string(i) + " is not finite");
-  const bool has_zeros = !spec.symmetric && !spec.is_ggml();
+  const bool has_zeros = !spec.symmetric && !spec.is_ggml() && !spec.bilevel_zeros();
   if (has_zeros ? int64_t(zeros.size()) != rows * ng : !zeros.empty())
     return Status::Corruption("zeros hold " + std::to_string(zeros.size()) + " values, expected " +
                               std::to_string(has_zeros ? rows * ng : 0));
@@ -190,6 +222,20 @@ Status QuantizedTensor::Validate() const {
       if (!std::isfinite(fp16_to_float(h))) return Status::Corruption("bilevel scale pair is not finite");
   } else if (!scale_codes.empty() || !scale_params.empty()) {
     return Status::Corruption("scale codes present but scale_bits is 0");
+  }
+  if (spec.bilevel_zeros()) {
+    if (int64_t(zero_codes.size()) != rows * ng || int64_t(zero_params.size()) != num_scale_chunks() * ng * 2 ||
+        int64_t(real_zeros.size()) != rows * ng)
+      return Status::Corruption("bilevel zeros: codes, (min, step) pairs or zero points have the wrong size");
+    for (size_t i = 0; i < zero_codes.size(); ++i)
+      if (zero_codes[i] >= (1u << spec.zero_bits))
+        return Status::Corruption("zero code " + std::to_string(i) + " out of range");
+    for (uint16_t h : zero_params)
+      if (!std::isfinite(fp16_to_float(h))) return Status::Corruption("bilevel zero pair is not finite");
+    for (size_t i = 0; i < real_zeros.size(); ++i)
+      if (!std::isfinite(real_zeros[i])) return Status::Corruption("zero point " + std::to_string(i) + " is not finite");
+  } else if (!zero_codes.empty() || !zero_params.empty() || !real_zeros.empty()) {
+    return Status::Corruption("zero codes present but the spec has no bilevel zeros");
   }
   if (!g_idx.empty()) {
     if (int64_t(g_idx.size()) != cols)
@@ -217,8 +263,9 @@ Status QuantizedTensor::Validate() const {
     if (int64_t(o.row_ptr.size()) != rows + 1)
       return Status::Corruption("outlier row_ptr has " + std::to_string(o.row_ptr.size()) + " entries, expected " +
                                 std::to_string(rows + 1));
-    if (o.col_idx.size() != o.values.size())
-      return Status::Corruption("outlier col_idx and values differ in length");
+    if (in_slot_outliers() ? !o.values.empty() : o.col_idx.size() != o.values.size())
+      return Status::Corruption(in_slot_outliers() ? "in-slot outliers (with second scales) cannot have values"
+                                                   : "outlier col_idx and values differ in length");
     if (o.row_ptr[0] != 0 || size_t(o.row_ptr.back()) != o.col_idx.size())
       return Status::Corruption("outlier row_ptr does not span [0, nnz]");
     for (int64_t r = 0; r < rows; ++r) {
@@ -230,10 +277,19 @@ Status QuantizedTensor::Validate() const {
                                     std::to_string(r) + " is outside [0, " + std::to_string(cols) + ")");
         if (k > o.row_ptr[size_t(r)] && o.col_idx[size_t(k)] <= o.col_idx[size_t(k - 1)])
           return Status::Corruption("outlier columns of row " + std::to_string(r) + " are not strictly increasing");
-        if (!std::isfinite(fp16_to_float(o.values[size_t(k)])))
+        if (!o.values.empty() && !std::isfinite(fp16_to_float(o.values[size_t(k)])))
           return Status::Corruption("outlier value in row " + std::to_string(r) + " is not finite");
       }
     }
+  }
+  if (!outlier_scales.empty()) {
+    if (int64_t(outlier_scales.size()) != rows * ng)
+      return Status::Corruption("outlier scales hold " + std::to_string(outlier_scales.size()) + " values, expected " +
+                                std::to_string(rows * ng));
+    if (o.col_idx.empty()) return Status::Corruption("outlier scales present but no outlier positions");
+    for (size_t i = 0; i < outlier_scales.size(); ++i)
+      if (!std::isfinite(outlier_scales[i]) || round_to_fp16(outlier_scales[i]) != outlier_scales[i])
+        return Status::Corruption("outlier scale " + std::to_string(i) + " is not a finite fp16 value");
   }
   const auto& ac = activation_outlier_columns;
   for (size_t i = 0; i < ac.size(); ++i) {
@@ -302,8 +358,13 @@ size_t QuantizedTensor::storage_bytes() const {
     b += size_t(scale_code_words()) * 4 + scale_params.size() * 2;
   else
     b += scales.size() * scale_bytes;
-  if (!outliers.empty())
-    b += outliers.row_ptr.size() * 4 + outliers.col_idx.size() * (cols <= 65536 ? 2 : 4) + outliers.values.size() * 2;
+  if (spec.bilevel_zeros()) b += size_t(zero_code_words()) * 4 + zero_params.size() * 2;
+  if (!outliers.empty()) {  // what llmq_format.cc writes
+    const int count_bytes = outliers.row_count_bytes();
+    b += count_bytes > 0 ? size_t(rows) * size_t(count_bytes) : outliers.row_ptr.size() * 4;
+    b += outliers.col_idx.size() * size_t(SparseOutliers::column_bytes(cols)) + outliers.values.size() * 2;
+    b += outlier_scales.size() * 2;
+  }
   return b;
 }
 
@@ -316,13 +377,20 @@ void dequantize(const QuantizedTensor& q, float* out) {
     float* o = out + r * q.cols;
     for (int64_t c = 0; c < q.cols; ++c) {
       const int g = q.group_of(c);
-      o[c] = q.scales[size_t(r * ng + g)] * float(int(row_codes[size_t(c)]) - q.zero_of(r, g));
+      o[c] = q.scales[size_t(r * ng + g)] * (float(row_codes[size_t(c)]) - q.zero_value(r, g));
     }
     if (!q.mins.empty())  // w = scale * code - min (ggml types with mins; zero is 0)
       for (int64_t c = 0; c < q.cols; ++c) o[c] -= q.mins[size_t(r * ng + q.group_of(c))];
-    if (!q.outliers.empty())
-      for (int32_t k = q.outliers.row_ptr[size_t(r)]; k < q.outliers.row_ptr[size_t(r + 1)]; ++k)
-        o[q.outliers.col_idx[size_t(k)]] += fp16_to_float(q.outliers.values[size_t(k)]);
+    if (q.outliers.empty()) continue;
+    for (int32_t k = q.outliers.row_ptr[size_t(r)]; k < q.outliers.row_ptr[size_t(r + 1)]; ++k) {
+      const int32_t c = q.outliers.col_idx[size_t(k)];
+      if (q.in_slot_outliers()) {  // the code read with the group's second scale
+        const int g = q.group_of(c);
+        o[c] = q.outlier_scales[size_t(r * ng + g)] * (float(row_codes[size_t(c)]) - q.zero_value(r, g));
+      } else {
+        o[c] += fp16_to_float(q.outliers.values[size_t(k)]);
+      }
+    }
   }
 }
 

@@ -31,14 +31,16 @@ GroupParams params_for_range(float lo, float hi, const QuantSpec& spec) {
     p.scale = round_scale(s, spec);
   } else {
     p.scale = round_scale((hi - lo) / float(maxq), spec);
-    if (p.scale > 0.0f && std::isfinite(p.scale))
-      p.zero = int(std::clamp(round_half_even(-lo / p.scale), 0.0f, float(maxq)));
+    if (p.scale > 0.0f && std::isfinite(p.scale)) {
+      if (spec.bilevel_zeros()) p.real_zero = -lo / p.scale;  // SpQR's round_zero=False
+      else p.zero = int(std::clamp(round_half_even(-lo / p.scale), 0.0f, float(maxq)));
+    }
   }
   // A constant-zero group (or one whose scale underflowed in fp16) must still dequantize
   // exactly: scale 1 with codes equal to the zero point gives 0.
   if (!(p.scale > 0.0f) || !std::isfinite(p.scale)) {
     p.scale = 1.0f;
-    if (!spec.symmetric) p.zero = 0;
+    if (!spec.symmetric) p.zero = 0, p.real_zero = 0.0f;
   }
   return p;
 }
@@ -51,6 +53,7 @@ uint32_t rtn_quantize_value(float x, const GroupParams& p, const QuantSpec& spec
   // 8-bit symmetric grid is -127..127 (q8_0 blocks also store -128)
   const int minq = (spec.symmetric && spec.bits == 8 && !spec.is_ggml()) ? 1 : 0;
   if (p.scale == 0.0f) return uint32_t(std::clamp(p.zero, minq, maxq));  // a ggml block of zeros
+  if (p.real_zero != 0.0f) return uint32_t(std::clamp(round_half_even(x / p.scale + p.real_zero), 0.0f, float(maxq)));
   const float q = round_half_even((p.min == 0.0f ? x : x + p.min) / p.scale) + float(p.zero);
   return uint32_t(std::clamp(q, float(minq), float(maxq)));
 }
@@ -74,7 +77,7 @@ GroupParams rtn_group_params(const float* x, int64_t n, const QuantSpec& spec) {
     const GroupParams cand = params_for_range(p * lo, p * hi, spec);
     double err = 0.0;
     for (int64_t k = 0; k < n; ++k) {
-      const float dq = cand.scale * float(int(rtn_quantize_value(x[k], cand, spec)) - cand.zero);
+      const float dq = dequantize_value(rtn_quantize_value(x[k], cand, spec), cand);
       err += std::pow(std::fabs(double(dq) - double(x[k])), 2.4);
     }
     if (err < best_err) {
@@ -103,11 +106,14 @@ Result<QuantizedTensor> quantize_rtn(const float* w, int64_t rows, int64_t cols,
       const GroupParams p = rtn_group_params(w + r * cols + c0, c1 - c0, spec);
       params[size_t(r * ng + k)] = p;
       q.scales[size_t(r * ng + k)] = p.scale;
-      if (!spec.symmetric) q.zeros[size_t(r * ng + k)] = uint8_t(p.zero);
+      if (spec.bilevel_zeros()) q.real_zeros[size_t(r * ng + k)] = p.real_zero;
+      else if (!spec.symmetric) q.zeros[size_t(r * ng + k)] = uint8_t(p.zero);
     }
-  if (spec.scale_bits > 0) {  // bilevel: the codes are found with the scales as they will be stored
-    for (int64_t k = 0; k < ng; ++k) q.QuantizeScaleColumn(k);
-    for (size_t i = 0; i < params.size(); ++i) params[i].scale = q.scales[i];
+  // Bilevel: the codes are found with the scales (and zeros) as they will be stored.
+  for (int64_t k = 0; k < ng; ++k) q.QuantizeBilevelColumn(k);
+  for (size_t i = 0; i < params.size() && (spec.scale_bits > 0 || spec.bilevel_zeros()); ++i) {
+    params[i].scale = q.scales[i];
+    if (spec.bilevel_zeros()) params[i].real_zero = q.real_zeros[i];
   }
   std::vector<uint8_t> row_codes(static_cast<size_t>(cols));
 #pragma omp parallel for schedule(static) firstprivate(row_codes)

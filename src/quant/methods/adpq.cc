@@ -1,6 +1,6 @@
 // Row "adpq": AdpQ (Ghaffari et al., arXiv 2405.13358), zero-shot: outliers chosen by adaptive-LASSO
-// soft-thresholding, beta_j = sign(w_j) (|w_j| - lambda / |w_j|^gamma)_+, kept in fp16; RTN for the
-// rest (the quantizer itself: src/quant/adpq.cc).
+// soft-thresholding, beta_j = sign(w_j) (|w_j| - lambda / |w_j|^gamma)_+, kept in their code slots
+// with a second per-group scale (or in fp16); RTN for the rest (the quantizer itself: src/quant/adpq.cc).
 #include "llmq/adpq.h"
 #include "quant/method.h"
 
@@ -9,7 +9,8 @@ namespace {
 
 nlohmann::ordered_json adpq_options_json(const AdpqOptions& a) {
   const char* scope = a.scope == AdpqScope::kTensor ? "tensor" : a.scope == AdpqScope::kRow ? "row" : "group";
-  nlohmann::ordered_json j = {{"gamma", a.gamma}, {"scope", scope}};
+  nlohmann::ordered_json j = {{"gamma", a.gamma}, {"scope", scope},
+                              {"storage", a.storage == AdpqStorage::kInSlot ? "slot" : "fp16"}};
   if (a.lambda > 0) j["lambda"] = a.lambda;
   else j["target_outlier_fraction"] = a.outlier_fraction;
   return j;

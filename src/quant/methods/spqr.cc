@@ -37,12 +37,17 @@ Result<GptqResult> spqr_to_target_bits(const float* w, int64_t rows, int64_t col
 
 }  // namespace
 
-void spqr_defaults(QuantizeOptions* o) {  // SpQR's reference: groups of 16, 3-bit bilevel scales, percdamp 1, tau 0.2
+// SpQR's reference README: groups of 16, zero points, 3-bit bilevel scales and zeros in chunks of
+// 16 rows, percdamp 1, tau 0.2, the leave-one-out outlier pass.
+void spqr_defaults(QuantizeOptions* o) {
   o->spec.group_size = 16;
+  o->spec.symmetric = false;
   o->spec.scale_bits = 3;
+  o->spec.zero_bits = 3;
   o->spec.scale_group_rows = 16;
   o->gptq.damp = 1.0;
   o->gptq.outlier_threshold = 0.2;
+  o->gptq.outlier_leave_one_out = true;
 }
 
 Status spqr_validate(const QuantizeOptions& o) {
@@ -67,7 +72,9 @@ void spqr_config_json(const QuantizeOptions& o, nlohmann::ordered_json* qc) {
 void spqr_report_json(const QuantizeReport& r, nlohmann::ordered_json* j) {
   (*j)["spqr"] = {{"outlier_threshold", r.gptq.outlier_threshold},
                   {"scale_bits", r.spec.scale_bits},
+                  {"zero_bits", r.spec.bilevel_zeros() ? r.spec.zero_bits : 0},
                   {"scale_group_rows", r.spec.scale_group_rows},
+                  {"leave_one_out", r.gptq.outlier_leave_one_out},
                   {"target_bits", r.target_bits}};
   (*j)["outlier_fraction"] = outlier_fraction(r);
 }
