@@ -52,6 +52,33 @@ void BM_StreamTriad(benchmark::State& state) {
 BENCHMARK(BM_StreamTriad)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // args: rows, cols, bits, group, tokens, int8 activations
+// Copies of one packed tensor: for one token, enough to exceed the cache (each call reads cold weights).
+std::vector<llmq::PackedLinear> cold_copies(const llmq::QuantizedTensor& q, const llmq::PackOptions& po, int64_t n) {
+  std::vector<llmq::PackedLinear> packs;
+  const size_t copies = n == 1 ? std::max<size_t>(2, kColdBytes / q.storage_bytes() + 1) : 1;
+  for (size_t i = 0; i < copies; ++i) {
+    auto p = llmq::PackedLinear::Pack(q, po);
+    packs.push_back(std::move(*p));
+  }
+  return packs;
+}
+
+// Times Forward over the copies in turn (the benchmark loop); returns seconds per call and sets
+// the bytes processed.
+double timed_forward(benchmark::State& state, const std::vector<llmq::PackedLinear>& packs, const float* x, int64_t n,
+                     float* y) {
+  size_t i = 0;
+  double total = 0;
+  for (auto _ : state) {
+    const auto t0 = std::chrono::steady_clock::now();
+    packs[i++ % packs.size()].Forward(x, n, y);
+    benchmark::ClobberMemory();
+    total += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(packs[0].bytes()));
+  return total / double(state.iterations());
+}
+
 void BM_QuantizedLinear(benchmark::State& state) {
   const int64_t rows = state.range(0), cols = state.range(1), n = state.range(4);
   llmq::QuantSpec spec;
@@ -62,23 +89,10 @@ void BM_QuantizedLinear(benchmark::State& state) {
   const auto w = gaussian(size_t(rows * cols), 1);
   const auto x = gaussian(size_t(n * cols), 2);
   auto q = llmq::quantize_rtn(w.data(), rows, cols, spec);
-  std::vector<llmq::PackedLinear> packs;
-  const size_t copies = n == 1 ? std::max<size_t>(2, kColdBytes / q->storage_bytes() + 1) : 1;
-  for (size_t i = 0; i < copies; ++i) {
-    auto p = llmq::PackedLinear::Pack(*q, po);
-    packs.push_back(std::move(*p));
-  }
+  const std::vector<llmq::PackedLinear> packs = cold_copies(*q, po, n);
   std::vector<float> y(size_t(n * rows));
-  size_t i = 0;
-  double total = 0;
-  for (auto _ : state) {
-    const auto t0 = std::chrono::steady_clock::now();
-    packs[i++ % copies].Forward(x.data(), n, y.data());
-    benchmark::ClobberMemory();
-    total += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  }
-  state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(packs[0].bytes()));
-  state.counters["vs_eigen"] = eigen_seconds(rows, cols, n) / (total / double(state.iterations()));
+  const double per_call = timed_forward(state, packs, x.data(), n, y.data());
+  state.counters["vs_eigen"] = eigen_seconds(rows, cols, n) / per_call;
   state.SetLabel(spec.ToString() + (po.int8_activations ? " int8-act" : "") + " " + packs[0].kernel(n));  // the kernel that ran
 }
 
@@ -117,28 +131,13 @@ void BM_SpqrLinear(benchmark::State& state) {
     }
     o.row_ptr[size_t(r + 1)] = int32_t(o.col_idx.size());
   }
-  std::vector<llmq::PackedLinear> packs;
-  const size_t copies = n == 1 ? std::max<size_t>(2, kColdBytes / q->storage_bytes() + 1) : 1;
-  for (size_t i = 0; i < copies; ++i) {
-    auto p = llmq::PackedLinear::Pack(*q);
-    packs.push_back(std::move(*p));
-  }
+  const std::vector<llmq::PackedLinear> packs = cold_copies(*q, llmq::PackOptions(), n);
   std::vector<float> y(size_t(n * rows));
-  auto seconds = [&](llmq::Isa isa, int reps) {
-    const auto t0 = std::chrono::steady_clock::now();
-    for (int k = 0; k < reps; ++k) packs[size_t(k) % copies].Forward(x.data(), n, y.data(), isa);
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / reps;
-  };
-  size_t i = 0;
-  double total = 0;
-  for (auto _ : state) {
-    const auto t0 = std::chrono::steady_clock::now();
-    packs[i++ % copies].Forward(x.data(), n, y.data());
-    benchmark::ClobberMemory();
-    total += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  }
-  state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(packs[0].bytes()));
-  state.counters["vs_scalar"] = seconds(llmq::Isa::kScalar, 3) / (total / double(state.iterations()));
+  const double per_call = timed_forward(state, packs, x.data(), n, y.data());
+  const auto t0 = std::chrono::steady_clock::now();  // the scalar reference, 3 calls, same copies
+  for (int k = 0; k < 3; ++k) packs[size_t(k) % packs.size()].Forward(x.data(), n, y.data(), llmq::Isa::kScalar);
+  const double scalar = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / 3;
+  state.counters["vs_scalar"] = scalar / per_call;
   state.SetLabel(spec.ToString() + " 1% outliers " + packs[0].kernel(n));
 }
 BENCHMARK(BM_SpqrLinear)->Args({4096, 4096, 1})->Args({4096, 4096, 32})->Args({4096, 4096, 512})
