@@ -143,6 +143,36 @@ void BM_SpqrLinear(benchmark::State& state) {
 BENCHMARK(BM_SpqrLinear)->Args({4096, 4096, 1})->Args({4096, 4096, 32})->Args({4096, 4096, 512})
     ->Unit(benchmark::kMillisecond)->UseRealTime();
 
+// BiLLM's lookup codes (2 bits per weight, 8 fp16 levels per row and block of 128 columns, about
+// 4% salient columns): the per-ISA lookup kernels against the scalar reference (vs_scalar) and
+// against w4 g128 symmetric RTN on the same shape (vs_w4), both timed in the same run on cold
+// copies. Random codes and levels: the kernels do not depend on how BiLLM chose them.
+// args: rows, cols, tokens.
+void BM_BillmLinear(benchmark::State& state) {
+  const int64_t rows = state.range(0), cols = state.range(1), n = state.range(2);
+  llmq::QuantizedTensor q = llmq::QuantizedTensor::Allocate(rows, cols, llmq::billm_spec(128));
+  const auto levels = gaussian(q.levels.size(), 3);
+  for (size_t i = 0; i < levels.size(); ++i) q.levels[i] = llmq::round_to_fp16(0.02f * levels[i]);
+  for (int64_t c = 0; c < cols; ++c) q.column_classes[size_t(c)] = c % 25 == 0;
+  uint32_t state_bits = 12345;
+  for (uint32_t& word : q.codes) word = state_bits = state_bits * 1664525u + 1013904223u;
+  const auto x = gaussian(size_t(n * cols), 2);
+  const std::vector<llmq::PackedLinear> packs = cold_copies(q, llmq::PackOptions(), n);
+  std::vector<float> y(size_t(n * rows));
+  const auto w = gaussian(size_t(rows * cols), 1);
+  const std::vector<llmq::PackedLinear> w4 = cold_copies(*llmq::quantize_rtn(w.data(), rows, cols, llmq::QuantSpec()), llmq::PackOptions(), n);
+  auto seconds = [&](const std::vector<llmq::PackedLinear>& p, llmq::Isa isa, int calls) {
+    return llmq::bench::best_seconds(calls, [&](int i) { p[size_t(i) % p.size()].Forward(x.data(), n, y.data(), isa); });
+  };
+  const double t_w4 = seconds(w4, llmq::active_isa(), n == 1 ? 20 : 5);
+  const double per_call = timed_forward(state, packs, x.data(), n, y.data());
+  state.counters["vs_scalar"] = seconds(packs, llmq::Isa::kScalar, 3) / per_call;
+  state.counters["vs_w4"] = t_w4 / per_call;
+  state.SetLabel(q.spec.ToString() + " " + packs[0].kernel(n));
+}
+BENCHMARK(BM_BillmLinear)->Args({4096, 4096, 1})->Args({11008, 4096, 1})->Args({4096, 4096, 8})
+    ->Args({4096, 4096, 512})->Unit(benchmark::kMillisecond)->UseRealTime();
+
 // LLM.int8's decomposition (docs/OUTLIERS.md) on W8 per-channel weights: 8 outlier input
 // columns (|x| >= 20) in N(0, 1) activations, about LLM.int8's 0.1-0.2% of a 4096-wide layer.
 // args: rows, cols, tokens, mode: 0 plain W8A8, 1 LLM.int8 per call (fp32 outliers), 2 per call

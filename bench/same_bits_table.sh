@@ -16,7 +16,7 @@ old=${OLD_LLMQ:-}
 eval_text="$shared/data/tinystories/TinyStories-valid-prefix.txt"
 calib="$shared/data/tinystories/TinyStories-train-sample.txt"
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
-j() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); exec('print(' + sys.argv[2] + ')')" "$@"; }
+source "$(dirname "$0")/table_lib.sh"
 echo "| model | level | method | setting | bits/weight | perplexity | vs fp32 | time s | peak RSS MiB |"
 echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 for name in ${MODELS:-stories260K-hf stories5M-hf}; do
@@ -25,28 +25,7 @@ for name in ${MODELS:-stories260K-hf stories5M-hf}; do
   fp=$(j "$work/fp.json" "d['perplexity']")
   for level in 3.5 4.5; do
     b=${level%.*}
-    row() {  # binary, label, setting, seeds ("" = zero-shot), quantize args...
-      local bin=$1 label=$2 setting=$3 seeds=$4; shift 4
-      local ppls=() secs=() bits="" rss=""
-      for seed in ${seeds:-none}; do
-        local cal=(); [ "$seed" = none ] || cal=(--calib "$calib" --seed "$seed")
-        "$bin" quantize "$@" "${cal[@]}" --json "$model" "$work/q" --overwrite > "$work/q.json" 2>/dev/null
-        "$llmq" eval ppl "$work/q" --data "$eval_text" --json > "$work/e.json" 2>/dev/null
-        ppls+=("$(j "$work/e.json" "d['perplexity']")")
-        secs+=("$(j "$work/q.json" "d['seconds']")")
-        bits=$(j "$work/q.json" "d['bits_per_weight']")
-        rss=$(j "$work/q.json" "d['peak_rss_bytes'] / 2**20")
-      done
-      python3 - "$name" "$level" "$label" "$setting" "$fp" "$bits" "$rss" "${ppls[*]}" "${secs[*]}" <<'PY'
-import statistics as st, sys
-name, level, label, setting, fp, bits, rss = sys.argv[1:8]
-ppl = [float(v) for v in sys.argv[8].split()]; secs = [float(v) for v in sys.argv[9].split()]
-m = st.mean(ppl)
-p = f"{m:.4f}" + (f" ± {(max(ppl) - min(ppl)) / 2:.4f}" if len(ppl) > 1 else "")
-print(f"| {name} | ~{level} | {label} | {setting} | {float(bits):.3f} | {p} | {100 * (m / float(fp) - 1):+.2f}% | "
-      f"{st.mean(secs):.1f} | {float(rss):.0f} |")
-PY
-    }
+    row_prefix="| $name | ~$level "
     seeds=${SEEDS:-0 1 2}
     row "$llmq" RTN "w$b g128" "" --method rtn --bits "$b" --group-size 128
     row "$llmq" RTN "w$b g32" "" --method rtn --bits "$b" --group-size 32

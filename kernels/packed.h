@@ -8,6 +8,11 @@
 //  - codes of 2, 3 and 4 bits are stored as 4-bit nibbles, 32 columns per 16 bytes: byte i of
 //    a 32-column block holds column i in its low nibble and column i + 16 in its high nibble
 //    (two AND/shift steps give two runs of 16 consecutive codes); 8-bit codes are bytes;
+//  - lookup codes (QuantSpec::lookup, BiLLM) are 2-bit crumbs, 64 columns per 16 bytes: byte i of a
+//    64-column block holds columns i, i + 16, i + 32, i + 48 in bits 0-1, 2-3, 4-5, 6-7 (one
+//    widening load, then a shift and an AND per run of 16 codes); kp is a multiple of 64; per row
+//    and group 8 fp16 levels (column class 0's four, then class 1's), a weight being
+//    levels[class_offset[j] + code] with class_offset 0 or 4 per packed column;
 //  - per row and group, w = scale * code + mzero with mzero = -scale * zero - min (min: ggml grids), so that
 //    y = sum_g (scale_g * sum_{j in g} code_j x_j + mzero_g * sum_{j in g} x_j).
 #ifndef LLMQ_KERNELS_PACKED_H_
@@ -26,12 +31,17 @@ struct PackedWeights {
   int64_t rows = 0, cols = 0;  // logical shape [out_features, in_features]
   int64_t kp = 0;              // padded columns, a multiple of 32
   int bits = 4;                // bits of the source codes (2, 3, 4, 8; 5, 6 on ggml grids)
-  int code_bits = 4;           // storage: 4 (nibbles) or 8 (bytes)
-  int64_t row_bytes = 0;       // kp / 2 or kp
+  int code_bits = 4;           // storage: 2 (crumbs, lookup codes only), 4 (nibbles) or 8 (bytes)
+  int64_t row_bytes = 0;       // kp / 4, kp / 2 or kp
   // Groups in packed column order: group g covers packed columns [group_start[g], group_start[g+1]).
   std::vector<int64_t> group_start;  // ngroups + 1 entries, last = kp
   int64_t ngroups = 0;
-  // Every group starts at a multiple of 32: SIMD kernels process whole 32-column blocks per group.
+  // Lookup codes: levels [rows, ngroups, 8] (fp16 bit patterns) and per packed column the offset
+  // of its class's four levels (0 or 4), [kp]; `scales` and `mzero` are empty.
+  bool lookup = false;
+  std::vector<uint16_t> lut;
+  std::vector<int32_t> class_offset;
+  // Every group starts at a multiple of 32 (lookup codes: 64): SIMD kernels process whole blocks per group.
   bool block_aligned = false;
   // Otherwise, every group starts at a multiple of 16 (SpQR's groups of 16): the two 16-code halves
   // of a block (low and high nibbles) may belong to different groups, and the SIMD kernels scale
@@ -79,11 +89,12 @@ struct PackedWeights {
     const uint64_t outliers = 4 * (out_col.size() + out_val.size()) + 4 * (fixed_w.size() + fixed_w_scale.size()) +
                               fixed_w_hi.size() + fixed_w_lo.size();
     if (int8_activations) return panels.size() + 4 * (panel_scales.size() + panel_zeros.size()) + outliers;
-    return codes.size() + 4 * (scales.size() + mzero.size()) + outliers;
+    return codes.size() + 4 * (scales.size() + mzero.size()) + 2 * lut.size() + outliers;
   }
   int code(int64_t r, int64_t j) const {  // packed column j of row r
     const uint8_t* row = codes.data() + r * row_bytes;
     if (code_bits == 8) return row[j];
+    if (code_bits == 2) return (row[(j / 64) * 16 + j % 16] >> (2 * ((j % 64) / 16))) & 3;
     const int64_t blk = j / 32, i = j % 32;
     const uint8_t b = row[blk * 16 + (i % 16)];
     return i < 16 ? (b & 15) : (b >> 4);

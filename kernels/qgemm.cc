@@ -125,13 +125,18 @@ Result<PackedLinear> PackedLinear::Pack(const QuantizedTensor& q, const PackOpti
                                      std::to_string(q.cols) + " input columns");
   // A tensor with fixed outlier columns (llm.int8 with calibration) runs them outside the int8 row.
   if (ao.columns.empty() && options.int8_activations) ao.columns = q.activation_outlier_columns;
+  if (q.spec.lookup && options.int8_activations)
+    return Status::InvalidArgument("int8 activations need a uniform grid; this tensor has " + std::to_string(q.spec.bits) +
+                                   "-bit lookup codes (BiLLM)");
   auto w = std::make_unique<PackedWeights>();
   w->rows = q.rows;
   w->cols = q.cols;
-  w->kp = (q.cols + 31) / 32 * 32;
+  w->lookup = q.spec.lookup;
+  const int64_t block = w->lookup ? 64 : 32;  // columns per SIMD step
+  w->kp = (q.cols + block - 1) / block * block;
   w->bits = q.spec.bits;
-  w->code_bits = q.spec.bits > 4 ? 8 : 4;  // 5- and 6-bit codes (ggml grids) are bytes too
-  w->row_bytes = w->code_bits == 8 ? w->kp : w->kp / 2;
+  w->code_bits = w->lookup ? 2 : q.spec.bits > 4 ? 8 : 4;  // 5- and 6-bit codes (ggml grids) are bytes too
+  w->row_bytes = w->kp * w->code_bits / 8;
   // Packed column order: source columns sorted by group (stable), so groups are contiguous.
   std::vector<int32_t> order(static_cast<size_t>(q.cols));
   std::iota(order.begin(), order.end(), 0);
@@ -148,8 +153,8 @@ Result<PackedLinear> PackedLinear::Pack(const QuantizedTensor& q, const PackOpti
   w->group_start.push_back(w->kp);
   w->ngroups = int64_t(source_group.size());
   w->block_aligned = true;
-  for (int64_t g = 0; g < w->ngroups; ++g) w->block_aligned &= w->group_start[size_t(g)] % 32 == 0;
-  if (!w->block_aligned) {
+  for (int64_t g = 0; g < w->ngroups; ++g) w->block_aligned &= w->group_start[size_t(g)] % block == 0;
+  if (!w->block_aligned && !w->lookup) {
     w->half_aligned = true;
     for (int64_t g = 0; g < w->ngroups; ++g) w->half_aligned &= w->group_start[size_t(g)] % 16 == 0;
     if (w->half_aligned) {
@@ -179,6 +184,11 @@ Result<PackedLinear> PackedLinear::Pack(const QuantizedTensor& q, const PackOpti
     w->panels.assign(size_t(w->panel_count * w->panel_bytes), 0);
     w->panel_scales.assign(size_t(w->panel_count * w->ngroups * 16), 0.0f);
     w->panel_zeros.assign(w->panel_scales.size(), 0);
+  } else if (w->lookup) {
+    w->codes.assign(size_t(w->rows * w->row_bytes), 0);
+    w->lut.assign(size_t(w->rows * w->ngroups * 8), 0);
+    w->class_offset.assign(size_t(w->kp), 0);
+    for (int64_t j = 0; j < q.cols; ++j) w->class_offset[size_t(j)] = 4 * q.column_classes[size_t(order[size_t(j)])];
   } else {
     w->codes.assign(size_t(w->rows * w->row_bytes), 0);
     w->scales.resize(size_t(w->rows * w->ngroups));
@@ -202,13 +212,22 @@ Result<PackedLinear> PackedLinear::Pack(const QuantizedTensor& q, const PackOpti
         const uint8_t c = src[size_t(order[size_t(j)])];
         if (w->code_bits == 8) {
           row[j] = c;
+        } else if (w->code_bits == 2) {
+          row[(j / 64) * 16 + j % 16] |= uint8_t(c << (2 * ((j % 64) / 16)));
         } else {
           const int64_t blk = j / 32, i = j % 32;
           row[blk * 16 + (i % 16)] |= uint8_t(i < 16 ? c : c << 4);
         }
       }
     }
-    for (int64_t g = 0; g < w->ngroups; ++g) {
+    for (int64_t g = 0; g < w->ngroups && w->lookup; ++g) {
+      const int64_t sg = source_group[size_t(g)], L = int64_t(1) << q.spec.bits;
+      for (int cls = 0; cls < QuantizedTensor::kLookupClasses; ++cls)
+        for (int64_t c = 0; c < L; ++c)
+          w->lut[size_t((r * w->ngroups + g) * 8 + 4 * cls + c)] =
+              float_to_fp16(q.levels[size_t(((r * q.num_groups() + sg) * QuantizedTensor::kLookupClasses + cls) * L + c)]);
+    }
+    for (int64_t g = 0; g < w->ngroups && !w->lookup; ++g) {
       const int sg = source_group[size_t(g)];
       const float s = q.scales[size_t(r * q.num_groups() + sg)];
       if (w->int8_activations) {
@@ -347,7 +366,8 @@ std::string PackedLinear::kernel(int64_t n, Isa isa) const {
   }
   const kernels::KernelTable& k = table_for(w, isa);
   const char* path = n < 4 ? "gemv" : n <= 64 && k.gemv_multi != nullptr ? "gemv8" : "dequant+gemm";
-  const std::string why = isa == Isa::kScalar || w.block_aligned ? ""
+  const std::string why = w.lookup ? (isa == Isa::kScalar || w.block_aligned ? " (lookup)" : " (lookup groups not 64-column aligned)")
+                          : isa == Isa::kScalar || w.block_aligned ? ""
                           : w.half_aligned                        ? " (16-column groups)"
                                                                   : " (groups not 16-column aligned)";
   return std::string(k.name) + " " + path + why;

@@ -38,6 +38,56 @@ inline float hsum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
+// ---- Lookup codes (BiLLM): per 64 columns 16 bytes of crumbs widened in two halves (bytes 0-7
+// hold the first 8 columns of each 16-column run, bytes 8-15 the last 8); each 2-bit code plus
+// its column's class offset indexes the group's 8 levels (one vpermps per 8 weights).
+inline __m256 group_levels(const PackedWeights& w, int64_t r, int64_t g) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.lut.data() + (r * w.ngroups + g) * 8)));
+}
+
+// Weights of columns j + 16k + 8h .. + 7 (h = 0: crumbs of bytes 0-7, h = 1: bytes 8-15).
+inline __m256 lookup_run(__m256i crumbs, const int32_t* cls, int64_t j, int k, int h, __m256 levels) {
+  const __m256i idx =
+      _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(crumbs, 2 * k), _mm256_set1_epi32(3)),
+                      _mm256_loadu_si256(reinterpret_cast<const __m256i*>(cls + j + 16 * k + 8 * h)));
+  return _mm256_permutevar8x32_ps(levels, idx);
+}
+
+inline void load_crumbs(const uint8_t* row, int64_t j, __m256i c[2]) {
+  const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + j / 4));
+  c[0] = _mm256_cvtepu8_epi32(b);
+  c[1] = _mm256_cvtepu8_epi32(_mm_srli_si128(b, 8));
+}
+
+// Calls f(c, h, weights) for every run of 8 weights of row r: packed columns c .. c + 7, h = 0 or 1
+// (first or second half of a 16-column run).
+template <typename F>
+inline void for_each_lookup_run(const PackedWeights& w, int64_t r, F&& f) {
+  const uint8_t* row = w.codes.data() + r * w.row_bytes;
+  for (int64_t g = 0; g < w.ngroups; ++g) {
+    const __m256 levels = group_levels(w, r, g);
+    for (int64_t j = w.group_start[size_t(g)]; j < w.group_start[size_t(g + 1)]; j += 64) {
+      __m256i c[2];
+      load_crumbs(row, j, c);
+      for (int k = 0; k < 4; ++k)
+        for (int h = 0; h < 2; ++h) f(j + 16 * k + 8 * h, h, lookup_run(c[h], w.class_offset.data(), j, k, h, levels));
+    }
+  }
+}
+
+void gemv_lookup(const PackedWeights& w, const float* x, int64_t r0, int64_t r1, float* y) {
+  for (int64_t r = r0; r < r1; ++r) {
+    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    for_each_lookup_run(w, r, [&](int64_t c, int h, __m256 wv) { acc[h] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + c), acc[h]); });
+    y[r] = hsum(_mm256_add_ps(acc[0], acc[1]));
+  }
+}
+
+void dequant_lookup(const PackedWeights& w, int64_t r0, int64_t r1, float* out) {
+  for (int64_t r = r0; r < r1; ++r)
+    for_each_lookup_run(w, r, [&](int64_t c, int, __m256 wv) { _mm256_storeu_ps(out + (r - r0) * w.kp + c, wv); });
+}
+
 // 16-column groups (half_aligned): runs 0-1 of a block are one half, 2-3 the other; each half's
 // product is scaled by its own group.
 void gemv16_avx2(const PackedWeights& w, const float* x, const float* xsum, int64_t r0, int64_t r1, float* y) {
@@ -63,6 +113,7 @@ void gemv16_avx2(const PackedWeights& w, const float* x, const float* xsum, int6
 }
 
 void gemv_avx2(const PackedWeights& w, const float* x, const float* xsum, int64_t r0, int64_t r1, float* y) {
+  if (w.lookup) return gemv_lookup(w, x, r0, r1, y);
   if (!w.block_aligned) return gemv16_avx2(w, x, xsum, r0, r1, y);
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* row = w.codes.data() + r * w.row_bytes;
@@ -88,6 +139,7 @@ void gemv_avx2(const PackedWeights& w, const float* x, const float* xsum, int64_
 }
 
 void dequant_avx2(const PackedWeights& w, int64_t r0, int64_t r1, float* out) {
+  if (w.lookup) return dequant_lookup(w, r0, r1, out);
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* row = w.codes.data() + r * w.row_bytes;
     float* o = out + (r - r0) * w.kp;

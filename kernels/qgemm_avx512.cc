@@ -36,6 +36,57 @@ inline float zero_term(const float* mz, const float* xsum, int64_t ng) {
   return z;
 }
 
+
+// ---- Lookup codes (BiLLM): per 64 columns one widening load of 16 bytes; each 2-bit run plus the
+// column's class offset indexes the group's 8 levels (one vpermps), then one FMA per 16 weights.
+
+inline __m512 group_levels(const PackedWeights& w, int64_t r, int64_t g) {
+  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w.lut.data() + (r * w.ngroups + g) * 8));
+  return _mm512_cvtph_ps(_mm256_zextsi128_si256(h));  // lanes 8-15 are 0 and never indexed
+}
+
+// The 16 weights of run k (columns j + 16k .. j + 16k + 15) of the 64-column block at j.
+inline __m512 lookup_run(__m512i crumbs, const int32_t* cls, int64_t j, int k, __m512 levels) {
+  const __m512i idx = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(crumbs, 2 * k), _mm512_set1_epi32(3)),
+                                      _mm512_loadu_si512(cls + j + 16 * k));
+  return _mm512_permutexvar_ps(idx, levels);
+}
+
+inline __m512i load_crumbs(const uint8_t* row, int64_t j) {
+  return _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + j / 4)));
+}
+
+// Calls f(c, k, weights) for every run of 16 weights of row r: packed columns c .. c + 15, k = the
+// run's index in its 64-column block.
+template <typename F>
+inline void for_each_lookup_run(const PackedWeights& w, int64_t r, F&& f) {
+  const uint8_t* row = w.codes.data() + r * w.row_bytes;
+  for (int64_t g = 0; g < w.ngroups; ++g) {
+    const __m512 levels = group_levels(w, r, g);
+    for (int64_t j = w.group_start[size_t(g)]; j < w.group_start[size_t(g + 1)]; j += 64) {
+      const __m512i crumbs = load_crumbs(row, j);
+      for (int k = 0; k < 4; ++k) f(j + 16 * k, k, lookup_run(crumbs, w.class_offset.data(), j, k, levels));
+    }
+  }
+}
+
+template <int NT>
+void gemv_lookup_n(const PackedWeights& w, const float* x, int64_t r0, int64_t r1, float* y, int64_t ldy) {
+  for (int64_t r = r0; r < r1; ++r) {
+    __m512 acc[NT][2];
+    for (int t = 0; t < NT; ++t) acc[t][0] = acc[t][1] = _mm512_setzero_ps();
+    for_each_lookup_run(w, r, [&](int64_t c, int k, __m512 wv) {
+      for (int t = 0; t < NT; ++t) acc[t][k & 1] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x + t * w.kp + c), acc[t][k & 1]);
+    });
+    for (int t = 0; t < NT; ++t) y[t * ldy + r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[t][0], acc[t][1]));
+  }
+}
+
+void dequant_lookup(const PackedWeights& w, int64_t r0, int64_t r1, float* out) {
+  for (int64_t r = r0; r < r1; ++r)
+    for_each_lookup_run(w, r, [&](int64_t c, int, __m512 wv) { _mm512_storeu_ps(out + (r - r0) * w.kp + c, wv); });
+}
+
 // 16-column groups (half_aligned): each 16-code half of a block is multiplied by x, then by its
 // group's scale (one extra multiply per 16 weights against the 32-aligned kernel).
 void gemv16_avx512(const PackedWeights& w, const float* x, const float* xsum, int64_t r0, int64_t r1, float* y) {
@@ -55,6 +106,7 @@ void gemv16_avx512(const PackedWeights& w, const float* x, const float* xsum, in
 }
 
 void gemv_avx512(const PackedWeights& w, const float* x, const float* xsum, int64_t r0, int64_t r1, float* y) {
+  if (w.lookup) return gemv_lookup_n<1>(w, x, r0, r1, y, 0);
   if (!w.block_aligned) return gemv16_avx512(w, x, xsum, r0, r1, y);
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* row = w.codes.data() + r * w.row_bytes;
@@ -165,10 +217,12 @@ void with_token_count(int64_t n, F&& f) {
 
 void gemv_multi_avx512(const PackedWeights& w, const float* x, const float* xsum, int64_t n, int64_t r0, int64_t r1,
                        float* y, int64_t ldy) {
+  if (w.lookup) return with_token_count(n, [&](auto nt) { gemv_lookup_n<decltype(nt)::value>(w, x, r0, r1, y, ldy); });
   with_token_count(n, [&](auto nt) { gemv_multi_n<decltype(nt)::value>(w, x, xsum, r0, r1, y, ldy); });
 }
 
 void dequant_avx512(const PackedWeights& w, int64_t r0, int64_t r1, float* out) {
+  if (w.lookup) return dequant_lookup(w, r0, r1, out);
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* row = w.codes.data() + r * w.row_bytes;
     float* o = out + (r - r0) * w.kp;

@@ -5,13 +5,29 @@
 
 #define LLMQ_OUTLIER_IMPL outliers_baseline
 #include "activation_outliers_impl.h"
+#include "llmq/float16.h"
 #include "packed.h"
 #include "sparse_outliers_impl.h"
 
 namespace llmq::kernels {
 namespace {
 
+// Lookup codes: the weight of packed column j of row r in group g is one of the group's levels.
+float lookup_weight(const PackedWeights& w, int64_t r, int64_t g, int64_t j) {
+  return fp16_to_float(w.lut[size_t((r * w.ngroups + g) * 8 + w.class_offset[size_t(j)] + w.code(r, j))]);
+}
+
 void gemv_ref(const PackedWeights& w, const float* x, const float* xsum, int64_t r0, int64_t r1, float* y) {
+  if (w.lookup) {
+    for (int64_t r = r0; r < r1; ++r) {
+      double acc = 0.0;
+      for (int64_t g = 0; g < w.ngroups; ++g)
+        for (int64_t j = w.group_start[size_t(g)]; j < w.group_start[size_t(g + 1)]; ++j)
+          acc += double(lookup_weight(w, r, g, j)) * double(x[j]);
+      y[r] = float(acc);
+    }
+    return;
+  }
   for (int64_t r = r0; r < r1; ++r) {
     double acc = 0.0;
     for (int64_t g = 0; g < w.ngroups; ++g) {
@@ -25,6 +41,13 @@ void gemv_ref(const PackedWeights& w, const float* x, const float* xsum, int64_t
 }
 
 void dequant_ref(const PackedWeights& w, int64_t r0, int64_t r1, float* out) {
+  if (w.lookup) {
+    for (int64_t r = r0; r < r1; ++r)
+      for (int64_t g = 0; g < w.ngroups; ++g)
+        for (int64_t j = w.group_start[size_t(g)]; j < w.group_start[size_t(g + 1)]; ++j)
+          out[(r - r0) * w.kp + j] = lookup_weight(w, r, g, j);
+    return;
+  }
   for (int64_t r = r0; r < r1; ++r)
     for (int64_t g = 0; g < w.ngroups; ++g) {
       const float s = w.scales[size_t(r * w.ngroups + g)], m = w.mzero[size_t(r * w.ngroups + g)];

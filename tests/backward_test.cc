@@ -316,20 +316,7 @@ TEST(OacHessian, ConstantGradientEnergyGivesGptqsHessian) {
 // The quantized model in `folder` run through the kernels gives the logits of the same model
 // with every linear replaced by its dequantized float weights (dense part plus outliers).
 void expect_kernels_match_dequantized(const std::string& folder, int64_t vocab) {
-  auto kernels = Model::Load(folder), reference = Model::Load(folder);
-  ASSERT_TRUE(kernels.ok() && reference.ok());
-  for (const LinearInfo& l : (*reference)->checkpoint().linears()) {
-    auto w = (*reference)->checkpoint().linear_weight(l);
-    ASSERT_TRUE(w.ok()) << w.status().ToString();
-    ASSERT_TRUE((*reference)->SetLinearWeight(l, std::move(*w)).ok());
-  }
-  const auto ids = test::random_windows(1, 16, int(vocab), 9)[0];
-  KVCache ck = (*kernels)->NewCache(16), cr = (*reference)->NewCache(16);
-  auto lk = (*kernels)->Forward(ids.data(), 16, &ck), lr = (*reference)->Forward(ids.data(), 16, &cr);
-  ASSERT_TRUE(lk.ok() && lr.ok());
-  float scale = 0;
-  for (float v : *lr) scale = std::max(scale, std::fabs(v));
-  for (size_t i = 0; i < lr->size(); ++i) ASSERT_NEAR((*lk)[i], (*lr)[i], 1e-4f * scale) << folder << " logit " << i;
+  test::expect_kernels_match_dequantized(folder, test::random_windows(1, 16, int(vocab), 9)[0]);
 }
 
 // Through the whole-checkpoint entry point: oac and spqr+oac write loadable models, the report

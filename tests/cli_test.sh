@@ -34,7 +34,7 @@ check quantize-help 0 "Usage: llmq quantize" -- "$llmq" quantize --help
 check no-command 2 "Usage" -- "$llmq"
 check bad-command 2 "unknown command" -- "$llmq" frobnicate
 check bad-option 2 "unknown option --frob" -- "$llmq" quantize --frob "$model" "$work/x"
-check bad-bits 2 "bits must be 2, 3, 4 or 8" -- "$llmq" quantize --bits 5 "$model" "$work/x"
+check bad-bits 2 "bits must be 1 (asym), 2, 3, 4 or 8" -- "$llmq" quantize --bits 5 "$model" "$work/x"
 check inspect 0 "LlamaForCausalLM" -- "$llmq" inspect "$model"
 check inspect-json 0 "" -- "$llmq" inspect --json "$model"
 json_ok architecture num_layers parameters bytes_on_disk quantized tensors kernel_isa
@@ -206,6 +206,19 @@ check adpq-no-calib 2 "zero-shot" -- "$llmq" quantize --method adpq --calib "$ca
 check adpq-bad-scope 2 "tensor, row or group" -- "$llmq" quantize --method adpq --adpq-scope column "$model" "$work/a3"
 check adpq-bad-fraction 2 "--outlier-fraction expects" -- "$llmq" quantize --method adpq --outlier-fraction 1 "$model" "$work/a3"
 
+check billm 0 "" -- "$llmq" quantize --method billm --calib "$calib" --nsamples 8 --seq-len 64 --json "$model" "$work/billm"
+json_ok method billm bits_per_weight layers
+python3 -c "import json,sys; j=json.load(open(sys.argv[1])); b=j['billm']; assert 1.0 < b['paper_bits_per_weight'] < 1.6 and j['bits_per_weight'] > 2 and b['block'] == 128 and not b['hessian_weighted_search']; assert all(l['salient_fraction'] > 0 for l in j['layers'])" "$work/out" || { echo "FAIL: billm keys"; fails=$((fails+1)); }
+check eval-billm 0 "" -- "$llmq" eval ppl "$work/billm" --data "$valid" --seq-len 64 --max-chunks 2 --json
+check billm-bits 2 "does not apply to --method billm" -- "$llmq" quantize --method billm --calib "$calib" --bits 4 "$model" "$work/b2"
+check billm-act-order 2 "act-order" -- "$llmq" quantize --method billm --calib "$calib" --act-order "$model" "$work/b2"
+check billm-no-calib 2 "needs --calib" -- "$llmq" quantize --method billm "$model" "$work/b2"
+check salient-columns-on-gptq 2 "applies to --method billm and billm+oac only" -- "$llmq" quantize --method gptq --calib "$calib" --salient-columns 8 "$model" "$work/b2"
+check export-hf-billm 1 "lookup codes" -- "$llmq" export hf "$work/billm" "$work/b2" --format gptq
+check export-gguf-billm 2 "cannot hold exactly" -- "$llmq" export gguf "$work/billm" "$work/b2.gguf"
+check rtn-w1-sym 2 "need zero points" -- "$llmq" quantize --bits 1 "$model" "$work/b2"
+check rtn-w1 0 "" -- "$llmq" quantize --bits 1 --asym --json "$model" "$work/w1"
+json_ok method bits_per_weight
 check spqr 0 "" -- "$llmq" quantize --method spqr --bits 3 --calib "$calib" --nsamples 8 --seq-len 64 --target-bits 3.9 --json "$model" "$work/spqr"
 json_ok method spqr gptq outlier_fraction bits_per_weight layers
 python3 -c "import json,sys; j=json.load(open(sys.argv[1])); s=j['spqr']; assert s['scale_bits']==3 and s['zero_bits']==3 and s['leave_one_out'] and j['group_size']==16; assert all(l['bits_per_weight']<=3.9 and 'outlier_threshold' in l for l in j['layers'])" "$work/out" || { echo "FAIL: spqr keys or budget"; fails=$((fails+1)); }
@@ -228,7 +241,7 @@ check eval-oac 0 "" -- "$llmq" eval ppl "$work/oac" --data "$valid" --seq-len 64
 check spqr-oac 0 "" -- "$llmq" quantize --method spqr+oac --bits 3 --calib "$calib" --nsamples 4 --seq-len 64 --oac-grad token --oac-once --json "$model" "$work/spqr-oac"
 json_ok method oac spqr outlier_fraction
 check oac-bad-grad 2 "sequence or token" -- "$llmq" quantize --method oac --calib "$calib" --oac-grad row "$model" "$work/o2"
-check oac-grad-on-gptq 2 "oac and spqr+oac only" -- "$llmq" quantize --method gptq --calib "$calib" --oac-once "$model" "$work/o2"
+check oac-grad-on-gptq 2 "oac, spqr+oac and billm+oac only" -- "$llmq" quantize --method gptq --calib "$calib" --oac-once "$model" "$work/o2"
 check truncated 1 "model.safetensors" -- "$llmq" quantize "$work/bad" "$work/y"
 [ ! -e "$work/y" ] || { echo "FAIL: partial output left at $work/y"; fails=$((fails+1)); }
 # Bytes that are not UTF-8 (a prompt, a file name) never abort a --json run: they become U+FFFD.

@@ -22,6 +22,7 @@ struct Case {
   int64_t rows, cols;
   bool bilevel = false;  // 3-bit bilevel scales and (asym) zeros: real-valued zero points (fp32 activations only)
   bool in_slot = false;  // outliers as positions read with a second per-group scale (AdpQ's storage)
+  bool lookup = false;   // lookup codes (BiLLM): random codes, levels and column classes (fp32 activations only)
 };
 
 QuantizedTensor make_tensor(const Case& c, uint32_t seed) {
@@ -37,9 +38,23 @@ QuantizedTensor make_tensor(const Case& c, uint32_t seed) {
   spec.bits = c.bits;
   spec.group_size = c.group;
   spec.symmetric = c.sym;
+  spec.lookup = c.lookup;
   if (c.bilevel) spec.scale_bits = spec.zero_bits = 3;
-  QuantizedTensor q = *quantize_rtn(w.data(), c.rows, c.cols, spec);
   std::mt19937 rng(seed);
+  QuantizedTensor q;
+  if (c.lookup) {  // every code, level and class drawn at random; row 2 all zero levels
+    q = QuantizedTensor::Allocate(c.rows, c.cols, spec);
+    std::normal_distribution<float> level(0.0f, 0.05f);
+    for (size_t i = 0; i < q.levels.size(); ++i) q.levels[i] = round_to_fp16(level(rng));
+    if (c.rows > 2)
+      std::fill(q.levels.begin() + 2 * q.num_groups() * q.levels_per_group(),
+                q.levels.begin() + 3 * q.num_groups() * q.levels_per_group(), 0.0f);
+    for (auto& cls : q.column_classes) cls = uint8_t(rng() % 2);
+    for (int64_t r = 0; r < c.rows; ++r)
+      for (int64_t k = 0; k < c.cols; ++k) q.set_code(r, k, rng() % (1u << c.bits));
+  } else {
+    q = *quantize_rtn(w.data(), c.rows, c.cols, spec);
+  }
   if (c.act_order && c.group > 0) {
     std::vector<int32_t> perm(static_cast<size_t>(c.cols));
     std::iota(perm.begin(), perm.end(), 0);
@@ -94,6 +109,10 @@ Reference reference_product(const QuantizedTensor& q, const std::vector<float>& 
   std::vector<double> dense_mag(size_t(q.rows * q.cols));
   for (int64_t r = 0; r < q.rows; ++r)
     for (int64_t c = 0; c < q.cols; ++c) {
+      if (q.spec.lookup) {  // the levels are the weights: no factored form
+        dense_mag[size_t(r * q.cols + c)] = 2.0 * std::fabs(d[size_t(r * q.cols + c)]);
+        continue;
+      }
       const int g = q.group_of(c);
       double s = q.scales[size_t(r * q.num_groups() + g)];
       if (q.in_slot_outliers()) s = std::max(s, double(q.outlier_scales[size_t(r * q.num_groups() + g)]));
@@ -162,6 +181,15 @@ std::vector<Case> fp32_cases() {
   out.push_back({3, 16, false, false, false, 37, 64, true});
   out.push_back({4, 32, false, false, true, 20, 96, true});
   out.push_back({4, 32, false, true, true, 17, 128, true, true});
+  // Lookup codes: 64-column-aligned groups (SIMD), a partial last group and padding, per-row,
+  // groups the SIMD kernels cannot take (32: scalar), outliers, act-order, 1-bit codes.
+  out.push_back({2, 128, true, false, false, 33, 256, false, false, true});
+  out.push_back({2, 64, true, false, false, 9, 200, false, false, true});
+  out.push_back({2, 0, true, false, false, 5, 100, false, false, true});
+  out.push_back({2, 32, true, false, false, 7, 96, false, false, true});
+  out.push_back({2, 128, true, false, true, 11, 192, false, false, true});
+  out.push_back({2, 64, true, true, false, 12, 192, false, false, true});
+  out.push_back({1, 64, true, false, false, 6, 128, false, false, true});
   return out;
 }
 
@@ -354,6 +382,23 @@ TEST(Kernels, ReportsTheKernelItRuns) {
   auto w8 = PackedLinear::Pack(*quantize_rtn(w.data(), 64, 256, g128), int8);
   ASSERT_TRUE(w8.ok());
   EXPECT_EQ(w8->kernel(5, Isa::kScalar), "scalar int8");
+  // Lookup codes: SIMD for groups on 64-column boundaries; never int8 activations.
+  const QuantizedTensor lookup128 = make_tensor({2, 128, true, false, false, 16, 256, false, false, true}, 4);
+  const QuantizedTensor lookup32 = make_tensor({2, 32, true, false, false, 16, 256, false, false, true}, 5);
+  auto l128 = PackedLinear::Pack(lookup128), l32 = PackedLinear::Pack(lookup32);
+  ASSERT_TRUE(l128.ok() && l32.ok());
+  EXPECT_EQ(l128->kernel(1, Isa::kScalar), "scalar gemv (lookup)");
+  if (isa_supported(Isa::kAvx512)) {
+    EXPECT_EQ(l128->kernel(1, Isa::kAvx512), "avx512 gemv (lookup)");
+    EXPECT_EQ(l128->kernel(8, Isa::kAvx512), "avx512 gemv8 (lookup)");
+    EXPECT_EQ(l32->kernel(1, Isa::kAvx512), "scalar gemv (lookup groups not 64-column aligned)");
+  }
+  if (isa_supported(Isa::kAvx2)) {
+    EXPECT_EQ(l128->kernel(1, Isa::kAvx2), "avx2 gemv (lookup)");
+  }
+  auto refused = PackedLinear::Pack(lookup128, int8);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("lookup codes"), std::string::npos) << refused.status().ToString();
 }
 
 // LLMQ_EXPECT_ISAS (e.g. "avx2,avx512", set by .ci/run for its machine) names the SIMD paths this
@@ -393,6 +438,27 @@ TEST(Kernels, PackedLayoutIsAsDocumented) {
     EXPECT_EQ(pw.codes[size_t(i)] >> 4, int(q->code(0, i + 16)));
   }
   for (int64_t j = 0; j < 64; ++j) EXPECT_EQ(pw.code(0, j), int(q->code(0, j)));
+}
+
+TEST(Kernels, LookupLayoutIsAsDocumented) {
+  // 2-bit lookup codes: byte i of a 64-column block = columns i, i + 16, i + 32, i + 48 in bits
+  // 0-1, 2-3, 4-5, 6-7; 8 fp16 levels per row and group (class 0's, then class 1's).
+  const QuantizedTensor q = make_tensor({2, 64, true, false, false, 3, 130, false, false, true}, 11);
+  auto p = PackedLinear::Pack(q);
+  ASSERT_TRUE(p.ok());
+  const auto& pw = internal::PackedAccess::weights(*p);
+  EXPECT_EQ(pw.kp, 192);
+  EXPECT_EQ(pw.row_bytes, 48);
+  EXPECT_TRUE(pw.lookup && pw.block_aligned);
+  for (int i = 0; i < 16; ++i)
+    for (int k = 0; k < 4; ++k) EXPECT_EQ((pw.codes[size_t(i)] >> (2 * k)) & 3, int(q.code(0, i + 16 * k)));
+  for (int64_t r = 0; r < 3; ++r)
+    for (int64_t j = 0; j < 130; ++j) {
+      EXPECT_EQ(pw.code(r, j), int(q.code(r, j)));
+      EXPECT_EQ(pw.class_offset[size_t(j)], 4 * q.column_classes[size_t(j)]);
+      EXPECT_EQ(fp16_to_float(pw.lut[size_t((r * pw.ngroups + j / 64) * 8 + pw.class_offset[size_t(j)] + pw.code(r, j))]),
+                q.level(r, j / 64, j, q.code(r, j)));
+    }
 }
 
 TEST(Kernels, ActOrderColumnsAreReorderedOnceAtPackTime) {

@@ -53,14 +53,14 @@ std::vector<ArchCase> arch_cases() {
 }
 
 const char* const kMethods[] = {"rtn", "gptq", "awq", "awq+gptq", "smoothquant", "spqr", "adpq", "oac", "spqr+oac",
-                                "llm.int8"};
+                                "llm.int8", "billm", "billm+oac"};
 
 // Each method with its library defaults (QuantizeOptions::ForMethod), at this model's size.
 QuantizeOptions options_for(const std::string& method, const std::string& calib) {
   auto o = QuantizeOptions::ForMethod(method);
   EXPECT_TRUE(o.ok()) << o.status().ToString();
   if (o->spec.group_size > 32) o->spec.group_size = 32;  // 64-wide layers
-  if (o->spec.group_size > 0 && o->spec.scale_bits == 0) o->spec.symmetric = false;
+  if (o->spec.group_size > 0 && o->spec.scale_bits == 0 && !o->spec.lookup) o->spec.symmetric = false;
   if (method != "rtn" && method != "adpq") {
     o->calibration.data = calib;
     o->calibration.nsamples = 4;
@@ -119,22 +119,8 @@ TEST_P(MethodMatrix, QuantizeReloadRun) {
   // The kernels give the logits of the dequantized weights (dense part plus outliers). With int8
   // activations (SmoothQuant) the kernels also round the activations, so the bound is that of a
   // per-token int8 step instead of float rounding.
-  auto reference = Model::Load(dir.file("out"));
-  ASSERT_TRUE(reference.ok());
-  for (const LinearInfo& l : (*reference)->checkpoint().linears()) {
-    auto w = (*reference)->checkpoint().linear_weight(l);
-    ASSERT_TRUE(w.ok()) << w.status().ToString();
-    ASSERT_TRUE((*reference)->SetLinearWeight(l, std::move(*w)).ok());
-  }
-  const bool int8_act = rep->int8_activations;
-  KVCache ck = (*model)->NewCache(16), cr = (*reference)->NewCache(16);
-  auto lk = (*model)->Forward(ids.data(), 16, &ck);
-  auto lr = (*reference)->Forward(ids.data(), 16, &cr);
-  ASSERT_TRUE(lk.ok() && lr.ok());
-  float scale = 0;
-  for (float v : *lr) scale = std::max(scale, std::fabs(v));
-  const float tol = (int8_act ? 3e-2f : 1e-4f) * scale;
-  for (size_t i = 0; i < lr->size(); ++i) ASSERT_NEAR((*lk)[i], (*lr)[i], tol) << "logit " << i;
+  test::expect_kernels_match_dequantized(dir.file("out"), std::vector<int32_t>(ids.begin(), ids.begin() + 16),
+                                         rep->int8_activations ? 3e-2f : 1e-4f);
 }
 
 std::string cell_name(const ::testing::TestParamInfo<MethodMatrix::ParamType>& info) {

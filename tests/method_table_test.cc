@@ -113,7 +113,7 @@ TEST(MethodTable, RegisteredZeroShotMethodRunsEndToEnd) {
   EXPECT_NE(per_channel.Validate().message().find("needs groups"), std::string::npos);
   QuantizeOptions seq = *o;
   seq.true_sequential = true;  // a rule of the table: only rows that take it
-  EXPECT_NE(seq.Validate().message().find("applies to methods gptq and spqr only"), std::string::npos)
+  EXPECT_NE(seq.Validate().message().find("applies to methods gptq, spqr, billm and billm+oac only"), std::string::npos)
       << seq.Validate().ToString();
 
   test::TempDir dir;

@@ -24,26 +24,6 @@ QuantSpec bilevel_spec(int bits, int group, int scale_bits, int scale_rows = 16)
   return s;
 }
 
-// q written as module "m" of one safetensors file and opened again; *bytes = its tensors' bytes.
-std::shared_ptr<const SafetensorsFile> write_module(const TempDir& dir, const QuantizedTensor& q, uint64_t* bytes) {
-  const std::string path = dir.file("t.safetensors");
-  EXPECT_TRUE(write_safetensors(path, internal::quantized_tensors("m", q)).ok());
-  auto file = SafetensorsFile::Open(path);
-  if (!file.ok()) {
-    ADD_FAILURE() << file.status().ToString();
-    return nullptr;
-  }
-  *bytes = 0;
-  for (const TensorInfo& t : (*file)->tensors()) *bytes += t.nbytes;
-  return std::move(*file);
-}
-
-// Module "m" read back through the quantization_config entry q would have.
-Result<QuantizedTensor> read_module(const SafetensorsFile& file, const QuantizedTensor& q) {
-  LLMQ_ASSIGN_OR_RETURN(auto info, internal::module_info_from_json(internal::module_info_to_json(q), "test"));
-  return internal::read_quantized(file, "m", info);
-}
-
 TEST(BilevelScales, QuantizeAndDequantizeAgreeWithinHalfAStep) {
   const int64_t rows = 37, cols = 64;  // chunks of 16, 16, 5 rows
   QuantizedTensor q = QuantizedTensor::Allocate(rows, cols, bilevel_spec(3, 16, 3));
@@ -106,7 +86,7 @@ TEST(BilevelScales, FileRoundTripCountsEveryByteAndRejectsBadCodes) {
   ASSERT_TRUE(q.ok());
   TempDir dir;
   uint64_t bytes = 0;
-  auto file = write_module(dir, *q, &bytes);
+  auto file = test::write_module(dir, *q, &bytes);
   ASSERT_NE(file, nullptr);
   EXPECT_EQ(bytes, q->storage_bytes());
   EXPECT_EQ(file->find("m.qscales"), nullptr);
@@ -118,7 +98,7 @@ TEST(BilevelScales, FileRoundTripCountsEveryByteAndRejectsBadCodes) {
   ASSERT_TRUE(info.ok()) << info.status().ToString();
   EXPECT_EQ(info->spec.scale_bits, 3);
   EXPECT_EQ(info->spec.scale_group_rows, 8);
-  auto back = read_module(*file, *q);
+  auto back = test::read_module(*file, *q);
   ASSERT_TRUE(back.ok()) << back.status().ToString();
   EXPECT_EQ(back->scales, q->scales);
   EXPECT_EQ(back->scale_codes, q->scale_codes);
@@ -171,7 +151,7 @@ TEST(BilevelZeros, RtnStoresCodedRealZerosAndCountsTheirBytes) {
   // The file holds exactly what storage_bytes counts and reads back to the same tensor.
   TempDir dir;
   uint64_t bytes = 0;
-  auto file = write_module(dir, *q, &bytes);
+  auto file = test::write_module(dir, *q, &bytes);
   ASSERT_NE(file, nullptr);
   EXPECT_EQ(bytes, q->storage_bytes());
   EXPECT_EQ(file->find("m.qzeros"), nullptr);
@@ -179,7 +159,7 @@ TEST(BilevelZeros, RtnStoresCodedRealZerosAndCountsTheirBytes) {
   EXPECT_EQ(file->find("m.qzero_params")->shape, (std::vector<int64_t>{3, 5, 2}));
   const nlohmann::ordered_json info_json = internal::module_info_to_json(*q);
   EXPECT_EQ(info_json["zero_bits"], 3);
-  auto back = read_module(*file, *q);
+  auto back = test::read_module(*file, *q);
   ASSERT_TRUE(back.ok()) << back.status().ToString();
   EXPECT_EQ(back->real_zeros, q->real_zeros);
   EXPECT_EQ(dequantize(*back), dequantize(*q));
@@ -231,14 +211,14 @@ TEST(CompactOutliers, LayoutFollowsTheCountsAndTheWidth) {
     ASSERT_TRUE(q->Validate().ok()) << q->Validate().ToString();
     TempDir dir;
     uint64_t bytes = 0;
-    auto file = write_module(dir, *q, &bytes);
+    auto file = test::write_module(dir, *q, &bytes);
     ASSERT_NE(file, nullptr);
     EXPECT_EQ(bytes, q->storage_bytes()) << sh.cols;
     const TensorInfo* counts = file->find(sh.counts == DType::kI32 ? "m.outlier_row_ptr" : "m.outlier_row_counts");
     ASSERT_NE(counts, nullptr) << sh.cols;
     EXPECT_EQ(counts->dtype, sh.counts);
     EXPECT_EQ(file->find("m.outlier_col_idx")->dtype, sh.columns);
-    auto back = read_module(*file, *q);
+    auto back = test::read_module(*file, *q);
     ASSERT_TRUE(back.ok()) << back.status().ToString();
     EXPECT_EQ(back->outliers.row_ptr, o.row_ptr);
     EXPECT_EQ(back->outliers.col_idx, o.col_idx);
@@ -251,7 +231,7 @@ TEST(CompactOutliers, LayoutFollowsTheCountsAndTheWidth) {
     ASSERT_TRUE(write_safetensors(dir.file("bad.safetensors"), tensors).ok());
     auto bad = SafetensorsFile::Open(dir.file("bad.safetensors"));
     ASSERT_TRUE(bad.ok());
-    auto refused = read_module(**bad, *q);
+    auto refused = test::read_module(**bad, *q);
     ASSERT_FALSE(refused.ok());
     EXPECT_EQ(refused.status().code(), StatusCode::kCorruption) << refused.status().ToString();
     QuantizedTensor slot = *q;
@@ -442,13 +422,8 @@ TEST(QuantizeSpqr, BeatsGptqW3OnARealModel) {
   EXPECT_LT(ps, pg) << "fp32 " << fp << " spqr " << ps << " (" << rs->bits_per_weight << " bits) gptq " << pg;
   EXPECT_GT(ps, fp * 0.99);
   // The kernels (dense low-bit part + sparse fp16 add) give what the dequantized weights give.
-  auto reference = Model::Load(dir.file("spqr"));
-  ASSERT_TRUE(reference.ok());
-  for (const LinearInfo& l : (*reference)->checkpoint().linears()) {
-    auto w = (*reference)->checkpoint().linear_weight(l);  // dense + outliers, in float
-    ASSERT_TRUE(w.ok());
-    ASSERT_TRUE((*reference)->SetLinearWeight(l, std::move(*w)).ok());
-  }
+  auto reference = test::load_dequantized(dir.file("spqr"));
+  ASSERT_TRUE(reference.ok()) << reference.status().ToString();
   PerplexityOptions po;
   po.seq_len = 256;
   po.max_chunks = 20;

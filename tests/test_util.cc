@@ -12,6 +12,8 @@
 #include <random>
 #include <sstream>
 
+#include "io/llmq_format.h"
+
 namespace llmq::test {
 namespace fs = std::filesystem;
 
@@ -356,6 +358,47 @@ std::string run_llamacpp_client(const std::string& args) {
   ADD_FAILURE() << "the llama.cpp client was not built: " << args;
   return "";
 #endif
+}
+
+std::shared_ptr<const SafetensorsFile> write_module(const TempDir& dir, const QuantizedTensor& q, uint64_t* bytes) {
+  const std::string path = dir.file("t.safetensors");
+  EXPECT_TRUE(write_safetensors(path, internal::quantized_tensors("m", q)).ok());
+  auto file = SafetensorsFile::Open(path);
+  if (!file.ok()) {
+    ADD_FAILURE() << file.status().ToString();
+    return nullptr;
+  }
+  *bytes = 0;
+  for (const TensorInfo& t : (*file)->tensors()) *bytes += t.nbytes;
+  return std::move(*file);
+}
+
+Result<QuantizedTensor> read_module(const SafetensorsFile& file, const QuantizedTensor& q) {
+  LLMQ_ASSIGN_OR_RETURN(auto info, internal::module_info_from_json(internal::module_info_to_json(q), "test"));
+  return internal::read_quantized(file, "m", info);
+}
+
+Result<std::unique_ptr<Model>> load_dequantized(const std::string& folder) {
+  LLMQ_ASSIGN_OR_RETURN(auto m, Model::Load(folder));
+  for (const LinearInfo& l : m->checkpoint().linears()) {
+    LLMQ_ASSIGN_OR_RETURN(auto w, m->checkpoint().linear_weight(l));  // dense part + outliers, in float
+    LLMQ_RETURN_IF_ERROR(m->SetLinearWeight(l, std::move(w)));
+  }
+  return m;
+}
+
+void expect_kernels_match_dequantized(const std::string& folder, const std::vector<int32_t>& ids, float rel_tol) {
+  auto kernels = Model::Load(folder);
+  auto reference = load_dequantized(folder);
+  ASSERT_TRUE(kernels.ok()) << kernels.status().ToString();
+  ASSERT_TRUE(reference.ok()) << reference.status().ToString();
+  const int64_t n = int64_t(ids.size());
+  KVCache ck = (*kernels)->NewCache(n), cr = (*reference)->NewCache(n);
+  auto lk = (*kernels)->Forward(ids.data(), n, &ck), lr = (*reference)->Forward(ids.data(), n, &cr);
+  ASSERT_TRUE(lk.ok() && lr.ok());
+  float scale = 0;
+  for (float v : *lr) scale = std::max(scale, std::fabs(v));
+  for (size_t i = 0; i < lr->size(); ++i) ASSERT_NEAR((*lk)[i], (*lr)[i], rel_tol * scale) << folder << " logit " << i;
 }
 
 }  // namespace llmq::test

@@ -89,6 +89,15 @@ double perplexity_of(const std::string& folder, const std::vector<int32_t>& ids,
 QuantSpec quant_spec(int bits, int group_size, bool symmetric = true, ScaleDType scale_dtype = ScaleDType::kF16);
 // Bytes of every tensor of quantized `module` in checkpoint `c`: what its storage_bytes() must equal.
 uint64_t module_bytes_on_disk(const Checkpoint& c, const std::string& module);
+// The model in `folder` with every quantized linear replaced by its dequantized float weights.
+Result<std::unique_ptr<Model>> load_dequantized(const std::string& folder);
+// The model run through the kernels gives the logits of its dequantized weights on `ids` (one
+// window), within rel_tol of the largest logit.
+void expect_kernels_match_dequantized(const std::string& folder, const std::vector<int32_t>& ids, float rel_tol = 1e-4f);
+// q written as module "m" of one safetensors file in `dir` and opened again; *bytes = its tensors' bytes.
+std::shared_ptr<const SafetensorsFile> write_module(const TempDir& dir, const QuantizedTensor& q, uint64_t* bytes);
+// Module "m" read back through the quantization_config entry q would have.
+Result<QuantizedTensor> read_module(const SafetensorsFile& file, const QuantizedTensor& q);
 
 // Writes raw bytes to a file (for corrupt-input tests).
 void write_bytes(const std::string& path, const std::string& bytes);

@@ -27,7 +27,8 @@ void on_sigint(int) {
 }
 
 const char* kHelp =
-    "Usage: llmq quantize --method {rtn,gptq,awq,awq+gptq,smoothquant,adpq,spqr,oac,spqr+oac,llm.int8} --bits {2,3,4,8} [--group-size G] [--sym|--asym]\n"
+    "Usage: llmq quantize --method {rtn,gptq,awq,awq+gptq,smoothquant,adpq,spqr,oac,spqr+oac,llm.int8,billm,billm+oac}\n"
+    "                     --bits {1,2,3,4,8} [--group-size G] [--sym|--asym]\n"
     "                     [--mse] [--scale-dtype fp16|fp32] [--overwrite] [--json] <in-folder> <out-folder>\n"
     "       llmq quantize --method {rtn,gptq,awq,awq+gptq,oac} --gguf-type T [--calib <data>] ... <in> <out>\n"
     "       llmq quantize --method gptq --calib <data> [--nsamples 128] [--seq-len 2048] [--seed 0]\n"
@@ -51,13 +52,17 @@ const char* kHelp =
     "                     quantized in memory), spqr+oac (SpQR with those Hessians),\n"
     "                     llm.int8 (int8 per-channel weights, int8 activations per token with LLM.int8's\n"
     "                     decomposition: input columns where a token has |x| > 6 run in fp32; found per\n"
-    "                     call, or with --calib fixed per linear with their weights kept exact)\n"
+    "                     call, or with --calib fixed per linear with their weights kept exact),\n"
+    "                     billm (1-bit: per block of --group-size columns the most salient columns as two\n"
+    "                     residual binary bases, the rest split by magnitude into two binarized parts,\n"
+    "                     GPTQ-style compensation; 2-bit lookup codes + 8 fp16 levels per row and block),\n"
+    "                     billm+oac (BiLLM with OAC's output-adaptive Hessians)\n"
     "  --gguf-type T      quantize for llama.cpp (docs/GGUF.md; then `llmq export gguf`): every linear,\n"
     "                     the embeddings and the head get the ggml type llama.cpp's quantizer gives\n"
     "                     them for T, with codes and scales exactly representable in its blocks:\n"
     "                     q4_0 q4_1 q5_0 q5_1 q8_0 q2_k q3_k_s q3_k_m q3_k_l q4_k_s q4_k_m q5_k_s q5_k_m q6_k,\n"
     "                     or q3_k / q4_k / q5_k for every tensor (--pure). Replaces --bits/--group-size/--sym.\n"
-    "  --bits B           2, 3, 4 or 8                                              [4]\n"
+    "  --bits B           2, 3, 4 or 8; 1 with --asym (a 1-bit min/max grid)        [4; billm: 2-bit lookup codes]\n"
     "  --group-size G     input columns per scale; 0 = one scale per output channel [128]\n"
     "  --sym / --asym     symmetric (no zero points) or zero-point quantization  [--sym; spqr: --asym]\n"
     "  --mse              search a shrunk range per group minimizing |q(w)-w|^2.4\n"
@@ -101,6 +106,10 @@ const char* kHelp =
     "  --adpq-lambda L    fixed threshold instead: outlier iff |w|^(1+gamma) > L\n"
     "  --adpq-gamma G     adaptive-LASSO exponent                                   [1]\n"
     "  --adpq-scope S     tensor, row or group: where the share or lambda applies   [tensor]\n"
+    "BiLLM (billm, billm+oac):\n"
+    "  --salient-columns N  search 1..N salient columns per block                     [49]\n"
+    "  --billm-weighted-search  weight each column's error by 1/U_cc^2 (GPTQ's loss) in the searches\n"
+    "                     instead of the reference's plain squared error\n"
     "  --alpha A          smoothquant migration strength, s = max|X|^A / max|W|^(1-A)  [0.5]\n"
     "  --int8-activations mark the output W8A8/W4A8: the runtime quantizes activations to int8 per token\n"
     "Activation outliers (outputs with int8 activations: llm.int8, smoothquant, --int8-activations):\n"
@@ -116,12 +125,13 @@ int run_quantize(int argc, char** argv) {
   auto args = Args::Parse(argc, argv, 2,
                           {"json", "help", "sym", "asym", "mse", "overwrite", "act-order", "static-groups",
                            "true-sequential", "resume", "int8-activations", "awq-no-duo", "awq-no-clip",
-                           "awq-no-gqa-vo", "oac-once", "force", "integer-outliers", "simplified-outliers"},
+                           "awq-no-gqa-vo", "oac-once", "force", "integer-outliers", "simplified-outliers",
+                           "billm-weighted-search"},
                           {"method", "bits", "group-size", "scale-dtype", "max-shard-mb", "calib", "nsamples",
                            "seq-len", "seed", "damp", "block-size", "act-dtype", "alpha", "awq-grid",
                            "outlier-fraction", "adpq-lambda", "adpq-gamma", "adpq-scope", "adpq-storage",
                            "scale-bits", "scale-group-rows", "zero-bits", "outlier-threshold", "target-bits", "oac-grad",
-                           "gguf-type"});
+                           "gguf-type", "salient-columns"});
   if (!args.ok()) return usage_error(args.status().message(), "quantize");
   if (args->has("help")) {
     std::fputs(kHelp, stdout);
@@ -154,6 +164,13 @@ int run_quantize(int argc, char** argv) {
   if (!bits.ok()) return usage_error(bits.status().message(), "quantize");
   if (!group.ok()) return usage_error(group.status().message(), "quantize");
   if (!shard.ok() || *shard <= 0) return usage_error("--max-shard-mb expects a positive integer", "quantize");
+  if (opt.spec.lookup)  // billm: the layout is the method's
+    for (const char* o : {"bits", "sym", "asym", "mse", "scale-bits", "scale-group-rows", "zero-bits", "scale-dtype"})
+      if (args->has(o))
+        return usage_error(std::string("--") + o + " does not apply to --method " + opt.method +
+                               " (it writes 2-bit lookup codes: a sign and a split or residual bit per weight; "
+                               "--group-size sets its block)",
+                           "quantize");
   opt.spec.bits = int(*bits);
   opt.spec.group_size = int(*group);
   if (args->has("sym") || args->has("asym")) opt.spec.symmetric = args->has("sym");
@@ -244,6 +261,14 @@ int run_quantize(int argc, char** argv) {
   if (args->has("alpha") && !takes(MethodOption::kAlpha)) return only_for("--alpha", MethodOption::kAlpha);
   opt.alpha = *alpha;
   opt.int8_activations = args->has("int8-activations");
+  auto salient = args->get_int("salient-columns", opt.billm.max_salient_columns - 1);
+  if (!salient.ok() || *salient < 1 || *salient > 100000)
+    return usage_error("--salient-columns expects a positive integer", "quantize");
+  if (!takes(MethodOption::kBillm))
+    for (const char* o : {"salient-columns", "billm-weighted-search"})
+      if (args->has(o)) return only_for(std::string("--") + o, MethodOption::kBillm);
+  opt.billm.max_salient_columns = int(*salient) + 1;
+  opt.billm.hessian_weighted_search = args->has("billm-weighted-search");
   auto nsamples = args->get_int("nsamples", opt.calibration.nsamples);
   auto seq_len = args->get_int("seq-len", opt.calibration.seq_len);
   auto seed = args->get_int("seed", int64_t(opt.calibration.seed));
@@ -267,8 +292,11 @@ int run_quantize(int argc, char** argv) {
                                " is zero-shot: it takes no calibration data)",
                            "quantize");
   if (!takes(MethodOption::kGptq))
-    for (const char* o : {"act-order", "static-groups", "damp", "block-size"})
+    for (const char* o : {"damp", "block-size"})
       if (args->has(o)) return only_for(std::string("--") + o, MethodOption::kGptq);
+  if (!takes(MethodOption::kActOrder))
+    for (const char* o : {"act-order", "static-groups"})
+      if (args->has(o)) return only_for(std::string("--") + o, MethodOption::kActOrder);
   if (args->has("true-sequential") && !takes(MethodOption::kTrueSequential))
     return only_for("--true-sequential", MethodOption::kTrueSequential);
   opt.calibration.data = args->get("calib");

@@ -3,6 +3,7 @@
 #define LLMQ_LLMQ_H_
 
 #include "llmq/adpq.h"
+#include "llmq/billm.h"
 #include "llmq/checkpoint.h"
 #include "llmq/float16.h"
 #include "llmq/gguf.h"

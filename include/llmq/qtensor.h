@@ -39,7 +39,7 @@ LLMQ_EXPORT const char* ggml_type_name(GgmlType t);  // "q4_0", "q4_k", ...; "no
 LLMQ_EXPORT Result<GgmlType> parse_ggml_type(const std::string& name);
 
 struct LLMQ_EXPORT QuantSpec {
-  int bits = 4;              // 2, 3, 4 or 8 (5 and 6 only on a ggml grid)
+  int bits = 4;              // 2, 3, 4 or 8 (5 and 6 only on a ggml grid; 1 with zero points or lookup codes)
   int group_size = 128;      // columns sharing a scale; 0 = per output channel (one group per row)
   bool symmetric = true;     // true: no zeros, grid centered on 2^(bits-1); false: per-group zero point
   ScaleDType scale_dtype = ScaleDType::kF16;  // scales are rounded to this type when produced
@@ -58,6 +58,11 @@ struct LLMQ_EXPORT QuantSpec {
   // symmetric then follow the type (ForGgml); types with a min are not symmetric and store `mins`
   // instead of integer zeros; K-quants store their scales in two levels (QuantizedTensor below).
   GgmlType ggml_type = GgmlType::kNone;
+  // Lookup codes (BiLLM's binary bases): each code indexes a table of 2^bits fp16 levels kept per
+  // (row, group, column class) instead of a uniform grid, W[r, c] = levels[r, g(c), class(c), code]
+  // (QuantizedTensor::levels). bits 1 or 2; no scales, zeros or bilevel statistics (symmetric
+  // stays true); not with a ggml type.
+  bool lookup = false;
 
   // Bilevel zeros in effect: zero points exist and are stored as zero_bits-bit codes.
   bool bilevel_zeros() const { return zero_bits > 0 && !symmetric; }
@@ -137,6 +142,17 @@ struct LLMQ_EXPORT QuantizedTensor {
   // int8 activations they run outside the int8 row (llmq/kernels.h, ActivationOutlierOptions), so
   // their weights are kept exact in `outliers` and their dense codes represent 0.
   std::vector<int32_t> activation_outlier_columns;
+  // Lookup codes only (spec.lookup): per (row, group, column class) the 2^bits levels the codes
+  // stand for, [rows, num_groups, kLookupClasses, 2^bits], fp16-rounded; and the class of every
+  // input column, [cols], 0 or 1 (BiLLM: 1 = a salient column of its group, whose two bits are
+  // two residual signs; 0 = the others, whose bits are a sign and a magnitude split).
+  static constexpr int kLookupClasses = 2;
+  std::vector<float> levels;
+  std::vector<uint8_t> column_classes;
+  int64_t levels_per_group() const { return int64_t(kLookupClasses) << spec.bits; }
+  float level(int64_t r, int64_t g, int64_t c, uint32_t code) const {
+    return levels[size_t(((r * num_groups() + g) * kLookupClasses + column_classes[size_t(c)]) * (int64_t(1) << spec.bits) + code)];
+  }
 
   int64_t num_groups() const;
   int64_t words_per_row() const { return (cols * spec.bits + 31) / 32; }

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "llmq/adpq.h"
+#include "llmq/billm.h"
 #include "llmq/gptq.h"
 #include "llmq/kernels.h"
 #include "llmq/progress.h"
@@ -62,7 +63,8 @@ LLMQ_EXPORT std::vector<std::string> quantize_methods();
 // a method that does not take them; the CLI refuses every flag of a group the method does not take.
 enum class MethodOption {
   kCalibration,     // calibration (every calibrated method, and llm.int8's fixed outlier columns), resume
-  kGptq,            // gptq.damp, block_size, act_order, static_groups (the GPTQ engine)
+  kGptq,            // gptq.damp, block_size (the GPTQ engine and BiLLM)
+  kActOrder,        // gptq.act_order, static_groups (the GPTQ engine's column order)
   kTrueSequential,  // true_sequential
   kOutliers,        // gptq.outlier_threshold, target_bits (SpQR)
   kAwq,             // awq
@@ -70,6 +72,7 @@ enum class MethodOption {
   kAdpq,            // adpq
   kAlpha,           // alpha (SmoothQuant)
   kGgmlGrid,        // gguf_type: codes and scales on llama.cpp's block grids
+  kBillm,           // billm (BiLLM's searches)
 };
 // The names QuantizeOptions::gguf_type takes: ggml types and llama.cpp's file-type mixtures.
 LLMQ_EXPORT std::vector<std::string> gguf_type_names();
@@ -122,6 +125,7 @@ struct LLMQ_EXPORT QuantizeOptions {
   AwqOptions awq;
   AdpqOptions adpq;
   OacOptions oac;
+  BillmOptions billm;
   // SpQR: > 0 picks each linear's outlier threshold (bisection) so that its bits per weight,
   // outliers included, come as close to this budget as possible without exceeding it.
   double target_bits = 0.0;
@@ -173,6 +177,7 @@ struct LLMQ_EXPORT LayerReport {
   int64_t outliers = 0;  // weights kept in the sparse fp16 part
   int64_t activation_outlier_columns = 0;  // llm.int8 with calibration: input columns run outside int8
   double outlier_threshold = -1.0;  // SpQR: the relative threshold used (chosen with target_bits)
+  double salient_fraction = -1.0;   // BiLLM: share of input columns binarized as salient (residual pairs)
 };
 
 // What the calibration pass used.
@@ -195,7 +200,8 @@ struct LLMQ_EXPORT QuantizeReport {
   AwqOptions awq;                 // when method is "awq" or "awq+gptq"
   AdpqOptions adpq;               // when method is "adpq"
   double target_bits = 0.0;       // when method is "spqr" or "spqr+oac"
-  OacOptions oac;                 // when method is "oac" or "spqr+oac"
+  OacOptions oac;                 // when method is "oac", "spqr+oac" or "billm+oac"
+  BillmOptions billm;             // when method is "billm" or "billm+oac"
   double oac_backward_seconds = 0.0, oac_quantize_seconds = 0.0;  // OAC: time in the backward pass / the solves
   double alpha = 0.0;             // when method == "smoothquant"
   bool int8_activations = false;  // the output runs with int8 activations (W8A8)

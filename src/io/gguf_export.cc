@@ -16,6 +16,7 @@
 #include "io/llmq_format.h"
 #include "llmq/checkpoint.h"
 #include "llmq/float16.h"
+#include "llmq/quantize.h"
 #include "llmq/rtn.h"
 #include "quant/ggml_blocks.h"
 #include "quant/ggml_plan.h"
@@ -94,7 +95,8 @@ class Exporter {
                                          ", which GGUF blocks cannot hold exactly (only symmetric w4/w8 with groups of "
                                          "32 are q4_0/q8_0); export re-rounds nothing, so quantize the float model "
                                          "with --gguf-type <type> (e.g. llmq quantize --method " +
-                                         qi->method + " --gguf-type q4_k_m ...) and export that folder");
+                                         (method_takes(qi->method, MethodOption::kGgmlGrid) ? qi->method : std::string("gptq")) +
+                                         " --gguf-type q4_k_m ...) and export that folder");
         }
         type_ = ggml_type_name(exact);
         file_type_ = exact == GgmlType::kQ4_0 ? 2 : 7;  // LLAMA_FTYPE_MOSTLY_Q4_0 / Q8_0

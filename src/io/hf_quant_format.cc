@@ -416,6 +416,7 @@ std::string hf_unexpressible(HfLayout layout, const QuantizedTensor& q) {
   if (s.is_ggml())
     return std::string("codes on llama.cpp's ") + ggml_type_name(s.ggml_type) +
            " grid (export it with `llmq export gguf`)";
+  if (s.lookup) return std::to_string(s.bits) + "-bit lookup codes with per-group levels (BiLLM)";
   if (q.in_slot_outliers()) return "outliers read with a second per-group scale (AdpQ)";
   if (!q.outliers.empty()) return "sparse fp16 outliers beside the dense codes (SpQR / AdpQ)";
   if (s.scale_bits > 0) return "bilevel scales (" + std::to_string(s.scale_bits) + "-bit codes of the scales)";

@@ -44,7 +44,15 @@ std::vector<TensorToWrite> quantized_tensors(const std::string& module, const Qu
     return out;
   }
   out.push_back({p + kCodes, DType::kI32, {q.rows, q.words_per_row()}, bytes_of(q.codes)});
-  if (q.spec.scale_bits > 0) {
+  if (q.spec.lookup) {
+    std::vector<uint16_t> h(q.levels.size());
+    for (size_t i = 0; i < h.size(); ++i) h[i] = float_to_fp16(q.levels[i]);
+    out.push_back({p + kLookupLevels, DType::kF16, {q.rows, ng, QuantizedTensor::kLookupClasses, int64_t(1) << q.spec.bits},
+                   bytes_of(h)});
+    std::vector<uint32_t> packed(size_t((q.cols + 31) / 32), 0u);
+    pack_bits(q.column_classes.data(), q.cols, 1, packed.data());
+    out.push_back({p + kColumnClasses, DType::kI32, {(q.cols + 31) / 32}, bytes_of(packed)});
+  } else if (q.spec.scale_bits > 0) {
     std::vector<uint32_t> packed(size_t(q.scale_code_words()), 0u);
     pack_bits(q.scale_codes.data(), q.rows * ng, q.spec.scale_bits, packed.data());
     out.push_back({p + kScaleCodes, DType::kI32, {q.scale_code_words()}, bytes_of(packed)});
@@ -121,7 +129,17 @@ Result<QuantizedTensor> read_quantized_from(const Src& ckpt, const std::string& 
     return std::move(*decoded);
   }
   LLMQ_ASSIGN_OR_RETURN(q.codes, read_vector<uint32_t>(ckpt, p + kCodes, DType::kI32, {q.rows, q.words_per_row()}));
-  if (q.spec.scale_bits > 0) {
+  if (q.spec.lookup) {
+    LLMQ_ASSIGN_OR_RETURN(auto h, read_vector<uint16_t>(ckpt, p + kLookupLevels, DType::kF16,
+                                                        {q.rows, ng, QuantizedTensor::kLookupClasses, int64_t(1) << q.spec.bits}));
+    q.levels.resize(h.size());
+    for (size_t i = 0; i < h.size(); ++i) q.levels[i] = fp16_to_float(h[i]);
+    LLMQ_ASSIGN_OR_RETURN(auto packed, read_vector<uint32_t>(ckpt, p + kColumnClasses, DType::kI32, {(q.cols + 31) / 32}));
+    q.column_classes.resize(size_t(q.cols));
+    unpack_bits(packed.data(), q.cols, 1, q.column_classes.data());
+    if (q.cols % 32 != 0 && (packed.back() >> (q.cols % 32)) != 0)
+      return Status::Corruption(where(ckpt) + ": module '" + module + "' has non-zero padding bits after its column classes");
+  } else if (q.spec.scale_bits > 0) {
     LLMQ_ASSIGN_OR_RETURN(auto packed, read_vector<uint32_t>(ckpt, p + kScaleCodes, DType::kI32, {q.scale_code_words()}));
     LLMQ_ASSIGN_OR_RETURN(q.scale_params, read_vector<uint16_t>(ckpt, p + kScaleParams, DType::kF16,
                                                                 {q.num_scale_chunks(), ng, 2}));
@@ -261,6 +279,7 @@ nlohmann::json spec_to_json(const QuantSpec& spec) {
   if (spec.scale_bits > 0 || spec.bilevel_zeros()) j["scale_group_rows"] = spec.scale_group_rows;
   if (spec.scale_bits > 0) j["scale_bits"] = spec.scale_bits;
   if (spec.bilevel_zeros()) j["zero_bits"] = spec.zero_bits;
+  if (spec.lookup) j["lookup"] = true;
   return j;
 }
 
@@ -276,6 +295,8 @@ static Result<QuantSpec> spec_from_json_unchecked(const nlohmann::json& j, const
   if (sd == "fp16") s.scale_dtype = ScaleDType::kF16;
   else if (sd == "fp32") s.scale_dtype = ScaleDType::kF32;
   else return Status::Corruption(where + ": scale_dtype '" + sd + "' is not fp16 or fp32");
+  if (j.contains("lookup") && !j["lookup"].is_boolean()) return Status::Corruption(where + ": 'lookup' must be a boolean");
+  s.lookup = j.value("lookup", false);
   for (const char* key : {"scale_bits", "scale_group_rows", "zero_bits"})
     if (j.contains(key) && !j[key].is_number_integer())
       return Status::Corruption(where + ": '" + key + "' must be an integer");

@@ -14,7 +14,7 @@
 namespace llmq::internal {
 
 inline constexpr const char* kLlmqQuantMethod = "llmq";
-inline constexpr const char* kFormatVersion = "1.1";
+inline constexpr const char* kFormatVersion = "1.2";
 inline constexpr int kFormatMajor = 1;
 
 // Tensor-name suffixes of a quantized module (appended to "<module>.").
@@ -27,6 +27,8 @@ inline constexpr const char* kZeroCodes = "qzero_codes";    // bilevel zeros: as
 inline constexpr const char* kZeroParams = "qzero_params";  // bilevel zeros: as kScaleParams (format 1.1)
 inline constexpr const char* kGgmlBlocks = "ggml_blocks";  // ggml grids: U8 [rows, row bytes], the blocks as in GGUF
 inline constexpr const char* kGIdx = "g_idx";
+inline constexpr const char* kLookupLevels = "qlevels";           // lookup codes: F16 [rows, groups, 2, 2^bits] (1.2)
+inline constexpr const char* kColumnClasses = "qcolumn_classes";  // lookup codes: 1 bit per column, I32 [words] (1.2)
 inline constexpr const char* kOutlierRowPtr = "outlier_row_ptr";
 inline constexpr const char* kOutlierRowCounts = "outlier_row_counts";  // U8/U16 [rows], instead of row_ptr (1.1)
 inline constexpr const char* kOutlierScales = "outlier_scales";         // in-slot outliers: F16 [rows, groups] (1.1)

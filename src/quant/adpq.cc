@@ -98,6 +98,7 @@ void store_in_slots(const float* w, const std::vector<uint8_t>& mask, QuantizedT
 Result<QuantizedTensor> quantize_adpq(const float* w, int64_t rows, int64_t cols, const QuantSpec& spec,
                                       const AdpqOptions& options) {
   LLMQ_RETURN_IF_ERROR(spec.Validate());
+  if (spec.lookup) return Status::InvalidArgument("AdpQ cannot write lookup codes (BiLLM's layout: billm_quantize)");
   if (!(options.outlier_fraction >= 0.0 && options.outlier_fraction < 1.0))
     return Status::InvalidArgument("adpq outlier fraction must be in [0, 1)");
   if (!(options.gamma >= 0.0) || !(options.lambda >= 0.0) || !std::isfinite(options.lambda))

@@ -430,7 +430,7 @@ void dequantize_ggml_row(GgmlType t, const uint8_t* in, int64_t cols, float* out
 }
 
 GgmlType exact_ggml_type(const QuantSpec& s, int64_t cols) {
-  if (s.is_ggml() || !s.symmetric || s.scale_bits > 0 || s.group_cols(cols) != 32 || cols % 32 != 0)
+  if (s.is_ggml() || s.lookup || !s.symmetric || s.scale_bits > 0 || s.group_cols(cols) != 32 || cols % 32 != 0)
     return GgmlType::kNone;
   return s.bits == 4 ? GgmlType::kQ4_0 : s.bits == 8 ? GgmlType::kQ8_0 : GgmlType::kNone;
 }

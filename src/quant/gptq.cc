@@ -16,11 +16,58 @@
 #include "dense.h"
 #include "quant/ggml_blocks.h"
 #include "quant/ggml_grid.h"
+#include "quant/gptq_internal.h"
 
 namespace llmq {
 
-using MatF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
-using RowMatF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using internal::MatF;
+using internal::RowMatF;
+
+namespace internal {
+
+bool damped_inverse_factor(const MatF& H, const GptqOptions& options, MatF* U, GptqResult* res) {
+  const int64_t cols = H.cols();
+  const float mean_diag = H.diagonal().mean();
+  U->resize(cols, cols);
+  double damp = options.damp;
+  for (int attempt = 0; attempt <= options.damp_retries; ++attempt, damp *= 10.0) {
+    MatF Hd = H;
+    Hd.diagonal().array() += float(damp) * mean_diag;
+    // U upper triangular with UᵀU = H⁻¹ (kernels/dense: one Cholesky and one triangular inverse).
+    if (dense::upper_cholesky_of_inverse(Hd.data(), cols, U->data())) {
+      res->damp = damp;
+      res->damp_retries = attempt;
+      return true;
+    }
+  }
+  res->fell_back_to_rtn = true;
+  res->damp_retries = options.damp_retries;
+  res->damp = damp / 10.0;
+  return false;
+}
+
+Status check_finite(const float* w, int64_t rows, int64_t cols, const float* hessian) {
+  for (int64_t i = 0; i < rows * cols; ++i)
+    if (!std::isfinite(w[i]))
+      return Status::InvalidArgument("non-finite weight at row " + std::to_string(i / cols) + ", column " +
+                                     std::to_string(i % cols));
+  for (int64_t i = 0; i < cols * cols; ++i)
+    if (!std::isfinite(hessian[i])) return Status::InvalidArgument("the Hessian has a non-finite entry");
+  return Status::Ok();
+}
+
+int64_t zero_dead_columns(MatF* W, MatF* H) {
+  int64_t dead = 0;
+  for (int64_t j = 0; j < H->cols(); ++j)
+    if ((*H)(j, j) == 0.0f) {
+      (*H)(j, j) = 1.0f;
+      W->col(j).setZero();
+      ++dead;
+    }
+  return dead;
+}
+
+}  // namespace internal
 
 namespace {
 
@@ -118,15 +165,11 @@ std::vector<float> HessianAccumulator::Hessian() const {
 Result<GptqResult> gptq_quantize(const float* w, int64_t rows, int64_t cols, const float* hessian,
                                  const QuantSpec& spec, const GptqOptions& options) {
   LLMQ_RETURN_IF_ERROR(spec.Validate());
+  if (spec.lookup) return Status::InvalidArgument("GPTQ cannot write lookup codes (BiLLM's layout: billm_quantize)");
   if (rows <= 0 || cols <= 0) return Status::InvalidArgument("cannot quantize an empty matrix");
   if (!(options.damp > 0.0) || options.block_size <= 0)
     return Status::InvalidArgument("GPTQ needs damp > 0 and block_size > 0");
-  for (int64_t i = 0; i < rows * cols; ++i)
-    if (!std::isfinite(w[i]))
-      return Status::InvalidArgument("non-finite weight at row " + std::to_string(i / cols) + ", column " +
-                                     std::to_string(i % cols));
-  for (int64_t i = 0; i < cols * cols; ++i)
-    if (!std::isfinite(hessian[i])) return Status::InvalidArgument("the Hessian has a non-finite entry");
+  LLMQ_RETURN_IF_ERROR(internal::check_finite(w, rows, cols, hessian));
 
   const bool ggml = spec.is_ggml();
   const bool k_quant = ggml && internal::ggml_info(spec.ggml_type).k_quant;
@@ -158,13 +201,7 @@ Result<GptqResult> gptq_quantize(const float* w, int64_t rows, int64_t cols, con
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < rows; ++r) channel_params[size_t(r)] = rtn_group_params(w + r * cols, cols, spec);
   }
-  // Dead inputs: nothing to compensate with; their weights never matter.
-  for (int64_t j = 0; j < cols; ++j)
-    if (H(j, j) == 0.0f) {
-      H(j, j) = 1.0f;
-      W.col(j).setZero();
-      ++res.dead_columns;
-    }
+  res.dead_columns = internal::zero_dead_columns(&W, &H);
   // Static groups: parameters of each group of original columns, from the (dead-zeroed) weights.
   std::vector<GroupParams> static_params;  // [ng][rows]
   // A ggml grid's parameters are stored as they are chosen (two levels for K-quants); the tensor
@@ -206,29 +243,12 @@ Result<GptqResult> gptq_quantize(const float* w, int64_t rows, int64_t cols, con
     H.swap(Hp);
   }
 
-  // Damping, raised x10 on a failed Cholesky (GPTQModel's auto-increment).
-  const float mean_diag = H.diagonal().mean();
   MatF U(cols, cols);
-  bool ok = false;
-  double damp = options.damp;
-  for (int attempt = 0; attempt <= options.damp_retries; ++attempt, damp *= 10.0) {
-    MatF Hd = H;
-    Hd.diagonal().array() += float(damp) * mean_diag;
-    // U upper triangular with UᵀU = H⁻¹ (kernels/dense: one Cholesky and one triangular inverse).
-    if (dense::upper_cholesky_of_inverse(Hd.data(), cols, U.data())) {
-      ok = true;
-      res.damp = damp;
-      res.damp_retries = attempt;
-      break;
-    }
-  }
+  const bool ok = internal::damped_inverse_factor(H, options, &U, &res);
   H.resize(0, 0);
   if (!ok) {
     // Last resort: this layer only is round-to-nearest.
     LLMQ_ASSIGN_OR_RETURN(res.q, quantize_rtn(w, rows, cols, spec));
-    res.fell_back_to_rtn = true;
-    res.damp_retries = options.damp_retries;
-    res.damp = damp / 10.0;
     return res;
   }
 

@@ -15,7 +15,7 @@ std::deque<Method>& table() {
   static std::deque<Method> rows = {rtn_method(),         gptq_method(), awq_method(),
                                      awq_gptq_method(),    smoothquant_method(), adpq_method(),
                                      spqr_method(),        oac_method(),  spqr_oac_method(),
-                                     llm_int8_method()};
+                                     llm_int8_method(),    billm_method(), billm_oac_method()};
   return rows;
 }
 
@@ -86,6 +86,11 @@ void add_gptq_stats(const GptqResult& g, LayerReport* r) {
   r->fell_back_to_rtn = g.fell_back_to_rtn;
   r->dead_columns = g.dead_columns;
   r->outliers = g.outliers;
+  if (g.q.spec.lookup && !g.q.column_classes.empty()) {  // BiLLM: the salient columns are class 1
+    int64_t salient = 0;
+    for (uint8_t c : g.q.column_classes) salient += c;
+    r->salient_fraction = double(salient) / double(g.q.column_classes.size());
+  }
 }
 
 std::string short_module_name(const std::string& module) {

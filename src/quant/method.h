@@ -109,6 +109,8 @@ Method spqr_method();
 Method oac_method();
 Method spqr_oac_method();
 Method llm_int8_method();
+Method billm_method();
+Method billm_oac_method();
 
 // ---- pieces the method files share ----
 

@@ -14,6 +14,7 @@ float round_half_even(float x) { return std::nearbyint(x); }  // default FE_TONE
 
 Status QuantSpec::Validate() const {
   if (is_ggml()) {
+    if (lookup) return Status::InvalidArgument("a ggml type cannot have lookup codes");
     bool known = false;
     for (const auto& i : internal::ggml_types()) known |= i.type == ggml_type;
     if (!known) return Status::InvalidArgument("unknown ggml type id " + std::to_string(int(ggml_type)));
@@ -24,8 +25,17 @@ Status QuantSpec::Validate() const {
                                      " (got " + ToString() + ")");
     return Status::Ok();
   }
-  if (bits != 2 && bits != 3 && bits != 4 && bits != 8)
-    return Status::InvalidArgument("bits must be 2, 3, 4 or 8 (got " + std::to_string(bits) + ")");
+  if (lookup) {
+    if (bits != 1 && bits != 2)
+      return Status::InvalidArgument("lookup codes are 1 or 2 bits (got " + std::to_string(bits) + ")");
+    if (!symmetric || scale_bits != 0 || zero_bits != 0)
+      return Status::InvalidArgument("lookup codes have levels instead of scales and zero points (no asym, scale or zero bits)");
+  } else if (bits == 1) {
+    if (symmetric)
+      return Status::InvalidArgument("1-bit codes need zero points (asym): a symmetric 1-bit grid holds only -scale and 0");
+  } else if (bits != 2 && bits != 3 && bits != 4 && bits != 8) {
+    return Status::InvalidArgument("bits must be 1 (asym), 2, 3, 4 or 8 (got " + std::to_string(bits) + ")");
+  }
   if (group_size < 0) return Status::InvalidArgument("group size must be >= 0 (0 = per output channel)");
   if (scale_bits != 0 && (scale_bits < 2 || scale_bits > 8))
     return Status::InvalidArgument("scale bits must be 0 (plain scales) or 2..8 (got " + std::to_string(scale_bits) + ")");
@@ -38,6 +48,7 @@ Status QuantSpec::Validate() const {
 std::string QuantSpec::ToString() const {
   if (is_ggml()) return std::string("ggml ") + ggml_type_name(ggml_type) + (mse_search ? " mse" : "");
   std::string s = "w" + std::to_string(bits) + (group_size > 0 ? " g" + std::to_string(group_size) : " per-channel");
+  if (lookup) return s + " lookup";
   s += symmetric ? " sym" : " asym";
   s += scale_dtype == ScaleDType::kF16 ? " fp16-scales" : " fp32-scales";
   if (scale_bits > 0) s += " scales-q" + std::to_string(scale_bits) + "/" + std::to_string(scale_group_rows);
@@ -149,6 +160,11 @@ QuantizedTensor QuantizedTensor::Allocate(int64_t rows, int64_t cols, const Quan
   q.spec = spec;
   q.codes.assign(size_t(rows * q.words_per_row()), 0u);
   const size_t ng = size_t(rows * spec.num_groups(cols));
+  if (spec.lookup) {
+    q.levels.assign(ng * size_t(q.levels_per_group()), 0.0f);
+    q.column_classes.assign(size_t(cols), 0);
+    return q;
+  }
   q.scales.assign(ng, 1.0f);
   if (spec.bilevel_zeros()) q.real_zeros.assign(ng, 0.0f), q.zero_codes.assign(ng, 0);
   else if (!spec.symmetric && !spec.is_ggml()) q.zeros.assign(ng, 0);
@@ -196,9 +212,23 @@ Status QuantizedTensor::Validate() const {
   if (int64_t(codes.size()) != rows * words_per_row())
     return Status::Corruption("codes hold " + std::to_string(codes.size()) + " words, expected " +
                               std::to_string(rows * words_per_row()));
-  if (int64_t(scales.size()) != rows * ng)
+  if (int64_t(scales.size()) != (spec.lookup ? 0 : rows * ng))
     return Status::Corruption("scales hold " + std::to_string(scales.size()) + " values, expected " +
-                              std::to_string(rows * ng));
+                              std::to_string(spec.lookup ? 0 : rows * ng));
+  if (spec.lookup) {
+    if (int64_t(levels.size()) != rows * ng * levels_per_group() || int64_t(column_classes.size()) != cols)
+      return Status::Corruption("lookup levels or column classes have the wrong size");
+    for (size_t i = 0; i < levels.size(); ++i)
+      if (!std::isfinite(levels[i]) || round_to_fp16(levels[i]) != levels[i])
+        return Status::Corruption("lookup level " + std::to_string(i) + " is not a finite fp16 value");
+    for (size_t i = 0; i < column_classes.size(); ++i)
+      if (column_classes[i] >= kLookupClasses)
+        return Status::Corruption("column class " + std::to_string(i) + " is not 0 or 1");
+    if (!outlier_scales.empty() || !activation_outlier_columns.empty())
+      return Status::Corruption("lookup codes cannot have in-slot outliers or activation outlier columns");
+  } else if (!levels.empty() || !column_classes.empty()) {
+    return Status::Corruption("lookup levels present but the spec has no lookup codes");
+  }
   for (size_t i = 0; i < scales.size(); ++i)
     if (!std::isfinite(scales[i]))
       return Status::Corruption("scale " + std::to_string(i) + " is not finite");
@@ -354,6 +384,7 @@ size_t QuantizedTensor::storage_bytes() const {
   if (spec.is_ggml()) return size_t(rows * internal::ggml_row_bytes(spec.ggml_type, cols));
   const size_t scale_bytes = spec.scale_dtype == ScaleDType::kF16 ? 2 : 4;
   size_t b = codes.size() * 4 + zeros.size() + g_idx.size() * 4;
+  if (spec.lookup) b += levels.size() * 2 + size_t((cols + 31) / 32) * 4;  // fp16 levels + 1-bit column classes
   if (spec.scale_bits > 0)  // the packed codes + the fp16 pairs
     b += size_t(scale_code_words()) * 4 + scale_params.size() * 2;
   else
@@ -375,10 +406,13 @@ void dequantize(const QuantizedTensor& q, float* out) {
   for (int64_t r = 0; r < q.rows; ++r) {
     unpack_bits(q.codes.data() + r * q.words_per_row(), q.cols, q.spec.bits, row_codes.data());
     float* o = out + r * q.cols;
-    for (int64_t c = 0; c < q.cols; ++c) {
-      const int g = q.group_of(c);
-      o[c] = q.scales[size_t(r * ng + g)] * (float(row_codes[size_t(c)]) - q.zero_value(r, g));
-    }
+    if (q.spec.lookup)
+      for (int64_t c = 0; c < q.cols; ++c) o[c] = q.level(r, q.group_of(c), c, row_codes[size_t(c)]);
+    else
+      for (int64_t c = 0; c < q.cols; ++c) {
+        const int g = q.group_of(c);
+        o[c] = q.scales[size_t(r * ng + g)] * (float(row_codes[size_t(c)]) - q.zero_value(r, g));
+      }
     if (!q.mins.empty())  // w = scale * code - min (ggml types with mins; zero is 0)
       for (int64_t c = 0; c < q.cols; ++c) o[c] -= q.mins[size_t(r * ng + q.group_of(c))];
     if (q.outliers.empty()) continue;

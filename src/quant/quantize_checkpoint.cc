@@ -229,6 +229,7 @@ Result<QuantizeReport> quantize_checkpoint(const std::string& input_folder, cons
   report.adpq = options.adpq;
   report.target_bits = options.target_bits;
   report.oac = options.oac;
+  report.billm = options.billm;
   report.true_sequential = options.true_sequential;
   report.alpha = method.Takes(MethodOption::kAlpha) ? options.alpha : 0.0;
   report.int8_activations = method.int8_activations || options.int8_activations;

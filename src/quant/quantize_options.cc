@@ -75,6 +75,8 @@ Status QuantizeOptions::Validate() const {
   LLMQ_RETURN_IF_ERROR(ForMethod(method).status());  // unknown method
   const internal::Method& m = *internal::find_method(method);
   LLMQ_RETURN_IF_ERROR(spec.Validate());
+  if (spec.lookup && !ForMethod(method)->spec.lookup)
+    return Status::InvalidArgument("lookup codes come from billm and billm+oac only (--method " + method + " writes a uniform grid)");
   if (true_sequential && !m.Takes(MethodOption::kTrueSequential)) return only_for(MethodOption::kTrueSequential, "true_sequential");
   if (target_bits > 0 && !m.Takes(MethodOption::kOutliers)) return only_for(MethodOption::kOutliers, "target_bits");
   if (!(target_bits >= 0.0)) return Status::InvalidArgument("target_bits must be a positive number (0: none)");
@@ -82,6 +84,8 @@ Status QuantizeOptions::Validate() const {
     return Status::InvalidArgument("--method " + method + " needs calibration data (--calib <data>, e.g. a text file in the model's domain)");
   if (m.calibrated(*this) && (calibration.nsamples <= 0 || calibration.seq_len < 2))
     return Status::InvalidArgument("calibration needs nsamples > 0 and seq_len >= 2");
+  if ((gptq.act_order || gptq.static_groups) && !m.Takes(MethodOption::kActOrder))
+    return only_for(MethodOption::kActOrder, "act-order and static groups (act_order, static_groups)");
   if (m.Takes(MethodOption::kGptq) && (!(gptq.damp > 0.0) || gptq.block_size <= 0))
     return Status::InvalidArgument("gptq: damp must be positive and block_size a positive integer");
   if (!m.Takes(MethodOption::kOutliers) && gptq.outlier_threshold != 0.0)
@@ -96,6 +100,12 @@ Status QuantizeOptions::Validate() const {
   if (ao.enabled() && !m.int8_activations && !int8_activations)
     return Status::InvalidArgument("activation outliers (--outlier-threshold, --integer-outliers) decompose int8 "
                                    "activations: add --int8-activations or use a W8A8 method (llm.int8, smoothquant)");
+  const BillmOptions billm_defaults;
+  if (!m.Takes(MethodOption::kBillm) &&
+      (billm.max_salient_columns != billm_defaults.max_salient_columns ||
+       billm.split_candidates != billm_defaults.split_candidates ||
+       billm.hessian_weighted_search != billm_defaults.hessian_weighted_search))
+    return only_for(MethodOption::kBillm, "billm options");
   if (!(alpha >= 0.0 && alpha <= 1.0)) return Status::InvalidArgument("smoothquant alpha must be in [0, 1]");
   if (max_shard_bytes == 0) return Status::InvalidArgument("max_shard_bytes must be positive");
   if (!gguf_type.empty()) {

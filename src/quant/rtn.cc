@@ -90,6 +90,7 @@ GroupParams rtn_group_params(const float* x, int64_t n, const QuantSpec& spec) {
 
 Result<QuantizedTensor> quantize_rtn(const float* w, int64_t rows, int64_t cols, const QuantSpec& spec) {
   LLMQ_RETURN_IF_ERROR(spec.Validate());
+  if (spec.lookup) return Status::InvalidArgument("RTN cannot write lookup codes (BiLLM's layout: billm_quantize)");
   if (rows <= 0 || cols <= 0) return Status::InvalidArgument("cannot quantize an empty matrix");
   for (int64_t i = 0; i < rows * cols; ++i)
     if (!std::isfinite(w[i]))

@@ -34,7 +34,7 @@ void oac_report_json(const QuantizeReport& r, nlohmann::ordered_json* j) {
 Method oac_method() {
   Method m;
   m.name = "oac";
-  m.takes = {MethodOption::kGptq, MethodOption::kOac, MethodOption::kGgmlGrid};
+  m.takes = {MethodOption::kGptq, MethodOption::kActOrder, MethodOption::kOac, MethodOption::kGgmlGrid};
   m.config_json = config_keys({oac_config_json, gptq_config_json});
   m.report_json = report_keys({oac_report_json, gptq_report_json});
   m.quantize_block = [](BlockContext& ctx) {
@@ -47,7 +47,7 @@ Method oac_method() {
 Method spqr_oac_method() {
   Method m;
   m.name = "spqr+oac";
-  m.takes = {MethodOption::kGptq, MethodOption::kOac, MethodOption::kOutliers};
+  m.takes = {MethodOption::kGptq, MethodOption::kActOrder, MethodOption::kOac, MethodOption::kOutliers};
   m.defaults = spqr_defaults;
   m.validate = spqr_validate;
   m.config_json = config_keys({oac_config_json, spqr_config_json, gptq_config_json});

@@ -87,7 +87,7 @@ void spqr_layer_json(const LayerReport& l, nlohmann::ordered_json* e) {
 Method spqr_method() {
   Method m;
   m.name = "spqr";
-  m.takes = {MethodOption::kGptq, MethodOption::kTrueSequential, MethodOption::kOutliers};
+  m.takes = {MethodOption::kGptq, MethodOption::kActOrder, MethodOption::kTrueSequential, MethodOption::kOutliers};
   m.defaults = spqr_defaults;
   m.validate = spqr_validate;
   m.config_json = config_keys({spqr_config_json, gptq_config_json});

@@ -1,0 +1,29 @@
+// Pieces of the GPTQ solver that other Hessian-based solvers (BiLLM) share. Internal.
+#ifndef LLMQ_QUANT_GPTQ_INTERNAL_H_
+#define LLMQ_QUANT_GPTQ_INTERNAL_H_
+
+#include <Eigen/Core>
+#include <cstdint>
+
+#include "llmq/gptq.h"
+
+namespace llmq::internal {
+
+using MatF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
+using RowMatF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+// InvalidArgument naming the first non-finite weight (row, column), or a non-finite Hessian entry.
+Status check_finite(const float* w, int64_t rows, int64_t cols, const float* hessian);
+
+// Dead inputs (H_jj = 0: the input was always zero): H_jj = 1 and the weights of that column
+// zeroed, as the reference does; returns how many.
+int64_t zero_dead_columns(MatF* W, MatF* H);
+
+// U upper triangular with UᵀU = (H + damp · mean(diag H) · I)⁻¹, the damping raised x10 on a
+// failed Cholesky up to options.damp_retries times (GPTQModel's auto-increment). Records the
+// damping used and the retries in *res; false (res->fell_back_to_rtn set) when every attempt failed.
+bool damped_inverse_factor(const MatF& H, const GptqOptions& options, MatF* U, GptqResult* res);
+
+}  // namespace llmq::internal
+
+#endif  // LLMQ_QUANT_GPTQ_INTERNAL_H_
