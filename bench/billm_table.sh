@@ -10,17 +10,12 @@
 # Usage: [MODELS="stories260K-hf stories5M-hf"] [SEEDS="0 1 2"] bench/billm_table.sh <llmq> <shared-dir>
 set -euo pipefail
 llmq=$1 shared=$2
-eval_text="$shared/data/tinystories/TinyStories-valid-prefix.txt"
-calib="$shared/data/tinystories/TinyStories-train-sample.txt"
-work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 source "$(dirname "$0")/table_lib.sh"
 extra="f\"{d['billm']['paper_bits_per_weight']:.3f}\" if 'billm' in d else '-'"
 echo "| model | method | setting | bits/weight | paper's count | perplexity | vs fp32 | time s | peak RSS MiB |"
 echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 for name in ${MODELS:-stories260K-hf stories5M-hf}; do
-  model="$shared/models/$name"
-  "$llmq" eval ppl "$model" --data "$eval_text" --json > "$work/fp.json" 2>/dev/null
-  fp=$(j "$work/fp.json" "d['perplexity']")
+  start_model "$name"
   row_prefix="| $name "
   seeds=${SEEDS:-0 1 2}
   row "$llmq" RTN "w1 g128 asym" "" --method rtn --bits 1 --group-size 128 --asym

@@ -13,16 +13,11 @@
 set -euo pipefail
 llmq=$1 shared=$2
 old=${OLD_LLMQ:-}
-eval_text="$shared/data/tinystories/TinyStories-valid-prefix.txt"
-calib="$shared/data/tinystories/TinyStories-train-sample.txt"
-work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 source "$(dirname "$0")/table_lib.sh"
 echo "| model | level | method | setting | bits/weight | perplexity | vs fp32 | time s | peak RSS MiB |"
 echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 for name in ${MODELS:-stories260K-hf stories5M-hf}; do
-  model="$shared/models/$name"
-  "$llmq" eval ppl "$model" --data "$eval_text" --json > "$work/fp.json" 2>/dev/null
-  fp=$(j "$work/fp.json" "d['perplexity']")
+  start_model "$name"
   for level in 3.5 4.5; do
     b=${level%.*}
     row_prefix="| $name | ~$level "

@@ -1,9 +1,19 @@
-# Shared by the perplexity tables (source it): quantize a model with every calibration seed,
-# evaluate each output, print one markdown row with the mean ± half the range over seeds.
-# Needs: llmq (the binary that evaluates), model, eval_text, calib, work (a scratch folder), fp
-# (the float model's perplexity), row_prefix ("| model | level " or "| model "), and optionally
-# extra (a Python expression over the last report `d`, printed as one more column).
+# Shared by the perplexity tables (source it after setting llmq and shared): quantize a model with
+# every calibration seed, evaluate each output, print one markdown row with the mean ± half the
+# range over seeds. Sets eval_text, calib and work (a scratch folder, removed on exit); start_model
+# <name> sets model and fp (the float model's perplexity). row needs row_prefix ("| model | level "
+# or "| model ") and optionally extra (a Python expression over the last report `d`, printed as
+# one more column).
+eval_text="$shared/data/tinystories/TinyStories-valid-prefix.txt"
+calib="$shared/data/tinystories/TinyStories-train-sample.txt"
+work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 j() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); exec('print(' + sys.argv[2] + ')')" "$@"; }
+
+start_model() {
+  model="$shared/models/$1"
+  "$llmq" eval ppl "$model" --data "$eval_text" --json > "$work/fp.json" 2>/dev/null
+  fp=$(j "$work/fp.json" "d['perplexity']")
+}
 
 row() {  # binary, label, setting, seeds ("" = zero-shot), quantize args...
   local bin=$1 label=$2 setting=$3 seeds=$4; shift 4

@@ -216,6 +216,15 @@ check billm-no-calib 2 "needs --calib" -- "$llmq" quantize --method billm "$mode
 check salient-columns-on-gptq 2 "applies to --method billm and billm+oac only" -- "$llmq" quantize --method gptq --calib "$calib" --salient-columns 8 "$model" "$work/b2"
 check export-hf-billm 1 "lookup codes" -- "$llmq" export hf "$work/billm" "$work/b2" --format gptq
 check export-gguf-billm 2 "cannot hold exactly" -- "$llmq" export gguf "$work/billm" "$work/b2.gguf"
+check bit-budget 0 "" -- "$llmq" quantize --target-bits 3.25 --bit-menu 2:64,3:64,4:64,8:64 --json "$model" "$work/bb"
+json_ok method bit_budget bits_per_weight layers
+python3 -c "import json,sys; j=json.load(open(sys.argv[1])); b=j['bit_budget']; assert b['sensitivity']=='weight' and len(b['menu'])==4 and j['bits_per_weight'] <= 3.25; assert all('bit_choice' in l for l in j['layers'])" "$work/out" || { echo "FAIL: bit budget keys"; fails=$((fails+1)); }
+check bit-budget-hessian-rtn 0 "" -- "$llmq" quantize --target-bits 3 --bit-sensitivity hessian --calib "$calib" --nsamples 4 --seq-len 64 --json "$model" "$work/bb2"
+check bit-budget-no-calib 2 "needs calibration data" -- "$llmq" quantize --target-bits 3 --bit-sensitivity hessian "$model" "$work/bb3"
+check bit-budget-bad-menu 2 "bits:group pairs" -- "$llmq" quantize --target-bits 3 --bit-menu 3-64 "$model" "$work/bb3"
+check bit-budget-too-low 1 "smallest spec" -- "$llmq" quantize --target-bits 1.5 "$model" "$work/bb3"
+check bit-sensitivity-alone 2 "goes with --target-bits" -- "$llmq" quantize --bit-sensitivity weight "$model" "$work/bb3"
+check target-bits-billm 2 "--target-bits applies to" -- "$llmq" quantize --method billm --calib "$calib" --target-bits 3 "$model" "$work/bb3"
 check rtn-w1-sym 2 "need zero points" -- "$llmq" quantize --bits 1 "$model" "$work/b2"
 check rtn-w1 0 "" -- "$llmq" quantize --bits 1 --asym --json "$model" "$work/w1"
 json_ok method bits_per_weight

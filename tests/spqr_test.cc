@@ -336,7 +336,7 @@ TEST(QuantizeSpqr, MeetsTheBitBudgetAndCountsTheBytesItWrites) {
   }
   // Bad combinations are refused before anything is written.
   QuantizeOptions g = o;
-  g.method = "gptq";
+  g.method = "smoothquant";  // neither an outlier budget nor a bit budget
   auto refused = quantize_checkpoint(dir.file("in"), dir.file("out2"), g);
   ASSERT_FALSE(refused.ok());
   EXPECT_NE(refused.status().message().find("target_bits"), std::string::npos);

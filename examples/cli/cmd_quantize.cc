@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <csignal>
+#include <stdexcept>
 #include <cstdio>
 
 #include "args.h"
@@ -97,6 +98,12 @@ const char* kHelp =
     "SpQR:\n"
     "  --outlier-threshold T  keep weights with ((w-q)/U_jj)^2 > T * mean_j var(W_j)/U_jj^2 in fp16  [0.2]\n"
     "  --target-bits X    per linear, the threshold whose bits per weight (outliers included) come closest to X\n"
+    "Bit budgets (rtn, gptq, awq, awq+gptq, oac, adpq):\n"
+    "  --target-bits X    each linear gets a spec from the menu so that all linears together write at most X\n"
+    "                     bits per weight with the least summed estimated loss (an exact knapsack over the linears)\n"
+    "  --bit-sensitivity S  weight (||W-Q||^2, no data), hessian (tr(dW H dW^T) of the float model's inputs; needs\n"
+    "                     --calib), oac (the same with OAC's output-adaptive H)  [hessian with --calib, else weight]\n"
+    "  --bit-menu M       bits:group pairs, e.g. 2:64,3:128,4:128      [2,3,4 x 32,64,128 and 8:128]\n"
     "  --simplified-outliers  fit each group to all its weights (SpQR's simplified_outliers) instead of\n"
     "                     leaving its likely outliers out first (the leave-one-out pass)\n"
     "AdpQ (no calibration data):\n"
@@ -131,7 +138,7 @@ int run_quantize(int argc, char** argv) {
                            "seq-len", "seed", "damp", "block-size", "act-dtype", "alpha", "awq-grid",
                            "outlier-fraction", "adpq-lambda", "adpq-gamma", "adpq-scope", "adpq-storage",
                            "scale-bits", "scale-group-rows", "zero-bits", "outlier-threshold", "target-bits", "oac-grad",
-                           "gguf-type", "salient-columns"});
+                           "gguf-type", "salient-columns", "bit-sensitivity", "bit-menu"});
   if (!args.ok()) return usage_error(args.status().message(), "quantize");
   if (args->has("help")) {
     std::fputs(kHelp, stdout);
@@ -208,7 +215,43 @@ int run_quantize(int argc, char** argv) {
   if (!threshold.ok() || !std::isfinite(*threshold) || !(*threshold > 0.0 || (!spqr && !args->has("outlier-threshold"))))
     return usage_error("--outlier-threshold expects a positive number", "quantize");
   if (!target.ok() || !(*target >= 0.0)) return usage_error("--target-bits expects a positive number", "quantize");
-  if (!spqr && args->has("target-bits")) return only_for("--target-bits", MethodOption::kOutliers);
+  const bool bit_budget = takes(MethodOption::kBitBudget) && args->has("target-bits");
+  if (!spqr && !bit_budget && args->has("target-bits"))
+    return usage_error("--target-bits applies to --method spqr and spqr+oac (outlier budget) and to rtn, gptq, awq, "
+                       "awq+gptq, oac and adpq (a bit budget over the linears) only",
+                       "quantize");
+  if (!bit_budget)
+    for (const char* o : {"bit-sensitivity", "bit-menu"})
+      if (args->has(o)) return usage_error(std::string("--") + o + " goes with --target-bits (a bit budget)", "quantize");
+  const std::string sensitivity = args->get("bit-sensitivity", "default");
+  if (sensitivity == "weight") opt.bit_sensitivity = BitSensitivity::kWeight;
+  else if (sensitivity == "hessian") opt.bit_sensitivity = BitSensitivity::kHessian;
+  else if (sensitivity == "oac") opt.bit_sensitivity = BitSensitivity::kOutputAdaptive;
+  else if (sensitivity != "default") return usage_error("--bit-sensitivity must be weight, hessian or oac", "quantize");
+  if (args->has("bit-menu")) {  // "2:64,3:128,8:128": bits:group pairs on the base spec
+    const std::string menu = args->get("bit-menu");
+    size_t pos = 0;
+    while (pos <= menu.size()) {
+      const size_t end = std::min(menu.find(',', pos), menu.size());
+      const std::string item = menu.substr(pos, end - pos);
+      const size_t colon = item.find(':');
+      QuantSpec s = opt.spec;
+      try {
+        if (colon == std::string::npos) throw std::invalid_argument(item);
+        size_t used = 0;
+        s.bits = std::stoi(item.substr(0, colon), &used);
+        if (used != colon) throw std::invalid_argument(item);
+        s.group_size = std::stoi(item.substr(colon + 1), &used);
+        if (used != item.size() - colon - 1) throw std::invalid_argument(item);
+      } catch (const std::exception&) {
+        return usage_error("--bit-menu expects bits:group pairs separated by commas (e.g. 2:64,3:128,4:128), got '" +
+                               item + "'",
+                           "quantize");
+      }
+      opt.bit_menu.push_back(s);
+      pos = end + 1;
+    }
+  }
   if (spqr && args->has("integer-outliers"))
     return usage_error("--integer-outliers is for int8 activations; spqr's --outlier-threshold is about weights", "quantize");
   if (!spqr) {
@@ -285,7 +328,11 @@ int run_quantize(int argc, char** argv) {
   if (method_needs_calibration(opt.method) && !args->has("calib"))
     return usage_error("--method " + opt.method + " needs --calib <data> (e.g. a text file in the model's domain)",
                        "quantize");
-  if (!calibrated)
+  // A zero-shot method's bit budget may estimate with the calibration data's Hessians.
+  const bool budget_calib = takes(MethodOption::kBitBudget) && args->has("target-bits") &&
+                            (opt.bit_sensitivity == BitSensitivity::kHessian ||
+                             opt.bit_sensitivity == BitSensitivity::kOutputAdaptive);
+  if (!calibrated && !budget_calib)
     for (const char* o : {"calib", "nsamples", "seq-len", "seed", "act-dtype", "resume"})
       if (args->has(o))
         return usage_error(std::string("--") + o + " applies to calibrated methods only (" + opt.method +
@@ -326,7 +373,7 @@ int run_quantize(int argc, char** argv) {
   bar.Finish();
   if (!report.ok()) return fail(report.status());
   int over = 0;  // linears whose dense part alone exceeds --target-bits: they keep no outliers
-  for (const auto& l : report->layers) over += opt.target_bits > 0 && l.bits_per_weight > opt.target_bits;
+  for (const auto& l : report->layers) over += spqr && opt.target_bits > 0 && l.bits_per_weight > opt.target_bits;
   if (over > 0)
     std::fprintf(stderr, "llmq quantize: warning: %d linears exceed --target-bits %.3g even without outliers "
                  "(groups, bilevel scales or act-order's g_idx cost more); their real bits are in the report\n",

@@ -73,7 +73,18 @@ enum class MethodOption {
   kAlpha,           // alpha (SmoothQuant)
   kGgmlGrid,        // gguf_type: codes and scales on llama.cpp's block grids
   kBillm,           // billm (BiLLM's searches)
+  kBitBudget,       // target_bits as a bit budget over the linears (bit_menu, bit_sensitivity)
 };
+// How a bit budget estimates what a linear loses at each spec of the menu (QuantizeOptions):
+// kWeight ||W - Q||² (data-free, NNCF's data-free mode), kHessian tr((W - Q) H (W - Q)ᵀ) with the
+// float model's layer-input Hessians (GPTQ's proxy), kOutputAdaptive the same with OAC's
+// output-adaptive Hessians; Q the RTN quantization at that spec. kDefault: kHessian when
+// calibration data is given, else kWeight.
+enum class BitSensitivity { kDefault, kWeight, kHessian, kOutputAdaptive };
+LLMQ_EXPORT const char* bit_sensitivity_name(BitSensitivity s);  // "weight", "hessian", "oac", "default"
+// The menu a bit budget chooses from when QuantizeOptions::bit_menu is empty: 2, 3 and 4 bits in
+// groups of 32, 64 and 128, and 8 bits in groups of 128, with base's symmetric choice and scales.
+LLMQ_EXPORT std::vector<QuantSpec> default_bit_menu(const QuantSpec& base);
 // The names QuantizeOptions::gguf_type takes: ggml types and llama.cpp's file-type mixtures.
 LLMQ_EXPORT std::vector<std::string> gguf_type_names();
 // Whether `method` takes option group `o` (false for an unknown method).
@@ -128,7 +139,13 @@ struct LLMQ_EXPORT QuantizeOptions {
   BillmOptions billm;
   // SpQR: > 0 picks each linear's outlier threshold (bisection) so that its bits per weight,
   // outliers included, come as close to this budget as possible without exceeding it.
+  // Methods taking MethodOption::kBitBudget (rtn, gptq, awq, awq+gptq, oac, adpq): > 0 picks each
+  // linear's spec from bit_menu so that the written bits per weight of all linears together stay
+  // within this budget with the least summed estimated loss (bit_sensitivity; a multiple-choice
+  // knapsack, exact on the estimates); the choices become module_specs.
   double target_bits = 0.0;
+  std::vector<QuantSpec> bit_menu;  // empty: default_bit_menu(spec)
+  BitSensitivity bit_sensitivity = BitSensitivity::kDefault;
   // GPTQ: quantize inside a block in stages q/k/v -> o -> gate/up -> down, re-collecting the
   // Hessians after each stage so later stages see the earlier ones' error.
   bool true_sequential = false;
@@ -178,6 +195,9 @@ struct LLMQ_EXPORT LayerReport {
   int64_t activation_outlier_columns = 0;  // llm.int8 with calibration: input columns run outside int8
   double outlier_threshold = -1.0;  // SpQR: the relative threshold used (chosen with target_bits)
   double salient_fraction = -1.0;   // BiLLM: share of input columns binarized as salient (residual pairs)
+  // Bit budgets: the spec chosen for this linear and the loss the sensitivity estimated for it.
+  std::string bit_choice;
+  double estimated_loss = -1.0;
 };
 
 // What the calibration pass used.
@@ -202,6 +222,11 @@ struct LLMQ_EXPORT QuantizeReport {
   double target_bits = 0.0;       // when method is "spqr" or "spqr+oac"
   OacOptions oac;                 // when method is "oac", "spqr+oac" or "billm+oac"
   BillmOptions billm;             // when method is "billm" or "billm+oac"
+  // Bit budgets (target_bits on a kBitBudget method): the sensitivity used, the menu, the bits per
+  // weight the plan expected, its summed estimated loss and the time the sensitivity pass took.
+  std::string bit_sensitivity;
+  std::vector<QuantSpec> bit_menu;
+  double bit_plan_bits = 0.0, bit_plan_loss = 0.0, bit_plan_seconds = 0.0;
   double oac_backward_seconds = 0.0, oac_quantize_seconds = 0.0;  // OAC: time in the backward pass / the solves
   double alpha = 0.0;             // when method == "smoothquant"
   bool int8_activations = false;  // the output runs with int8 activations (W8A8)

@@ -363,4 +363,24 @@ Status BlockwiseCalibrator::Advance(int layer, const WindowProgress& progress) {
   return RunAll(layer, nullptr, true, progress);
 }
 
+Result<std::unique_ptr<BlockwiseCalibrator>> open_calibrator(const std::string& input_folder, const Checkpoint& ckpt,
+                                                             const CalibrationOptions& options,
+                                                             CalibrationReport* report) {
+  const ModelConfig& cfg = ckpt.config();
+  std::unique_ptr<Tokenizer> tokenizer;  // pre-tokenized data (.json / .bin ids) needs none
+  if (!is_token_id_file(options.data)) {
+    LLMQ_ASSIGN_OR_RETURN(tokenizer, Tokenizer::Open(input_folder));
+  }
+  const int64_t context = cfg.max_position_embeddings > 0 ? cfg.max_position_embeddings : options.seq_len;
+  LLMQ_ASSIGN_OR_RETURN(CalibrationSet set, load_calibration_set(options, tokenizer.get(), context, cfg.vocab_size));
+  report->data = options.data;
+  report->nsamples = int64_t(set.windows.size());
+  report->seq_len = set.seq_len;
+  report->seed = options.seed;
+  report->tokens = set.source_tokens;
+  LLMQ_ASSIGN_OR_RETURN(auto calib, BlockwiseCalibrator::Create(input_folder, std::move(set), options.fp16_activations));
+  report->activation_bytes = calib->activation_bytes();
+  return calib;
+}
+
 }  // namespace llmq::internal

@@ -96,6 +96,12 @@ class BlockwiseCalibrator {
   std::vector<std::vector<uint16_t>> act16_;
 };
 
+// The windows of `options` for the model in input_folder (tokenized with its tokenizer unless the
+// data are token ids) and a calibrator over them; fills *report (data, windows, tokens).
+Result<std::unique_ptr<BlockwiseCalibrator>> open_calibrator(const std::string& input_folder, const Checkpoint& ckpt,
+                                                             const CalibrationOptions& options,
+                                                             CalibrationReport* report);
+
 }  // namespace llmq::internal
 
 #endif  // LLMQ_QUANT_CALIBRATION_H_

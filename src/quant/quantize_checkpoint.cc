@@ -20,6 +20,7 @@
 #include "llmq/tokenizer.h"
 #include "quant/block_store.h"
 #include "quant/calibration.h"
+#include "quant/bit_budget.h"
 #include "quant/ggml_plan.h"
 #include "quant/method.h"
 
@@ -64,6 +65,11 @@ nlohmann::ordered_json run_manifest(const std::string& input_folder, const Check
   m["spec"] = internal::spec_to_json(o.spec);
   m["mse_search"] = o.spec.mse_search;
   if (!o.gguf_type.empty()) m["gguf_type"] = o.gguf_type;
+  if (!o.module_specs.empty()) {  // a GGUF type's or a bit budget's per-linear specs
+    nlohmann::ordered_json specs = nlohmann::ordered_json::object();
+    for (const auto& [module, s] : o.module_specs) specs[module] = internal::spec_to_json(s);
+    m["module_specs"] = specs;
+  }
   m["calibration"] = {{"data", fs::absolute(o.calibration.data, ec).lexically_normal().string()},
                       {"nsamples", o.calibration.nsamples},
                       {"seq_len", o.calibration.seq_len},
@@ -85,23 +91,8 @@ Status run_calibrated(const std::string& input_folder, const Checkpoint& ckpt, c
                       QuantizeReport* report, Clock::time_point t0) {
   const ModelConfig& cfg = ckpt.config();
   const bool propagate = method.propagates_quantized(options);
-  // Pre-tokenized data (.json / .bin ids) needs no tokenizer.
-  std::unique_ptr<Tokenizer> tokenizer;
-  if (!internal::is_token_id_file(options.calibration.data)) {
-    LLMQ_ASSIGN_OR_RETURN(tokenizer, Tokenizer::Open(input_folder));
-  }
-  const int64_t context = cfg.max_position_embeddings > 0 ? cfg.max_position_embeddings : options.calibration.seq_len;
-  LLMQ_ASSIGN_OR_RETURN(internal::CalibrationSet set,
-                        internal::load_calibration_set(options.calibration, tokenizer.get(), context, cfg.vocab_size));
   report->calibrated = true;
-  report->calibration.data = options.calibration.data;
-  report->calibration.nsamples = int64_t(set.windows.size());
-  report->calibration.seq_len = set.seq_len;
-  report->calibration.seed = options.calibration.seed;
-  report->calibration.tokens = set.source_tokens;
-  LLMQ_ASSIGN_OR_RETURN(auto calib, internal::BlockwiseCalibrator::Create(input_folder, std::move(set),
-                                                                          options.calibration.fp16_activations));
-  report->calibration.activation_bytes = calib->activation_bytes();
+  LLMQ_ASSIGN_OR_RETURN(auto calib, internal::open_calibrator(input_folder, ckpt, options.calibration, &report->calibration));
   const int64_t L = cfg.num_layers, N = calib->num_windows();
   // Progress in window passes: per block, one pass per stage plus the final pass, plus one
   // pass-equivalent per linear for the solve itself.
@@ -217,6 +208,18 @@ Result<QuantizeReport> quantize_checkpoint(const std::string& input_folder, cons
                                                            internal::replace_policy(options.overwrite, options.force),
                                                            options.max_shard_bytes, input_folder));
 
+  // A bit budget: every linear's spec from the menu, chosen before anything is quantized.
+  internal::BitPlan bit_plan;
+  if (options.target_bits > 0 && method.Takes(MethodOption::kBitBudget)) {
+    LLMQ_ASSIGN_OR_RETURN(bit_plan, internal::plan_bit_budget(input_folder, *ckpt, linears, options,
+                                                              [&](int64_t done, int64_t n, const std::string& m) {
+                                                                if (options.progress)
+                                                                  options.progress({done, n, "bit budget: " + m,
+                                                                                    seconds_since(t0)});
+                                                              }));
+    options.module_specs = bit_plan.specs;
+  }
+
   QuantizeReport report;
   report.method = options.method;
   report.spec = options.spec;
@@ -230,6 +233,13 @@ Result<QuantizeReport> quantize_checkpoint(const std::string& input_folder, cons
   report.target_bits = options.target_bits;
   report.oac = options.oac;
   report.billm = options.billm;
+  if (!bit_plan.specs.empty()) {
+    report.bit_sensitivity = bit_sensitivity_name(bit_plan.sensitivity);
+    report.bit_menu = bit_plan.menu;
+    report.bit_plan_bits = bit_plan.bits_per_weight;
+    report.bit_plan_loss = bit_plan.loss;
+    report.bit_plan_seconds = bit_plan.seconds;
+  }
   report.true_sequential = options.true_sequential;
   report.alpha = method.Takes(MethodOption::kAlpha) ? options.alpha : 0.0;
   report.int8_activations = method.int8_activations || options.int8_activations;
@@ -343,6 +353,11 @@ Result<QuantizeReport> quantize_checkpoint(const std::string& input_folder, cons
     if (options.progress) options.progress({int64_t(report.layers.size()), total, l.module, seconds_since(t0)});
   }
   report.bits_per_weight = quantized_weights ? weighted_bits / double(quantized_weights) : 0.0;
+  for (LayerReport& l : report.layers)
+    if (auto it = bit_plan.specs.find(l.module); it != bit_plan.specs.end()) {
+      l.bit_choice = it->second.ToString();
+      l.estimated_loss = bit_plan.estimated_loss.at(l.module);
+    }
 
   nlohmann::ordered_json config = nlohmann::ordered_json::parse(ckpt->config_json());
   nlohmann::ordered_json qc = {{"quant_method", internal::kLlmqQuantMethod},

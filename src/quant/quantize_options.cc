@@ -78,7 +78,28 @@ Status QuantizeOptions::Validate() const {
   if (spec.lookup && !ForMethod(method)->spec.lookup)
     return Status::InvalidArgument("lookup codes come from billm and billm+oac only (--method " + method + " writes a uniform grid)");
   if (true_sequential && !m.Takes(MethodOption::kTrueSequential)) return only_for(MethodOption::kTrueSequential, "true_sequential");
-  if (target_bits > 0 && !m.Takes(MethodOption::kOutliers)) return only_for(MethodOption::kOutliers, "target_bits");
+  if (target_bits > 0 && !m.Takes(MethodOption::kOutliers) && !m.Takes(MethodOption::kBitBudget)) {
+    std::vector<std::string> names = methods_taking(MethodOption::kBitBudget);
+    for (const std::string& n : methods_taking(MethodOption::kOutliers)) names.push_back(n);
+    return Status::InvalidArgument("target_bits applies to methods " + join_names(names) + " only");
+  }
+  const bool bit_budget = target_bits > 0 && m.Takes(MethodOption::kBitBudget);
+  if (!bit_budget && (!bit_menu.empty() || bit_sensitivity != BitSensitivity::kDefault))
+    return Status::InvalidArgument("bit_menu and bit_sensitivity apply to a bit budget (target_bits with methods " +
+                                   join_names(methods_taking(MethodOption::kBitBudget)) + ")");
+  if (bit_budget) {
+    if (!gguf_type.empty()) return Status::InvalidArgument("a bit budget chooses llmq specs; it does not combine with a GGUF type");
+    for (size_t i = 0; i < bit_menu.size(); ++i) {
+      Status st = bit_menu[i].Validate();
+      if (!st.ok()) return st.WithContext("bit_menu[" + std::to_string(i) + "]");
+      if (bit_menu[i].lookup || bit_menu[i].is_ggml())
+        return Status::InvalidArgument("bit_menu[" + std::to_string(i) + "]: the menu holds uniform llmq grids");
+    }
+    if ((bit_sensitivity == BitSensitivity::kHessian || bit_sensitivity == BitSensitivity::kOutputAdaptive) &&
+        calibration.data.empty())
+      return Status::InvalidArgument(std::string("the ") + bit_sensitivity_name(bit_sensitivity) +
+                                     " bit sensitivity needs calibration data (--calib)");
+  }
   if (!(target_bits >= 0.0)) return Status::InvalidArgument("target_bits must be a positive number (0: none)");
   if (m.needs_calibration() && calibration.data.empty())
     return Status::InvalidArgument("--method " + method + " needs calibration data (--calib <data>, e.g. a text file in the model's domain)");

@@ -64,6 +64,16 @@ std::string QuantizeReport::ToJson() const {
     j["tensor_types"] = tensor_types;
     j["gguf_fallbacks"] = gguf_fallbacks;
   }
+  if (!bit_sensitivity.empty()) {
+    nlohmann::ordered_json menu = nlohmann::ordered_json::array();
+    for (const QuantSpec& s : bit_menu) menu.push_back(s.ToString());
+    j["bit_budget"] = {{"target_bits", target_bits},
+                       {"sensitivity", bit_sensitivity},
+                       {"menu", menu},
+                       {"planned_bits_per_weight", bit_plan_bits},
+                       {"estimated_loss", bit_plan_loss},
+                       {"seconds", bit_plan_seconds}};
+  }
   j["kernel_isa"] = isa_name(active_isa());  // the ISA of the kernels this process runs (LLMQ_ISA can lower it)
   if (m != nullptr && m->report_json) m->report_json(*this, &j);
   nlohmann::ordered_json arr = nlohmann::ordered_json::array();
@@ -74,6 +84,10 @@ std::string QuantizeReport::ToJson() const {
                                 {"bits_per_weight", l.bits_per_weight},
                                 {"seconds", l.seconds}};
     if (m != nullptr && m->layer_json) m->layer_json(l, &e);
+    if (!l.bit_choice.empty()) {
+      e["bit_choice"] = l.bit_choice;
+      e["estimated_loss"] = l.estimated_loss;
+    }
     if (calibrated) {
       e["output_relative_error"] = l.output_relative_error;
       if (l.gptq_loss >= 0) e["gptq_loss"] = l.gptq_loss;

@@ -21,7 +21,7 @@ nlohmann::ordered_json adpq_options_json(const AdpqOptions& a) {
 Method adpq_method() {
   Method m;
   m.name = "adpq";
-  m.takes = {MethodOption::kAdpq};
+  m.takes = {MethodOption::kAdpq, MethodOption::kBitBudget};
   m.validate = [](const QuantizeOptions& o) {
     const AdpqOptions& a = o.adpq;
     if (!(a.outlier_fraction >= 0.0 && a.outlier_fraction < 1.0 && a.lambda >= 0.0 && a.gamma >= 0.0))

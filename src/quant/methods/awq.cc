@@ -102,7 +102,7 @@ void awq_report_json(const QuantizeReport& r, nlohmann::ordered_json* j) { (*j)[
 Method awq_method() {
   Method m;
   m.name = "awq";
-  m.takes = {MethodOption::kAwq, MethodOption::kGgmlGrid};
+  m.takes = {MethodOption::kAwq, MethodOption::kGgmlGrid, MethodOption::kBitBudget};
   m.defaults = awq_defaults;
   m.validate = awq_validate;
   m.config_json = awq_config_json;
@@ -115,7 +115,7 @@ Method awq_method() {
 Method awq_gptq_method() {
   Method m;
   m.name = "awq+gptq";
-  m.takes = {MethodOption::kAwq, MethodOption::kGptq, MethodOption::kActOrder, MethodOption::kGgmlGrid};
+  m.takes = {MethodOption::kAwq, MethodOption::kGptq, MethodOption::kActOrder, MethodOption::kGgmlGrid, MethodOption::kBitBudget};
   m.defaults = awq_defaults;
   m.validate = awq_validate;
   m.config_json = config_keys({awq_config_json, gptq_config_json});

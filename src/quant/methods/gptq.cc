@@ -102,7 +102,7 @@ void gptq_report_json(const QuantizeReport& r, nlohmann::ordered_json* j) {
 Method gptq_method() {
   Method m;
   m.name = "gptq";
-  m.takes = {MethodOption::kGptq, MethodOption::kActOrder, MethodOption::kTrueSequential, MethodOption::kGgmlGrid};
+  m.takes = {MethodOption::kGptq, MethodOption::kActOrder, MethodOption::kTrueSequential, MethodOption::kGgmlGrid, MethodOption::kBitBudget};
   m.config_json = gptq_config_json;
   m.report_json = gptq_report_json;
   m.quantize_block = [](BlockContext& ctx) { return gptq_engine_block(ctx, input_hessians(), gptq_solver(), true); };

@@ -34,7 +34,7 @@ void oac_report_json(const QuantizeReport& r, nlohmann::ordered_json* j) {
 Method oac_method() {
   Method m;
   m.name = "oac";
-  m.takes = {MethodOption::kGptq, MethodOption::kActOrder, MethodOption::kOac, MethodOption::kGgmlGrid};
+  m.takes = {MethodOption::kGptq, MethodOption::kActOrder, MethodOption::kOac, MethodOption::kGgmlGrid, MethodOption::kBitBudget};
   m.config_json = config_keys({oac_config_json, gptq_config_json});
   m.report_json = report_keys({oac_report_json, gptq_report_json});
   m.quantize_block = [](BlockContext& ctx) {

@@ -7,7 +7,7 @@ namespace llmq::internal {
 Method rtn_method() {
   Method m;
   m.name = "rtn";
-  m.takes = {MethodOption::kGgmlGrid};
+  m.takes = {MethodOption::kGgmlGrid, MethodOption::kBitBudget};
   m.quantize_linear = [](const float* w, int64_t rows, int64_t cols, const QuantizeOptions& o) {
     return quantize_rtn(w, rows, cols, o.spec);
   };
