@@ -406,9 +406,13 @@ void dequantize(const QuantizedTensor& q, float* out) {
   for (int64_t r = 0; r < q.rows; ++r) {
     unpack_bits(q.codes.data() + r * q.words_per_row(), q.cols, q.spec.bits, row_codes.data());
     float* o = out + r * q.cols;
-    if (q.spec.lookup)
-      for (int64_t c = 0; c < q.cols; ++c) o[c] = q.level(r, q.group_of(c), c, row_codes[size_t(c)]);
-    else
+    if (q.spec.lookup) {  // levels [rows, ng, classes, 2^bits]
+      const int64_t per_class = int64_t(1) << q.spec.bits;
+      const float* lv = q.levels.data() + r * ng * q.levels_per_group();
+      for (int64_t c = 0; c < q.cols; ++c)
+        o[c] = lv[(q.group_of(c) * QuantizedTensor::kLookupClasses + q.column_classes[size_t(c)]) * per_class +
+                  row_codes[size_t(c)]];
+    } else
       for (int64_t c = 0; c < q.cols; ++c) {
         const int g = q.group_of(c);
         o[c] = q.scales[size_t(r * ng + g)] * (float(row_codes[size_t(c)]) - q.zero_value(r, g));
