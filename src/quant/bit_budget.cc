@@ -78,7 +78,7 @@ Result<std::vector<int>> choose_bit_options(const std::vector<std::vector<BitOpt
   const int64_t L = int64_t(per_linear.size());
   uint64_t smallest = 0;
   for (const auto& opts : per_linear) {
-    if (opts.empty()) return Status::InvalidArgument("a linear has no spec to choose from");
+    if (opts.empty() || opts.size() > 32767) return Status::InvalidArgument("a linear needs 1 to 32767 specs to choose from");
     uint64_t m = opts[0].bytes;
     for (const BitOption& o : opts) m = std::min(m, o.bytes);
     smallest += m;
@@ -96,7 +96,7 @@ Result<std::vector<int>> choose_bit_options(const std::vector<std::vector<BitOpt
   const double inf = std::numeric_limits<double>::infinity();
   // best[l][u]: least loss of linears 0..l-1 using exactly <= u units (monotone: the best within u).
   std::vector<double> cur(size_t(cap + 1), 0.0), next(size_t(cap + 1));
-  std::vector<std::vector<int8_t>> pick(size_t(L), std::vector<int8_t>(size_t(cap + 1), -1));
+  std::vector<std::vector<int16_t>> pick(size_t(L), std::vector<int16_t>(size_t(cap + 1), -1));
   for (int64_t l = 0; l < L; ++l) {
     std::fill(next.begin(), next.end(), inf);
     const auto& opts = per_linear[size_t(l)];
@@ -106,7 +106,7 @@ Result<std::vector<int>> choose_bit_options(const std::vector<std::vector<BitOpt
         if (need > u || cur[size_t(u - need)] == inf) continue;
         const double v = cur[size_t(u - need)] + opts[k].loss;
         // Ties: the option listed first (the menu's order), for the same inputs the same choice.
-        if (v < next[size_t(u)]) next[size_t(u)] = v, pick[size_t(l)][size_t(u)] = int8_t(k);
+        if (v < next[size_t(u)]) next[size_t(u)] = v, pick[size_t(l)][size_t(u)] = int16_t(k);
       }
     cur.swap(next);
   }

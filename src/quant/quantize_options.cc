@@ -89,6 +89,7 @@ Status QuantizeOptions::Validate() const {
                                    join_names(methods_taking(MethodOption::kBitBudget)) + ")");
   if (bit_budget) {
     if (!gguf_type.empty()) return Status::InvalidArgument("a bit budget chooses llmq specs; it does not combine with a GGUF type");
+    if (bit_menu.size() > 256) return Status::InvalidArgument("bit_menu holds at most 256 specs");
     for (size_t i = 0; i < bit_menu.size(); ++i) {
       Status st = bit_menu[i].Validate();
       if (!st.ok()) return st.WithContext("bit_menu[" + std::to_string(i) + "]");
