@@ -3,6 +3,7 @@
 // including this, so no inline Eigen function compiled for one ISA can stand in for another's.
 #include <Eigen/Cholesky>
 #include <Eigen/Core>
+#include <algorithm>
 #include <cstdint>
 
 namespace llmq::dense::LLMQ_DENSE_NS {
@@ -33,6 +34,31 @@ void invert_lower_triangular(Eigen::Ref<ColMat> l) {
   l.topRightCorner(h, n - h).setZero();
 }
 
+// C is cut into panels whose shapes depend only on (m, n, k), never on the thread count, and each
+// panel is one single-threaded Eigen product (Eigen's own threading is off: EIGEN_DONT_PARALLELIZE,
+// whose blocking depends on the thread count). So every result is the same bits with 1 thread, 2
+// threads or N MPI ranks of 1 thread each (docs/DESIGN.md, "Determinism"). Each panel repacks the
+// other operand, so panels are as wide as 8 per matrix allow (at least 256): on a 4096x4096x2048
+// product 256-wide panels cost 15%, 512-wide ones 7% (BM_HessianAccumulate).
+constexpr int64_t kMinPanel = 256, kMaxPanels = 8;
+
+template <typename OpA, typename OpB>
+void gemm_panels(Map& C, const OpA& A, const OpB& B, float alpha) {
+  const int64_t m = C.rows(), n = C.cols(), k = A.cols();
+  const bool by_cols = n >= 2 * kMinPanel, by_rows = !by_cols && m >= 2 * kMinPanel;
+  const int64_t extent = by_cols ? n : by_rows ? m : 1;
+  const int64_t width = std::max(kMinPanel, (extent + kMaxPanels * 64 - 1) / (kMaxPanels * 64) * 64);
+  const int64_t panels = (extent + width - 1) / width;
+  const bool parallel = panels > 1 && double(m) * double(n) * double(k) >= double(1 << 20);
+#pragma omp parallel for schedule(dynamic) if (parallel)
+  for (int64_t p = 0; p < panels; ++p) {
+    const int64_t p0 = p * width, w = std::min(width, extent - p0);
+    if (by_cols) C.middleCols(p0, w).noalias() += alpha * (A * B.middleCols(p0, w));
+    else if (by_rows) C.middleRows(p0, w).noalias() += alpha * (A.middleRows(p0, w) * B);
+    else C.noalias() += alpha * (A * B);
+  }
+}
+
 }  // namespace
 
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
@@ -44,10 +70,10 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alp
   // A stored [m, k] or [k, m]; B stored [k, n] or [n, k].
   ConstMap A(a, trans_a ? k : m, trans_a ? m : k, Eigen::OuterStride<>(lda));
   ConstMap B(b, trans_b ? n : k, trans_b ? k : n, Eigen::OuterStride<>(ldb));
-  if (!trans_a && !trans_b) C.noalias() += alpha * (A * B);
-  else if (!trans_a && trans_b) C.noalias() += alpha * (A * B.transpose());
-  else if (trans_a && !trans_b) C.noalias() += alpha * (A.transpose() * B);
-  else C.noalias() += alpha * (A.transpose() * B.transpose());
+  if (!trans_a && !trans_b) gemm_panels(C, A, B, alpha);
+  else if (!trans_a && trans_b) gemm_panels(C, A, B.transpose(), alpha);
+  else if (trans_a && !trans_b) gemm_panels(C, A.transpose(), B, alpha);
+  else gemm_panels(C, A.transpose(), B.transpose(), alpha);
 }
 
 // With P the reversal permutation and P H P = L Lᵀ, H⁻¹ = (P L⁻ᵀ P)(P L⁻¹ P), and P L⁻¹ P is upper

@@ -336,8 +336,8 @@ Result<WindowGradient> backward_window(const Model& model, int first, int last_h
   model.Head(top.data(), n, L.data());
   WindowGradient r;
   const double inv = 1.0 / double(n - 1);
-  double loss = 0;
-#pragma omp parallel for reduction(+ : loss) schedule(static)
+  std::vector<double> token_loss(static_cast<size_t>(n), 0.0);  // summed in order (thread-count independent)
+#pragma omp parallel for schedule(static)
   for (int64_t t = 0; t < n; ++t) {
     float* row = L.row(t).data();
     if (t == n - 1) {
@@ -349,10 +349,12 @@ Result<WindowGradient> backward_window(const Model& model, int first, int last_h
     double s = 0;
     for (int64_t i = 0; i < V; ++i) s += std::exp(double(row[i]) - mx);
     const int32_t label = tokens[t + 1];
-    loss += (mx + std::log(s)) - double(row[label]);
+    token_loss[size_t(t)] = (mx + std::log(s)) - double(row[label]);
     for (int64_t i = 0; i < V; ++i) row[i] = float(std::exp(double(row[i]) - mx) / s * inv);
     row[label] -= float(inv);
   }
+  double loss = 0;
+  for (double v : token_loss) loss += v;
   r.loss = loss * inv;
   std::vector<float> dtop(static_cast<size_t>(n * d), 0.0f);
   {

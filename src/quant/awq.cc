@@ -9,6 +9,8 @@
 // the group's partial dot products. ../shared/docs/algorithms.md §3 has the reference details.
 #include "quant/awq.h"
 
+#include "core/ordered_sum.h"
+
 #include "dense.h"
 #include "io/hf_names.h"
 
@@ -36,12 +38,10 @@ Result<std::vector<float>> run_part(const Model& model, int layer, Model::BlockP
 }
 
 double mean_squared_difference(const std::vector<float>& a, const std::vector<float>& b) {
-  double s = 0;
-#pragma omp parallel for reduction(+ : s) schedule(static)
-  for (int64_t i = 0; i < int64_t(a.size()); ++i) {
+  const double s = ordered_sum(int64_t(a.size()), [&](int64_t i) {
     const double e = double(a[size_t(i)]) - double(b[size_t(i)]);
-    s += e * e;
-  }
+    return e * e;
+  });
   return a.empty() ? 0.0 : s / double(a.size());
 }
 
@@ -167,8 +167,8 @@ double awq_clip(float* w, int64_t rows, int64_t cols, const float* x, int64_t to
   RowMatrix xs(ts, cols);
   for (int64_t t = 0; t < ts; ++t) std::copy_n(x + t * stride * cols, cols, xs.row(t).data());
   const int64_t g = spec.group_cols(cols), ng = spec.num_groups(cols);
-  double shrink_sum = 0.0;
-#pragma omp parallel for schedule(dynamic) reduction(+ : shrink_sum)
+  std::vector<double> shrink(size_t(ng), 0.0);  // per group, summed in order (thread-count independent)
+#pragma omp parallel for schedule(dynamic)
   for (int64_t gi = 0; gi < ng; ++gi) {
     const int64_t c0 = gi * g, gc = std::min(g, cols - c0);
     const RowMatrix xg = xs.middleCols(c0, gc);
@@ -198,9 +198,11 @@ double awq_clip(float* w, int64_t rows, int64_t cols, const float* x, int64_t to
     for (int64_t r = 0; r < rows; ++r) {
       const float mv = absmax(r) * (1.0f - float(best_i(r)) / float(options.clip_grid));
       for (int64_t k = 0; k < gc; ++k) w[r * cols + c0 + k] = std::clamp(wg(r, k), -mv, mv);
-      shrink_sum += double(best_i(r)) / double(options.clip_grid);
+      shrink[size_t(gi)] += double(best_i(r)) / double(options.clip_grid);
     }
   }
+  double shrink_sum = 0.0;
+  for (double s : shrink) shrink_sum += s;
   return shrink_sum / double(rows * ng);
 }
 

@@ -195,8 +195,8 @@ Result<GptqResult> billm_quantize(const float* w, int64_t rows, int64_t cols, co
     // 3. Codes and levels of every row; the block's error, compensated on the later columns.
     for (int64_t c = 0; c < n; ++c) q.column_classes[size_t(st + c)] = salient[size_t(c)];
     MatF Err(rows, n);
-    double block_loss = 0.0;
-#pragma omp parallel reduction(+ : block_loss)
+    std::vector<double> row_loss(size_t(rows), 0.0);  // summed in order below (thread-count independent)
+#pragma omp parallel
     {
       RowScratch s;
       std::vector<float> x(static_cast<size_t>(n));
@@ -236,11 +236,11 @@ Result<GptqResult> billm_quantize(const float* w, int64_t rows, int64_t cols, co
           codes[size_t(r * cols + st + c)] = uint8_t(code);
           const float e = (v - lv[salient[size_t(c)] * L + code]) / U(st + c, st + c);
           Err(r, c) = e;
-          block_loss += 0.5 * double(e) * double(e);
+          row_loss[size_t(r)] += 0.5 * double(e) * double(e);
         }
       }
     }
-    loss += block_loss;
+    for (double v : row_loss) loss += v;
     // W[:, later] -= Err U[block, later] (as gptq.cc: column-major matrices read as transposes).
     if (st + n < cols)
       dense::gemm(false, false, cols - st - n, rows, n, -1.0f, U.data() + (st + n) * cols + st, cols, Err.data(), rows,
