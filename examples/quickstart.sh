@@ -23,7 +23,8 @@ if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends build-essential cmake pkg-config python3 libeigen3-dev \
-    libomp-dev libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev libsentencepiece-dev > /dev/null
+    libomp-dev libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev libsentencepiece-dev \
+    libopenmpi-dev openmpi-bin > /dev/null
 fi
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release > /dev/null
 cmake --build build -j2

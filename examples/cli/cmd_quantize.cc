@@ -361,17 +361,27 @@ int run_quantize(int argc, char** argv) {
   opt.force = args->has("force");
   opt.max_shard_bytes = uint64_t(*shard) << 20;
   if (Status st = opt.Validate(); !st.ok()) return usage_error(st.message(), "quantize");
+  // Under mpirun rank 0 speaks for the job; the others only report their own errors.
+  const int rank = distributed_rank(), ranks = distributed_size();
   ProgressPrinter bar("quantize");
-  opt.progress = [&](const Progress& p) { bar.Update(p.done, p.total, p.item, p.elapsed_s); };
+  if (rank == 0) opt.progress = [&](const Progress& p) { bar.Update(p.done, p.total, p.item, p.elapsed_s); };
   opt.cancel = [] { return g_interrupted.load(); };
   std::signal(SIGINT, on_sigint);
 
   const std::string layout = opt.gguf_type.empty() ? opt.spec.ToString() : "gguf " + opt.gguf_type;
-  std::fprintf(stderr, "llmq quantize: %s %s %s -> %s\n", opt.method.c_str(), layout.c_str(),
-               args->positional()[0].c_str(), args->positional()[1].c_str());
+  if (rank == 0)
+    std::fprintf(stderr, "llmq quantize: %s %s %s -> %s%s\n", opt.method.c_str(), layout.c_str(),
+                 args->positional()[0].c_str(), args->positional()[1].c_str(),
+                 ranks > 1 ? (" (" + std::to_string(ranks) + " MPI ranks)").c_str() : "");
   auto report = quantize_checkpoint(args->positional()[0], args->positional()[1], opt);
   bar.Finish();
+  if (!report.ok() && ranks > 1) {
+    // The other ranks may be waiting for this one: end them all.
+    std::fprintf(stderr, "llmq quantize (rank %d of %d): error: %s\n", rank, ranks, report.status().message().c_str());
+    distributed_abort(report.status().code() == StatusCode::kCancelled ? 130 : 1);
+  }
   if (!report.ok()) return fail(report.status());
+  if (rank != 0) return 0;
   int over = 0;  // linears whose dense part alone exceeds --target-bits: they keep no outliers
   for (const auto& l : report->layers) over += spqr && opt.target_bits > 0 && l.bits_per_weight > opt.target_bits;
   if (over > 0)

@@ -66,7 +66,15 @@ int run(int argc, char** argv);
 // as an abort.
 int main(int argc, char** argv) {
   try {
-    return run(argc, argv);
+    // Under mpirun (a build with MPI) this process joins the job; `llmq quantize` then spreads
+    // its calibration over the ranks (llmq/distributed.h). Otherwise nothing happens.
+    if (llmq::Status st = llmq::distributed_start(&argc, &argv); !st.ok()) {
+      std::fprintf(stderr, "llmq: error: %s\n", st.message().c_str());
+      return 1;
+    }
+    const int code = run(argc, argv);
+    llmq::distributed_stop();
+    return code;
   } catch (const std::bad_alloc&) {
     std::fputs("llmq: error: out of memory\n", stderr);
   } catch (const std::exception& e) {

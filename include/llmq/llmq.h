@@ -5,6 +5,7 @@
 #include "llmq/adpq.h"
 #include "llmq/billm.h"
 #include "llmq/checkpoint.h"
+#include "llmq/distributed.h"
 #include "llmq/float16.h"
 #include "llmq/gguf.h"
 #include "llmq/gptq.h"

@@ -207,6 +207,7 @@ struct LLMQ_EXPORT CalibrationReport {
   uint64_t seed = 0;
   int64_t resumed_blocks = 0;  // blocks taken from a previous run (--resume)
   uint64_t activation_bytes = 0;  // calibration activations kept in memory
+  int ranks = 1;                  // MPI ranks the windows were spread over (llmq/distributed.h)
 };
 
 struct LLMQ_EXPORT QuantizeReport {

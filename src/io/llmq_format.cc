@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <map>
 
 #include "llmq/float16.h"
 #include "quant/ggml_blocks.h"
@@ -19,6 +20,23 @@ std::vector<uint8_t> bytes_of(const std::vector<T>& v) {
 
 const std::string& where(const Checkpoint& c) { return c.folder(); }
 const std::string& where(const SafetensorsFile& f) { return f.path(); }
+
+// Tensors held in memory (parse_quantized), named like a file's.
+struct TensorsInMemory {
+  std::string label;
+  std::map<std::string, TensorView> views;
+  std::map<std::string, TensorInfo> infos;
+  Result<TensorView> get(const std::string& name) const {
+    auto it = views.find(name);
+    if (it == views.end()) return Status::Corruption(label + ": no tensor '" + name + "'");
+    return it->second;
+  }
+  const TensorInfo* find(const std::string& name) const {
+    auto it = infos.find(name);
+    return it == infos.end() ? nullptr : &it->second;
+  }
+};
+const std::string& where(const TensorsInMemory& t) { return t.label; }
 
 // Src is a Checkpoint or a SafetensorsFile (both have find and get).
 template <typename T, typename Src>
@@ -228,6 +246,50 @@ Result<QuantizedTensor> read_quantized(const Checkpoint& ckpt, const std::string
 Result<QuantizedTensor> read_quantized(const SafetensorsFile& file, const std::string& module,
                                        const QuantizedModuleInfo& info) {
   return read_quantized_from(file, module, info);
+}
+
+// Layout: 8-byte little-endian length of a JSON header {"info": module info, "tensors": [[name,
+// dtype, shape, nbytes], ...]}, the header, then the tensors' bytes one after the other.
+std::vector<uint8_t> quantized_bytes(const std::string& module, const QuantizedTensor& q) {
+  std::vector<TensorToWrite> tensors = quantized_tensors(module, q);
+  nlohmann::ordered_json list = nlohmann::ordered_json::array();
+  for (const TensorToWrite& t : tensors) list.push_back({t.name, dtype_name(t.dtype), t.shape, t.bytes.size()});
+  const std::string header = nlohmann::ordered_json({{"info", module_info_to_json(q)}, {"tensors", list}}).dump();
+  std::vector<uint8_t> out(8 + header.size());
+  const uint64_t n = header.size();
+  std::memcpy(out.data(), &n, 8);
+  std::memcpy(out.data() + 8, header.data(), header.size());
+  for (const TensorToWrite& t : tensors) out.insert(out.end(), t.bytes.begin(), t.bytes.end());
+  return out;
+}
+
+Result<QuantizedTensor> parse_quantized(const std::string& module, const std::vector<uint8_t>& bytes) {
+  const std::string label = "quantized bytes of " + module;
+  uint64_t n = 0;
+  if (bytes.size() < 8 || (std::memcpy(&n, bytes.data(), 8), n > bytes.size() - 8))
+    return Status::Corruption(label + ": truncated header");
+  nlohmann::json header = nlohmann::json::parse(bytes.begin() + 8, bytes.begin() + 8 + int64_t(n), nullptr, false);
+  if (header.is_discarded() || !header.contains("info") || !header.contains("tensors"))
+    return Status::Corruption(label + ": not a quantized tensor's header");
+  TensorsInMemory src{label, {}, {}};
+  uint64_t offset = 8 + n;
+  try {
+    for (const auto& t : header["tensors"]) {
+      const uint64_t size = t.at(3).get<uint64_t>();
+      if (size > bytes.size() - offset) return Status::Corruption(label + ": truncated tensor data");
+      LLMQ_ASSIGN_OR_RETURN(DType dtype, parse_dtype(t.at(1).get<std::string>()));
+      TensorView v{dtype, t.at(2).get<std::vector<int64_t>>(), bytes.data() + offset, nullptr};
+      if (v.nbytes() != size) return Status::Corruption(label + ": a tensor's shape does not match its size");
+      const std::string name = t.at(0).get<std::string>();
+      src.infos[name] = TensorInfo{name, dtype, v.shape, offset, size};
+      src.views[name] = std::move(v);
+      offset += size;
+    }
+  } catch (const nlohmann::json::exception& e) {
+    return Status::Corruption(label + ": " + e.what());
+  }
+  LLMQ_ASSIGN_OR_RETURN(QuantizedModuleInfo info, module_info_from_json(header["info"], label));
+  return read_quantized_from(src, module, info);
 }
 
 static Result<QuantizedModuleInfo> module_info_from_json_unchecked(const nlohmann::json& m, const std::string& where) {

@@ -47,6 +47,10 @@ Result<QuantizedTensor> read_quantized(const SafetensorsFile& file, const std::s
 
 // One entry of quantization_config.modules: the spec, "shape", "g_idx" and "outliers".
 nlohmann::ordered_json module_info_to_json(const QuantizedTensor& q);
+// One quantized tensor as bytes (its module info and the tensors quantized_tensors writes), for
+// another process (MPI ranks); parse_quantized reads them back through read_quantized's checks.
+std::vector<uint8_t> quantized_bytes(const std::string& module, const QuantizedTensor& q);
+Result<QuantizedTensor> parse_quantized(const std::string& module, const std::vector<uint8_t>& bytes);
 Result<QuantizedModuleInfo> module_info_from_json(const nlohmann::json& m, const std::string& where);
 
 nlohmann::json spec_to_json(const QuantSpec& spec);

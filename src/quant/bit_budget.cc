@@ -161,15 +161,11 @@ Result<BitPlan> plan_bit_budget(const std::string& input_folder, const Checkpoin
       LLMQ_RETURN_IF_ERROR(calib->model().LoadBlock(layer));
       if (!in_block.empty()) {
         auto hs = plan.sensitivity == BitSensitivity::kHessian
-                      ? calib->CollectHessians(layer, in_block)
-                      : calib->CollectOutputAdaptiveHessians(layer, in_block, options.oac.per_token);
+                      ? calib->InputHessians(layer, in_block)
+                      : calib->OutputAdaptiveHessians(layer, in_block, options.oac.per_token);
         if (!hs.ok()) return hs.status();
-        std::map<const HessianAccumulator*, std::vector<float>> h_of;  // shared inputs, one H
-        for (size_t k = 0; k < in_block.size(); ++k) {
-          const HessianAccumulator* acc = (*hs)[in_block[k].module].get();
-          if (!h_of.count(acc)) h_of[acc] = acc->Hessian();
-          LLMQ_RETURN_IF_ERROR(estimate(index[k], h_of[acc].data()));
-        }
+        for (size_t k = 0; k < in_block.size(); ++k)
+          LLMQ_RETURN_IF_ERROR(estimate(index[k], (*hs)[in_block[k].module]->data()));
       }
       LLMQ_RETURN_IF_ERROR(calib->Advance(layer));  // the next block sees this one in float
       calib->model().ReleaseBlock(layer);

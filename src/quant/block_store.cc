@@ -21,7 +21,8 @@ nlohmann::ordered_json layer_report_to_json(const LayerReport& l) {
           {"awq_alpha", l.awq_alpha},  {"awq_loss", l.awq_loss},
           {"awq_loss_unscaled", l.awq_loss_unscaled}, {"awq_clip_shrink", l.awq_clip_shrink},
           {"outliers", l.outliers},    {"outlier_threshold", l.outlier_threshold},
-          {"activation_outlier_columns", l.activation_outlier_columns}};
+          {"activation_outlier_columns", l.activation_outlier_columns},
+          {"salient_fraction", l.salient_fraction}};
 }
 
 LayerReport layer_report_from_json(const nlohmann::json& j) {
@@ -45,6 +46,7 @@ LayerReport layer_report_from_json(const nlohmann::json& j) {
   l.outliers = j.at("outliers").get<int64_t>();
   l.outlier_threshold = j.at("outlier_threshold").get<double>();
   l.activation_outlier_columns = j.value("activation_outlier_columns", int64_t(0));
+  l.salient_fraction = j.value("salient_fraction", -1.0);
   return l;
 }
 
@@ -56,6 +58,33 @@ TensorToWrite float_tensor(const std::string& name, const std::vector<float>& v)
 }
 
 }  // namespace
+
+// Layout: 8-byte length of the report line's JSON, the JSON, then quantized_bytes.
+std::vector<uint8_t> pack_linear(const QuantizedLinear& l) {
+  const std::string report = layer_report_to_json(l.report).dump();
+  std::vector<uint8_t> out(8 + report.size());
+  const uint64_t n = report.size();
+  std::memcpy(out.data(), &n, 8);
+  std::memcpy(out.data() + 8, report.data(), report.size());
+  const std::vector<uint8_t> q = quantized_bytes(l.linear.module, l.q);
+  out.insert(out.end(), q.begin(), q.end());
+  return out;
+}
+
+Result<QuantizedLinear> unpack_linear(const LinearInfo& info, const std::vector<uint8_t>& bytes) {
+  uint64_t n = 0;
+  if (bytes.size() < 8 || (std::memcpy(&n, bytes.data(), 8), n > bytes.size() - 8))
+    return Status::Corruption("solved linear " + info.module + ": truncated bytes");
+  nlohmann::json report = nlohmann::json::parse(bytes.begin() + 8, bytes.begin() + 8 + int64_t(n), nullptr, false);
+  QuantizedLinear l{info, {}, {}};
+  try {
+    l.report = layer_report_from_json(report);
+  } catch (const nlohmann::json::exception& e) {
+    return Status::Corruption("solved linear " + info.module + ": " + e.what());
+  }
+  LLMQ_ASSIGN_OR_RETURN(l.q, parse_quantized(info.module, std::vector<uint8_t>(bytes.begin() + 8 + int64_t(n), bytes.end())));
+  return l;
+}
 
 Result<BlockStore> BlockStore::Open(const std::string& output_folder, const nlohmann::ordered_json& manifest,
                                     bool resume) {

@@ -26,6 +26,12 @@ struct FinishedBlock {
   std::shared_ptr<const SafetensorsFile> file;
 };
 
+// One solved linear as bytes (report line, quantized tensor), for the MPI ranks that did not
+// solve it; unpack_linear gives back the same QuantizedLinear (the tensor through read_quantized's
+// checks).
+std::vector<uint8_t> pack_linear(const QuantizedLinear& l);
+Result<QuantizedLinear> unpack_linear(const LinearInfo& info, const std::vector<uint8_t>& bytes);
+
 class BlockStore {
  public:
   // Creates the folder for `output_folder` with `manifest`, replacing a previous one, or with

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <random>
 
+#include "core/cluster.h"
 #include "io/file_util.h"
 #include "io/json_util.h"
 #include "llmq/float16.h"
@@ -214,6 +215,11 @@ std::vector<float> BlockwiseCalibrator::Activations(int64_t i) const {
 
 Status BlockwiseCalibrator::RunAll(int layer, const LinearInputHook& hook, bool keep_outputs,
                                    const WindowProgress& progress) {
+  return RunWindows(layer, 0, num_windows(), hook, keep_outputs, progress);
+}
+
+Status BlockwiseCalibrator::RunWindows(int layer, int64_t begin, int64_t end, const LinearInputHook& hook,
+                                       bool keep_outputs, const WindowProgress& progress) {
   LLMQ_RETURN_IF_ERROR(model_->LoadBlock(layer));
   // A KV cache for this block only: every window starts at position 0.
   KVCache cache;
@@ -225,14 +231,20 @@ Status BlockwiseCalibrator::RunAll(int layer, const LinearInputHook& hook, bool 
   cache.v[size_t(layer)].assign(kv, 0.0f);
   std::vector<float> x(size_t(set_.seq_len * hidden_));
   const int64_t n = num_windows();
-  for (int64_t i = 0; i < n; ++i) {
+  for (int64_t i = begin; i < end; ++i) {
     Load(i, x.data());
     cache.length = 0;
     model_->RunBlock(layer, x.data(), set_.seq_len, &cache, hook);
     if (keep_outputs) Store(i, x.data());
-    if (progress) progress(i + 1, n);
+    if (progress) progress((i + 1 - begin) * n / (end - begin), n);
   }
   return Status::Ok();
+}
+
+void BlockwiseCalibrator::BroadcastWindow(int64_t i, int owner) {
+  const Cluster& c = Cluster::World();
+  if (fp16_) c.Broadcast(act16_[size_t(i)].data(), act16_[size_t(i)].size() * 2, owner);
+  else c.Broadcast(act32_[size_t(i)].data(), act32_[size_t(i)].size() * 4, owner);
 }
 
 namespace {
@@ -360,7 +372,159 @@ Result<std::map<std::string, std::shared_ptr<std::vector<float>>>> BlockwiseCali
 }
 
 Status BlockwiseCalibrator::Advance(int layer, const WindowProgress& progress) {
-  return RunAll(layer, nullptr, true, progress);
+  const Cluster& c = Cluster::World();
+  if (!c.distributed()) return RunAll(layer, nullptr, true, progress);
+  const auto [begin, end] = c.Share(num_windows());
+  LLMQ_RETURN_IF_ERROR(RunWindows(layer, begin, end, nullptr, true, progress));
+  for (int r = 0; r < c.size(); ++r) {
+    const auto [rb, re] = c.Share(num_windows(), r);
+    for (int64_t i = rb; i < re; ++i) BroadcastWindow(i, r);
+  }
+  return Status::Ok();
+}
+
+namespace {
+
+// Every window's record of one stream (`per_window` floats each; this rank's windows' records
+// are `mine`, concatenated) handed to `consume` on rank `owner` in window order: the other ranks
+// send theirs, the owner takes them rank by rank. Tags keep the streams of one call apart.
+void feed_in_window_order(const Cluster& c, int64_t windows, int owner, int tag, const std::vector<float>& mine,
+                          int64_t per_window, const std::function<void(const float*)>& consume) {
+  if (c.rank() != owner) {
+    c.Send(mine.data(), mine.size() * sizeof(float), owner, tag);
+    return;
+  }
+  std::vector<float> theirs;
+  for (int r = 0; r < c.size(); ++r) {
+    const auto [b, e] = c.Share(windows, r);
+    const float* src = mine.data();
+    if (r != c.rank()) {
+      theirs.resize(size_t((e - b) * per_window));
+      c.Recv(theirs.data(), theirs.size() * sizeof(float), r, tag);
+      src = theirs.data();
+    }
+    for (int64_t w = 0; w < e - b; ++w) consume(src + w * per_window);
+  }
+}
+
+// The finished Hessian of `acc` (on its owner) on every rank.
+std::shared_ptr<const std::vector<float>> broadcast_hessian(const Cluster& c, const HessianAccumulator* acc,
+                                                            int64_t cols, int owner) {
+  std::vector<float> h = acc ? acc->Hessian() : std::vector<float>(size_t(cols * cols));
+  c.Broadcast(h.data(), h.size() * sizeof(float), owner);
+  return std::make_shared<const std::vector<float>>(std::move(h));
+}
+
+}  // namespace
+
+Result<HessianMatrices> BlockwiseCalibrator::InputHessians(int layer, const std::vector<LinearInfo>& linears,
+                                                           const WindowProgress& progress) {
+  const Cluster& c = Cluster::World();
+  HessianMatrices out;
+  if (!c.distributed()) {
+    LLMQ_ASSIGN_OR_RETURN(auto acc, CollectHessians(layer, linears, progress));
+    std::map<const HessianAccumulator*, std::shared_ptr<const std::vector<float>>> done;
+    for (const auto& [module, a] : acc) {
+      if (!done.count(a.get())) done[a.get()] = std::make_shared<const std::vector<float>>(a->Hessian());
+      out[module] = done[a.get()];
+    }
+    return out;
+  }
+  struct Slot {
+    LinearRole collector;
+    int64_t cols = 0;
+    std::vector<std::string> modules;
+    std::vector<float> mine;  // this rank's windows' inputs, in window order
+  };
+  std::map<int, Slot> slots;
+  for (const LinearInfo& l : linears) {
+    auto [it, fresh] = slots.try_emplace(input_slot(l.role));
+    if (fresh) it->second.collector = l.role, it->second.cols = l.cols;
+    it->second.modules.push_back(l.module);
+  }
+  std::vector<double> costs;
+  for (const auto& [id, s] : slots) costs.push_back(double(s.cols) * double(s.cols));
+  const std::vector<int> owner = c.Assign(costs);
+  const int64_t T = set_.seq_len;
+  bool short_call = false;
+  const auto [begin, end] = c.Share(num_windows());
+  LLMQ_RETURN_IF_ERROR(RunWindows(
+      layer, begin, end,
+      [&](const LinearInfo& l, const float* x, int64_t n) {
+        auto it = slots.find(input_slot(l.role));  // the block's other linears run too
+        if (it == slots.end() || it->second.collector != l.role) return;
+        Slot& s = it->second;
+        if (n != T) short_call = true;
+        s.mine.insert(s.mine.end(), x, x + n * l.cols);
+      },
+      false, progress));
+  if (short_call) return Status::Internal("a block's linear saw a partial window (distributed Hessians need whole ones)");
+  size_t k = 0;
+  for (auto& [id, s] : slots) {
+    const int o = owner[k++];
+    std::unique_ptr<HessianAccumulator> acc;
+    if (c.rank() == o) acc = std::make_unique<HessianAccumulator>(s.cols);
+    feed_in_window_order(c, num_windows(), o, id, s.mine, T * s.cols, [&](const float* x) { acc->Add(x, T); });
+    std::vector<float>().swap(s.mine);
+    auto h = broadcast_hessian(c, acc.get(), s.cols, o);
+    for (const std::string& m : s.modules) out[m] = h;
+  }
+  return out;
+}
+
+Result<HessianMatrices> BlockwiseCalibrator::OutputAdaptiveHessians(int layer, const std::vector<LinearInfo>& linears,
+                                                                    bool per_token, const WindowProgress& progress) {
+  const Cluster& c = Cluster::World();
+  HessianMatrices out;
+  if (!c.distributed()) {
+    LLMQ_ASSIGN_OR_RETURN(auto acc, CollectOutputAdaptiveHessians(layer, linears, per_token, progress));
+    for (const auto& [module, a] : acc) out[module] = std::make_shared<const std::vector<float>>(a->Hessian());
+    return out;
+  }
+  const int layers = int(model_->config().num_layers);
+  for (int l = layer; l < layers; ++l) LLMQ_RETURN_IF_ERROR(model_->LoadBlock(l));
+  // Per linear, per own window: its inputs x [T, cols], then its output gradients δ [T, rows].
+  std::map<std::string, std::vector<float>> mine;
+  std::vector<double> costs;
+  for (const LinearInfo& l : linears) {
+    if (l.layer != layer) return Status::InvalidArgument(l.module + " is not in block " + std::to_string(layer));
+    mine[l.module];
+    costs.push_back(double(l.cols) * double(l.cols + l.rows));
+  }
+  const std::vector<int> owner = c.Assign(costs);
+  const int64_t T = set_.seq_len, n = num_windows();
+  const auto [begin, end] = c.Share(n);
+  std::vector<float> x(size_t(T * hidden_));
+  internal::BackwardWorkspace workspace;
+  bool short_call = false;
+  for (int64_t i = begin; i < end; ++i) {
+    Load(i, x.data());
+    auto g = internal::backward_window(
+        *model_, layer, layer, x.data(), set_.windows[size_t(i)].data(), T,
+        [&](const LinearInfo& l, const float* xin, const float* delta, int64_t nt) {
+          auto it = mine.find(l.module);
+          if (it == mine.end()) return;
+          if (nt != T) short_call = true;
+          it->second.insert(it->second.end(), xin, xin + nt * l.cols);
+          it->second.insert(it->second.end(), delta, delta + nt * l.rows);
+        },
+        &workspace);
+    if (!g.ok()) return g.status().WithContext("OAC backward, block " + std::to_string(layer));
+    if (progress) progress((i + 1 - begin) * n / (end - begin), n);
+  }
+  if (short_call) return Status::Internal("a block's linear saw a partial window (distributed Hessians need whole ones)");
+  for (size_t k = 0; k < linears.size(); ++k) {
+    const LinearInfo& l = linears[k];
+    std::unique_ptr<HessianAccumulator> acc;
+    if (c.rank() == owner[k]) acc = std::make_unique<HessianAccumulator>(l.cols);
+    // As CollectOutputAdaptiveHessians: δ scaled back by T - 1.
+    feed_in_window_order(c, n, owner[k], int(k), mine[l.module], T * (l.cols + l.rows), [&](const float* p) {
+      add_output_adaptive(acc.get(), p, p + T * l.cols, T, l.rows, float(T - 1), per_token);
+    });
+    std::vector<float>().swap(mine[l.module]);
+    out[l.module] = broadcast_hessian(c, acc.get(), l.cols, owner[k]);
+  }
+  return out;
 }
 
 Result<std::unique_ptr<BlockwiseCalibrator>> open_calibrator(const std::string& input_folder, const Checkpoint& ckpt,
@@ -380,6 +544,7 @@ Result<std::unique_ptr<BlockwiseCalibrator>> open_calibrator(const std::string& 
   report->tokens = set.source_tokens;
   LLMQ_ASSIGN_OR_RETURN(auto calib, BlockwiseCalibrator::Create(input_folder, std::move(set), options.fp16_activations));
   report->activation_bytes = calib->activation_bytes();
+  report->ranks = Cluster::World().size();
   return calib;
 }
 

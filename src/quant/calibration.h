@@ -5,6 +5,12 @@
 // (H = 2/N sum x x^T, algorithms.md §2.4), and then runs them through the block again,
 // after it was quantized, to produce the next block's inputs: later blocks see the
 // quantization error of earlier ones. Only the current block's weights are materialized.
+//
+// Under MPI (core/cluster.h) every rank keeps every window's activations but runs only its own
+// share of them through a block (Advance, InputHessians, OutputAdaptiveHessians); the outputs
+// are then broadcast by their owners, and the inputs a Hessian needs are sent to the one rank
+// that sums them, in window order, so each Hessian is the same bits as in one process. The other
+// Collect* calls run every window on every rank (the same result everywhere, no speedup).
 #ifndef LLMQ_QUANT_CALIBRATION_H_
 #define LLMQ_QUANT_CALIBRATION_H_
 
@@ -46,6 +52,10 @@ int input_slot(LinearRole role);
 void add_output_adaptive(HessianAccumulator* h, const float* x, const float* delta, int64_t n, int64_t rows,
                          float delta_scale, bool per_token);
 
+// Finished Hessians (HessianAccumulator::Hessian()) keyed by module name; modules sharing an
+// input share the matrix.
+using HessianMatrices = std::map<std::string, std::shared_ptr<const std::vector<float>>>;
+
 class BlockwiseCalibrator {
  public:
   // The model is opened in streaming mode; the windows are embedded at once.
@@ -77,7 +87,15 @@ class BlockwiseCalibrator {
   // Loads (and keeps) blocks layer..L-1 in float: the model's weights from `layer` on are resident.
   Result<std::map<std::string, std::shared_ptr<HessianAccumulator>>> CollectOutputAdaptiveHessians(
       int layer, const std::vector<LinearInfo>& linears, bool per_token, const WindowProgress& progress = nullptr);
-  // Runs every window through block `layer`; its outputs become the stored activations.
+  // CollectHessians(...) finished, with the windows spread over the ranks: each distinct input's
+  // Hessian is summed on one rank (in window order) and broadcast to all.
+  Result<HessianMatrices> InputHessians(int layer, const std::vector<LinearInfo>& linears,
+                                        const WindowProgress& progress = nullptr);
+  // CollectOutputAdaptiveHessians(...) finished, spread over the ranks likewise (per linear).
+  Result<HessianMatrices> OutputAdaptiveHessians(int layer, const std::vector<LinearInfo>& linears, bool per_token,
+                                                 const WindowProgress& progress = nullptr);
+  // Runs every window through block `layer`; its outputs become the stored activations. Under
+  // MPI each rank runs its own windows and the outputs are broadcast.
   Status Advance(int layer, const WindowProgress& progress = nullptr);
   // The stored activations of window i, [seq_len, hidden] (for tests).
   std::vector<float> Activations(int64_t i) const;
@@ -87,6 +105,11 @@ class BlockwiseCalibrator {
   void Load(int64_t i, float* x) const;
   void Store(int64_t i, const float* x);
   Status RunAll(int layer, const LinearInputHook& hook, bool keep_outputs, const WindowProgress& progress);
+  // Windows [begin, end) only; progress is scaled to the whole of [0, num_windows()).
+  Status RunWindows(int layer, int64_t begin, int64_t end, const LinearInputHook& hook, bool keep_outputs,
+                    const WindowProgress& progress);
+  // Window i's stored activations from its owner rank to every rank.
+  void BroadcastWindow(int64_t i, int owner);
 
   std::unique_ptr<Model> model_;
   CalibrationSet set_;

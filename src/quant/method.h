@@ -131,7 +131,7 @@ std::string short_module_name(const std::string& module);
 // down with true_sequential; else one) the Hessians of the stage's inputs from `hessians`, then
 // each linear solved by `solve`. Between stages the block is left quantized when the method
 // propagates quantized blocks, so later stages see the earlier ones' error.
-using HessianSource = std::function<Result<std::map<std::string, std::shared_ptr<HessianAccumulator>>>(
+using HessianSource = std::function<Result<HessianMatrices>(
     BlockContext& ctx, const std::vector<LinearInfo>& in_stage, const BlockwiseCalibrator::WindowProgress& progress)>;
 // Solves one linear; `outlier_threshold` receives the threshold used when the solver picks one.
 using LinearSolver = std::function<Result<GptqResult>(const float* w, const LinearInfo& l, const float* hessian,

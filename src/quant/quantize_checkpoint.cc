@@ -12,6 +12,7 @@
 #include <optional>
 #include <nlohmann/json.hpp>
 
+#include "core/cluster.h"
 #include "io/checkpoint_writer.h"
 #include "io/file_util.h"
 #include "io/llmq_format.h"
@@ -85,10 +86,13 @@ nlohmann::ordered_json run_manifest(const std::string& input_folder, const Check
 }
 
 // A calibrated method over the whole model, block by block. Finished blocks go to `store`; on
-// return every block is there and report->layers holds every linear's line.
+// return every block is there and report->layers holds every linear's line. Under MPI every rank
+// runs this (the calibrator spreads the windows) and only rank 0 has a store: it alone reads and
+// writes finished blocks, and a block it resumes reaches the other ranks as dequantized weights.
 Status run_calibrated(const std::string& input_folder, const Checkpoint& ckpt, const QuantizeOptions& options,
-                      const std::vector<LinearInfo>& all, const Method& method, const BlockStore& store,
+                      const std::vector<LinearInfo>& all, const Method& method, const BlockStore* store,
                       QuantizeReport* report, Clock::time_point t0) {
+  const internal::Cluster& cluster = internal::Cluster::World();
   const ModelConfig& cfg = ckpt.config();
   const bool propagate = method.propagates_quantized(options);
   report->calibrated = true;
@@ -108,7 +112,7 @@ Status run_calibrated(const std::string& input_folder, const Checkpoint& ckpt, c
                         seconds_since(t0)});
   };
   auto stop = [&]() {
-    return Status::Cancelled("interrupted; finished blocks are kept in " + store.dir() +
+    return Status::Cancelled("interrupted; finished blocks are kept in " + (store ? store->dir() : std::string("rank 0's block store")) +
                              " (run the same command with --resume to continue)");
   };
   // The next block sees this one as the method left it: quantized weights and rewritten tensors.
@@ -117,6 +121,26 @@ Status run_calibrated(const std::string& input_folder, const Checkpoint& ckpt, c
     if (!propagate) return Status::Ok();
     for (const auto& [l, q] : linears) LLMQ_RETURN_IF_ERROR(calib->model().SetLinearWeight(l, dequantize(q)));
     for (const auto& [name, value] : rewritten) LLMQ_RETURN_IF_ERROR(calib->model().SetBlockTensor(name, value));
+    return Status::Ok();
+  };
+  // A block rank 0 resumed, on every rank: its dequantized linears and rewritten tensors.
+  auto propagate_from_root = [&](const std::vector<LinearInfo>& linears,
+                                 const std::vector<std::pair<LinearInfo, QuantizedTensor>>& quantized,
+                                 std::vector<std::pair<std::string, std::vector<float>>> rewritten) -> Status {
+    if (!propagate) return Status::Ok();
+    for (size_t k = 0; k < linears.size(); ++k) {
+      std::vector<float> w = cluster.root() ? dequantize(quantized[k].second) : std::vector<float>();
+      cluster.Broadcast(&w, 0);
+      LLMQ_RETURN_IF_ERROR(calib->model().SetLinearWeight(linears[k], w));
+    }
+    uint64_t count = rewritten.size();
+    cluster.Broadcast(&count, sizeof count, 0);
+    rewritten.resize(size_t(count));
+    for (auto& [name, value] : rewritten) {
+      cluster.Broadcast(&name, 0);
+      cluster.Broadcast(&value, 0);
+      LLMQ_RETURN_IF_ERROR(calib->model().SetBlockTensor(name, value));
+    }
     return Status::Ok();
   };
 
@@ -129,10 +153,10 @@ Status run_calibrated(const std::string& input_folder, const Checkpoint& ckpt, c
     std::vector<std::pair<LinearInfo, QuantizedTensor>> quantized;
     std::vector<std::pair<std::string, std::vector<float>>> rewritten;
     bool resumed = false;
-    if (options.resume && store.Finished(layer)) {
-      auto done = store.Read(layer);
+    if (store && options.resume && store->Finished(layer)) {
+      auto done = store->Read(layer);
       if (done.ok() && done->modules.size() == linears.size()) {
-        const std::string where = store.dir() + " block " + std::to_string(layer);
+        const std::string where = store->dir() + " block " + std::to_string(layer);
         for (const LinearInfo& l : linears) {
           if (!done->modules.count(l.module)) return Status::Corruption(where + ": no entry for " + l.module);
           LLMQ_ASSIGN_OR_RETURN(QuantizedModuleInfo mi, internal::module_info_from_json(done->modules[l.module], where));
@@ -149,6 +173,8 @@ Status run_calibrated(const std::string& input_folder, const Checkpoint& ckpt, c
         resumed = true;
       }
     }
+    cluster.Broadcast(&resumed, 0);
+    if (resumed && cluster.distributed()) LLMQ_RETURN_IF_ERROR(propagate_from_root(linears, quantized, rewritten));
     if (!resumed) {
       internal::BlockContext ctx{ckpt, *calib, layer, linears, options,
                                  [&](int64_t units, const std::string& item) { progress(layer, units, item); },
@@ -157,7 +183,7 @@ Status run_calibrated(const std::string& input_folder, const Checkpoint& ckpt, c
       if (!block.ok()) return block.status().code() == StatusCode::kCancelled ? stop() : block.status();
       if (cancelled) return stop();
       // Finished blocks are on disk before the next one starts: a crash loses at most one block.
-      LLMQ_RETURN_IF_ERROR(store.Write(layer, *block));
+      if (store) LLMQ_RETURN_IF_ERROR(store->Write(layer, *block));
       report->oac_backward_seconds += block->hessian_seconds;
       report->oac_quantize_seconds += block->solve_seconds;
       for (auto& l : block->linears) {
@@ -166,7 +192,7 @@ Status run_calibrated(const std::string& input_folder, const Checkpoint& ckpt, c
       }
       rewritten = std::move(block->rewritten);
     }
-    LLMQ_RETURN_IF_ERROR(propagate_block(quantized, rewritten));
+    if (!(resumed && cluster.distributed())) LLMQ_RETURN_IF_ERROR(propagate_block(quantized, rewritten));
     quantized.clear();
     LLMQ_RETURN_IF_ERROR(calib->Advance(layer, [&](int64_t i, int64_t) {
       progress(layer, per_block - N + i, resumed ? "replaying finished block" : "propagating");
@@ -202,11 +228,15 @@ Result<QuantizeReport> quantize_checkpoint(const std::string& input_folder, cons
   }
   for (const LinearInfo& l : ckpt->linears())
     if (!plan || plan->types.count(l.module + ".weight")) linears.push_back(l);
+  // Under MPI only rank 0 writes; the others calibrate with it (run_calibrated) and return.
+  const internal::Cluster& cluster = internal::Cluster::World();
   // Fail on an unusable output folder before hours of calibration.
-  LLMQ_ASSIGN_OR_RETURN(auto writer,
-                        internal::CheckpointWriter::Create(output_folder,
-                                                           internal::replace_policy(options.overwrite, options.force),
-                                                           options.max_shard_bytes, input_folder));
+  std::unique_ptr<internal::CheckpointWriter> writer;
+  if (cluster.root()) {
+    LLMQ_ASSIGN_OR_RETURN(writer, internal::CheckpointWriter::Create(
+                                      output_folder, internal::replace_policy(options.overwrite, options.force),
+                                      options.max_shard_bytes, input_folder));
+  }
 
   // A bit budget: every linear's spec from the menu, chosen before anything is quantized.
   internal::BitPlan bit_plan;
@@ -253,14 +283,20 @@ Result<QuantizeReport> quantize_checkpoint(const std::string& input_folder, cons
   std::optional<BlockStore> store;
   std::map<std::string, int> rewritten_by;  // non-linear tensor -> the block that rewrote it
   if (method.calibrated(options)) {
-    LLMQ_ASSIGN_OR_RETURN(store, BlockStore::Open(output_folder, run_manifest(input_folder, *ckpt, options, method),
-                                                  options.resume));
-    LLMQ_RETURN_IF_ERROR(run_calibrated(input_folder, *ckpt, options, linears, method, *store, &report, t0));
+    if (cluster.root()) {
+      LLMQ_ASSIGN_OR_RETURN(store, BlockStore::Open(output_folder, run_manifest(input_folder, *ckpt, options, method),
+                                                    options.resume));
+    }
+    LLMQ_RETURN_IF_ERROR(
+        run_calibrated(input_folder, *ckpt, options, linears, method, store ? &*store : nullptr, &report, t0));
+    if (!cluster.root()) return report;
     for (int l = 0; l < int(ckpt->config().num_layers); ++l) {
       LLMQ_ASSIGN_OR_RETURN(FinishedBlock b, store->Read(l));
       for (const auto& name : b.rewritten) rewritten_by[name] = l;
     }
   }
+
+  if (!cluster.root()) return report;  // a zero-shot method: rank 0 does it all
 
   // The output, in the input's tensor order: linears quantized (now, or taken from the block
   // store), tensors a method rewrote from the store, everything else copied.

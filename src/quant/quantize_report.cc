@@ -52,7 +52,8 @@ std::string QuantizeReport::ToJson() const {
                         {"seed", calibration.seed},
                         {"source_tokens", calibration.tokens},
                         {"activation_bytes", calibration.activation_bytes},
-                        {"resumed_blocks", calibration.resumed_blocks}};
+                        {"resumed_blocks", calibration.resumed_blocks},
+                        {"ranks", calibration.ranks}};
     j["true_sequential"] = true_sequential;
   }
   j["int8_activations"] = int8_activations;

@@ -7,7 +7,10 @@
 #include <chrono>
 #include <map>
 #include <memory>
+#include <optional>
 
+#include "core/cluster.h"
+#include "quant/block_store.h"
 #include "quant/method.h"
 
 namespace llmq::internal {
@@ -37,45 +40,56 @@ Result<BlockResult> gptq_engine_block(BlockContext& ctx, const HessianSource& he
     out.hessian_seconds += seconds_since(th);
     units += N;
     if (ctx.cancelled()) return Status::Cancelled("interrupted");
-    // One fp32 H per shared input; the fp64 accumulators are freed before the solves.
-    std::map<std::string, std::shared_ptr<const std::vector<float>>> h_of;
-    {
-      std::map<const HessianAccumulator*, std::shared_ptr<const std::vector<float>>> by_acc;
-      for (const LinearInfo& l : in_stage) {
-        const HessianAccumulator* acc = (*collected)[l.module].get();
-        if (!by_acc.count(acc)) by_acc[acc] = std::make_shared<const std::vector<float>>(acc->Hessian());
-        h_of[l.module] = by_acc[acc];
+    HessianMatrices h_of = std::move(*collected);  // one fp32 H per shared input
+    // Under MPI each linear is solved on one rank and sent to the others.
+    const Cluster& cluster = Cluster::World();
+    std::vector<double> costs;
+    for (const LinearInfo& l : in_stage) costs.push_back(double(l.cols) * double(l.cols) * double(l.rows + l.cols));
+    const std::vector<int> solver = cluster.Assign(costs);
+    std::vector<std::optional<QuantizedLinear>> solved(in_stage.size());
+    for (size_t k = 0; k < in_stage.size(); ++k) {
+      const LinearInfo& l = in_stage[k];
+      if (solver[k] == cluster.rank()) {
+        const auto tl = Clock::now();
+        const std::vector<float>& H = *h_of[l.module];
+        LLMQ_ASSIGN_OR_RETURN(std::vector<float> w, ctx.ckpt.linear_weight(l));
+        double threshold = -1.0;
+        auto g = solve(w.data(), l, H.data(), options, &threshold);
+        if (!g.ok()) return g.status().WithContext(ctx.ckpt.folder() + ": " + l.module);
+        LayerReport report = make_layer_report(l, w.data(), g->q, H.data());
+        add_gptq_stats(*g, &report);
+        solved[k] = QuantizedLinear{l, std::move(g->q), std::move(report)};
+        solved[k]->report.outlier_threshold = threshold;
+        solved[k]->report.seconds = seconds_since(tl);
+        out.solve_seconds += solved[k]->report.seconds;
+        units += N;
+        ctx.progress(units, "gptq " + short_module_name(l.module));
       }
-      collected->clear();
+      h_of.erase(l.module);  // frees H once its last linear is done
     }
-    for (const LinearInfo& l : in_stage) {
-      const auto tl = Clock::now();
-      const std::vector<float>& H = *h_of[l.module];
-      LLMQ_ASSIGN_OR_RETURN(std::vector<float> w, ctx.ckpt.linear_weight(l));
-      double threshold = -1.0;
-      auto g = solve(w.data(), l, H.data(), options, &threshold);
-      if (!g.ok()) return g.status().WithContext(ctx.ckpt.folder() + ": " + l.module);
-      LayerReport report = make_layer_report(l, w.data(), g->q, H.data());
-      add_gptq_stats(*g, &report);
-      QuantizedLinear ql{l, std::move(g->q), std::move(report)};
-      ql.report.outlier_threshold = threshold;
+    for (size_t k = 0; k < in_stage.size() && cluster.distributed(); ++k) {
+      std::vector<uint8_t> bytes = solved[k] ? pack_linear(*solved[k]) : std::vector<uint8_t>();
+      cluster.Broadcast(&bytes, solver[k]);
+      if (!solved[k]) {
+        auto got = unpack_linear(in_stage[k], bytes);
+        if (!got.ok()) return got.status().WithContext("linear solved on rank " + std::to_string(solver[k]));
+        solved[k] = std::move(*got);
+      }
+    }
+    for (size_t k = 0; k < in_stage.size(); ++k) {
       // Later stages of this block see this one quantized (true_sequential).
       if (propagates_quantized && stage + 1 < stages)
-        LLMQ_RETURN_IF_ERROR(ctx.calib.model().SetLinearWeight(l, dequantize(ql.q)));
-      ql.report.seconds = seconds_since(tl);
-      out.solve_seconds += ql.report.seconds;
-      out.linears.push_back(std::move(ql));
-      h_of.erase(l.module);  // frees H once its last linear is done
-      units += N;
-      ctx.progress(units, "gptq " + short_module_name(l.module));
+        LLMQ_RETURN_IF_ERROR(ctx.calib.model().SetLinearWeight(in_stage[k], dequantize(solved[k]->q)));
+      out.linears.push_back(std::move(*solved[k]));
     }
+    if (cluster.distributed()) ctx.progress(units = base + N * int64_t(1 + in_stage.size()), "solved");
   }
   return out;
 }
 
 HessianSource input_hessians() {
   return [](BlockContext& ctx, const std::vector<LinearInfo>& in_stage, const BlockwiseCalibrator::WindowProgress& p) {
-    return ctx.calib.CollectHessians(ctx.layer, in_stage, p);
+    return ctx.calib.InputHessians(ctx.layer, in_stage, p);
   };
 }
 

@@ -9,10 +9,9 @@ namespace llmq::internal {
 
 HessianSource output_adaptive_hessians() {
   return [](BlockContext& ctx, const std::vector<LinearInfo>& in_stage, const BlockwiseCalibrator::WindowProgress& p) {
-    return ctx.calib.CollectOutputAdaptiveHessians(ctx.layer, in_stage, ctx.options.oac.per_token,
-                                                   [&](int64_t i, int64_t n) {
-                                                     if (p) p(i, n);
-                                                   });
+    return ctx.calib.OutputAdaptiveHessians(ctx.layer, in_stage, ctx.options.oac.per_token, [&](int64_t i, int64_t n) {
+      if (p) p(i, n);
+    });
   };
 }
 
