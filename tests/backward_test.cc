@@ -383,5 +383,53 @@ TEST(QuantizeOac, WritesLoadableDeterministicOutput) {
   expect_kernels_match_dequantized(dir.file("s"), sm.vocab);
 }
 
+// OAC linear in depth (--oac-once): with the later blocks' ∂L/∂out kept from one backward pass per
+// window, each block is differentiated alone (backward_block) and gives the Hessians the per-block
+// passes through every later block give; over budget the calibrator falls back to those passes.
+TEST(OacHessian, KeptOutputGradientsGiveThePerBlockPassesHessians) {
+  for (const char* arch : {"LlamaForCausalLM", "OPTForCausalLM"}) {
+    TempDir dir;
+    test::SyntheticModel sm;
+    sm.architecture = arch;
+    sm.hidden = 32;
+    sm.intermediate = 40;
+    sm.layers = 4;
+    sm.dtype = DType::kF32;
+    test::write_synthetic_model(dir.path(), sm);
+    internal::CalibrationSet set;
+    set.seq_len = 12;
+    set.windows = test::random_windows(3, 12, sm.vocab, 29);
+    auto ck = Checkpoint::Open(dir.path());
+    ASSERT_TRUE(ck.ok());
+    auto per_block = internal::BlockwiseCalibrator::Create(dir.path(), set, false);
+    auto kept = internal::BlockwiseCalibrator::Create(dir.path(), set, false);
+    auto tiny = internal::BlockwiseCalibrator::Create(dir.path(), set, false);
+    ASSERT_TRUE(per_block.ok() && kept.ok() && tiny.ok());
+    (*kept)->KeepOutputGradients(int64_t(1) << 30);
+    (*tiny)->KeepOutputGradients(16);  // too small: the per-block passes
+    for (int layer = 0; layer < sm.layers; ++layer) {
+      std::vector<LinearInfo> block;
+      for (const LinearInfo& l : (*ck)->linears())
+        if (l.layer == layer) block.push_back(l);
+      auto a = (*per_block)->CollectOutputAdaptiveHessians(layer, block, false);
+      auto b = (*kept)->CollectOutputAdaptiveHessians(layer, block, false);
+      auto c = (*tiny)->CollectOutputAdaptiveHessians(layer, block, false);
+      ASSERT_TRUE(a.ok() && b.ok() && c.ok()) << arch;
+      for (const LinearInfo& l : block) {
+        const std::vector<float> ha = (*a)[l.module]->Hessian(), hb = (*b)[l.module]->Hessian(),
+                                 hc = (*c)[l.module]->Hessian();
+        double num = 0, den = 0;
+        for (size_t k = 0; k < ha.size(); ++k) num += double(ha[k] - hb[k]) * (ha[k] - hb[k]), den += double(ha[k]) * ha[k];
+        EXPECT_GT(den, 0.0) << arch << " " << l.module;
+        EXPECT_LT(std::sqrt(num / den), 1e-5) << arch << " " << l.module;
+        EXPECT_EQ(ha, hc) << arch << " " << l.module << ": the fallback is the per-block pass";
+      }
+      for (auto* c : {&*per_block, &*kept, &*tiny}) ASSERT_TRUE((**c).Advance(layer).ok());
+    }
+    EXPECT_TRUE((*kept)->kept_output_gradients()) << arch;
+    EXPECT_FALSE((*tiny)->kept_output_gradients()) << arch;
+  }
+}
+
 }  // namespace
 }  // namespace llmq

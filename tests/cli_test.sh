@@ -247,6 +247,11 @@ check spqr-bad-scale-bits 2 "scale bits" -- "$llmq" quantize --method spqr --cal
 check oac 0 "" -- "$llmq" quantize --method oac --bits 3 --calib "$calib" --nsamples 4 --seq-len 64 --json "$model" "$work/oac"
 json_ok method oac gptq calibration layers bits_per_weight
 check eval-oac 0 "" -- "$llmq" eval ppl "$work/oac" --data "$valid" --seq-len 64 --max-chunks 2 --json
+check oac-gradient-memory-bad 2 "oac-gradient-memory expects MiB >= 0" -- "$llmq" quantize --method oac --oac-once --oac-gradient-memory -5 --calib "$calib" "$model" "$work/oac2"
+check oac-gradient-memory-on-gptq 2 "applies to --method" -- "$llmq" quantize --method gptq --oac-gradient-memory 10 --calib "$calib" "$model" "$work/oac3"
+# --oac-once keeps the later blocks' gradients (linear in depth); the report says so.
+check oac-once-linear 0 "" -- "$llmq" quantize --method oac --oac-once --calib "$calib" --nsamples 4 --seq-len 64 --json "$model" "$work/oac4"
+python3 -c "import json,sys; sys.exit(not json.load(open('$work/out'))['oac']['linear_in_depth'])" || { echo "FAIL oac-once-linear: oac.linear_in_depth is not true"; fails=$((fails+1)); }
 check spqr-oac 0 "" -- "$llmq" quantize --method spqr+oac --bits 3 --calib "$calib" --nsamples 4 --seq-len 64 --oac-grad token --oac-once --json "$model" "$work/spqr-oac"
 json_ok method oac spqr outlier_fraction
 check oac-bad-grad 2 "sequence or token" -- "$llmq" quantize --method oac --calib "$calib" --oac-grad row "$model" "$work/o2"

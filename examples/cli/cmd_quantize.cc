@@ -95,6 +95,9 @@ const char* kHelp =
     "OAC (oac, spqr+oac):\n"
     "  --oac-grad G       sequence: H = sum_n G_n^T G_n, G_n = sum_t delta_t x_t^T; token: H = sum_t |delta_t|^2 x_t x_t^T  [sequence]\n"
     "  --oac-once         gradients of the float model (earlier blocks not quantized) instead of block by block\n"
+    "  --oac-gradient-memory MIB  with --oac-once: keep each window's gradients at every block's output\n"
+    "                     from one backward pass (time linear in depth) when they fit; 0: every block\n"
+    "                     runs its own backward through the later blocks (quadratic)  [4096]\n"
     "SpQR:\n"
     "  --outlier-threshold T  keep weights with ((w-q)/U_jj)^2 > T * mean_j var(W_j)/U_jj^2 in fp16  [0.2]\n"
     "  --target-bits X    per linear, the threshold whose bits per weight (outliers included) come closest to X\n"
@@ -138,7 +141,7 @@ int run_quantize(int argc, char** argv) {
                            "seq-len", "seed", "damp", "block-size", "act-dtype", "alpha", "awq-grid",
                            "outlier-fraction", "adpq-lambda", "adpq-gamma", "adpq-scope", "adpq-storage",
                            "scale-bits", "scale-group-rows", "zero-bits", "outlier-threshold", "target-bits", "oac-grad",
-                           "gguf-type", "salient-columns", "bit-sensitivity", "bit-menu"});
+                           "oac-gradient-memory", "gguf-type", "salient-columns", "bit-sensitivity", "bit-menu"});
   if (!args.ok()) return usage_error(args.status().message(), "quantize");
   if (args->has("help")) {
     std::fputs(kHelp, stdout);
@@ -202,10 +205,13 @@ int run_quantize(int argc, char** argv) {
   const std::string grad = args->get("oac-grad", "sequence");
   if (grad != "sequence" && grad != "token") return usage_error("--oac-grad must be sequence or token", "quantize");
   if (!takes(MethodOption::kOac))
-    for (const char* o : {"oac-grad", "oac-once"})
+    for (const char* o : {"oac-grad", "oac-once", "oac-gradient-memory"})
       if (args->has(o)) return only_for(std::string("--") + o, MethodOption::kOac);
   opt.oac.per_token = grad == "token";
   opt.oac.once = args->has("oac-once");
+  auto grad_mib = args->get_int("oac-gradient-memory", opt.oac.gradient_memory_bytes >> 20);
+  if (!grad_mib.ok() || *grad_mib < 0) return usage_error("--oac-gradient-memory expects MiB >= 0", "quantize");
+  opt.oac.gradient_memory_bytes = int64_t(*grad_mib) << 20;
   // --outlier-threshold: SpQR's weight outliers, or for every other method the activation outliers.
   const double activation_default = opt.activation_outliers.threshold > 0.0 ? opt.activation_outliers.threshold
                                     : args->has("integer-outliers")        ? kLlmInt8Threshold

@@ -53,6 +53,11 @@ struct LLMQ_EXPORT AwqOptions {
 struct LLMQ_EXPORT OacOptions {
   bool per_token = false;  // H = Σ_t ‖δ_t‖² x_t x_tᵀ instead of per sequence H = Σ_n G_nᵀG_n, G_n = Σ_t δ_t x_tᵀ
   bool once = false;       // gradients of the float model instead of block by block with the earlier blocks quantized
+  // With `once`: one backward pass per window keeps ∂L/∂out of every later block (windows x later
+  // blocks x seq_len x hidden x 4 bytes), so each block is differentiated once per window (time
+  // linear in depth) instead of once per later block (quadratic). Above this many bytes the
+  // quadratic way is used; 0 always uses it.
+  int64_t gradient_memory_bytes = int64_t(4) << 30;
 };
 
 // The method names quantize_checkpoint accepts, in the order the help texts list them.
@@ -229,6 +234,7 @@ struct LLMQ_EXPORT QuantizeReport {
   std::vector<QuantSpec> bit_menu;
   double bit_plan_bits = 0.0, bit_plan_loss = 0.0, bit_plan_seconds = 0.0;
   double oac_backward_seconds = 0.0, oac_quantize_seconds = 0.0;  // OAC: time in the backward pass / the solves
+  bool oac_linear_in_depth = false;  // OAC once: later blocks differentiated from kept gradients (OacOptions)
   double alpha = 0.0;             // when method == "smoothquant"
   bool int8_activations = false;  // the output runs with int8 activations (W8A8)
   ActivationOutlierOptions activation_outliers;  // their outlier decomposition (threshold 0: none)

@@ -293,9 +293,28 @@ struct BackwardWorkspace::Buffers {
 BackwardWorkspace::BackwardWorkspace() : buffers(new Buffers) {}
 BackwardWorkspace::~BackwardWorkspace() = default;
 
+Status backward_block(const Model& model, int layer, const float* x, const float* dout, int64_t n,
+                      const LinearGradientHook& hook, BackwardWorkspace* workspace) {
+  const Model::Impl& im = internal::ModelAccess::impl(model);
+  const ModelConfig& cfg = im.cfg;
+  if (layer < 0 || layer >= int(cfg.num_layers) || !model.block_loaded(layer))
+    return Status::InvalidArgument("backward: block " + std::to_string(layer) + " is not loaded");
+  const Block& bl = im.blocks[size_t(layer)];
+  if (!all_float(bl, cfg.family))
+    return Status::InvalidArgument("backward: block " + std::to_string(layer) + " has quantized linears (the backward pass runs in float)");
+  BackwardWorkspace local;
+  BackwardWorkspace::Buffers& ws = workspace ? *workspace->buffers : *local.buffers;
+  const int64_t d = cfg.hidden_size;
+  std::vector<float> out(static_cast<size_t>(n * d)), dx(static_cast<size_t>(n * d));
+  block_forward(im, bl, x, n, out.data(), &ws.recomputed);
+  block_backward(im, bl, x, ws.recomputed, dout, n, dx.data(), hook);
+  return Status::Ok();
+}
+
 Result<WindowGradient> backward_window(const Model& model, int first, int last_hooked, const float* x,
                                        const int32_t* tokens, int64_t n, const LinearGradientHook& hook,
-                                       BackwardWorkspace* workspace, int64_t tape_budget_bytes) {
+                                       BackwardWorkspace* workspace, int64_t tape_budget_bytes,
+                                       const BlockGradientHook& on_output_gradient) {
   const Model::Impl& im = internal::ModelAccess::impl(model);
   const ModelConfig& cfg = im.cfg;
   const int layers = int(cfg.num_layers);
@@ -379,6 +398,7 @@ Result<WindowGradient> backward_window(const Model& model, int first, int last_h
     const int64_t slot = l - (layers - kept);
     if (slot < 0) block_forward(im, bl, xin, n, scratch.data(), &recomputed);
     BlockTape& tape = slot >= 0 ? tapes[size_t(slot)] : recomputed;
+    if (on_output_gradient) on_output_gradient(l, dcur.data());
     block_backward(im, bl, xin, tape, dcur.data(), n, dnext.data(), l <= last_hooked ? hook : LinearGradientHook());
     std::swap(dcur, dnext);
   }

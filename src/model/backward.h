@@ -45,10 +45,22 @@ class BackwardWorkspace {
   std::unique_ptr<Buffers> buffers;
 };
 inline constexpr int64_t kDefaultTapeBudgetBytes = int64_t(2) << 30;
+// `on_output_gradient` (optional) receives ∂L/∂out [n, hidden] of every block l in first..L-1,
+// top down, before that block is differentiated.
+using BlockGradientHook = std::function<void(int layer, const float* dout)>;
 Result<WindowGradient> backward_window(const Model& model, int first, int last_hooked, const float* x,
                                        const int32_t* tokens, int64_t n, const LinearGradientHook& hook,
                                        BackwardWorkspace* workspace = nullptr,
-                                       int64_t tape_budget_bytes = kDefaultTapeBudgetBytes);
+                                       int64_t tape_budget_bytes = kDefaultTapeBudgetBytes,
+                                       const BlockGradientHook& on_output_gradient = nullptr);
+
+// One block differentiated from a given gradient at its output: block `layer` runs forward from x
+// [n, hidden] (keeping its intermediates), then back from dout = ∂L/∂out, calling `hook` for its
+// linears. With the dout backward_window gave on_output_gradient for this block, and the input
+// that backward_window's forward reached it with, `hook` sees what backward_window's would: so
+// one backward_window per window feeds every later block (OAC linear in depth, algorithms.md §6).
+Status backward_block(const Model& model, int layer, const float* x, const float* dout, int64_t n,
+                      const LinearGradientHook& hook, BackwardWorkspace* workspace = nullptr);
 
 }  // namespace llmq::internal
 

@@ -153,6 +153,7 @@ Result<BitPlan> plan_bit_budget(const std::string& input_folder, const Checkpoin
                                      " sensitivity needs calibration data");
     CalibrationReport unused;
     LLMQ_ASSIGN_OR_RETURN(auto calib, open_calibrator(input_folder, ckpt, options.calibration, &unused));
+    calib->KeepOutputGradients(options.oac.gradient_memory_bytes);  // the float model throughout
     for (int layer = 0; layer < int(ckpt.config().num_layers); ++layer) {
       std::vector<LinearInfo> in_block;
       std::vector<size_t> index;

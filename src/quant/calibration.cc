@@ -329,10 +329,11 @@ Result<std::map<std::string, std::shared_ptr<HessianAccumulator>>> BlockwiseCali
   std::vector<float> x(size_t(T * hidden_));
   const int64_t n = num_windows();
   internal::BackwardWorkspace workspace;
+  const GradientSource source = PlanGradients(layer, n);
   for (int64_t i = 0; i < n; ++i) {
     Load(i, x.data());
-    auto g = internal::backward_window(
-        *model_, layer, layer, x.data(), set_.windows[size_t(i)].data(), T,
+    Status st = WindowBackward(
+        layer, i, x.data(), source,
         [&](const LinearInfo& l, const float* xin, const float* delta, int64_t nt) {
           auto it = out.find(l.module);
           // δ carries the mean loss's 1/(T-1): scale it back (H's scale changes no decision, §6.4,
@@ -340,10 +341,42 @@ Result<std::map<std::string, std::shared_ptr<HessianAccumulator>>> BlockwiseCali
           if (it != out.end()) add_output_adaptive(it->second.get(), xin, delta, nt, l.rows, float(T - 1), per_token);
         },
         &workspace);
-    if (!g.ok()) return g.status().WithContext("OAC backward, block " + std::to_string(layer));
+    if (!st.ok()) return st.WithContext("OAC backward, block " + std::to_string(layer));
     if (progress) progress(i + 1, n);
   }
   return out;
+}
+
+BlockwiseCalibrator::GradientSource BlockwiseCalibrator::PlanGradients(int layer, int64_t windows) {
+  if (gradient_budget_ <= 0) return GradientSource::kFromLoss;
+  for (auto& [w, by_block] : kept_) by_block.erase(by_block.begin(), by_block.lower_bound(layer));  // done with
+  if (kept_from_ >= 0 && layer > kept_from_) return GradientSource::kKept;
+  if (kept_from_ == layer) return GradientSource::kFromLoss;  // a later stage of the block that kept them
+  const int64_t later = model_->config().num_layers - layer - 1;
+  const double bytes = double(windows) * double(later) * double(set_.seq_len) * double(hidden_) * 4.0;
+  if (later <= 0 || bytes > double(gradient_budget_)) return GradientSource::kFromLoss;
+  kept_from_ = layer;
+  kept_.clear();
+  return GradientSource::kFromLossKeeping;
+}
+
+Status BlockwiseCalibrator::WindowBackward(int layer, int64_t i, const float* x, GradientSource source,
+                                           const LinearGradientHook& hook, BackwardWorkspace* workspace) {
+  const int64_t T = set_.seq_len;
+  if (source == GradientSource::kKept) {
+    auto w = kept_.find(i);
+    if (w == kept_.end() || !w->second.count(layer))
+      return Status::Internal("no kept output gradient of window " + std::to_string(i));
+    return backward_block(*model_, layer, x, w->second[layer].data(), T, hook, workspace);
+  }
+  BlockGradientHook keep;
+  if (source == GradientSource::kFromLossKeeping)
+    keep = [&](int l, const float* dout) {
+      if (l > layer) kept_[i][l].assign(dout, dout + T * hidden_);
+    };
+  return backward_window(*model_, layer, layer, x, set_.windows[size_t(i)].data(), T, hook, workspace,
+                         kDefaultTapeBudgetBytes, keep)
+      .status();
 }
 
 Result<std::map<std::string, std::shared_ptr<std::vector<float>>>> BlockwiseCalibrator::CollectInputAbsMax(
@@ -497,10 +530,11 @@ Result<HessianMatrices> BlockwiseCalibrator::OutputAdaptiveHessians(int layer, c
   std::vector<float> x(size_t(T * hidden_));
   internal::BackwardWorkspace workspace;
   bool short_call = false;
+  const GradientSource source = PlanGradients(layer, end - begin);
   for (int64_t i = begin; i < end; ++i) {
     Load(i, x.data());
-    auto g = internal::backward_window(
-        *model_, layer, layer, x.data(), set_.windows[size_t(i)].data(), T,
+    Status st = WindowBackward(
+        layer, i, x.data(), source,
         [&](const LinearInfo& l, const float* xin, const float* delta, int64_t nt) {
           auto it = mine.find(l.module);
           if (it == mine.end()) return;
@@ -509,7 +543,7 @@ Result<HessianMatrices> BlockwiseCalibrator::OutputAdaptiveHessians(int layer, c
           it->second.insert(it->second.end(), delta, delta + nt * l.rows);
         },
         &workspace);
-    if (!g.ok()) return g.status().WithContext("OAC backward, block " + std::to_string(layer));
+    if (!st.ok()) return st.WithContext("OAC backward, block " + std::to_string(layer));
     if (progress) progress((i + 1 - begin) * n / (end - begin), n);
   }
   if (short_call) return Status::Internal("a block's linear saw a partial window (distributed Hessians need whole ones)");

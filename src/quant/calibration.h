@@ -25,6 +25,7 @@
 #include "llmq/model.h"
 #include "llmq/quantize.h"
 #include "llmq/tokenizer.h"
+#include "model/backward.h"
 
 namespace llmq::internal {
 
@@ -94,6 +95,12 @@ class BlockwiseCalibrator {
   // CollectOutputAdaptiveHessians(...) finished, spread over the ranks likewise (per linear).
   Result<HessianMatrices> OutputAdaptiveHessians(int layer, const std::vector<LinearInfo>& linears, bool per_token,
                                                  const WindowProgress& progress = nullptr);
+  // OAC with the float model's gradients (--oac-once): the first OAC call keeps, per own window,
+  // ∂L/∂out of every later block from its backward pass, when that fits in `budget_bytes`; later
+  // calls differentiate only their block from the kept gradient (backward_block). Valid only while
+  // the blocks after the first stay float and the stored activations are the float model's.
+  void KeepOutputGradients(int64_t budget_bytes) { gradient_budget_ = budget_bytes; }
+  bool kept_output_gradients() const { return kept_from_ >= 0; }
   // Runs every window through block `layer`; its outputs become the stored activations. Under
   // MPI each rank runs its own windows and the outputs are broadcast.
   Status Advance(int layer, const WindowProgress& progress = nullptr);
@@ -110,6 +117,12 @@ class BlockwiseCalibrator {
                     const WindowProgress& progress);
   // Window i's stored activations from its owner rank to every rank.
   void BroadcastWindow(int64_t i, int owner);
+  // OAC: which of the three ways block `layer`'s windows [begin, end) are differentiated (see
+  // KeepOutputGradients), then window i's backward for block `layer`'s linears.
+  enum class GradientSource { kFromLoss, kFromLossKeeping, kKept };
+  GradientSource PlanGradients(int layer, int64_t windows);
+  Status WindowBackward(int layer, int64_t i, const float* x, GradientSource source,
+                        const LinearGradientHook& hook, BackwardWorkspace* workspace);
 
   std::unique_ptr<Model> model_;
   CalibrationSet set_;
@@ -117,6 +130,9 @@ class BlockwiseCalibrator {
   int64_t hidden_ = 0;
   std::vector<std::vector<float>> act32_;
   std::vector<std::vector<uint16_t>> act16_;
+  int64_t gradient_budget_ = 0;
+  int kept_from_ = -1;  // the block whose backward pass kept the later blocks' ∂L/∂out
+  std::map<int64_t, std::map<int, std::vector<float>>> kept_;  // window -> block -> ∂L/∂out
 };
 
 // The windows of `options` for the model in input_folder (tokenized with its tokenizer unless the

@@ -199,6 +199,7 @@ Status run_calibrated(const std::string& input_folder, const Checkpoint& ckpt, c
     }));
     calib->model().ReleaseBlock(layer);
   }
+  report->oac_linear_in_depth = calib->kept_output_gradients();
   return Status::Ok();
 }
 

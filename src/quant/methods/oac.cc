@@ -9,6 +9,8 @@ namespace llmq::internal {
 
 HessianSource output_adaptive_hessians() {
   return [](BlockContext& ctx, const std::vector<LinearInfo>& in_stage, const BlockwiseCalibrator::WindowProgress& p) {
+    // The float model's gradients: one backward pass per window serves every block (linear in depth).
+    if (ctx.options.oac.once) ctx.calib.KeepOutputGradients(ctx.options.oac.gradient_memory_bytes);
     return ctx.calib.OutputAdaptiveHessians(ctx.layer, in_stage, ctx.options.oac.per_token, [&](int64_t i, int64_t n) {
       if (p) p(i, n);
     });
@@ -27,7 +29,8 @@ void oac_report_json(const QuantizeReport& r, nlohmann::ordered_json* j) {
   (*j)["oac"] = {{"grad", r.oac.per_token ? "token" : "sequence"},
                  {"once", r.oac.once},
                  {"backward_seconds", r.oac_backward_seconds},
-                 {"quantize_seconds", r.oac_quantize_seconds}};
+                 {"quantize_seconds", r.oac_quantize_seconds},
+                 {"linear_in_depth", r.oac_linear_in_depth}};
 }
 
 Method oac_method() {
