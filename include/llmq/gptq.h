@@ -20,6 +20,10 @@
 
 namespace llmq {
 
+namespace internal {
+struct HessianAccess;
+}
+
 // H = 2/N * sum over the N input rows x of x x^T, for one linear's input (width `cols`).
 // Rows are multiplied in fp32 (Eigen GEMM) and summed into fp64 every few thousand rows,
 // so long calibration runs do not lose precision.
@@ -38,7 +42,9 @@ class LLMQ_EXPORT HessianAccumulator {
   std::vector<float> Hessian() const;
 
  private:
+  friend struct internal::HessianAccess;  // MPI ranks: each adds some of the panels
   void Flush() const;
+  std::vector<uint8_t> panels_;  // the 256-column panels this one adds (empty: all)
   int64_t cols_ = 0, rows_ = 0;
   mutable int64_t pending_ = 0;
   mutable std::vector<float> partial_;  // fp32 sum since the last flush

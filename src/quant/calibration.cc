@@ -14,6 +14,7 @@
 #include "io/json_util.h"
 #include "llmq/float16.h"
 #include "model/backward.h"
+#include "quant/gptq_internal.h"
 #include "dense.h"
 
 namespace llmq::internal {
@@ -475,8 +476,14 @@ Result<HessianMatrices> BlockwiseCalibrator::InputHessians(int layer, const std:
     if (fresh) it->second.collector = l.role, it->second.cols = l.cols;
     it->second.modules.push_back(l.module);
   }
+  // Work items: the 256-column panels of every Hessian's lower triangle (panel p of a Hessian
+  // `cols` wide costs (cols - 256p) x 256), spread over the ranks.
   std::vector<double> costs;
-  for (const auto& [id, s] : slots) costs.push_back(double(s.cols) * double(s.cols));
+  for (const auto& [id, s] : slots)
+    for (int64_t p = 0; p < HessianAccess::panels(s.cols); ++p) {
+      const int64_t j0 = p * kHessianPanel;
+      costs.push_back(double(s.cols - j0) * double(std::min(kHessianPanel, s.cols - j0)));
+    }
   const std::vector<int> owner = c.Assign(costs);
   const int64_t T = set_.seq_len;
   bool short_call = false;
@@ -492,15 +499,40 @@ Result<HessianMatrices> BlockwiseCalibrator::InputHessians(int layer, const std:
       },
       false, progress));
   if (short_call) return Status::Internal("a block's linear saw a partial window (distributed Hessians need whole ones)");
-  size_t k = 0;
+  size_t first_item = 0;
   for (auto& [id, s] : slots) {
-    const int o = owner[k++];
-    std::unique_ptr<HessianAccumulator> acc;
-    if (c.rank() == o) acc = std::make_unique<HessianAccumulator>(s.cols);
-    feed_in_window_order(c, num_windows(), o, id, s.mine, T * s.cols, [&](const float* x) { acc->Add(x, T); });
+    const int64_t panels = HessianAccess::panels(s.cols);
+    std::vector<uint8_t> mine(size_t(panels), 0);
+    for (int64_t p = 0; p < panels; ++p) mine[size_t(p)] = owner[first_item + size_t(p)] == c.rank();
+    HessianAccumulator acc(s.cols);
+    HessianAccess::keep_panels(&acc, mine);
+    // Every rank adds every window, in window order, to its panels.
+    std::vector<float> theirs;
+    for (int r = 0; r < c.size(); ++r) {
+      const auto [b, e] = c.Share(num_windows(), r);
+      std::vector<float>& buf = r == c.rank() ? s.mine : theirs;
+      buf.resize(size_t((e - b) * T * s.cols));
+      c.Broadcast(buf.data(), buf.size() * sizeof(float), r);
+      for (int64_t w = 0; w < e - b; ++w) acc.Add(buf.data() + w * T * s.cols, T);
+    }
     std::vector<float>().swap(s.mine);
-    auto h = broadcast_hessian(c, acc.get(), s.cols, o);
-    for (const std::string& m : s.modules) out[m] = h;
+    // Each panel's entries (rows from its first column down) from the rank that added it.
+    std::vector<float> h = acc.Hessian(), block;
+    for (int64_t p = 0; p < panels; ++p) {
+      const int64_t j0 = p * kHessianPanel, w = std::min(kHessianPanel, s.cols - j0), rows = s.cols - j0;
+      block.resize(size_t(rows * w));
+      const int o = owner[first_item + size_t(p)];
+      if (o == c.rank())
+        for (int64_t i = 0; i < rows; ++i) std::copy_n(&h[size_t((j0 + i) * s.cols + j0)], w, &block[size_t(i * w)]);
+      c.Broadcast(block.data(), block.size() * sizeof(float), o);
+      if (o == c.rank()) continue;
+      for (int64_t i = 0; i < rows; ++i)
+        for (int64_t j = 0; j < w && j <= i; ++j)
+          h[size_t((j0 + i) * s.cols + j0 + j)] = h[size_t((j0 + j) * s.cols + j0 + i)] = block[size_t(i * w + j)];
+    }
+    first_item += size_t(panels);
+    auto shared = std::make_shared<const std::vector<float>>(std::move(h));
+    for (const std::string& m : s.modules) out[m] = shared;
   }
   return out;
 }

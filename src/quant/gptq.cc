@@ -122,12 +122,13 @@ namespace {
 
 // P += Aᵀ X on and below the diagonal (A, X [n, cols]; P [cols, cols]), in column panels of a fixed
 // width: half the flops of the full product, and the same bits for any thread count (each panel
-// is one dense::gemm of a shape fixed by cols and n).
-void add_lower_gram(const float* a, const float* x, int64_t n, int64_t cols, float* p) {
-  constexpr int64_t kWidth = 256;
-  const int64_t panels = (cols + kWidth - 1) / kWidth;
+// is one dense::gemm of a shape fixed by cols and n). `only` (if not empty) picks the panels.
+void add_lower_gram(const float* a, const float* x, int64_t n, int64_t cols, float* p, const std::vector<uint8_t>& only) {
+  constexpr int64_t kWidth = internal::kHessianPanel;
+  const int64_t panels = internal::HessianAccess::panels(cols);
 #pragma omp parallel for schedule(dynamic) if (panels > 1)
   for (int64_t i = 0; i < panels; ++i) {
+    if (!only.empty() && !only[size_t(i)]) continue;
     const int64_t j0 = i * kWidth, w = std::min(kWidth, cols - j0);
     dense::gemm(true, false, cols - j0, w, n, 1.0f, a + j0, cols, x + j0, cols, 1.0f, p + j0 * cols + j0, cols);
   }
@@ -137,7 +138,7 @@ void add_lower_gram(const float* a, const float* x, int64_t n, int64_t cols, flo
 
 void HessianAccumulator::Add(const float* x, int64_t n) {
   if (n <= 0) return;
-  add_lower_gram(x, x, n, cols_, partial_.data());  // P += XᵀX (lower triangle)
+  add_lower_gram(x, x, n, cols_, partial_.data(), panels_);  // P += XᵀX (lower triangle)
   rows_ += n;
   pending_ += n;
   if (pending_ >= kFlushRows) Flush();
@@ -148,7 +149,7 @@ void HessianAccumulator::AddWeighted(const float* x, int64_t n, const float* s) 
   std::vector<float> sx(static_cast<size_t>(n * cols_));
   dense::gemm(false, false, n, cols_, n, 1.0f, s, n, x, cols_, 0.0f, sx.data(), cols_);  // S X
   // P += (S X)ᵀ X = Xᵀ Sᵀ X, symmetric for a symmetric S: its lower triangle, as Add.
-  add_lower_gram(sx.data(), x, n, cols_, partial_.data());
+  add_lower_gram(sx.data(), x, n, cols_, partial_.data(), panels_);
   rows_ += n;
   pending_ += n;
   if (pending_ >= kFlushRows) Flush();

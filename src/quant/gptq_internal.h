@@ -12,6 +12,16 @@ namespace llmq::internal {
 using MatF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
 using RowMatF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
+// HessianAccumulator sums H's lower triangle in panels of this many columns, each the same
+// operations wherever it runs: MPI ranks split one Hessian's panels between them.
+inline constexpr int64_t kHessianPanel = 256;
+struct HessianAccess {
+  static int64_t panels(int64_t cols) { return (cols + kHessianPanel - 1) / kHessianPanel; }
+  // Only the panels p with mine[p] != 0 are added from now on; Hessian() then holds those
+  // panels' entries (rows >= the panel's first column) and zeros elsewhere.
+  static void keep_panels(HessianAccumulator* h, std::vector<uint8_t> mine) { h->panels_ = std::move(mine); }
+};
+
 // InvalidArgument naming the first non-finite weight (row, column), or a non-finite Hessian entry.
 Status check_finite(const float* w, int64_t rows, int64_t cols, const float* hessian);
 
