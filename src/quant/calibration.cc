@@ -562,7 +562,9 @@ Result<HessianMatrices> BlockwiseCalibrator::OutputAdaptiveHessians(int layer, c
   std::vector<float> x(size_t(T * hidden_));
   internal::BackwardWorkspace workspace;
   bool short_call = false;
-  const GradientSource source = PlanGradients(layer, end - begin);
+  // Decided on all the windows, as one process decides: every rank takes the same way (each
+  // keeps only its own windows' gradients, so less than the budget).
+  const GradientSource source = PlanGradients(layer, n);
   for (int64_t i = begin; i < end; ++i) {
     Load(i, x.data());
     Status st = WindowBackward(
