@@ -210,7 +210,8 @@ int run_quantize(int argc, char** argv) {
   opt.oac.per_token = grad == "token";
   opt.oac.once = args->has("oac-once");
   auto grad_mib = args->get_int("oac-gradient-memory", opt.oac.gradient_memory_bytes >> 20);
-  if (!grad_mib.ok() || *grad_mib < 0) return usage_error("--oac-gradient-memory expects MiB >= 0", "quantize");
+  if (!grad_mib.ok() || *grad_mib < 0 || *grad_mib > (int64_t(1) << 40))
+    return usage_error("--oac-gradient-memory expects MiB >= 0", "quantize");
   opt.oac.gradient_memory_bytes = int64_t(*grad_mib) << 20;
   // --outlier-threshold: SpQR's weight outliers, or for every other method the activation outliers.
   const double activation_default = opt.activation_outliers.threshold > 0.0 ? opt.activation_outliers.threshold

@@ -7,9 +7,12 @@
 #define LLMQ_IO_JSON_UTIL_H_
 
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace llmq::internal {
 
@@ -26,6 +29,26 @@ T json_int(const nlohmann::json& v) {
   throw nlohmann::json::type_error::create(302, "expected an integer in [" + std::to_string(L::min()) + ", " +
                                                     std::to_string(L::max()) + "], got " + v.dump(),
                                            &v);
+}
+
+// Bytes for another process (MPI ranks): an 8-byte little-endian length, a JSON header of that
+// length, then `payload`.
+inline std::vector<uint8_t> json_framed(const std::string& header, const std::vector<uint8_t>& payload = {}) {
+  std::vector<uint8_t> out(8 + header.size());
+  const uint64_t n = header.size();
+  std::memcpy(out.data(), &n, 8);
+  std::memcpy(out.data() + 8, header.data(), header.size());
+  out.insert(out.end(), payload.begin(), payload.end());
+  return out;
+}
+
+// The header of json_framed bytes (discarded JSON when the bytes are too short or not JSON) and
+// where the payload starts.
+inline std::pair<nlohmann::json, size_t> json_unframed(const std::vector<uint8_t>& bytes) {
+  uint64_t n = 0;
+  if (bytes.size() < 8 || (std::memcpy(&n, bytes.data(), 8), n > bytes.size() - 8))
+    return {nlohmann::json(nlohmann::json::value_t::discarded), bytes.size()};
+  return {nlohmann::json::parse(bytes.begin() + 8, bytes.begin() + 8 + int64_t(n), nullptr, false), size_t(8 + n)};
 }
 
 }  // namespace llmq::internal

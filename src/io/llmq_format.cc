@@ -5,6 +5,7 @@
 #include <cstring>
 #include <map>
 
+#include "io/json_util.h"
 #include "llmq/float16.h"
 #include "quant/ggml_blocks.h"
 
@@ -254,25 +255,19 @@ std::vector<uint8_t> quantized_bytes(const std::string& module, const QuantizedT
   std::vector<TensorToWrite> tensors = quantized_tensors(module, q);
   nlohmann::ordered_json list = nlohmann::ordered_json::array();
   for (const TensorToWrite& t : tensors) list.push_back({t.name, dtype_name(t.dtype), t.shape, t.bytes.size()});
-  const std::string header = nlohmann::ordered_json({{"info", module_info_to_json(q)}, {"tensors", list}}).dump();
-  std::vector<uint8_t> out(8 + header.size());
-  const uint64_t n = header.size();
-  std::memcpy(out.data(), &n, 8);
-  std::memcpy(out.data() + 8, header.data(), header.size());
+  std::vector<uint8_t> out =
+      json_framed(nlohmann::ordered_json({{"info", module_info_to_json(q)}, {"tensors", list}}).dump());
   for (const TensorToWrite& t : tensors) out.insert(out.end(), t.bytes.begin(), t.bytes.end());
   return out;
 }
 
 Result<QuantizedTensor> parse_quantized(const std::string& module, const std::vector<uint8_t>& bytes) {
   const std::string label = "quantized bytes of " + module;
-  uint64_t n = 0;
-  if (bytes.size() < 8 || (std::memcpy(&n, bytes.data(), 8), n > bytes.size() - 8))
-    return Status::Corruption(label + ": truncated header");
-  nlohmann::json header = nlohmann::json::parse(bytes.begin() + 8, bytes.begin() + 8 + int64_t(n), nullptr, false);
-  if (header.is_discarded() || !header.contains("info") || !header.contains("tensors"))
+  auto [header, start] = json_unframed(bytes);
+  if (header.is_discarded() || !header.is_object() || !header.contains("info") || !header.contains("tensors"))
     return Status::Corruption(label + ": not a quantized tensor's header");
   TensorsInMemory src{label, {}, {}};
-  uint64_t offset = 8 + n;
+  uint64_t offset = start;
   try {
     for (const auto& t : header["tensors"]) {
       const uint64_t size = t.at(3).get<uint64_t>();

@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "io/file_util.h"
+#include "io/json_util.h"
 #include "io/llmq_format.h"
 
 namespace llmq::internal {
@@ -59,30 +60,21 @@ TensorToWrite float_tensor(const std::string& name, const std::vector<float>& v)
 
 }  // namespace
 
-// Layout: 8-byte length of the report line's JSON, the JSON, then quantized_bytes.
+// The report line's JSON framed (json_framed) in front of quantized_bytes.
 std::vector<uint8_t> pack_linear(const QuantizedLinear& l) {
-  const std::string report = layer_report_to_json(l.report).dump();
-  std::vector<uint8_t> out(8 + report.size());
-  const uint64_t n = report.size();
-  std::memcpy(out.data(), &n, 8);
-  std::memcpy(out.data() + 8, report.data(), report.size());
-  const std::vector<uint8_t> q = quantized_bytes(l.linear.module, l.q);
-  out.insert(out.end(), q.begin(), q.end());
-  return out;
+  return json_framed(layer_report_to_json(l.report).dump(), quantized_bytes(l.linear.module, l.q));
 }
 
 Result<QuantizedLinear> unpack_linear(const LinearInfo& info, const std::vector<uint8_t>& bytes) {
-  uint64_t n = 0;
-  if (bytes.size() < 8 || (std::memcpy(&n, bytes.data(), 8), n > bytes.size() - 8))
-    return Status::Corruption("solved linear " + info.module + ": truncated bytes");
-  nlohmann::json report = nlohmann::json::parse(bytes.begin() + 8, bytes.begin() + 8 + int64_t(n), nullptr, false);
+  auto [report, start] = json_unframed(bytes);
+  if (report.is_discarded()) return Status::Corruption("solved linear " + info.module + ": truncated bytes");
   QuantizedLinear l{info, {}, {}};
   try {
     l.report = layer_report_from_json(report);
   } catch (const nlohmann::json::exception& e) {
     return Status::Corruption("solved linear " + info.module + ": " + e.what());
   }
-  LLMQ_ASSIGN_OR_RETURN(l.q, parse_quantized(info.module, std::vector<uint8_t>(bytes.begin() + 8 + int64_t(n), bytes.end())));
+  LLMQ_ASSIGN_OR_RETURN(l.q, parse_quantized(info.module, std::vector<uint8_t>(bytes.begin() + int64_t(start), bytes.end())));
   return l;
 }
 
