@@ -21,12 +21,8 @@
 
 namespace llmq::kernels::LLMQ_OUTLIER_IMPL {
 
-inline float panel_scale(const PackedWeights& w, int64_t r, int64_t g) {
-  return w.panel_scales[size_t(((r / 16) * w.ngroups + g) * 16 + r % 16)];
-}
-inline int32_t panel_zero(const PackedWeights& w, int64_t r, int64_t g) {
-  return w.panel_zeros[size_t(((r / 16) * w.ngroups + g) * 16 + r % 16)];
-}
+inline float panel_scale(const PackedWeights& w, int64_t r, int64_t g) { return w.panel_scale(r, g); }
+inline int32_t panel_zero(const PackedWeights& w, int64_t r, int64_t g) { return w.panel_zero(r, g); }
 inline int64_t group_of_packed(const PackedWeights& w, int64_t j) {
   return int64_t(std::upper_bound(w.group_start.begin(), w.group_start.end(), j) - w.group_start.begin()) - 1;
 }

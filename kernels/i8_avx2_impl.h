@@ -77,14 +77,23 @@ void panel(const PackedWeights& w, int64_t p, const int8_t* xq, const int32_t* x
         }
       }
     }
-    const size_t pg = size_t((p * ng + g) * 16);
+    using PanelZeros = PackedWeights::PanelZeros;
+    const PanelZeros zkind = w.panel_zero_kind;
     for (int h = 0; h < 2; ++h) {
-      const __m256i zeros = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w.panel_zeros.data() + pg + 8 * h));
-      const __m256 scales = _mm256_loadu_ps(w.panel_scales.data() + pg + 8 * h);
+      const size_t pg = PackedWeights::panel_index(ng, p, g, 8 * h);
+      const __m256i zeros =
+          zkind == PanelZeros::kBytes
+              ? _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w.panel_zeros.data() + pg)))
+              : _mm256_set1_epi32(w.panel_zero_constant);
+      const __m256 scales =
+          w.panel_scales_f16
+              ? _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.panel_scales16.data() + pg)))
+              : _mm256_loadu_ps(w.panel_scales.data() + pg);
       for (int t = 0; t < NT; ++t) {
-        const __m256i v =
-            _mm256_sub_epi32(acc[t][h], _mm256_mullo_epi32(zeros, _mm256_set1_epi32(xqsum[(t0 + t) * ng + g])));
-        yf[t][h] = _mm256_fmadd_ps(scales, _mm256_cvtepi32_ps(v), yf[t][h]);
+        const int32_t xs = xqsum[(t0 + t) * ng + g];
+        const __m256i zx = zkind == PanelZeros::kConstant ? _mm256_set1_epi32(w.panel_zero_constant * xs)
+                                                          : _mm256_mullo_epi32(zeros, _mm256_set1_epi32(xs));
+        yf[t][h] = _mm256_fmadd_ps(scales, _mm256_cvtepi32_ps(_mm256_sub_epi32(acc[t][h], zx)), yf[t][h]);
       }
     }
   }

@@ -56,13 +56,28 @@ struct PackedWeights {
   // rows in the VNNI order. 8-bit: per 4 columns, 64 bytes = 16 rows x 4 consecutive codes
   // (byte 4r + i = column k + i of row r). 4-bit: per 8 columns, 64 bytes, byte 4r + i =
   // column k + i (low nibble) | column k + 4 + i (high nibble). Per panel and group: 16 scales
-  // and 16 integer zero points.
+  // and 16 integer zero points, each stored as small as it is exact, since a GEMV streams them with
+  // the codes (fp32 scales and int32 zeros made 6 bits per weight of w4 g32's 4.5): scales as fp16
+  // when every scale is an fp16 value (the default scale type, ggml's blocks), else fp32; zero
+  // points (bytes, as QuantizedTensor holds them) not at all when they are one constant (symmetric
+  // grids). Every variant turns them into the same fp32 scale and int32 zero.
   bool int8_activations = false;
   int64_t panel_count = 0;               // ceil(rows / 16)
   int64_t panel_bytes = 0;               // bytes per panel = 16 * kp (8-bit) or 8 * kp (4-bit)
   std::vector<uint8_t> panels;
-  std::vector<float> panel_scales;       // [panel][group][16]
-  std::vector<int32_t> panel_zeros;      // [panel][group][16]
+  enum class PanelZeros : uint8_t { kConstant, kBytes };
+  bool panel_scales_f16 = false;
+  PanelZeros panel_zero_kind = PanelZeros::kBytes;
+  int32_t panel_zero_constant = 0;
+  std::vector<uint16_t> panel_scales16;  // [panel][group][16] when panel_scales_f16
+  std::vector<float> panel_scales;       // [panel][group][16] otherwise
+  std::vector<uint8_t> panel_zeros;      // [panel][group][16] when kBytes
+  // Index of row p * 16 + rr's entry for group g in the per-panel arrays.
+  static constexpr size_t panel_index(int64_t ngroups, int64_t p, int64_t g, int64_t rr) {
+    return size_t((p * ngroups + g) * 16 + rr);
+  }
+  float panel_scale(int64_t r, int64_t g) const;  // qgemm.cc
+  int32_t panel_zero(int64_t r, int64_t g) const;
   int panel_code(int64_t r, int64_t j) const {
     const uint8_t* p = panels.data() + (r / 16) * panel_bytes;
     const int64_t rr = r % 16;
@@ -88,7 +103,8 @@ struct PackedWeights {
   uint64_t bytes() const {  // what a GEMV streams: codes + scales + zero terms (+ outliers)
     const uint64_t outliers = 4 * (out_col.size() + out_val.size()) + 4 * (fixed_w.size() + fixed_w_scale.size()) +
                               fixed_w_hi.size() + fixed_w_lo.size();
-    if (int8_activations) return panels.size() + 4 * (panel_scales.size() + panel_zeros.size()) + outliers;
+    if (int8_activations)
+      return panels.size() + 2 * panel_scales16.size() + 4 * panel_scales.size() + panel_zeros.size() + outliers;
     return codes.size() + 4 * (scales.size() + mzero.size()) + 2 * lut.size() + outliers;
   }
   int code(int64_t r, int64_t j) const {  // packed column j of row r

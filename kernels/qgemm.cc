@@ -33,7 +33,7 @@ bool isa_supported(Isa isa) {
   const auto& f = kernels::cpu_features();
   switch (isa) {
     case Isa::kScalar: return true;
-    case Isa::kAvx2: return kernels::avx2_kernels() != nullptr && f.avx2 && f.fma;
+    case Isa::kAvx2: return kernels::avx2_kernels() != nullptr && f.avx2 && f.fma && f.f16c;
     case Isa::kAvx512: return kernels::avx512_kernels() != nullptr && f.avx512f && f.avx512bw && f.avx512vl;
   }
   return false;
@@ -93,6 +93,34 @@ ActivationOutlierStats PackedLinear::activation_outlier_stats() const {
 }
 
 namespace {
+
+// The int8 panels' scales and zero points (filled as fp32 and bytes) stored as small as they stay
+// exact (packed.h): fp16 scales, one constant zero point.
+void compact_panel_params(kernels::PackedWeights* w) {
+  using Zeros = kernels::PackedWeights::PanelZeros;
+  const bool f16 = std::all_of(w->panel_scales.begin(), w->panel_scales.end(), [](float s) {
+    const float back = fp16_to_float(float_to_fp16(s));
+    return back == s && std::signbit(back) == std::signbit(s);
+  });
+  if (f16) {
+    w->panel_scales16.resize(w->panel_scales.size());
+    for (size_t i = 0; i < w->panel_scales.size(); ++i) w->panel_scales16[i] = float_to_fp16(w->panel_scales[i]);
+    std::vector<float>().swap(w->panel_scales);
+    w->panel_scales_f16 = true;
+  }
+  // Padding rows of the last panel hold zero 0: only real rows decide the constant.
+  const auto zero = [w](int64_t r, int64_t g) {
+    return w->panel_zeros[kernels::PackedWeights::panel_index(w->ngroups, r / 16, g, r % 16)];
+  };
+  bool constant = true;
+  for (int64_t r = 0; r < w->rows && constant; ++r)
+    for (int64_t g = 0; g < w->ngroups && constant; ++g) constant = zero(r, g) == zero(0, 0);
+  if (constant) {
+    w->panel_zero_kind = Zeros::kConstant;
+    w->panel_zero_constant = w->rows == 0 || w->ngroups == 0 ? 0 : zero(0, 0);
+    std::vector<uint8_t>().swap(w->panel_zeros);
+  }
+}
 
 // What outlier k (of row r) adds to the dense part: its fp16 value, or for an in-slot outlier the
 // difference its second scale makes, (outlier_scale - scale) * (code - zero).
@@ -233,13 +261,14 @@ Result<PackedLinear> PackedLinear::Pack(const QuantizedTensor& q, const PackOpti
       if (w->int8_activations) {
         const size_t pg = size_t(((r / 16) * w->ngroups + g) * 16 + r % 16);
         w->panel_scales[pg] = s;
-        w->panel_zeros[pg] = q.zero_of(r, sg);
+        w->panel_zeros[pg] = uint8_t(q.zero_of(r, sg));  // QuantizedTensor's zeros are bytes
       } else {
         w->scales[size_t(r * w->ngroups + g)] = s;
         w->mzero[size_t(r * w->ngroups + g)] = -s * q.zero_value(r, sg) - q.min_of(r, sg);
       }
     }
   }
+  if (w->int8_activations) compact_panel_params(w.get());
   // Fixed outlier columns: their weights (dense + sparse) in a block of their own; their sparse
   // outliers are in that block, not in the CSR below.
   std::vector<bool> fixed(static_cast<size_t>(q.cols), false);
@@ -470,4 +499,20 @@ void PackedLinear::Forward(const float* x, int64_t n, float* y, Isa isa) const {
   }
 }
 
+namespace kernels {
+
+float PackedWeights::panel_scale(int64_t r, int64_t g) const {
+  const size_t i = panel_index(ngroups, r / 16, g, r % 16);
+  return panel_scales_f16 ? fp16_to_float(panel_scales16[i]) : panel_scales[i];
+}
+
+int32_t PackedWeights::panel_zero(int64_t r, int64_t g) const {
+  switch (panel_zero_kind) {
+    case PanelZeros::kConstant: return panel_zero_constant;
+    case PanelZeros::kBytes: break;
+  }
+  return panel_zeros[panel_index(ngroups, r / 16, g, r % 16)];
+}
+
+}  // namespace kernels
 }  // namespace llmq

@@ -52,7 +52,7 @@ void dequant_ref(const PackedWeights& w, int64_t r0, int64_t r1, float* out) {
     for (int64_t g = 0; g < w.ngroups; ++g) {
       const float s = w.scales[size_t(r * w.ngroups + g)], m = w.mzero[size_t(r * w.ngroups + g)];
       for (int64_t j = w.group_start[size_t(g)]; j < w.group_start[size_t(g + 1)]; ++j)
-        out[(r - r0) * w.kp + j] = s * float(w.code(r, j)) + m;
+        out[(r - r0) * w.kp + j] = std::fma(float(w.code(r, j)), s, m);  // one rounding, as the SIMD FMAs
     }
 }
 
@@ -68,9 +68,8 @@ void gemm_i8_ref(const PackedWeights& w, const int8_t* xq, const int32_t* xqsum,
           int32_t dot = 0;
           for (int64_t j = w.group_start[size_t(g)]; j < w.group_start[size_t(g + 1)]; ++j)
             dot += w.panel_code(r, j) * int32_t(xq[t * w.kp + j]);
-          const size_t pg = size_t((p * w.ngroups + g) * 16 + rr);
-          dot -= w.panel_zeros[pg] * xqsum[t * w.ngroups + g];
-          acc = std::fma(w.panel_scales[pg], float(dot), acc);
+          dot -= w.panel_zero(r, g) * xqsum[t * w.ngroups + g];
+          acc = std::fma(w.panel_scale(r, g), float(dot), acc);
         }
         y[t * w.rows + r] = acc * sx[t];
       }

@@ -23,6 +23,7 @@ struct Case {
   bool bilevel = false;  // 3-bit bilevel scales and (asym) zeros: real-valued zero points (fp32 activations only)
   bool in_slot = false;  // outliers as positions read with a second per-group scale (AdpQ's storage)
   bool lookup = false;   // lookup codes (BiLLM): random codes, levels and column classes (fp32 activations only)
+  bool fp32_scales = false;  // scales not rounded to fp16 (the int8 panels then keep them as fp32)
 };
 
 QuantizedTensor make_tensor(const Case& c, uint32_t seed) {
@@ -40,6 +41,7 @@ QuantizedTensor make_tensor(const Case& c, uint32_t seed) {
   spec.symmetric = c.sym;
   spec.lookup = c.lookup;
   if (c.bilevel) spec.scale_bits = spec.zero_bits = 3;
+  if (c.fp32_scales) spec.scale_dtype = ScaleDType::kF32;
   std::mt19937 rng(seed);
   QuantizedTensor q;
   if (c.lookup) {  // every code, level and class drawn at random; row 2 all zero levels
@@ -172,6 +174,9 @@ std::vector<Case> cases() {
   // In-slot outliers (a second per-group scale at the outliers' positions).
   out.push_back({4, 32, false, false, true, 13, 96, false, true});
   out.push_back({3, 64, true, true, true, 10, 128, false, true});
+  // fp32 scales (the int8 panels keep them as fp32; every other case has fp16 ones).
+  out.push_back({4, 32, false, false, false, 21, 128, false, false, false, true});
+  out.push_back({8, 0, true, true, false, 18, 96, false, false, false, true});
   return out;
 }
 
@@ -551,6 +556,37 @@ TEST(KernelsInt8, Avx2IsBitIdenticalToScalarWithAndWithoutVnni) {
   setenv("LLMQ_AVX2_INT8", "emulated", 1);
   expect_int8_bit_identical(Isa::kAvx2);  // vpmaddubsw emulation
   unsetenv("LLMQ_AVX2_INT8");
+}
+
+// The int8 panels keep scales and zero points as small as they stay exact: what a GEMV streams
+// per weight of w4 g32 is 4.5 bits symmetric (fp16 scales, no zeros), 4.75 with byte zeros.
+TEST(KernelsInt8, PanelParametersAreStoredAsSmallAsTheyStayExact) {
+  using Zeros = kernels::PackedWeights::PanelZeros;
+  struct Expect {
+    Case c;
+    bool f16;
+    Zeros zeros;
+    double bits;  // streamed per weight
+  };
+  const Expect expects[] = {{{4, 32, true, false, false, 64, 256}, true, Zeros::kConstant, 4.5},
+                            {{4, 32, false, false, false, 64, 256}, true, Zeros::kBytes, 4.75},
+                            {{4, 32, true, false, false, 64, 256, false, false, false, true}, false, Zeros::kConstant, 5.0},
+                            {{8, 128, false, false, false, 64, 256}, true, Zeros::kBytes, 8.1875}};
+  uint32_t seed = 40;
+  for (const Expect& e : expects) {
+    const QuantizedTensor q = make_tensor(e.c, seed++);
+    auto p = pack_int8(q);
+    ASSERT_TRUE(p.ok()) << p.status().ToString();
+    const kernels::PackedWeights& w = internal::PackedAccess::weights(*p);
+    EXPECT_EQ(w.panel_scales_f16, e.f16) << q.spec.ToString();
+    EXPECT_EQ(w.panel_zero_kind, e.zeros) << q.spec.ToString();
+    EXPECT_DOUBLE_EQ(double(w.bytes()) * 8.0 / double(q.rows * q.cols), e.bits) << q.spec.ToString();
+    for (int64_t r = 0; r < q.rows; ++r)
+      for (int64_t g = 0; g < q.num_groups(); ++g) {
+        ASSERT_EQ(w.panel_scale(r, g), q.scales[size_t(r * q.num_groups() + g)]);
+        ASSERT_EQ(w.panel_zero(r, g), q.zero_of(r, g));
+      }
+  }
 }
 
 // ||y_int8 - y_fp32|| / ||y_fp32|| of q packed with `po` against q with float activations, on x.
