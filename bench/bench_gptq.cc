@@ -59,6 +59,7 @@ BENCHMARK(BM_GptqLayer)
     ->Args({4096, 4096, 4, 128, 1})
     ->Args({11008, 4096, 4, 128, 0})
     ->Args({4096, 11008, 4, 128, 0})
+    ->Args({2048, 5632, 4, 128, 0})  // TinyLlama's down projection (docs/RESULTS.md, issue 22)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime()
     ->Iterations(1);

@@ -9,6 +9,8 @@
 #include <numeric>
 
 #include "io/llmq_format.h"
+#include "quant/block_store.h"
+#include "quant/gptq_internal.h"
 #include "llmq/float16.h"
 #include "test_util.h"
 
@@ -291,6 +293,43 @@ TEST(Gptq, ActOrderResultRoundTripsThroughTheFileFormat) {
   ASSERT_TRUE(back.ok()) << back.status().ToString();
   EXPECT_EQ(back->g_idx, res->q.g_idx);
   EXPECT_EQ(dequantize(*back), dequantize(res->q));
+}
+
+// Under MPI a wide linear is solved in row pieces on several ranks (methods/gptq.cc): GPTQ
+// quantizes every row on its own given H, so the joined pieces are the whole's bits, for plain,
+// asymmetric act-order and K-quant grids; specs whose rows share statistics are refused.
+TEST(Gptq, RowPiecesJoinToTheWholeSolve) {
+  // Wide enough that each lazy batch's update is cut into panels (cols - 128 >= 512), rows in a
+  // full chunk and a partial one (one product over all rows would differ in the last bits).
+  const int64_t rows = internal::kGptqRowChunk + 136, cols = 768;
+  auto w = test::random_normal(size_t(rows * cols), 95, 0.1f);
+  auto h = correlated_hessian(cols, 256, 96);
+  std::vector<std::pair<QuantSpec, bool>> specs = {{test::quant_spec(4, 128, true), false},
+                                                   {test::quant_spec(3, 32, false), true},
+                                                   {QuantSpec::ForGgml(GgmlType::kQ4_K), false},
+                                                   {QuantSpec::ForGgml(GgmlType::kQ6_K), false}};
+  for (const auto& [spec, act_order] : specs) {
+    GptqOptions opt;
+    opt.act_order = act_order;
+    auto whole = gptq_quantize(w.data(), rows, cols, h.data(), spec, opt);
+    ASSERT_TRUE(whole.ok()) << whole.status().ToString();
+    std::vector<QuantizedTensor> pieces;
+    const int64_t c = internal::kGptqRowChunk;
+    for (auto [b, e] : {std::pair<int64_t, int64_t>{0, c}, {c, rows}}) {
+      auto p = gptq_quantize(w.data() + b * cols, e - b, cols, h.data(), spec, opt);
+      ASSERT_TRUE(p.ok());
+      pieces.push_back(std::move(p->q));
+    }
+    auto joined = internal::join_row_pieces(std::move(pieces));
+    ASSERT_TRUE(joined.ok()) << joined.status().ToString();
+    EXPECT_EQ(internal::quantized_bytes("m", *joined), internal::quantized_bytes("m", whole->q)) << spec.ToString();
+  }
+  QuantSpec bilevel = test::quant_spec(3, 16, false);
+  bilevel.scale_bits = 3;
+  auto b = gptq_quantize(w.data(), 32, cols, h.data(), bilevel);
+  ASSERT_TRUE(b.ok());
+  std::vector<QuantizedTensor> two{b->q, b->q};
+  EXPECT_FALSE(internal::join_row_pieces(std::move(two)).ok());
 }
 
 // SpQR (algorithms.md §5): outliers are the weights whose Hessian-weighted error exceeds

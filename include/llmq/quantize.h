@@ -200,6 +200,7 @@ struct LLMQ_EXPORT LayerReport {
   int64_t activation_outlier_columns = 0;  // llm.int8 with calibration: input columns run outside int8
   double outlier_threshold = -1.0;  // SpQR: the relative threshold used (chosen with target_bits)
   double salient_fraction = -1.0;   // BiLLM: share of input columns binarized as salient (residual pairs)
+  int row_pieces = 1;  // MPI: solved in this many row pieces on different ranks (GPTQ's costliest linear)
   // Bit budgets: the spec chosen for this linear and the loss the sensitivity estimated for it.
   std::string bit_choice;
   double estimated_loss = -1.0;
@@ -213,6 +214,14 @@ struct LLMQ_EXPORT CalibrationReport {
   int64_t resumed_blocks = 0;  // blocks taken from a previous run (--resume)
   uint64_t activation_bytes = 0;  // calibration activations kept in memory
   int ranks = 1;                  // MPI ranks the windows were spread over (llmq/distributed.h)
+  // Wall time of the calibrated part (rank 0's), and the same split by what the process was doing:
+  // reading float weights, windows through blocks (OAC: the backward passes), adding to Hessians
+  // and statistics, MPI messages including waiting for other ranks, per-linear solves, writing
+  // finished blocks; `other` is the rest (tokenizing, embeddings, propagating weights).
+  double seconds = 0.0;
+  struct PhaseSeconds {
+    double load = 0.0, forward = 0.0, hessian = 0.0, exchange = 0.0, solve = 0.0, write = 0.0, other = 0.0;
+  } phase_seconds;
 };
 
 struct LLMQ_EXPORT QuantizeReport {

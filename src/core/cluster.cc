@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "core/phase_clock.h"
 #include "llmq/distributed.h"
 
 #ifdef LLMQ_HAVE_MPI
@@ -56,12 +57,14 @@ constexpr uint64_t kPiece = uint64_t(1) << 30;
 }  // namespace
 
 void Cluster::Send(const void* data, uint64_t bytes, int to, int tag) const {
+  ScopedPhase phase(Phase::kExchange);
   const auto* p = static_cast<const char*>(data);
   for (uint64_t off = 0; off < bytes; off += kPiece)
     MPI_Send(p + off, int(std::min(kPiece, bytes - off)), MPI_BYTE, to, tag, MPI_COMM_WORLD);
 }
 
 void Cluster::Recv(void* data, uint64_t bytes, int from, int tag) const {
+  ScopedPhase phase(Phase::kExchange);
   auto* p = static_cast<char*>(data);
   for (uint64_t off = 0; off < bytes; off += kPiece)
     MPI_Recv(p + off, int(std::min(kPiece, bytes - off)), MPI_BYTE, from, tag, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
@@ -69,6 +72,7 @@ void Cluster::Recv(void* data, uint64_t bytes, int from, int tag) const {
 
 void Cluster::Broadcast(void* data, uint64_t bytes, int root) const {
   if (size_ == 1) return;
+  ScopedPhase phase(Phase::kExchange);
   auto* p = static_cast<char*>(data);
   for (uint64_t off = 0; off < bytes; off += kPiece)
     MPI_Bcast(p + off, int(std::min(kPiece, bytes - off)), MPI_BYTE, root, MPI_COMM_WORLD);

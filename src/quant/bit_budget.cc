@@ -16,6 +16,7 @@
 
 #include "llmq/rtn.h"
 #include "quant/calibration.h"
+#include "quant/gptq_internal.h"
 
 namespace llmq {
 
@@ -67,9 +68,7 @@ Result<BitOption> estimate_bit_option(const float* w, int64_t rows, int64_t cols
     const int64_t r = i * rows / n;
     for (int64_t c = 0; c < cols; ++c) dw(i, c) = w[r * cols + c] - d[size_t(r * cols + c)];
   }
-  const Eigen::Map<const RowMatF> H(hessian, cols, cols);
-  const RowMatF dh = dw * H;
-  o.loss = double(dh.cwiseProduct(dw).sum()) * double(rows) / double(n);
+  o.loss = internal::hessian_weighted_square(dw.data(), n, cols, hessian) * double(rows) / double(n);
   return o;
 }
 

@@ -23,7 +23,7 @@ nlohmann::ordered_json layer_report_to_json(const LayerReport& l) {
           {"awq_loss_unscaled", l.awq_loss_unscaled}, {"awq_clip_shrink", l.awq_clip_shrink},
           {"outliers", l.outliers},    {"outlier_threshold", l.outlier_threshold},
           {"activation_outlier_columns", l.activation_outlier_columns},
-          {"salient_fraction", l.salient_fraction}};
+          {"salient_fraction", l.salient_fraction}, {"row_pieces", l.row_pieces}};
 }
 
 LayerReport layer_report_from_json(const nlohmann::json& j) {
@@ -48,6 +48,7 @@ LayerReport layer_report_from_json(const nlohmann::json& j) {
   l.outlier_threshold = j.at("outlier_threshold").get<double>();
   l.activation_outlier_columns = j.value("activation_outlier_columns", int64_t(0));
   l.salient_fraction = j.value("salient_fraction", -1.0);
+  l.row_pieces = j.value("row_pieces", 1);
   return l;
 }
 
@@ -63,6 +64,40 @@ TensorToWrite float_tensor(const std::string& name, const std::vector<float>& v)
 // The report line's JSON framed (json_framed) in front of quantized_bytes.
 std::vector<uint8_t> pack_linear(const QuantizedLinear& l) {
   return json_framed(layer_report_to_json(l.report).dump(), quantized_bytes(l.linear.module, l.q));
+}
+
+Result<QuantizedTensor> join_row_pieces(std::vector<QuantizedTensor> pieces) {
+  if (pieces.empty()) return Status::InvalidArgument("no row pieces to join");
+  QuantizedTensor out = std::move(pieces[0]);
+  const QuantSpec& spec = out.spec;
+  if (spec.scale_bits > 0 || spec.bilevel_zeros() || spec.lookup || !out.activation_outlier_columns.empty())
+    return Status::InvalidArgument("a " + spec.ToString() + " tensor's rows are not independent: cannot join row pieces");
+  // Per-row arrays grow by each piece's rows; the CSR outliers by its row pointers.
+  auto append = [](auto& dst, const auto& src) { dst.insert(dst.end(), src.begin(), src.end()); };
+  for (size_t i = 1; i < pieces.size(); ++i) {
+    QuantizedTensor& p = pieces[i];
+    if (p.cols != out.cols || p.spec.ToString() != spec.ToString() || p.g_idx != out.g_idx)
+      return Status::InvalidArgument("row pieces of different tensors");
+    append(out.codes, p.codes);
+    append(out.scales, p.scales);
+    append(out.zeros, p.zeros);
+    append(out.outlier_scales, p.outlier_scales);
+    append(out.mins, p.mins);
+    append(out.scale_codes, p.scale_codes);
+    append(out.min_codes, p.min_codes);
+    append(out.super_scales, p.super_scales);
+    if (!p.outliers.row_ptr.empty() || !out.outliers.row_ptr.empty()) {
+      if (out.outliers.row_ptr.empty()) out.outliers.row_ptr.assign(size_t(out.rows + 1), 0);
+      std::vector<int32_t> ptr = p.outliers.row_ptr;
+      if (ptr.empty()) ptr.assign(size_t(p.rows + 1), 0);
+      const int32_t base = out.outliers.row_ptr.back();
+      for (size_t r = 1; r < ptr.size(); ++r) out.outliers.row_ptr.push_back(base + ptr[r]);
+      append(out.outliers.col_idx, p.outliers.col_idx);
+      append(out.outliers.values, p.outliers.values);
+    }
+    out.rows += p.rows;
+  }
+  return out;
 }
 
 Result<QuantizedLinear> unpack_linear(const LinearInfo& info, const std::vector<uint8_t>& bytes) {

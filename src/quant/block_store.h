@@ -32,6 +32,12 @@ struct FinishedBlock {
 std::vector<uint8_t> pack_linear(const QuantizedLinear& l);
 Result<QuantizedLinear> unpack_linear(const LinearInfo& info, const std::vector<uint8_t>& bytes);
 
+// The row pieces of one tensor (consecutive rows, in order; a linear whose rows were solved on
+// different MPI ranks) as one tensor. Only what is stored per row is joined: pieces with bilevel
+// statistics, lookup codes or column-level outlier lists are refused (their rows are not
+// independent).
+Result<QuantizedTensor> join_row_pieces(std::vector<QuantizedTensor> pieces);
+
 class BlockStore {
  public:
   // Creates the folder for `output_folder` with `manifest`, replacing a previous one, or with

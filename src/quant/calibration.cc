@@ -10,6 +10,7 @@
 #include <random>
 
 #include "core/cluster.h"
+#include "core/phase_clock.h"
 #include "io/file_util.h"
 #include "io/json_util.h"
 #include "llmq/float16.h"
@@ -221,7 +222,10 @@ Status BlockwiseCalibrator::RunAll(int layer, const LinearInputHook& hook, bool 
 
 Status BlockwiseCalibrator::RunWindows(int layer, int64_t begin, int64_t end, const LinearInputHook& hook,
                                        bool keep_outputs, const WindowProgress& progress) {
-  LLMQ_RETURN_IF_ERROR(model_->LoadBlock(layer));
+  {
+    ScopedPhase phase(Phase::kLoad);
+    LLMQ_RETURN_IF_ERROR(model_->LoadBlock(layer));
+  }
   // A KV cache for this block only: every window starts at position 0.
   KVCache cache;
   cache.capacity = set_.seq_len;
@@ -233,6 +237,7 @@ Status BlockwiseCalibrator::RunWindows(int layer, int64_t begin, int64_t end, co
   std::vector<float> x(size_t(set_.seq_len * hidden_));
   const int64_t n = num_windows();
   for (int64_t i = begin; i < end; ++i) {
+    ScopedPhase phase(Phase::kForward);
     Load(i, x.data());
     cache.length = 0;
     model_->RunBlock(layer, x.data(), set_.seq_len, &cache, hook);
@@ -269,7 +274,9 @@ Result<std::map<std::string, std::shared_ptr<T>>> collect_per_slot(
   }
   LinearInputHook hook = [&](const LinearInfo& l, const float* x, int64_t n) {
     auto it = collector.find(input_slot(l.role));
-    if (it != collector.end() && it->second == l.role) add(*by_slot[it->first], x, n, l.cols);
+    if (it == collector.end() || it->second != l.role) return;
+    ScopedPhase phase(Phase::kHessian);
+    add(*by_slot[it->first], x, n, l.cols);
   };
   LLMQ_RETURN_IF_ERROR(run(hook));
   return out;
@@ -292,6 +299,7 @@ using ConstRowMap = Eigen::Map<const RowMatrixF>;
 
 void add_output_adaptive(HessianAccumulator* h, const float* x, const float* delta, int64_t n, int64_t rows,
                          float delta_scale, bool per_token) {
+  ScopedPhase phase(Phase::kHessian);
   const int64_t cols = h->cols();
   const ConstRowMap X(x, n, cols), D(delta, n, rows);
   if (per_token) {
@@ -320,7 +328,10 @@ void add_output_adaptive(HessianAccumulator* h, const float* x, const float* del
 Result<std::map<std::string, std::shared_ptr<HessianAccumulator>>> BlockwiseCalibrator::CollectOutputAdaptiveHessians(
     int layer, const std::vector<LinearInfo>& linears, bool per_token, const WindowProgress& progress) {
   const int layers = int(model_->config().num_layers);
-  for (int l = layer; l < layers; ++l) LLMQ_RETURN_IF_ERROR(model_->LoadBlock(l));
+  {
+    ScopedPhase phase(Phase::kLoad);
+    for (int l = layer; l < layers; ++l) LLMQ_RETURN_IF_ERROR(model_->LoadBlock(l));
+  }
   std::map<std::string, std::shared_ptr<HessianAccumulator>> out;
   for (const LinearInfo& l : linears) {
     if (l.layer != layer) return Status::InvalidArgument(l.module + " is not in block " + std::to_string(layer));
@@ -332,6 +343,7 @@ Result<std::map<std::string, std::shared_ptr<HessianAccumulator>>> BlockwiseCali
   internal::BackwardWorkspace workspace;
   const GradientSource source = PlanGradients(layer, n);
   for (int64_t i = 0; i < n; ++i) {
+    ScopedPhase phase(Phase::kForward);  // the backward passes
     Load(i, x.data());
     Status st = WindowBackward(
         layer, i, x.data(), source,
@@ -444,7 +456,11 @@ void feed_in_window_order(const Cluster& c, int64_t windows, int owner, int tag,
 // The finished Hessian of `acc` (on its owner) on every rank.
 std::shared_ptr<const std::vector<float>> broadcast_hessian(const Cluster& c, const HessianAccumulator* acc,
                                                             int64_t cols, int owner) {
-  std::vector<float> h = acc ? acc->Hessian() : std::vector<float>(size_t(cols * cols));
+  std::vector<float> h;
+  {
+    ScopedPhase phase(Phase::kHessian);
+    h = acc ? acc->Hessian() : std::vector<float>(size_t(cols * cols));
+  }
   c.Broadcast(h.data(), h.size() * sizeof(float), owner);
   return std::make_shared<const std::vector<float>>(std::move(h));
 }
@@ -458,6 +474,7 @@ Result<HessianMatrices> BlockwiseCalibrator::InputHessians(int layer, const std:
   if (!c.distributed()) {
     LLMQ_ASSIGN_OR_RETURN(auto acc, CollectHessians(layer, linears, progress));
     std::map<const HessianAccumulator*, std::shared_ptr<const std::vector<float>>> done;
+    ScopedPhase phase(Phase::kHessian);
     for (const auto& [module, a] : acc) {
       if (!done.count(a.get())) done[a.get()] = std::make_shared<const std::vector<float>>(a->Hessian());
       out[module] = done[a.get()];
@@ -495,6 +512,7 @@ Result<HessianMatrices> BlockwiseCalibrator::InputHessians(int layer, const std:
         if (it == slots.end() || it->second.collector != l.role) return;
         Slot& s = it->second;
         if (n != T) short_call = true;
+        ScopedPhase phase(Phase::kHessian);
         s.mine.insert(s.mine.end(), x, x + n * l.cols);
       },
       false, progress));
@@ -513,10 +531,12 @@ Result<HessianMatrices> BlockwiseCalibrator::InputHessians(int layer, const std:
       std::vector<float>& buf = r == c.rank() ? s.mine : theirs;
       buf.resize(size_t((e - b) * T * s.cols));
       c.Broadcast(buf.data(), buf.size() * sizeof(float), r);
+      ScopedPhase phase(Phase::kHessian);
       for (int64_t w = 0; w < e - b; ++w) acc.Add(buf.data() + w * T * s.cols, T);
     }
     std::vector<float>().swap(s.mine);
     // Each panel's entries (rows from its first column down) from the rank that added it.
+    ScopedPhase phase(Phase::kHessian);
     std::vector<float> h = acc.Hessian(), block;
     for (int64_t p = 0; p < panels; ++p) {
       const int64_t j0 = p * kHessianPanel, w = std::min(kHessianPanel, s.cols - j0), rows = s.cols - j0;
@@ -543,11 +563,15 @@ Result<HessianMatrices> BlockwiseCalibrator::OutputAdaptiveHessians(int layer, c
   HessianMatrices out;
   if (!c.distributed()) {
     LLMQ_ASSIGN_OR_RETURN(auto acc, CollectOutputAdaptiveHessians(layer, linears, per_token, progress));
+    ScopedPhase phase(Phase::kHessian);
     for (const auto& [module, a] : acc) out[module] = std::make_shared<const std::vector<float>>(a->Hessian());
     return out;
   }
   const int layers = int(model_->config().num_layers);
-  for (int l = layer; l < layers; ++l) LLMQ_RETURN_IF_ERROR(model_->LoadBlock(l));
+  {
+    ScopedPhase phase(Phase::kLoad);
+    for (int l = layer; l < layers; ++l) LLMQ_RETURN_IF_ERROR(model_->LoadBlock(l));
+  }
   // Per linear, per own window: its inputs x [T, cols], then its output gradients δ [T, rows].
   std::map<std::string, std::vector<float>> mine;
   std::vector<double> costs;
@@ -566,6 +590,7 @@ Result<HessianMatrices> BlockwiseCalibrator::OutputAdaptiveHessians(int layer, c
   // keeps only its own windows' gradients, so less than the budget).
   const GradientSource source = PlanGradients(layer, n);
   for (int64_t i = begin; i < end; ++i) {
+    ScopedPhase phase(Phase::kForward);  // the backward passes
     Load(i, x.data());
     Status st = WindowBackward(
         layer, i, x.data(), source,

@@ -56,6 +56,16 @@ Status check_finite(const float* w, int64_t rows, int64_t cols, const float* hes
   return Status::Ok();
 }
 
+double hessian_weighted_square(const float* e, int64_t n, int64_t cols, const float* hessian) {
+  // E H through the dense layer (this ISA's GEMM: Eigen's own product here would be the
+  // baseline build's), then the row-wise dot products with E in double.
+  std::vector<float> eh(size_t(n * cols));
+  dense::gemm(false, false, n, cols, cols, 1.0f, e, cols, hessian, cols, 0.0f, eh.data(), cols);
+  double total = 0.0;
+  for (int64_t i = 0; i < n * cols; ++i) total += double(eh[size_t(i)]) * double(e[i]);
+  return total;
+}
+
 int64_t zero_dead_columns(MatF* W, MatF* H) {
   int64_t dead = 0;
   for (int64_t j = 0; j < H->cols(); ++j)
@@ -157,26 +167,43 @@ void HessianAccumulator::AddWeighted(const float* x, int64_t n, const float* s) 
 
 void HessianAccumulator::Flush() const {
   if (pending_ == 0) return;
-  const int64_t total = cols_ * cols_;
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < total; ++i) {
-    sum_[size_t(i)] += double(partial_[size_t(i)]);
-    partial_[size_t(i)] = 0.0f;
+  // Only the entries add_lower_gram writes: each kept panel's columns, from its first row down.
+  constexpr int64_t kWidth = internal::kHessianPanel;
+  const int64_t panels = internal::HessianAccess::panels(cols_);
+#pragma omp parallel for schedule(dynamic)
+  for (int64_t p = 0; p < panels; ++p) {
+    if (!panels_.empty() && !panels_[size_t(p)]) continue;
+    const int64_t j0 = p * kWidth, j1 = std::min(cols_, j0 + kWidth);
+    for (int64_t i = j0; i < cols_; ++i)
+      for (int64_t j = j0; j < j1; ++j) {
+        sum_[size_t(i * cols_ + j)] += double(partial_[size_t(i * cols_ + j)]);
+        partial_[size_t(i * cols_ + j)] = 0.0f;
+      }
   }
   pending_ = 0;
 }
 
 std::vector<float> HessianAccumulator::Hessian() const {
   Flush();
-  std::vector<float> h(sum_.size(), 0.0f);
+  std::vector<float> h(size_t(cols_ * cols_), 0.0f);
   if (rows_ == 0) return h;
   const double s = 2.0 / double(rows_);
-  // Only the lower triangle was accumulated (add_lower_gram): mirror it.
-  for (int64_t i = 0; i < cols_; ++i)
-    for (int64_t j = 0; j <= i; ++j) {
-      const float v = float(s * sum_[size_t(i * cols_ + j)]);
-      h[size_t(i * cols_ + j)] = h[size_t(j * cols_ + i)] = v;
+  // Only the lower triangle was accumulated (add_lower_gram): mirror it, in tiles of 64 rows so
+  // that the transposed writes (64 consecutive floats per column) stay in cache.
+  constexpr int64_t kWidth = internal::kHessianPanel, kTile = 64;
+  const int64_t panels = internal::HessianAccess::panels(cols_);
+  for (int64_t p = 0; p < panels; ++p) {
+    if (!panels_.empty() && !panels_[size_t(p)]) continue;
+    const int64_t j0 = p * kWidth, j1 = std::min(cols_, j0 + kWidth);
+    for (int64_t i0 = j0; i0 < cols_; i0 += kTile) {
+      const int64_t i1 = std::min(cols_, i0 + kTile);
+      for (int64_t j = j0; j < j1; ++j)
+        for (int64_t i = std::max(i0, j); i < i1; ++i) {
+          const float v = float(s * sum_[size_t(i * cols_ + j)]);
+          h[size_t(i * cols_ + j)] = h[size_t(j * cols_ + i)] = v;
+        }
     }
+  }
   return h;
 }
 
@@ -367,9 +394,12 @@ Result<GptqResult> gptq_quantize(const float* w, int64_t rows, int64_t cols, con
     }
     // W[:, i2:] -= Err1 U[i1:i2, i2:]. Column-major matrices read row-major are their transposes:
     // W[:, i2:]ᵀ -= U[i1:i2, i2:]ᵀ Err1ᵀ.
-    if (i2 < cols)
-      dense::gemm(false, false, cols - i2, rows, count, -1.0f, U.data() + i2 * cols + i1, cols, Err1.data(), rows, 1.0f,
-                  W.data() + i2 * rows, rows);
+    // In chunks of kGptqRowChunk rows of W: a row's update is then the same arithmetic whatever
+    // the number of rows (one product's blocking depends on its shape), so row pieces solved
+    // apart (MPI ranks, methods/gptq.cc) give the whole's bits.
+    for (int64_t r0 = 0; r0 < rows && i2 < cols; r0 += internal::kGptqRowChunk)
+      dense::gemm(false, false, cols - i2, std::min(internal::kGptqRowChunk, rows - r0), count, -1.0f,
+                  U.data() + i2 * cols + i1, cols, Err1.data() + r0, rows, 1.0f, W.data() + i2 * rows + r0, rows);
   }
   res.loss = loss;
   if (tau < INFINITY) {
@@ -414,9 +444,8 @@ double output_relative_error(const float* w, const float* w_hat, int64_t rows, i
       Er(i, c) = w[r * cols + c] - w_hat[r * cols + c];
     }
   }
-  Eigen::Map<const RowMatF> H(hessian, cols, cols);
-  const double num = (Er * H).cwiseProduct(Er).sum();
-  const double den = (Wr * H).cwiseProduct(Wr).sum();
+  const double num = internal::hessian_weighted_square(Er.data(), n, cols, hessian);
+  const double den = internal::hessian_weighted_square(Wr.data(), n, cols, hessian);
   return den > 0 ? std::sqrt(std::max(0.0, num) / den) : std::sqrt(std::max(0.0, num));
 }
 

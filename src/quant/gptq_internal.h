@@ -25,6 +25,14 @@ struct HessianAccess {
 // InvalidArgument naming the first non-finite weight (row, column), or a non-finite Hessian entry.
 Status check_finite(const float* w, int64_t rows, int64_t cols, const float* hessian);
 
+// GPTQ updates the weights right of each lazy batch in chunks of this many rows; row pieces of a
+// linear that start at multiples of it are solved with the same bits as the whole.
+constexpr int64_t kGptqRowChunk = 256;
+
+// tr(E H Eᵀ) = Σ_i e_i H e_iᵀ over the n rows of E ([n, cols] row-major; H [cols, cols]), the
+// Hessian-weighted squared error of a quantization error E; the same bits for any thread count.
+double hessian_weighted_square(const float* e, int64_t n, int64_t cols, const float* hessian);
+
 // Dead inputs (H_jj = 0: the input was always zero): H_jj = 1 and the weights of that column
 // zeroed, as the reference does; returns how many.
 int64_t zero_dead_columns(MatF* W, MatF* H);

@@ -136,8 +136,11 @@ using HessianSource = std::function<Result<HessianMatrices>(
 // Solves one linear; `outlier_threshold` receives the threshold used when the solver picks one.
 using LinearSolver = std::function<Result<GptqResult>(const float* w, const LinearInfo& l, const float* hessian,
                                                       const QuantizeOptions& options, double* outlier_threshold)>;
+// rows_separable: `solve` quantizes every row on its own given H (GPTQ's solver; not SpQR's, whose
+// outlier threshold and bilevel statistics span rows): under MPI a linear may then be solved in
+// row pieces on several ranks (the same bits as one solve).
 Result<BlockResult> gptq_engine_block(BlockContext& ctx, const HessianSource& hessians, const LinearSolver& solve,
-                                      bool propagates_quantized);
+                                      bool propagates_quantized, bool rows_separable = false);
 // The pieces of the GPTQ-engine rows, for the rows that combine them.
 HessianSource input_hessians();      // GPTQ: H = 2 X Xᵀ of the layer inputs
 HessianSource output_adaptive_hessians();  // OAC

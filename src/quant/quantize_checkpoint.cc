@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/cluster.h"
+#include "core/phase_clock.h"
 #include "io/checkpoint_writer.h"
 #include "io/file_util.h"
 #include "io/llmq_format.h"
@@ -149,7 +150,10 @@ Status run_calibrated(const std::string& input_folder, const Checkpoint& ckpt, c
     std::vector<LinearInfo> linears;
     for (const LinearInfo& l : all)
       if (l.layer == layer) linears.push_back(l);
-    LLMQ_RETURN_IF_ERROR(calib->model().LoadBlock(layer));
+    {
+      internal::ScopedPhase phase(internal::Phase::kLoad);
+      LLMQ_RETURN_IF_ERROR(calib->model().LoadBlock(layer));
+    }
     std::vector<std::pair<LinearInfo, QuantizedTensor>> quantized;
     std::vector<std::pair<std::string, std::vector<float>>> rewritten;
     bool resumed = false;
@@ -183,7 +187,10 @@ Status run_calibrated(const std::string& input_folder, const Checkpoint& ckpt, c
       if (!block.ok()) return block.status().code() == StatusCode::kCancelled ? stop() : block.status();
       if (cancelled) return stop();
       // Finished blocks are on disk before the next one starts: a crash loses at most one block.
-      if (store) LLMQ_RETURN_IF_ERROR(store->Write(layer, *block));
+      if (store) {
+        internal::ScopedPhase phase(internal::Phase::kWrite);
+        LLMQ_RETURN_IF_ERROR(store->Write(layer, *block));
+      }
       report->oac_backward_seconds += block->hessian_seconds;
       report->oac_quantize_seconds += block->solve_seconds;
       for (auto& l : block->linears) {
@@ -288,8 +295,20 @@ Result<QuantizeReport> quantize_checkpoint(const std::string& input_folder, cons
       LLMQ_ASSIGN_OR_RETURN(store, BlockStore::Open(output_folder, run_manifest(input_folder, *ckpt, options, method),
                                                     options.resume));
     }
+    internal::PhaseClock& clock = internal::PhaseClock::ThisThread();
+    clock.Reset();
+    const auto tc = Clock::now();
     LLMQ_RETURN_IF_ERROR(
         run_calibrated(input_folder, *ckpt, options, linears, method, store ? &*store : nullptr, &report, t0));
+    report.calibration.seconds = seconds_since(tc);
+    const auto& ph = clock.seconds();
+    auto& out = report.calibration.phase_seconds;
+    using internal::Phase;
+    out = {ph[int(Phase::kLoad)],     ph[int(Phase::kForward)], ph[int(Phase::kHessian)], ph[int(Phase::kExchange)],
+           ph[int(Phase::kSolve)],    ph[int(Phase::kWrite)],   0.0};
+    double accounted = 0.0;
+    for (double v : ph) accounted += v;
+    out.other = std::max(0.0, report.calibration.seconds - accounted);
     if (!cluster.root()) return report;
     for (int l = 0; l < int(ckpt->config().num_layers); ++l) {
       LLMQ_ASSIGN_OR_RETURN(FinishedBlock b, store->Read(l));

@@ -53,7 +53,12 @@ std::string QuantizeReport::ToJson() const {
                         {"source_tokens", calibration.tokens},
                         {"activation_bytes", calibration.activation_bytes},
                         {"resumed_blocks", calibration.resumed_blocks},
-                        {"ranks", calibration.ranks}};
+                        {"ranks", calibration.ranks},
+                        {"seconds", calibration.seconds}};
+    const auto& ph = calibration.phase_seconds;
+    j["calibration"]["phase_seconds"] = {{"load", ph.load},         {"forward", ph.forward}, {"hessian", ph.hessian},
+                                         {"exchange", ph.exchange}, {"solve", ph.solve},     {"write", ph.write},
+                                         {"other", ph.other}};
     j["true_sequential"] = true_sequential;
   }
   j["int8_activations"] = int8_activations;
@@ -96,6 +101,7 @@ std::string QuantizeReport::ToJson() const {
       e["damp_retries"] = l.damp_retries;
       e["fell_back_to_rtn"] = l.fell_back_to_rtn;
       e["dead_columns"] = l.dead_columns;
+      if (l.row_pieces > 1) e["row_pieces"] = l.row_pieces;
       if (l.awq_alpha >= 0) {
         e["awq_alpha"] = l.awq_alpha;
         e["awq_loss"] = l.awq_loss;

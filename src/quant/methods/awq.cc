@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 
+#include "core/phase_clock.h"
 #include "quant/awq.h"
 #include "quant/method.h"
 
@@ -33,6 +34,7 @@ Result<BlockResult> awq_block_step(BlockContext& ctx, bool gptq) {
   LLMQ_ASSIGN_OR_RETURN(auto inputs, ctx.calib.CollectInputs(ctx.layer, ctx.linears, [&](int64_t i, int64_t) {
     ctx.progress(i, "collecting inputs");
   }));
+  ScopedPhase phase(Phase::kSolve);  // the search of scales and clips, then the per-linear quantization
   const auto t0 = Clock::now();
   LLMQ_ASSIGN_OR_RETURN(AwqBlock awq, awq_block(ctx.calib.model(), ctx.ckpt, ctx.layer, ctx.linears, inputs,
                                                 ctx.calib.seq_len(),
@@ -46,6 +48,7 @@ Result<BlockResult> awq_block_step(BlockContext& ctx, bool gptq) {
     const auto tl = Clock::now();
     const std::vector<float>* x = inputs[l.module].get();
     if (!h_of_input.count(x)) {
+      ScopedPhase hessian(Phase::kHessian);
       HessianAccumulator acc(l.cols);
       acc.Add(x->data(), int64_t(x->size()) / l.cols);
       h_of_input[x] = std::make_shared<const std::vector<float>>(acc.Hessian());

@@ -4,13 +4,16 @@
 // src/quant/gptq.cc). This file also holds the block step every GPTQ-engine row shares (gptq,
 // spqr, oac, spqr+oac): they differ only in where the Hessians come from and how a linear is
 // solved.
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <memory>
 #include <optional>
 
 #include "core/cluster.h"
+#include "core/phase_clock.h"
 #include "quant/block_store.h"
+#include "quant/gptq_internal.h"
 #include "quant/method.h"
 
 namespace llmq::internal {
@@ -19,10 +22,70 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
+// One solve of a block step: linear `linear` of the stage, rows [row_begin, row_end).
+struct SolveItem {
+  size_t linear;
+  int64_t row_begin, row_end, rows;
+  double cost;
+  bool whole() const { return row_begin == 0 && row_end == rows; }
+};
+
+// Cost of GPTQ on `rows` x `cols` (arbitrary units): the inverse's Cholesky factors (cols³, once
+// per solve, whatever its rows), the lazy-batch products (2 cols² per row) and the in-batch
+// rank-1 updates (about 256 cols per row at their speed). Measured on 2048 x 5632 (TinyLlama's
+// down projection, 1 thread): 1.9 s for the factors, 1.3 s for the rows (docs/RESULTS.md).
+double solve_cost(int64_t rows, int64_t cols) {
+  return double(cols) * double(cols) * double(cols) + double(rows) * double(cols) * (2.0 * double(cols) + 256.0);
+}
+
+// The largest per-rank total of `items` as the cluster assigns them.
+double busiest_rank(const Cluster& cluster, const std::vector<SolveItem>& items) {
+  std::vector<double> costs, load(size_t(cluster.size()), 0.0);
+  for (const SolveItem& it : items) costs.push_back(it.cost);
+  const std::vector<int> rank = cluster.Assign(costs);
+  for (size_t i = 0; i < items.size(); ++i) load[size_t(rank[i])] += costs[i];
+  return *std::max_element(load.begin(), load.end());
+}
+
+// The solves of a stage, in linear order. Under MPI a linear whose rows are independent may be
+// cut into one row piece per rank (pieces start at GPTQ's row chunks: the same bits as the
+// whole, gptq_internal.h) when that lowers the busiest rank's estimated load: every piece
+// repeats the cols³ factorization, so it pays only when one linear outweighs all the others
+// together (many ranks, or a dominant down projection).
+std::vector<SolveItem> plan_solve_items(const Cluster& cluster, const std::vector<LinearInfo>& linears,
+                                        const std::vector<bool>& rows_separable) {
+  std::vector<SolveItem> items;
+  for (size_t k = 0; k < linears.size(); ++k)
+    items.push_back({k, 0, linears[k].rows, linears[k].rows, solve_cost(linears[k].rows, linears[k].cols)});
+  const int ranks = cluster.size();
+  if (ranks < 2) return items;
+  // Try the costliest separable linear in pieces.
+  size_t widest = items.size();
+  for (size_t k = 0; k < linears.size(); ++k)
+    if (rows_separable[k] && (widest == items.size() || items[k].cost > items[widest].cost)) widest = k;
+  if (widest == items.size()) return items;
+  const LinearInfo& l = linears[widest];
+  const int64_t chunks = (l.rows + kGptqRowChunk - 1) / kGptqRowChunk, pieces = std::min<int64_t>(ranks, chunks);
+  if (pieces < 2) return items;
+  std::vector<SolveItem> split;
+  for (const SolveItem& it : items) {
+    if (it.linear != widest) {
+      split.push_back(it);
+      continue;
+    }
+    for (int64_t p = 0; p < pieces; ++p) {
+      const int64_t b = std::min(l.rows, chunks * p / pieces * kGptqRowChunk);
+      const int64_t e = std::min(l.rows, chunks * (p + 1) / pieces * kGptqRowChunk);
+      split.push_back({widest, b, e, l.rows, solve_cost(e - b, l.cols)});
+    }
+  }
+  return busiest_rank(cluster, split) < busiest_rank(cluster, items) ? split : items;
+}
+
 }  // namespace
 
 Result<BlockResult> gptq_engine_block(BlockContext& ctx, const HessianSource& hessians, const LinearSolver& solve,
-                                      bool propagates_quantized) {
+                                      bool propagates_quantized, bool rows_separable) {
   const QuantizeOptions& options = ctx.options;
   const int64_t N = ctx.calib.num_windows();
   const int stages = options.true_sequential ? 4 : 1;
@@ -41,46 +104,102 @@ Result<BlockResult> gptq_engine_block(BlockContext& ctx, const HessianSource& he
     units += N;
     if (ctx.cancelled()) return Status::Cancelled("interrupted");
     HessianMatrices h_of = std::move(*collected);  // one fp32 H per shared input
-    // Under MPI each linear is solved on one rank and sent to the others.
+    // Under MPI each linear is solved on one rank and sent to the others; the costliest one may
+    // be solved in row pieces when the solver's rows are independent (GPTQ: every row is
+    // quantized with the same H, so the pieces are the whole's rows, bit for bit).
     const Cluster& cluster = Cluster::World();
-    std::vector<double> costs;
-    for (const LinearInfo& l : in_stage) costs.push_back(double(l.cols) * double(l.cols) * double(l.rows + l.cols));
-    const std::vector<int> solver = cluster.Assign(costs);
-    std::vector<std::optional<QuantizedLinear>> solved(in_stage.size());
-    for (size_t k = 0; k < in_stage.size(); ++k) {
-      const LinearInfo& l = in_stage[k];
-      if (solver[k] == cluster.rank()) {
-        const auto tl = Clock::now();
-        const std::vector<float>& H = *h_of[l.module];
-        LLMQ_ASSIGN_OR_RETURN(std::vector<float> w, ctx.ckpt.linear_weight(l));
-        double threshold = -1.0;
-        auto g = solve(w.data(), l, H.data(), options, &threshold);
-        if (!g.ok()) return g.status().WithContext(ctx.ckpt.folder() + ": " + l.module);
-        LayerReport report = make_layer_report(l, w.data(), g->q, H.data());
-        add_gptq_stats(*g, &report);
-        solved[k] = QuantizedLinear{l, std::move(g->q), std::move(report)};
-        solved[k]->report.outlier_threshold = threshold;
-        solved[k]->report.seconds = seconds_since(tl);
-        out.solve_seconds += solved[k]->report.seconds;
-        units += N;
-        ctx.progress(units, "gptq " + short_module_name(l.module));
-      }
-      h_of.erase(l.module);  // frees H once its last linear is done
+    std::vector<bool> separable;
+    for (const LinearInfo& l : in_stage) {
+      const QuantSpec& spec = options.SpecFor(l.module);
+      separable.push_back(rows_separable && spec.scale_bits == 0 && !spec.bilevel_zeros() && !spec.lookup &&
+                          !(options.gptq.outlier_threshold > 0.0));
     }
-    for (size_t k = 0; k < in_stage.size() && cluster.distributed(); ++k) {
+    const std::vector<SolveItem> items = plan_solve_items(cluster, in_stage, separable);
+    std::vector<double> costs;
+    for (const SolveItem& it : items) costs.push_back(it.cost);
+    const std::vector<int> solver = cluster.Assign(costs);
+    std::vector<std::optional<QuantizedLinear>> solved(items.size());
+    for (size_t k = 0; k < items.size(); ++k) {
+      if (solver[k] != cluster.rank()) continue;
+      const SolveItem& it = items[k];
+      const LinearInfo& l = in_stage[it.linear];
+      const auto tl = Clock::now();
+      const std::vector<float>& H = *h_of[l.module];
+      std::optional<ScopedPhase> phase(Phase::kLoad);
+      LLMQ_ASSIGN_OR_RETURN(std::vector<float> w, ctx.ckpt.linear_weight(l));
+      phase.emplace(Phase::kSolve);
+      LinearInfo piece = l;
+      piece.rows = it.row_end - it.row_begin;
+      double threshold = -1.0;
+      auto g = solve(w.data() + it.row_begin * l.cols, piece, H.data(), options, &threshold);
+      if (!g.ok()) return g.status().WithContext(ctx.ckpt.folder() + ": " + l.module);
+      LayerReport report;
+      if (it.whole()) report = make_layer_report(l, w.data(), g->q, H.data());
+      add_gptq_stats(*g, &report);
+      solved[k] = QuantizedLinear{piece, std::move(g->q), std::move(report)};
+      solved[k]->report.outlier_threshold = threshold;
+      solved[k]->report.seconds = seconds_since(tl);
+      out.solve_seconds += solved[k]->report.seconds;
+      units += N;
+      ctx.progress(units, "gptq " + short_module_name(l.module));
+    }
+    for (size_t k = 0; k < items.size() && cluster.distributed(); ++k) {
       std::vector<uint8_t> bytes = solved[k] ? pack_linear(*solved[k]) : std::vector<uint8_t>();
       cluster.Broadcast(&bytes, solver[k]);
       if (!solved[k]) {
-        auto got = unpack_linear(in_stage[k], bytes);
+        LinearInfo piece = in_stage[items[k].linear];
+        piece.rows = items[k].row_end - items[k].row_begin;
+        auto got = unpack_linear(piece, bytes);
         if (!got.ok()) return got.status().WithContext("linear solved on rank " + std::to_string(solver[k]));
         solved[k] = std::move(*got);
       }
     }
+    // Every linear whole again: row pieces joined, their statistics combined, the report's errors
+    // measured on the whole (by rank 0, the one that reports).
+    std::vector<QuantizedLinear> whole;
+    for (size_t k = 0; k < items.size();) {
+      const LinearInfo& l = in_stage[items[k].linear];
+      if (items[k].whole()) {
+        whole.push_back(std::move(*solved[k]));
+        ++k;
+        continue;
+      }
+      std::vector<QuantizedTensor> pieces;
+      LayerReport report = solved[k]->report;
+      double seconds = 0.0, loss = 0.0;
+      int64_t outliers = 0;
+      size_t pieces_joined = 0;
+      for (; k < items.size() && in_stage[items[k].linear].module == l.module; ++k, ++pieces_joined) {
+        seconds += solved[k]->report.seconds;
+        loss += solved[k]->report.gptq_loss;
+        outliers += solved[k]->report.outliers;
+        pieces.push_back(std::move(solved[k]->q));
+      }
+      auto q = join_row_pieces(std::move(pieces));
+      if (!q.ok()) return q.status().WithContext(l.module);
+      if (cluster.root()) {
+        LLMQ_ASSIGN_OR_RETURN(std::vector<float> w, ctx.ckpt.linear_weight(l));
+        ScopedPhase phase(Phase::kSolve);
+        const LayerReport measured = make_layer_report(l, w.data(), *q, h_of[l.module]->data());
+        report.relative_error = measured.relative_error;
+        report.output_relative_error = measured.output_relative_error;
+        report.bits_per_weight = measured.bits_per_weight;
+      }
+      report.module = l.module;
+      report.rows = l.rows;
+      report.cols = l.cols;
+      report.seconds = seconds;
+      report.gptq_loss = loss;
+      report.outliers = outliers;
+      report.row_pieces = int(pieces_joined);
+      whole.push_back(QuantizedLinear{l, std::move(*q), std::move(report)});
+    }
+    for (const LinearInfo& l : in_stage) h_of.erase(l.module);
     for (size_t k = 0; k < in_stage.size(); ++k) {
       // Later stages of this block see this one quantized (true_sequential).
       if (propagates_quantized && stage + 1 < stages)
-        LLMQ_RETURN_IF_ERROR(ctx.calib.model().SetLinearWeight(in_stage[k], dequantize(solved[k]->q)));
-      out.linears.push_back(std::move(*solved[k]));
+        LLMQ_RETURN_IF_ERROR(ctx.calib.model().SetLinearWeight(in_stage[k], dequantize(whole[k].q)));
+      out.linears.push_back(std::move(whole[k]));
     }
     if (cluster.distributed()) ctx.progress(units = base + N * int64_t(1 + in_stage.size()), "solved");
   }
@@ -119,7 +238,9 @@ Method gptq_method() {
   m.takes = {MethodOption::kGptq, MethodOption::kActOrder, MethodOption::kTrueSequential, MethodOption::kGgmlGrid, MethodOption::kBitBudget};
   m.config_json = gptq_config_json;
   m.report_json = gptq_report_json;
-  m.quantize_block = [](BlockContext& ctx) { return gptq_engine_block(ctx, input_hessians(), gptq_solver(), true); };
+  m.quantize_block = [](BlockContext& ctx) {
+    return gptq_engine_block(ctx, input_hessians(), gptq_solver(), true, /*rows_separable=*/true);
+  };
   m.propagates_quantized = [](const QuantizeOptions&) { return true; };
   return m;
 }

@@ -40,7 +40,8 @@ Method oac_method() {
   m.config_json = config_keys({oac_config_json, gptq_config_json});
   m.report_json = report_keys({oac_report_json, gptq_report_json});
   m.quantize_block = [](BlockContext& ctx) {
-    return gptq_engine_block(ctx, output_adaptive_hessians(), gptq_solver(), oac_propagates_quantized(ctx.options));
+    return gptq_engine_block(ctx, output_adaptive_hessians(), gptq_solver(), oac_propagates_quantized(ctx.options),
+                             /*rows_separable=*/true);
   };
   m.propagates_quantized = oac_propagates_quantized;
   return m;
