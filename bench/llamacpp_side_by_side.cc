@@ -11,6 +11,7 @@
 //
 //   llmq-vs-llamacpp [--types q4_0,q4_k,q8_0] [--shapes 4096x4096,11008x4096,4096x11008,32768x4096]
 //                    [--tokens 1,8,32,128,512] [--threads 1,2] [--reps 7] [--burst 8] [--cold-mib 1024]
+//                    [--libs DIR]
 //
 // Shapes are rows x cols = out_features x in_features. Run it on a quiet machine with
 // OMP_WAIT_POLICY=PASSIVE or not as you run llmq (the policy changes llmq's numbers; the bench
@@ -230,12 +231,14 @@ int run(int argc, char** argv) {
                                             {"threads", "1,2"},
                                             {"reps", "7"},
                                             {"burst", "8"},
-                                            {"cold-mib", "1024"}};
+                                            {"cold-mib", "1024"},
+                                            {"libs", LLMQ_LLAMACPP_BINS}};
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--help") {
       std::puts("Usage: llmq-vs-llamacpp [--types q4_0,q4_k,q8_0] [--shapes RxC,...] [--tokens 1,8,...] "
-                "[--threads 1,2] [--reps 7] [--burst 8] [--cold-mib 1024]\n(JSON on stdout; see bench/llamacpp_side_by_side.cc)");
+                "[--threads 1,2] [--reps 7] [--burst 8] [--cold-mib 1024] [--libs DIR]\n(JSON on stdout; see "
+                "bench/llamacpp_side_by_side.cc; --libs: the folder of llama.cpp's libraries, default the build's)");
       return 0;
     }
     if (a.rfind("--", 0) != 0 || i + 1 >= argc || !opt.count(a.substr(2))) {
@@ -247,16 +250,16 @@ int run(int argc, char** argv) {
   ggml_log_set([](ggml_log_level level, const char* text, void*) {  // ggml's warnings and errors only
     if (level >= GGML_LOG_LEVEL_WARN) std::fputs(text, stderr);
   }, nullptr);
-  GgmlCpu cpu(LLMQ_LLAMACPP_BINS);
+  GgmlCpu cpu(opt["libs"].c_str());
   if (!cpu.ok()) {
-    std::fprintf(stderr, "llmq-vs-llamacpp: no ggml CPU backend in %s\n", LLMQ_LLAMACPP_BINS);
+    std::fprintf(stderr, "llmq-vs-llamacpp: no ggml CPU backend in %s\n", opt["libs"].c_str());
     return 1;
   }
   const int reps = std::max(1, std::stoi(opt["reps"]));
   const int burst = std::max(1, std::stoi(opt["burst"]));
   const uint64_t cold_bytes = uint64_t(std::stoll(opt["cold-mib"])) << 20;
   nlohmann::ordered_json out;
-  out["llamacpp_bins"] = LLMQ_LLAMACPP_BINS;
+  out["llamacpp_bins"] = opt["libs"];
   out["llmq_isa"] = llmq::isa_name(llmq::active_isa());
   std::vector<std::string> extra;
   for (auto b : cpu.extra()) extra.push_back(ggml_backend_buft_name(b));

@@ -159,6 +159,15 @@ PY
 # Kernel roofline: keys scripts rely on; a bad LLMQ_ISA is a clear error.
 check bench-kernels 0 "" -- "$llmq" bench kernels --rows 512 --cols 512 --tokens 16 --json
 json_ok stream_gbps w4_gemv_fraction_of_stream w4_gemv_speedup_vs_eigen w4_gemm_speedup_vs_eigen w8a8_gemm_speedup_vs_eigen isa
+# With llama.cpp's libraries (llmq-vs-llamacpp built beside llmq) the side-by-side ratios are
+# measured in the same run; with libraries that are not there they are left out, with the reason.
+if [ -x "$(dirname "$llmq")/llmq-vs-llamacpp" ]; then
+  json_ok llamacpp_w4_gemv_ratio llamacpp_w4_gemm_ratio llamacpp_gemv_shape
+  check bench-llamacpp-missing 0 "no llama.cpp ratios" -- "$llmq" bench kernels --rows 64 --cols 256 --tokens 4 --json \
+    --llamacpp-libs "$work/no-such-libs"
+  python3 -c "import json,sys; sys.exit('llamacpp_w4_gemv_ratio' in json.load(open('$work/out')))" ||
+    { echo "FAIL bench-llamacpp-missing: ratios without llama.cpp"; fails=$((fails+1)); }
+fi
 check bench-bad-isa 1 "expected scalar, avx2 or avx512" -- env LLMQ_ISA=mmx "$llmq" bench kernels --rows 64 --cols 64
 check bench-unknown 2 "available: kernels" -- "$llmq" bench gpu
 check threads-1 0 "" -- "$llmq" --threads 1 eval ppl "$model" --data "$valid" --seq-len 64 --max-chunks 2 --json
