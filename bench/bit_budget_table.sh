@@ -7,7 +7,9 @@
 # sensitivity pass uses the same windows) and print mean ± half the range. Columns: written bits
 # per weight, the mix of bit widths chosen (last seed), perplexity (TinyStories validation prefix,
 # all full windows), vs fp32, quantization wall time (plan included), peak RSS.
-# Usage: [MODELS="stories260K-hf stories5M-hf"] [LEVELS="2.5 3.25"] [SEEDS="0 1 2"] bench/bit_budget_table.sh <llmq> <shared-dir>
+# --bit-estimate gptq rows: the plan's estimate is GPTQ's own error at each spec (hessian, oac).
+# Usage: [MODELS="stories260K-hf stories5M-hf"] [LEVELS="2.5 3.25"] [SEEDS="0 1 2"]
+#        [SENSITIVITIES="weight hessian oac"] [ESTIMATES="rtn gptq"] [UNIFORM=1] bench/bit_budget_table.sh <llmq> <shared-dir>
 set -euo pipefail
 llmq=$1 shared=$2
 source "$(dirname "$0")/table_lib.sh"
@@ -19,7 +21,7 @@ for name in ${MODELS:-stories260K-hf stories5M-hf}; do
   seeds=${SEEDS:-0 1 2}
   for level in ${LEVELS:-2.5 3.25}; do
     row_prefix="| $name | $level "
-    case $level in
+    [ "${UNIFORM:-1}" = 1 ] && case $level in
       2.5)  row "$llmq" "GPTQ uniform" "w2 g32 sym" "$seeds" --method gptq --bits 2 --group-size 32 --sym
             row "$llmq" "GPTQ uniform" "w2 g64 asym" "$seeds" --method gptq --bits 2 --group-size 64 --asym ;;
       3.25) row "$llmq" "GPTQ uniform" "w3 g64 sym" "$seeds" --method gptq --bits 3 --group-size 64 --sym
@@ -27,8 +29,13 @@ for name in ${MODELS:-stories260K-hf stories5M-hf}; do
       4.25) row "$llmq" "GPTQ uniform" "w4 g64 sym" "$seeds" --method gptq --bits 4 --group-size 64 --sym
             row "$llmq" "GPTQ uniform" "w4 g128 asym" "$seeds" --method gptq --bits 4 --group-size 128 --asym ;;
     esac
-    for s in weight hessian oac; do
-      row "$llmq" "GPTQ, bit budget" "asym menu, $s sensitivity" "$seeds" --method gptq --asym --target-bits "$level" --bit-sensitivity "$s"
+    for s in ${SENSITIVITIES:-weight hessian oac}; do
+      for e in ${ESTIMATES:-rtn gptq}; do
+        [ "$e" = gptq ] && [ "$s" = weight ] && continue  # GPTQ's error needs a Hessian
+        label="asym menu, $s sensitivity"; [ "$e" = gptq ] && label="$label, gptq estimate"
+        row "$llmq" "GPTQ, bit budget" "$label" "$seeds" --method gptq --asym --target-bits "$level" --bit-sensitivity "$s" \
+          --bit-estimate "$e"
+      done
     done
   done
 done

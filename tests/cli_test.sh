@@ -229,6 +229,10 @@ check bit-budget 0 "" -- "$llmq" quantize --target-bits 3.25 --bit-menu 2:64,3:6
 json_ok method bit_budget bits_per_weight layers
 python3 -c "import json,sys; j=json.load(open(sys.argv[1])); b=j['bit_budget']; assert b['sensitivity']=='weight' and len(b['menu'])==4 and j['bits_per_weight'] <= 3.25; assert all('bit_choice' in l for l in j['layers'])" "$work/out" || { echo "FAIL: bit budget keys"; fails=$((fails+1)); }
 check bit-budget-hessian-rtn 0 "" -- "$llmq" quantize --target-bits 3 --bit-sensitivity hessian --calib "$calib" --nsamples 4 --seq-len 64 --json "$model" "$work/bb2"
+check bit-budget-gptq-estimate 0 "" -- "$llmq" quantize --method gptq --target-bits 3 --bit-estimate gptq --calib "$calib" --nsamples 4 --seq-len 64 --json "$model" "$work/bb4"
+python3 -c "import json,sys; j=json.load(open(sys.argv[1])); b=j['bit_budget']; assert b['estimate']=='gptq' and b['sensitivity']=='hessian' and j['bits_per_weight'] <= 3" "$work/out" || { echo "FAIL: gptq bit estimate keys"; fails=$((fails+1)); }
+check bit-estimate-bad 2 "must be rtn or gptq" -- "$llmq" quantize --target-bits 3 --bit-estimate foo "$model" "$work/bb3"
+check bit-estimate-no-hessian 2 "needs a Hessian" -- "$llmq" quantize --target-bits 3 --bit-estimate gptq "$model" "$work/bb3"
 check bit-budget-no-calib 2 "needs calibration data" -- "$llmq" quantize --target-bits 3 --bit-sensitivity hessian "$model" "$work/bb3"
 check bit-budget-bad-menu 2 "bits:group pairs" -- "$llmq" quantize --target-bits 3 --bit-menu 3-64 "$model" "$work/bb3"
 check bit-budget-too-low 1 "smallest spec" -- "$llmq" quantize --target-bits 1.5 "$model" "$work/bb3"

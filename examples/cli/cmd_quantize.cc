@@ -107,6 +107,8 @@ const char* kHelp =
     "  --bit-sensitivity S  weight (||W-Q||^2, no data), hessian (tr(dW H dW^T) of the float model's inputs; needs\n"
     "                     --calib), oac (the same with OAC's output-adaptive H)  [hessian with --calib, else weight]\n"
     "  --bit-menu M       bits:group pairs, e.g. 2:64,3:128,4:128      [2,3,4 x 32,64,128 and 8:128]\n"
+    "  --bit-estimate E   rtn (Q = round to nearest at each spec) or gptq (Q = GPTQ at each spec with the\n"
+    "                     sensitivity's H: the error GPTQ will make; hessian or oac sensitivity)  [rtn]\n"
     "  --simplified-outliers  fit each group to all its weights (SpQR's simplified_outliers) instead of\n"
     "                     leaving its likely outliers out first (the leave-one-out pass)\n"
     "AdpQ (no calibration data):\n"
@@ -141,7 +143,7 @@ int run_quantize(int argc, char** argv) {
                            "seq-len", "seed", "damp", "block-size", "act-dtype", "alpha", "awq-grid",
                            "outlier-fraction", "adpq-lambda", "adpq-gamma", "adpq-scope", "adpq-storage",
                            "scale-bits", "scale-group-rows", "zero-bits", "outlier-threshold", "target-bits", "oac-grad",
-                           "oac-gradient-memory", "gguf-type", "salient-columns", "bit-sensitivity", "bit-menu"});
+                           "oac-gradient-memory", "gguf-type", "salient-columns", "bit-sensitivity", "bit-menu", "bit-estimate"});
   if (!args.ok()) return usage_error(args.status().message(), "quantize");
   if (args->has("help")) {
     std::fputs(kHelp, stdout);
@@ -228,13 +230,16 @@ int run_quantize(int argc, char** argv) {
                        "awq+gptq, oac and adpq (a bit budget over the linears) only",
                        "quantize");
   if (!bit_budget)
-    for (const char* o : {"bit-sensitivity", "bit-menu"})
+    for (const char* o : {"bit-sensitivity", "bit-menu", "bit-estimate"})
       if (args->has(o)) return usage_error(std::string("--") + o + " goes with --target-bits (a bit budget)", "quantize");
   const std::string sensitivity = args->get("bit-sensitivity", "default");
   if (sensitivity == "weight") opt.bit_sensitivity = BitSensitivity::kWeight;
   else if (sensitivity == "hessian") opt.bit_sensitivity = BitSensitivity::kHessian;
   else if (sensitivity == "oac") opt.bit_sensitivity = BitSensitivity::kOutputAdaptive;
   else if (sensitivity != "default") return usage_error("--bit-sensitivity must be weight, hessian or oac", "quantize");
+  const std::string estimate = args->get("bit-estimate", "rtn");
+  if (estimate == "gptq") opt.bit_estimate = BitEstimate::kGptq;
+  else if (estimate != "rtn") return usage_error("--bit-estimate must be rtn or gptq", "quantize");
   if (args->has("bit-menu")) {  // "2:64,3:128,8:128": bits:group pairs on the base spec
     const std::string menu = args->get("bit-menu");
     size_t pos = 0;

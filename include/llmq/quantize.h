@@ -86,6 +86,10 @@ enum class MethodOption {
 // output-adaptive Hessians; Q the RTN quantization at that spec. kDefault: kHessian when
 // calibration data is given, else kWeight.
 enum class BitSensitivity { kDefault, kWeight, kHessian, kOutputAdaptive };
+// What Q is in a bit budget's estimates: kRtn (round to nearest at each spec), or kGptq (GPTQ at
+// each spec with the sensitivity's Hessian: the error the GPTQ-engine methods will make; needs the
+// hessian or oac sensitivity, and costs one GPTQ solve per linear and menu entry).
+enum class BitEstimate { kRtn, kGptq };
 LLMQ_EXPORT const char* bit_sensitivity_name(BitSensitivity s);  // "weight", "hessian", "oac", "default"
 // The menu a bit budget chooses from when QuantizeOptions::bit_menu is empty: 2, 3 and 4 bits in
 // groups of 32, 64 and 128, and 8 bits in groups of 128, with base's symmetric choice and scales.
@@ -151,6 +155,7 @@ struct LLMQ_EXPORT QuantizeOptions {
   double target_bits = 0.0;
   std::vector<QuantSpec> bit_menu;  // empty: default_bit_menu(spec)
   BitSensitivity bit_sensitivity = BitSensitivity::kDefault;
+  BitEstimate bit_estimate = BitEstimate::kRtn;
   // GPTQ: quantize inside a block in stages q/k/v -> o -> gate/up -> down, re-collecting the
   // Hessians after each stage so later stages see the earlier ones' error.
   bool true_sequential = false;
@@ -240,6 +245,7 @@ struct LLMQ_EXPORT QuantizeReport {
   // Bit budgets (target_bits on a kBitBudget method): the sensitivity used, the menu, the bits per
   // weight the plan expected, its summed estimated loss and the time the sensitivity pass took.
   std::string bit_sensitivity;
+  std::string bit_estimate;  // "rtn" or "gptq"
   std::vector<QuantSpec> bit_menu;
   double bit_plan_bits = 0.0, bit_plan_loss = 0.0, bit_plan_seconds = 0.0;
   double oac_backward_seconds = 0.0, oac_quantize_seconds = 0.0;  // OAC: time in the backward pass / the solves

@@ -1,5 +1,5 @@
-// Bit budgets: mixed precision by sensitivity (issue 21). Every linear is quantized by RTN at every
-// spec of the menu; the loss each would cost is estimated as the squared weight error (data-free,
+// Bit budgets: mixed precision by sensitivity (issue 21). Every linear is quantized by RTN (or GPTQ,
+// BitEstimate::kGptq) at every spec of the menu; the loss each would cost is estimated as the squared weight error (data-free,
 // as NNCF's data-free mode), or as the output error energy tr(ΔW H ΔWᵀ) under the layer-input
 // Hessian H = 2/N XᵀX of the float model (GPTQ's proxy, HAWQ's kind of signal) or under OAC's
 // output-adaptive Hessian (algorithms.md §6: the increase of the model's loss). The choice is a
@@ -49,8 +49,14 @@ namespace internal {
 using RowMatF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
 Result<BitOption> estimate_bit_option(const float* w, int64_t rows, int64_t cols, const QuantSpec& spec,
-                                      const float* hessian) {
-  LLMQ_ASSIGN_OR_RETURN(QuantizedTensor q, quantize_rtn(w, rows, cols, spec));
+                                      const float* hessian, const GptqOptions* gptq) {
+  QuantizedTensor q;
+  if (gptq != nullptr && hessian != nullptr) {
+    LLMQ_ASSIGN_OR_RETURN(GptqResult g, gptq_quantize(w, rows, cols, hessian, spec, *gptq));
+    q = std::move(g.q);
+  } else {
+    LLMQ_ASSIGN_OR_RETURN(q, quantize_rtn(w, rows, cols, spec));
+  }
   BitOption o;
   o.spec = spec;
   o.bytes = q.storage_bytes();
@@ -136,7 +142,8 @@ Result<BitPlan> plan_bit_budget(const std::string& input_folder, const Checkpoin
     const LinearInfo& l = linears[i];
     LLMQ_ASSIGN_OR_RETURN(std::vector<float> w, ckpt.linear_weight(l));
     for (const QuantSpec& s : plan.menu) {
-      auto o = estimate_bit_option(w.data(), l.rows, l.cols, s, h);
+      auto o = estimate_bit_option(w.data(), l.rows, l.cols, s, h,
+                                   options.bit_estimate == BitEstimate::kGptq ? &options.gptq : nullptr);
       if (!o.ok()) return o.status().WithContext(l.module + " at " + s.ToString());
       options_of[i].push_back(*o);
     }

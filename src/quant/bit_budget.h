@@ -22,10 +22,11 @@ struct BitOption {
   double loss = 0.0;
 };
 
-// What a linear loses at `spec`: W quantized by RTN, then ||ΔW||² without a Hessian, else
-// tr(ΔW H ΔWᵀ) (on at most 512 evenly spaced rows, scaled to all rows).
+// What a linear loses at `spec`: W quantized by RTN (or, with `gptq`, by GPTQ with that Hessian
+// and options), then ||ΔW||² without a Hessian, else tr(ΔW H ΔWᵀ) (on at most 512 evenly spaced
+// rows, scaled to all rows).
 Result<BitOption> estimate_bit_option(const float* w, int64_t rows, int64_t cols, const QuantSpec& spec,
-                                      const float* hessian);
+                                      const float* hessian, const GptqOptions* gptq = nullptr);
 
 // The multiple-choice knapsack: one option per linear, Σ bytes <= budget_bytes, least Σ loss.
 // Exact on the losses with each option's bytes rounded up to units of budget / 16384 (so the

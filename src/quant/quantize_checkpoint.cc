@@ -273,6 +273,7 @@ Result<QuantizeReport> quantize_checkpoint(const std::string& input_folder, cons
   report.billm = options.billm;
   if (!bit_plan.specs.empty()) {
     report.bit_sensitivity = bit_sensitivity_name(bit_plan.sensitivity);
+    report.bit_estimate = options.bit_estimate == BitEstimate::kGptq ? "gptq" : "rtn";
     report.bit_menu = bit_plan.menu;
     report.bit_plan_bits = bit_plan.bits_per_weight;
     report.bit_plan_loss = bit_plan.loss;

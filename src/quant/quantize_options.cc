@@ -84,7 +84,7 @@ Status QuantizeOptions::Validate() const {
     return Status::InvalidArgument("target_bits applies to methods " + join_names(names) + " only");
   }
   const bool bit_budget = target_bits > 0 && m.Takes(MethodOption::kBitBudget);
-  if (!bit_budget && (!bit_menu.empty() || bit_sensitivity != BitSensitivity::kDefault))
+  if (!bit_budget && (!bit_menu.empty() || bit_sensitivity != BitSensitivity::kDefault || bit_estimate != BitEstimate::kRtn))
     return Status::InvalidArgument("bit_menu and bit_sensitivity apply to a bit budget (target_bits with methods " +
                                    join_names(methods_taking(MethodOption::kBitBudget)) + ")");
   if (bit_budget) {
@@ -100,6 +100,10 @@ Status QuantizeOptions::Validate() const {
         calibration.data.empty())
       return Status::InvalidArgument(std::string("the ") + bit_sensitivity_name(bit_sensitivity) +
                                      " bit sensitivity needs calibration data (--calib)");
+    if (bit_estimate == BitEstimate::kGptq &&
+        !(bit_sensitivity == BitSensitivity::kHessian || bit_sensitivity == BitSensitivity::kOutputAdaptive ||
+          (bit_sensitivity == BitSensitivity::kDefault && !calibration.data.empty())))
+      return Status::InvalidArgument("the gptq bit estimate needs a Hessian: the hessian or oac bit sensitivity and calibration data");
   }
   if (!(target_bits >= 0.0)) return Status::InvalidArgument("target_bits must be a positive number (0: none)");
   if (m.needs_calibration() && calibration.data.empty())

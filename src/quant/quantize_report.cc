@@ -75,6 +75,7 @@ std::string QuantizeReport::ToJson() const {
     for (const QuantSpec& s : bit_menu) menu.push_back(s.ToString());
     j["bit_budget"] = {{"target_bits", target_bits},
                        {"sensitivity", bit_sensitivity},
+                       {"estimate", bit_estimate},
                        {"menu", menu},
                        {"planned_bits_per_weight", bit_plan_bits},
                        {"estimated_loss", bit_plan_loss},
