@@ -227,6 +227,7 @@ struct LLMQ_EXPORT CalibrationReport {
   struct PhaseSeconds {
     double load = 0.0, forward = 0.0, hessian = 0.0, exchange = 0.0, solve = 0.0, write = 0.0, other = 0.0;
   } phase_seconds;
+  std::vector<PhaseSeconds> rank_phase_seconds;  // every rank's split, rank order (under MPI only)
 };
 
 struct LLMQ_EXPORT QuantizeReport {

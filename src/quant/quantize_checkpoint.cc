@@ -310,6 +310,13 @@ Result<QuantizeReport> quantize_checkpoint(const std::string& input_folder, cons
     double accounted = 0.0;
     for (double v : ph) accounted += v;
     out.other = std::max(0.0, report.calibration.seconds - accounted);
+    if (cluster.distributed()) {  // every rank's split (a few doubles each), for finding who waits on whom
+      for (int r = 0; r < cluster.size(); ++r) {
+        CalibrationReport::PhaseSeconds theirs = out;
+        cluster.Broadcast(&theirs, sizeof theirs, r);
+        report.calibration.rank_phase_seconds.push_back(theirs);
+      }
+    }
     if (!cluster.root()) return report;
     for (int l = 0; l < int(ckpt->config().num_layers); ++l) {
       LLMQ_ASSIGN_OR_RETURN(FinishedBlock b, store->Read(l));

@@ -55,10 +55,16 @@ std::string QuantizeReport::ToJson() const {
                         {"resumed_blocks", calibration.resumed_blocks},
                         {"ranks", calibration.ranks},
                         {"seconds", calibration.seconds}};
-    const auto& ph = calibration.phase_seconds;
-    j["calibration"]["phase_seconds"] = {{"load", ph.load},         {"forward", ph.forward}, {"hessian", ph.hessian},
-                                         {"exchange", ph.exchange}, {"solve", ph.solve},     {"write", ph.write},
-                                         {"other", ph.other}};
+    auto phases = [](const CalibrationReport::PhaseSeconds& ph) {
+      return nlohmann::ordered_json{{"load", ph.load},         {"forward", ph.forward}, {"hessian", ph.hessian},
+                                    {"exchange", ph.exchange}, {"solve", ph.solve},     {"write", ph.write},
+                                    {"other", ph.other}};
+    };
+    j["calibration"]["phase_seconds"] = phases(calibration.phase_seconds);
+    if (!calibration.rank_phase_seconds.empty()) {
+      j["calibration"]["rank_phase_seconds"] = nlohmann::ordered_json::array();
+      for (const auto& ph : calibration.rank_phase_seconds) j["calibration"]["rank_phase_seconds"].push_back(phases(ph));
+    }
     j["true_sequential"] = true_sequential;
   }
   j["int8_activations"] = int8_activations;

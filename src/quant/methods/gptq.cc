@@ -82,6 +82,47 @@ std::vector<SolveItem> plan_solve_items(const Cluster& cluster, const std::vecto
   return busiest_rank(cluster, split) < busiest_rank(cluster, items) ? split : items;
 }
 
+// Under MPI: each linear's report errors (relative and output-relative error, bits per weight)
+// measured on one rank — the least loaded after the solves, greedy by cost (the output error is
+// two (512 x cols) x (cols x cols) products: half a second for TinyLlama's down projection, which
+// the rank that solved it no longer waits for) — and sent to the others.
+Status measure_reports(BlockContext& ctx, const Cluster& cluster, const std::vector<SolveItem>& items,
+                       const std::vector<int>& solver, const HessianMatrices& h_of, std::vector<QuantizedLinear>* whole) {
+  std::vector<double> load(size_t(cluster.size()), 0.0);
+  for (size_t k = 0; k < items.size(); ++k) load[size_t(solver[k])] += items[k].cost;
+  std::vector<size_t> order(whole->size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  auto report_cost = [&](size_t i) {
+    const LinearInfo& l = (*whole)[i].linear;
+    return 3.0 * double(std::min<int64_t>(l.rows, 512)) * double(l.cols) * double(l.cols);
+  };
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return report_cost(a) > report_cost(b); });
+  std::vector<int> measurer(whole->size(), 0);
+  for (size_t i : order) {
+    measurer[i] = int(std::min_element(load.begin(), load.end()) - load.begin());
+    load[size_t(measurer[i])] += report_cost(i);
+  }
+  for (size_t i = 0; i < whole->size(); ++i) {
+    QuantizedLinear& ql = (*whole)[i];
+    double errors[3] = {0.0, 0.0, 0.0};
+    if (measurer[i] == cluster.rank()) {
+      std::optional<ScopedPhase> phase(Phase::kLoad);
+      LLMQ_ASSIGN_OR_RETURN(std::vector<float> w, ctx.ckpt.linear_weight(ql.linear));
+      phase.emplace(Phase::kSolve);
+      const LayerReport measured = make_layer_report(ql.linear, w.data(), ql.q, h_of.at(ql.linear.module)->data());
+      errors[0] = measured.relative_error, errors[1] = measured.output_relative_error, errors[2] = measured.bits_per_weight;
+    }
+    cluster.Broadcast(errors, sizeof errors, measurer[i]);
+    ql.report.module = ql.linear.module;
+    ql.report.rows = ql.linear.rows;
+    ql.report.cols = ql.linear.cols;
+    ql.report.relative_error = errors[0];
+    ql.report.output_relative_error = errors[1];
+    ql.report.bits_per_weight = errors[2];
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 Result<BlockResult> gptq_engine_block(BlockContext& ctx, const HessianSource& hessians, const LinearSolver& solve,
@@ -133,8 +174,9 @@ Result<BlockResult> gptq_engine_block(BlockContext& ctx, const HessianSource& he
       double threshold = -1.0;
       auto g = solve(w.data() + it.row_begin * l.cols, piece, H.data(), options, &threshold);
       if (!g.ok()) return g.status().WithContext(ctx.ckpt.folder() + ": " + l.module);
+      // Under MPI the report's errors are measured later, by the rank with the least work.
       LayerReport report;
-      if (it.whole()) report = make_layer_report(l, w.data(), g->q, H.data());
+      if (!cluster.distributed()) report = make_layer_report(l, w.data(), g->q, H.data());
       add_gptq_stats(*g, &report);
       solved[k] = QuantizedLinear{piece, std::move(g->q), std::move(report)};
       solved[k]->report.outlier_threshold = threshold;
@@ -154,8 +196,8 @@ Result<BlockResult> gptq_engine_block(BlockContext& ctx, const HessianSource& he
         solved[k] = std::move(*got);
       }
     }
-    // Every linear whole again: row pieces joined, their statistics combined, the report's errors
-    // measured on the whole (by rank 0, the one that reports).
+    // Every linear whole again: row pieces joined, their statistics combined; under MPI the report's
+    // errors are measured on the whole by the least loaded rank (measure_reports).
     std::vector<QuantizedLinear> whole;
     for (size_t k = 0; k < items.size();) {
       const LinearInfo& l = in_stage[items[k].linear];
@@ -177,14 +219,6 @@ Result<BlockResult> gptq_engine_block(BlockContext& ctx, const HessianSource& he
       }
       auto q = join_row_pieces(std::move(pieces));
       if (!q.ok()) return q.status().WithContext(l.module);
-      if (cluster.root()) {
-        LLMQ_ASSIGN_OR_RETURN(std::vector<float> w, ctx.ckpt.linear_weight(l));
-        ScopedPhase phase(Phase::kSolve);
-        const LayerReport measured = make_layer_report(l, w.data(), *q, h_of[l.module]->data());
-        report.relative_error = measured.relative_error;
-        report.output_relative_error = measured.output_relative_error;
-        report.bits_per_weight = measured.bits_per_weight;
-      }
       report.module = l.module;
       report.rows = l.rows;
       report.cols = l.cols;
@@ -194,6 +228,7 @@ Result<BlockResult> gptq_engine_block(BlockContext& ctx, const HessianSource& he
       report.row_pieces = int(pieces_joined);
       whole.push_back(QuantizedLinear{l, std::move(*q), std::move(report)});
     }
+    if (cluster.distributed()) LLMQ_RETURN_IF_ERROR(measure_reports(ctx, cluster, items, solver, h_of, &whole));
     for (const LinearInfo& l : in_stage) h_of.erase(l.module);
     for (size_t k = 0; k < in_stage.size(); ++k) {
       // Later stages of this block see this one quantized (true_sequential).
