@@ -76,10 +76,10 @@ for model in "${models[@]}"; do
   done
 done
 
-# A linear wide enough to be solved in row pieces on different ranks (its rows are two of GPTQ's
-# 256-row chunks, and its rows outweigh all the other linears: the pieces repeat its cols³
-# factorization, llmq splits only when that pays): a synthetic model with a 512 x 4096 down
-# projection, random token ids; the pieces joined must be the one-process bytes.
+# A linear solved in row pieces on different ranks: a synthetic model whose 512 x 4096 down
+# projection outweighs the rest of its block (its rows are two of GPTQ's 256-row chunks; each
+# piece repeats the 4096³ factorization, so llmq splits only when that lowers the busiest rank's
+# load: on 3 ranks here), random token ids; the pieces joined must be the one-process bytes.
 "$(dirname "$llmq")/llmq-synth" "$work/wide" --hidden 512 --intermediate 4096 --layers 2 --heads 8 --kv-heads 8 \
   --vocab 1024 > /dev/null 2>&1
 python3 -c "import random,struct; random.seed(3); open('$work/ids.bin','wb').write(struct.pack('<2048i', *[random.randrange(1024) for _ in range(2048)]))"
@@ -87,14 +87,14 @@ wide=(--calib "$work/ids.bin" --nsamples 4 --seq-len 128)
 for v in "gptq|--method gptq" "gptq-q4_k_m|--method gptq --gguf-type q4_k_m" "oac|--method oac"; do
   IFS='|' read -r name flags <<< "$v"
   # shellcheck disable=SC2086
-  if quantize "$work/one" 0 $flags "${wide[@]}" "$work/wide" && quantize "$work/ranks2" 2 $flags "${wide[@]}" "$work/wide"; then
-    same "synthetic wide $name np2" "$work/one" "$work/ranks2"
-    python3 -c "import json,sys; r=json.load(open('$work/ranks2/llmq_report.json')); sys.exit(any(l.get('row_pieces', 1) != 2 for l in r['layers'] if 'down_proj' in l['module']))" ||
+  if quantize "$work/one" 0 $flags "${wide[@]}" "$work/wide" && quantize "$work/ranks3" 3 $flags "${wide[@]}" "$work/wide"; then
+    same "synthetic wide $name np3" "$work/one" "$work/ranks3"
+    python3 -c "import json,sys; r=json.load(open('$work/ranks3/llmq_report.json')); sys.exit(any(l.get('row_pieces', 1) != 2 for l in r['layers'] if 'down_proj' in l['module']))" ||
       { echo "FAIL synthetic wide $name: the down projections were not solved in 2 row pieces"; fails=$((fails+1)); }
   else
     echo "FAIL synthetic wide $name: a run failed"; tail -20 "$work/err"; fails=$((fails+1))
   fi
-  rm -rf "$work/one" "$work/ranks2"
+  rm -rf "$work/one" "$work/ranks3"
 done
 
 # The report says how many ranks there were.

@@ -30,12 +30,13 @@ struct SolveItem {
   bool whole() const { return row_begin == 0 && row_end == rows; }
 };
 
-// Cost of GPTQ on `rows` x `cols` (arbitrary units): the inverse's Cholesky factors (cols³, once
-// per solve, whatever its rows), the lazy-batch products (2 cols² per row) and the in-batch
-// rank-1 updates (about 256 cols per row at their speed). Measured on 2048 x 5632 (TinyLlama's
-// down projection, 1 thread): 1.9 s for the factors, 1.3 s for the rows (docs/RESULTS.md).
+// Cost of GPTQ on `rows` x `cols` (units of ~10 ps on this machine's core): the inverse's Cholesky
+// factors (cols³, once per solve, whatever its rows), the lazy-batch products (2 cols² per row)
+// and, per weight, the in-batch rank-1 updates and the rounding (~3000). Fitted to TinyLlama's
+// linears on one thread (docs/RESULTS.md): 2048 x 2048 0.43 s, 5632 x 2048 1.0 s, 2048 x 5632
+// 3.3 s (1.9 s of it the factors).
 double solve_cost(int64_t rows, int64_t cols) {
-  return double(cols) * double(cols) * double(cols) + double(rows) * double(cols) * (2.0 * double(cols) + 256.0);
+  return double(cols) * double(cols) * double(cols) + double(rows) * double(cols) * (2.0 * double(cols) + 3000.0);
 }
 
 // The largest per-rank total of `items` as the cluster assigns them.
@@ -94,7 +95,7 @@ Status measure_reports(BlockContext& ctx, const Cluster& cluster, const std::vec
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
   auto report_cost = [&](size_t i) {
     const LinearInfo& l = (*whole)[i].linear;
-    return 3.0 * double(std::min<int64_t>(l.rows, 512)) * double(l.cols) * double(l.cols);
+    return 3.0 * double(std::min<int64_t>(l.rows, 512)) * double(l.cols) * double(l.cols);  // solve_cost's units
   };
   std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return report_cost(a) > report_cost(b); });
   std::vector<int> measurer(whole->size(), 0);
