@@ -212,7 +212,7 @@ Result<BlockResult> gptq_engine_block(BlockContext& ctx, const HessianSource& he
       double seconds = 0.0, loss = 0.0;
       int64_t outliers = 0;
       size_t pieces_joined = 0;
-      for (; k < items.size() && in_stage[items[k].linear].module == l.module; ++k, ++pieces_joined) {
+      for (const size_t linear = items[k].linear; k < items.size() && items[k].linear == linear; ++k, ++pieces_joined) {
         seconds += solved[k]->report.seconds;
         loss += solved[k]->report.gptq_loss;
         outliers += solved[k]->report.outliers;
