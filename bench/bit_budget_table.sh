@@ -9,7 +9,9 @@
 # all full windows), vs fp32, quantization wall time (plan included), peak RSS.
 # --bit-estimate gptq rows: the plan's estimate is GPTQ's own error at each spec (hessian, oac).
 # Usage: [MODELS="stories260K-hf stories5M-hf"] [LEVELS="2.5 3.25"] [SEEDS="0 1 2"]
-#        [SENSITIVITIES="weight hessian oac"] [ESTIMATES="rtn gptq"] [UNIFORM=1] bench/bit_budget_table.sh <llmq> <shared-dir>
+#        [SENSITIVITIES="weight hessian oac"] [ESTIMATES="rtn gptq"] [UNIFORM=1] [MENU=3:64,3:128,...]
+#        bench/bit_budget_table.sh <llmq> <shared-dir>
+# MENU: --bit-menu for the budget rows (default: the library's menu for the level).
 set -euo pipefail
 llmq=$1 shared=$2
 source "$(dirname "$0")/table_lib.sh"
@@ -33,8 +35,9 @@ for name in ${MODELS:-stories260K-hf stories5M-hf}; do
       for e in ${ESTIMATES:-rtn gptq}; do
         [ "$e" = gptq ] && [ "$s" = weight ] && continue  # GPTQ's error needs a Hessian
         label="asym menu, $s sensitivity"; [ "$e" = gptq ] && label="$label, gptq estimate"
+        menu=(); [ -n "${MENU:-}" ] && menu=(--bit-menu "$MENU") && label="$label, menu $MENU"
         row "$llmq" "GPTQ, bit budget" "$label" "$seeds" --method gptq --asym --target-bits "$level" --bit-sensitivity "$s" \
-          --bit-estimate "$e"
+          --bit-estimate "$e" "${menu[@]}"
       done
     done
   done

@@ -6,8 +6,11 @@
 # same ids: the TinyStories validation prefix tokenized by llama.cpp, windows of 256 tokens, the
 # first $CHUNKS. Calibrated methods run with seeds $SEEDS (TinyStories train sample, 128 windows
 # of 256 tokens); the table gives each seed's perplexity and their mean.
+# BUDGETS="weight hessian oac" adds, after each method's row, the same method with a bit budget
+# (issue 21: --target-bits at the bits per weight the recipe's linears wrote, each linear choosing
+# its ggml type, --bit-sensitivity S; weight only for rtn, which has no calibration data).
 # Usage: [TYPES="q4_0 q4_k_m q3_k_m q2_k"] [METHODS="rtn gptq awq+gptq oac"] [SEEDS="0 1 2"] [CHUNKS=400]
-#        bench/gguf_table.sh <llmq-binary> <llamacpp_client> <shared-dir>
+#        [BUDGETS=] [MODELS="*"] bench/gguf_table.sh <llmq-binary> <llamacpp_client> <shared-dir>
 set -euo pipefail
 llmq=$1 client=$2 shared=$3
 types=${TYPES:-q4_0 q4_k_m q3_k_m q2_k}
@@ -32,17 +35,23 @@ for model in "$shared"/models/${MODELS:-*}/; do
     lc=$(ppl "$work/lc.gguf"); lc_bytes=$(stat -c %s "$work/lc.gguf")
     for method in $methods; do
       run_seeds=$seeds; [ "$method" = rtn ] && run_seeds=-
-      vals=()
-      for seed in $run_seeds; do
-        calib_args=(); [ "$method" = rtn ] || calib_args=(--calib "$calib" --nsamples 128 --seq-len 256 --seed "$seed")
-        OMP_WAIT_POLICY=PASSIVE "$llmq" quantize --method "$method" --gguf-type "$type" "${calib_args[@]}" --overwrite \
-          "$model" "$work/q" > /dev/null 2>&1
-        "$llmq" export gguf "$work/q" "$work/q.gguf" --overwrite > /dev/null 2>&1
-        vals+=("$(ppl "$work/q.gguf")")
-        bytes=$(stat -c %s "$work/q.gguf")
+      for budget in - ${BUDGETS:-}; do
+        [ "$method" = rtn ] && [ "$budget" != - ] && [ "$budget" != weight ] && continue
+        budget_args=(); label=$method
+        [ "$budget" = - ] || { budget_args=(--target-bits "$recipe_bits" --bit-sensitivity "$budget"); label="$method, budget $recipe_bits bits, $budget sensitivity"; }
+        vals=()
+        for seed in $run_seeds; do
+          calib_args=(); [ "$method" = rtn ] || calib_args=(--calib "$calib" --nsamples 128 --seq-len 256 --seed "$seed")
+          OMP_WAIT_POLICY=PASSIVE "$llmq" quantize --method "$method" --gguf-type "$type" "${calib_args[@]}" \
+            "${budget_args[@]}" --overwrite --json "$model" "$work/q" > "$work/q.json" 2> /dev/null
+          [ "$budget" = - ] && recipe_bits=$(python3 -c "import json,sys; print('%.4f' % json.load(open(sys.argv[1]))['bits_per_weight'])" "$work/q.json")
+          "$llmq" export gguf "$work/q" "$work/q.gguf" --overwrite > /dev/null 2>&1
+          vals+=("$(ppl "$work/q.gguf")")
+          bytes=$(stat -c %s "$work/q.gguf")
+        done
+        mean=$(python3 -c "import sys; v=[float(x) for x in sys.argv[1:]]; print('%.4f' % (sum(v)/len(v)))" "${vals[@]}")
+        echo "| $name | $type | $lc_bytes / $bytes | $fp | $lc | $label | ${vals[*]} | $mean |"
       done
-      mean=$(python3 -c "import sys; v=[float(x) for x in sys.argv[1:]]; print('%.4f' % (sum(v)/len(v)))" "${vals[@]}")
-      echo "| $name | $type | $lc_bytes / $bytes | $fp | $lc | $method | ${vals[*]} | $mean |"
     done
   done
 done

@@ -28,6 +28,7 @@ row() {  # binary, label, setting, seeds ("" = zero-shot), quantize args...
     rss=$(j "$work/q.json" "d['peak_rss_bytes'] / 2**20")
     [ -z "${extra:-}" ] || more=$(j "$work/q.json" "$extra")
   done
+  echo "$row_prefix| $label | $setting: perplexity per seed ${ppls[*]}" >&2  # for paired comparisons
   python3 - "$row_prefix" "$label" "$setting" "$fp" "$bits" "$rss" "${ppls[*]}" "${secs[*]}" "$more" <<'PY'
 import statistics as st, sys
 prefix, label, setting, fp, bits, rss = sys.argv[1:7]

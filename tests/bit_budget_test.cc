@@ -149,6 +149,20 @@ TEST(QuantizeBitBudget, WholeModelStaysWithinTheBudget) {
     EXPECT_EQ(q->spec.ToString(), l.bit_choice) << l.module;
   }
   EXPECT_GT(used.size(), 1u);  // mixed
+  // From 3 bits per weight the default menu leaves 2-bit specs out when the budget holds without
+  // them (3.6 bits here), and the report's menu says so; when it does not (3.0 and the 3.25 above:
+  // 64-wide rows pay a whole group, w3 g64 sym is 3.25 bits), the whole menu.
+  for (double target : {3.6, 3.0}) {
+    auto w = QuantizeOptions::ForMethod("rtn");
+    w->target_bits = target;
+    auto r = quantize_checkpoint(model, dir.file("rtn" + std::to_string(int(target * 10))), *w);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_LE(r->bits_per_weight, target);
+    bool two = false;
+    for (const LayerReport& l : r->layers) two |= l.bit_choice.rfind("w2 ", 0) == 0;
+    EXPECT_EQ(two, target < 3.25) << target;
+    EXPECT_EQ(r->bit_menu.size(), default_bit_menu(w->spec).size() - (target > 3.25 ? 3 : 0)) << target;
+  }
   const nlohmann::json j = nlohmann::json::parse(rep->ToJson());
   EXPECT_EQ(j["bit_budget"]["sensitivity"], "hessian");
   EXPECT_EQ(j["layers"][0]["bit_choice"].get<std::string>(), rep->layers[0].bit_choice);
@@ -166,7 +180,11 @@ TEST(QuantizeBitBudget, WholeModelStaysWithinTheBudget) {
   EXPECT_NE(rtn.Validate().message().find("needs calibration data"), std::string::npos) << rtn.Validate().ToString();
   rtn.bit_sensitivity = BitSensitivity::kDefault;
   rtn.gguf_type = "q4_0";
-  EXPECT_NE(rtn.Validate().message().find("GGUF"), std::string::npos);
+  rtn.bit_menu = {test::quant_spec(4, 32)};  // an llmq grid on a GGUF budget
+  EXPECT_NE(rtn.Validate().message().find("ggml types"), std::string::npos) << rtn.Validate().ToString();
+  rtn.gguf_type.clear();
+  rtn.bit_menu = {QuantSpec::ForGgml(GgmlType::kQ4_K)};  // a ggml type without one
+  EXPECT_NE(rtn.Validate().message().find("GGUF type"), std::string::npos) << rtn.Validate().ToString();
   QuantizeOptions none = *QuantizeOptions::ForMethod("rtn");
   none.bit_sensitivity = BitSensitivity::kWeight;
   EXPECT_NE(none.Validate().message().find("bit budget"), std::string::npos);
@@ -174,6 +192,48 @@ TEST(QuantizeBitBudget, WholeModelStaysWithinTheBudget) {
   billm.calibration.data = o->calibration.data;
   billm.target_bits = 3.0;
   EXPECT_NE(billm.Validate().message().find("target_bits applies to methods"), std::string::npos);
+}
+
+// With a GGUF type the budget chooses among ggml block types per linear (only those whose blocks
+// divide the row), replaces the recipe for the linears, keeps it for the token embeddings, and the
+// folder exports to a GGUF file holding exactly the chosen types.
+TEST(QuantizeBitBudget, GgufTypeChoosesAmongBlockTypes) {
+  const std::string model = test::stories260k();  // rows of 64 columns: no K type fits, the legacy ones do
+  test::TempDir dir;
+  auto o = QuantizeOptions::ForMethod("rtn");
+  ASSERT_TRUE(o.ok());
+  o->gguf_type = "q4_k_m";
+  o->target_bits = 5.0;
+  auto rep = quantize_checkpoint(model, dir.file("mixed"), *o);
+  ASSERT_TRUE(rep.ok()) << rep.status().ToString();
+  EXPECT_LE(rep->bits_per_weight, 5.0);
+  EXPECT_GT(rep->bits_per_weight, 4.5);  // above q4_0 everywhere: the budget is used
+  EXPECT_EQ(rep->gguf_type, "q4_k_m");
+  std::set<std::string> used;
+  for (const LayerReport& l : rep->layers) {
+    ASSERT_EQ(l.bit_choice.rfind("ggml ", 0), 0u) << l.module << " " << l.bit_choice;  // QuantSpec::ToString
+    const std::string type = l.bit_choice.substr(5);
+    auto t = parse_ggml_type(type);
+    ASSERT_TRUE(t.ok()) << l.module << " " << l.bit_choice;
+    EXPECT_EQ(l.cols % 32, 0) << l.module;
+    EXPECT_NE(*t, GgmlType::kQ2_K);  // blocks of 256 do not divide 64 columns
+    EXPECT_EQ(rep->tensor_types.at(l.module + ".weight"), type) << l.module;
+    EXPECT_EQ(rep->gguf_fallbacks.count(l.module + ".weight"), 0u) << l.module;
+    used.insert(type);
+  }
+  EXPECT_GT(used.size(), 1u);
+  EXPECT_EQ(rep->tensor_types.at("model.embed_tokens.weight"), "q8_0");  // the recipe's (64 % 256 != 0)
+  auto gguf = export_gguf(dir.file("mixed"), dir.file("mixed.gguf"));
+  ASSERT_TRUE(gguf.ok()) << gguf.status().ToString();
+  EXPECT_EQ(gguf->type, "q4_k_m");
+  std::map<std::string, int> counts;
+  for (const auto& [name, type] : gguf->tensor_types) counts[type]++;
+  for (const std::string& t : used) EXPECT_GT(counts[t], 0) << t;
+  // A menu with no type that fits a linear's rows is an error naming the linear.
+  o->bit_menu = {QuantSpec::ForGgml(GgmlType::kQ4_K), QuantSpec::ForGgml(GgmlType::kQ6_K)};
+  auto none = quantize_checkpoint(model, dir.file("none"), *o);
+  ASSERT_FALSE(none.ok());
+  EXPECT_NE(none.status().message().find("no spec of the bit menu fits"), std::string::npos) << none.status().ToString();
 }
 
 }  // namespace

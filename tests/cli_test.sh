@@ -228,6 +228,11 @@ check export-gguf-billm 2 "cannot hold exactly" -- "$llmq" export gguf "$work/bi
 check bit-budget 0 "" -- "$llmq" quantize --target-bits 3.25 --bit-menu 2:64,3:64,4:64,8:64 --json "$model" "$work/bb"
 json_ok method bit_budget bits_per_weight layers
 python3 -c "import json,sys; j=json.load(open(sys.argv[1])); b=j['bit_budget']; assert b['sensitivity']=='weight' and len(b['menu'])==4 and j['bits_per_weight'] <= 3.25; assert all('bit_choice' in l for l in j['layers'])" "$work/out" || { echo "FAIL: bit budget keys"; fails=$((fails+1)); }
+check bit-budget-gguf 0 "" -- "$llmq" quantize --gguf-type q4_k_m --target-bits 5 --bit-menu q4_0,q5_0,q8_0 --json "$model" "$work/bbg"
+python3 -c "import json,sys; j=json.load(open(sys.argv[1])); t=j['tensor_types']; assert j['gguf_type']=='q4_k_m' and j['bits_per_weight'] <= 5; c={l['bit_choice'] for l in j['layers']}; assert c <= {'ggml q4_0','ggml q5_0','ggml q8_0'} and len(c) > 1, c; assert all(t[l['module']+'.weight']==l['bit_choice'][5:] for l in j['layers'])" "$work/out" || { echo "FAIL: gguf bit budget keys"; fails=$((fails+1)); }
+check export-gguf-budget 0 "" -- "$llmq" export gguf "$work/bbg" "$work/bbg.gguf"
+check bit-budget-gguf-menu 2 "with a GGUF type the menu holds ggml types" -- "$llmq" quantize --gguf-type q4_k_m --target-bits 5 --bit-menu 4:32 "$model" "$work/bb3"
+check bit-budget-menu-type 2 "ggml types go with a GGUF type" -- "$llmq" quantize --target-bits 5 --bit-menu q4_0,q8_0 "$model" "$work/bb3"
 check bit-budget-hessian-rtn 0 "" -- "$llmq" quantize --target-bits 3 --bit-sensitivity hessian --calib "$calib" --nsamples 4 --seq-len 64 --json "$model" "$work/bb2"
 check bit-budget-gptq-estimate 0 "" -- "$llmq" quantize --method gptq --target-bits 3 --bit-estimate gptq --calib "$calib" --nsamples 4 --seq-len 64 --json "$model" "$work/bb4"
 python3 -c "import json,sys; j=json.load(open(sys.argv[1])); b=j['bit_budget']; assert b['estimate']=='gptq' and b['sensitivity']=='hessian' and j['bits_per_weight'] <= 3" "$work/out" || { echo "FAIL: gptq bit estimate keys"; fails=$((fails+1)); }

@@ -107,6 +107,8 @@ const char* kHelp =
     "  --bit-sensitivity S  weight (||W-Q||^2, no data), hessian (tr(dW H dW^T) of the float model's inputs; needs\n"
     "                     --calib), oac (the same with OAC's output-adaptive H)  [hessian with --calib, else weight]\n"
     "  --bit-menu M       bits:group pairs, e.g. 2:64,3:128,4:128      [2,3,4 x 32,64,128 and 8:128]\n"
+    "                     with --gguf-type: ggml types, e.g. q3_k,q4_k,q6_k (the budget replaces the recipe\n"
+    "                     for the linears; each picks among the types whose blocks fit its rows)  [q2_k .. q8_0]\n"
     "  --bit-estimate E   rtn (Q = round to nearest at each spec) or gptq (Q = GPTQ at each spec with the\n"
     "                     sensitivity's H: the error GPTQ will make; hessian or oac sensitivity)  [rtn]\n"
     "  --simplified-outliers  fit each group to all its weights (SpQR's simplified_outliers) instead of\n"
@@ -248,8 +250,17 @@ int run_quantize(int argc, char** argv) {
       const std::string item = menu.substr(pos, end - pos);
       const size_t colon = item.find(':');
       QuantSpec s = opt.spec;
+      if (colon == std::string::npos) {  // a ggml type, for a budget with --gguf-type
+        auto t = parse_ggml_type(item);
+        if (!t.ok())
+          return usage_error("--bit-menu expects bits:group pairs (e.g. 2:64,3:128,4:128) or, with --gguf-type, ggml "
+                             "types (e.g. q3_k,q4_k,q6_k), got '" + item + "'",
+                             "quantize");
+        opt.bit_menu.push_back(QuantSpec::ForGgml(*t));
+        pos = end + 1;
+        continue;
+      }
       try {
-        if (colon == std::string::npos) throw std::invalid_argument(item);
         size_t used = 0;
         s.bits = std::stoi(item.substr(0, colon), &used);
         if (used != colon) throw std::invalid_argument(item);

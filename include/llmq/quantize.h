@@ -93,7 +93,13 @@ enum class BitEstimate { kRtn, kGptq };
 LLMQ_EXPORT const char* bit_sensitivity_name(BitSensitivity s);  // "weight", "hessian", "oac", "default"
 // The menu a bit budget chooses from when QuantizeOptions::bit_menu is empty: 2, 3 and 4 bits in
 // groups of 32, 64 and 128, and 8 bits in groups of 128, with base's symmetric choice and scales.
+// At target_bits >= 3 the plan leaves the 2-bit specs out whenever the budget can be met without
+// them (measured: 2-bit linears cost more than estimated; the report's menu says which was used).
 LLMQ_EXPORT std::vector<QuantSpec> default_bit_menu(const QuantSpec& base);
+// The menu with a GGUF type (QuantizeOptions::gguf_type): every ggml block type llmq writes, q2_k
+// to q8_0; each linear chooses among those whose blocks divide its rows (the K types need
+// multiples of 256 columns, the others 32).
+LLMQ_EXPORT std::vector<QuantSpec> default_ggml_bit_menu();
 // The names QuantizeOptions::gguf_type takes: ggml types and llama.cpp's file-type mixtures.
 LLMQ_EXPORT std::vector<std::string> gguf_type_names();
 // Whether `method` takes option group `o` (false for an unknown method).
@@ -151,9 +157,11 @@ struct LLMQ_EXPORT QuantizeOptions {
   // Methods taking MethodOption::kBitBudget (rtn, gptq, awq, awq+gptq, oac, adpq): > 0 picks each
   // linear's spec from bit_menu so that the written bits per weight of all linears together stay
   // within this budget with the least summed estimated loss (bit_sensitivity; a multiple-choice
-  // knapsack, exact on the estimates); the choices become module_specs.
+  // knapsack, exact on the estimates); the choices become module_specs. With gguf_type the
+  // menu holds ggml types and replaces llama.cpp's recipe for the linears (the token embeddings
+  // and output head keep the recipe's types; general.file_type stays the named mixture's).
   double target_bits = 0.0;
-  std::vector<QuantSpec> bit_menu;  // empty: default_bit_menu(spec)
+  std::vector<QuantSpec> bit_menu;  // empty: default_bit_menu(spec), or default_ggml_bit_menu() with gguf_type
   BitSensitivity bit_sensitivity = BitSensitivity::kDefault;
   BitEstimate bit_estimate = BitEstimate::kRtn;
   // GPTQ: quantize inside a block in stages q/k/v -> o -> gate/up -> down, re-collecting the

@@ -16,6 +16,7 @@
 
 #include "llmq/rtn.h"
 #include "quant/calibration.h"
+#include "quant/ggml_blocks.h"
 #include "quant/gptq_internal.h"
 
 namespace llmq {
@@ -41,6 +42,14 @@ std::vector<QuantSpec> default_bit_menu(const QuantSpec& base) {
       s.scale_bits = s.zero_bits = 0;
       menu.push_back(s);
     }
+  return menu;
+}
+
+std::vector<QuantSpec> default_ggml_bit_menu() {
+  std::vector<QuantSpec> menu;
+  for (GgmlType t : {GgmlType::kQ2_K, GgmlType::kQ3_K, GgmlType::kQ4_0, GgmlType::kQ4_1, GgmlType::kQ4_K,
+                     GgmlType::kQ5_0, GgmlType::kQ5_1, GgmlType::kQ5_K, GgmlType::kQ6_K, GgmlType::kQ8_0})
+    menu.push_back(QuantSpec::ForGgml(t));
   return menu;
 }
 
@@ -132,7 +141,8 @@ Result<BitPlan> plan_bit_budget(const std::string& input_folder, const Checkpoin
                                 const std::function<void(int64_t, int64_t, const std::string&)>& progress) {
   const auto t0 = std::chrono::steady_clock::now();
   BitPlan plan;
-  plan.menu = options.bit_menu.empty() ? default_bit_menu(options.spec) : options.bit_menu;
+  const bool ggml = !options.gguf_type.empty();
+  plan.menu = !options.bit_menu.empty() ? options.bit_menu : ggml ? default_ggml_bit_menu() : default_bit_menu(options.spec);
   plan.sensitivity = options.bit_sensitivity;
   if (plan.sensitivity == BitSensitivity::kDefault)
     plan.sensitivity = options.calibration.data.empty() ? BitSensitivity::kWeight : BitSensitivity::kHessian;
@@ -142,11 +152,16 @@ Result<BitPlan> plan_bit_budget(const std::string& input_folder, const Checkpoin
     const LinearInfo& l = linears[i];
     LLMQ_ASSIGN_OR_RETURN(std::vector<float> w, ckpt.linear_weight(l));
     for (const QuantSpec& s : plan.menu) {
+      // A ggml type whose blocks do not divide the row is no choice for this linear.
+      if (s.is_ggml() && l.cols % ggml_info(s.ggml_type).block_elems != 0) continue;
       auto o = estimate_bit_option(w.data(), l.rows, l.cols, s, h,
                                    options.bit_estimate == BitEstimate::kGptq ? &options.gptq : nullptr);
       if (!o.ok()) return o.status().WithContext(l.module + " at " + s.ToString());
       options_of[i].push_back(*o);
     }
+    if (options_of[i].empty())
+      return Status::InvalidArgument(l.module + ": no spec of the bit menu fits its " + std::to_string(l.cols) +
+                                     " columns (ggml blocks of 256 need multiples of 256; add q4_0 .. q8_0)");
     weights += l.rows * l.cols;
     if (progress) progress(++done, int64_t(linears.size()), l.module);
     return Status::Ok();
@@ -179,6 +194,26 @@ Result<BitPlan> plan_bit_budget(const std::string& input_folder, const Checkpoin
     }
   }
   const uint64_t budget = uint64_t(std::floor(options.target_bits * double(weights) / 8.0));
+  // The default llmq menu leaves 2-bit specs out at 3 bits per weight or more when the budget can
+  // be met without them: there the plans that gave some linears 2 bits to buy others 4 lost to
+  // uniform 3 bits (RESULTS.md, issue 21): a 2-bit linear costs more at the output than its
+  // additive second-order estimate says. A menu given by the caller is taken as it is.
+  if (options.bit_menu.empty() && !ggml && options.target_bits >= 3.0) {
+    std::vector<std::vector<BitOption>> wide(options_of.size());
+    bool each_has_one = true;
+    for (size_t i = 0; i < options_of.size(); ++i) {
+      for (const BitOption& o : options_of[i])
+        if (o.spec.bits > 2) wide[i].push_back(o);
+      each_has_one &= !wide[i].empty();
+    }
+    if (each_has_one && choose_bit_options(wide, budget).ok()) {
+      options_of = std::move(wide);
+      std::vector<QuantSpec> menu;
+      for (const QuantSpec& s : plan.menu)
+        if (s.bits > 2) menu.push_back(s);
+      plan.menu = std::move(menu);
+    }
+  }
   LLMQ_ASSIGN_OR_RETURN(std::vector<int> choice, choose_bit_options(options_of, budget));
   uint64_t bytes = 0;
   for (size_t i = 0; i < linears.size(); ++i) {

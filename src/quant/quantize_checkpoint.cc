@@ -255,7 +255,15 @@ Result<QuantizeReport> quantize_checkpoint(const std::string& input_folder, cons
                                                                   options.progress({done, n, "bit budget: " + m,
                                                                                     seconds_since(t0)});
                                                               }));
-    options.module_specs = bit_plan.specs;
+    // The plan's specs replace the linears' (a GGUF recipe's included); the token embeddings and
+    // output head keep theirs.
+    for (const auto& [module, spec] : bit_plan.specs) {
+      options.module_specs[module] = spec;
+      if (plan && spec.is_ggml()) {
+        plan->types[module + ".weight"] = spec.ggml_type;
+        plan->fallbacks.erase(module + ".weight");
+      }
+    }
   }
 
   QuantizeReport report;

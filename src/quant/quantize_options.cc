@@ -88,13 +88,17 @@ Status QuantizeOptions::Validate() const {
     return Status::InvalidArgument("bit_menu and bit_sensitivity apply to a bit budget (target_bits with methods " +
                                    join_names(methods_taking(MethodOption::kBitBudget)) + ")");
   if (bit_budget) {
-    if (!gguf_type.empty()) return Status::InvalidArgument("a bit budget chooses llmq specs; it does not combine with a GGUF type");
     if (bit_menu.size() > 256) return Status::InvalidArgument("bit_menu holds at most 256 specs");
+    // With a GGUF type the budget chooses among ggml block types (the file stays loadable by
+    // llama.cpp); otherwise among llmq's own uniform grids.
+    const bool ggml_menu = !gguf_type.empty();
     for (size_t i = 0; i < bit_menu.size(); ++i) {
       Status st = bit_menu[i].Validate();
       if (!st.ok()) return st.WithContext("bit_menu[" + std::to_string(i) + "]");
-      if (bit_menu[i].lookup || bit_menu[i].is_ggml())
-        return Status::InvalidArgument("bit_menu[" + std::to_string(i) + "]: the menu holds uniform llmq grids");
+      if (bit_menu[i].lookup || bit_menu[i].is_ggml() != ggml_menu)
+        return Status::InvalidArgument("bit_menu[" + std::to_string(i) + "] (" + bit_menu[i].ToString() + "): " +
+                                       (ggml_menu ? "with a GGUF type the menu holds ggml types (q2_k ... q8_0)"
+                                                  : "the menu holds uniform llmq grids (ggml types go with a GGUF type)"));
     }
     if ((bit_sensitivity == BitSensitivity::kHessian || bit_sensitivity == BitSensitivity::kOutputAdaptive) &&
         calibration.data.empty())
