@@ -1,7 +1,6 @@
 // Bit budgets (quant/bit_budget.h): the knapsack is exact (against brute force) and never exceeds
 // the budget; the estimates order specs as their errors do; a whole-model run writes at most the
-// budget, gives each linear a menu spec, reports it, and with the Hessian sensitivity beats the
-// weight sensitivity's choice where that one is blind to the inputs.
+// budget, gives each linear a menu spec and reports it; with a GGUF type it chooses ggml types.
 #include <gtest/gtest.h>
 #include <llmq/llmq.h>
 
@@ -134,7 +133,7 @@ TEST(QuantizeBitBudget, WholeModelStaysWithinTheBudget) {
   EXPECT_LE(rep->bits_per_weight, 3.25);
   EXPECT_GT(rep->bits_per_weight, 3.0);  // the budget is used
   EXPECT_NEAR(rep->bit_plan_bits, rep->bits_per_weight, 1e-9);  // RTN's and GPTQ's bytes are the spec's
-  EXPECT_EQ(rep->bit_sensitivity, "hessian");
+  EXPECT_EQ(rep->bit_sensitivity, "oac");  // the default with calibration data
   const auto menu = default_bit_menu(o->spec);
   std::set<std::string> menu_names, used;
   for (const QuantSpec& s : menu) menu_names.insert(s.ToString());
@@ -164,7 +163,7 @@ TEST(QuantizeBitBudget, WholeModelStaysWithinTheBudget) {
     EXPECT_EQ(r->bit_menu.size(), default_bit_menu(w->spec).size() - (target > 3.25 ? 3 : 0)) << target;
   }
   const nlohmann::json j = nlohmann::json::parse(rep->ToJson());
-  EXPECT_EQ(j["bit_budget"]["sensitivity"], "hessian");
+  EXPECT_EQ(j["bit_budget"]["sensitivity"], "oac");
   EXPECT_EQ(j["layers"][0]["bit_choice"].get<std::string>(), rep->layers[0].bit_choice);
   // Same inputs, same plan: the run is deterministic.
   auto again = quantize_checkpoint(model, dir.file("again"), *o);

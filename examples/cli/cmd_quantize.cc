@@ -105,7 +105,7 @@ const char* kHelp =
     "  --target-bits X    each linear gets a spec from the menu so that all linears together write at most X\n"
     "                     bits per weight with the least summed estimated loss (an exact knapsack over the linears)\n"
     "  --bit-sensitivity S  weight (||W-Q||^2, no data), hessian (tr(dW H dW^T) of the float model's inputs; needs\n"
-    "                     --calib), oac (the same with OAC's output-adaptive H)  [hessian with --calib, else weight]\n"
+    "                     --calib), oac (the same with OAC's output-adaptive H; best measured)  [oac with --calib, else weight]\n"
     "  --bit-menu M       bits:group pairs, e.g. 2:64,3:128,4:128      [2,3,4 x 32,64,128 and 8:128]\n"
     "                     with --gguf-type: ggml types, e.g. q3_k,q4_k,q6_k (the budget replaces the recipe\n"
     "                     for the linears; each picks among the types whose blocks fit its rows)  [q2_k .. q8_0]\n"

@@ -145,7 +145,7 @@ Result<BitPlan> plan_bit_budget(const std::string& input_folder, const Checkpoin
   plan.menu = !options.bit_menu.empty() ? options.bit_menu : ggml ? default_ggml_bit_menu() : default_bit_menu(options.spec);
   plan.sensitivity = options.bit_sensitivity;
   if (plan.sensitivity == BitSensitivity::kDefault)
-    plan.sensitivity = options.calibration.data.empty() ? BitSensitivity::kWeight : BitSensitivity::kHessian;
+    plan.sensitivity = options.calibration.data.empty() ? BitSensitivity::kWeight : BitSensitivity::kOutputAdaptive;
   std::vector<std::vector<BitOption>> options_of(linears.size());
   int64_t done = 0, weights = 0;
   auto estimate = [&](size_t i, const float* h) -> Status {
