@@ -6,6 +6,7 @@
 // multiple-choice knapsack over the linears — minimize Σ loss subject to Σ bytes <= budget —
 // solved exactly by dynamic programming over byte units, so it is not a recipe (llama.cpp's
 // Q4_K_M) nor a greedy ratio (NNCF's 4/8-bit split), but the best assignment for the estimates.
+// With a GGUF type the menu is ggml block types, so the same choice replaces llama.cpp's recipe.
 #include "quant/bit_budget.h"
 
 #include <Eigen/Core>
