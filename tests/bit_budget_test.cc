@@ -208,6 +208,7 @@ TEST(QuantizeBitBudget, GgufTypeChoosesAmongBlockTypes) {
   EXPECT_LE(rep->bits_per_weight, 5.0);
   EXPECT_GT(rep->bits_per_weight, 4.5);  // above q4_0 everywhere: the budget is used
   EXPECT_EQ(rep->gguf_type, "q4_k_m");
+  EXPECT_EQ(rep->bit_menu.size(), default_ggml_bit_menu().size() - 1);  // q2_k left out at >= 3 bits
   std::set<std::string> used;
   for (const LayerReport& l : rep->layers) {
     ASSERT_EQ(l.bit_choice.rfind("ggml ", 0), 0u) << l.module << " " << l.bit_choice;  // QuantSpec::ToString

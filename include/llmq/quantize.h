@@ -100,7 +100,8 @@ LLMQ_EXPORT const char* bit_sensitivity_name(BitSensitivity s);  // "weight", "h
 LLMQ_EXPORT std::vector<QuantSpec> default_bit_menu(const QuantSpec& base);
 // The menu with a GGUF type (QuantizeOptions::gguf_type): every ggml block type llmq writes, q2_k
 // to q8_0; each linear chooses among those whose blocks divide its rows (the K types need
-// multiples of 256 columns, the others 32).
+// multiples of 256 columns, the others 32). As with the llmq menu, q2_k is left out at
+// target_bits >= 3 when the budget holds without it.
 LLMQ_EXPORT std::vector<QuantSpec> default_ggml_bit_menu();
 // The names QuantizeOptions::gguf_type takes: ggml types and llama.cpp's file-type mixtures.
 LLMQ_EXPORT std::vector<std::string> gguf_type_names();

@@ -195,11 +195,12 @@ Result<BitPlan> plan_bit_budget(const std::string& input_folder, const Checkpoin
     }
   }
   const uint64_t budget = uint64_t(std::floor(options.target_bits * double(weights) / 8.0));
-  // The default llmq menu leaves 2-bit specs out at 3 bits per weight or more when the budget can
-  // be met without them: there the plans that gave some linears 2 bits to buy others 4 lost to
-  // uniform 3 bits (RESULTS.md, issue 21): a 2-bit linear costs more at the output than its
-  // additive second-order estimate says. A menu given by the caller is taken as it is.
-  if (options.bit_menu.empty() && !ggml && options.target_bits >= 3.0) {
+  // The default menus leave 2-bit specs (q2_k on the ggml menu) out at 3 bits per weight or more
+  // when the budget can be met without them: there the plans that gave some linears 2 bits to buy
+  // others 4 lost to uniform 3 bits and to llama.cpp's q3_k_m recipe (RESULTS.md, issue 21): a
+  // 2-bit linear costs more at the output than its additive second-order estimate says. A menu
+  // given by the caller is taken as it is.
+  if (options.bit_menu.empty() && options.target_bits >= 3.0) {
     std::vector<std::vector<BitOption>> wide(options_of.size());
     bool each_has_one = true;
     for (size_t i = 0; i < options_of.size(); ++i) {
