@@ -200,23 +200,22 @@ Result<BitPlan> plan_bit_budget(const std::string& input_folder, const Checkpoin
   // others 4 lost to uniform 3 bits and to llama.cpp's q3_k_m recipe (RESULTS.md, issue 21): a
   // 2-bit linear costs more at the output than its additive second-order estimate says. A menu
   // given by the caller is taken as it is.
+  std::vector<int> choice;
   if (options.bit_menu.empty() && options.target_bits >= 3.0) {
     std::vector<std::vector<BitOption>> wide(options_of.size());
-    bool each_has_one = true;
-    for (size_t i = 0; i < options_of.size(); ++i) {
+    for (size_t i = 0; i < options_of.size(); ++i)
       for (const BitOption& o : options_of[i])
         if (o.spec.bits > 2) wide[i].push_back(o);
-      each_has_one &= !wide[i].empty();
-    }
-    if (each_has_one && choose_bit_options(wide, budget).ok()) {
+    // Fails, and the whole menu stays, when a linear has no wider spec or the budget needs 2 bits.
+    if (auto narrow = choose_bit_options(wide, budget); narrow.ok()) {
+      choice = std::move(*narrow);
       options_of = std::move(wide);
-      std::vector<QuantSpec> menu;
-      for (const QuantSpec& s : plan.menu)
-        if (s.bits > 2) menu.push_back(s);
-      plan.menu = std::move(menu);
+      std::erase_if(plan.menu, [](const QuantSpec& s) { return s.bits <= 2; });
     }
   }
-  LLMQ_ASSIGN_OR_RETURN(std::vector<int> choice, choose_bit_options(options_of, budget));
+  if (choice.empty()) {
+    LLMQ_ASSIGN_OR_RETURN(choice, choose_bit_options(options_of, budget));
+  }
   uint64_t bytes = 0;
   for (size_t i = 0; i < linears.size(); ++i) {
     const BitOption& o = options_of[i][size_t(choice[i])];
