@@ -4,6 +4,10 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #endif
+#if defined(__linux__) && defined(__x86_64__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 #include "llmq/version.h"
 
@@ -30,6 +34,14 @@ CpuFeatures detect() {
   f.avx512bw = zmm && (b & (1u << 30));
   f.avx512vl = zmm && (b & (1u << 31));
   f.avx512vnni = zmm && (c & (1u << 11));
+  // AMX: CPUID.7.0 EDX bits 24 (tiles) and 25 (int8); XCR0 bits 17-18 (tile config and data).
+  const bool amx_cpu = zmm && (d & (1u << 24)) && (d & (1u << 25)) && (xlo & 0x60000u) == 0x60000u;
+#if defined(__linux__) && defined(__x86_64__)
+  constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+  f.amx_int8 = amx_cpu && syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+#else
+  (void)amx_cpu;
+#endif
   unsigned a1, b1, c1, d1;
   if (__get_cpuid_count(7, 1, &a1, &b1, &c1, &d1)) {
     f.avx_vnni = ymm && (a1 & (1u << 4));
@@ -65,6 +77,7 @@ std::string cpu_features_string() {
   add(f.avx512vnni, "avx512vnni");
   add(f.avx512bf16, "avx512bf16");
   add(f.avx_vnni, "avxvnni");
+  add(f.amx_int8, "amx-int8");
   return s.empty() ? "scalar" : s;
 }
 

@@ -10,6 +10,8 @@ namespace llmq::dense {
   void gemm(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*, int64_t, \
             float, float*, int64_t);                                                                      \
   bool upper_cholesky_of_inverse(const float*, int64_t, float*);                                          \
+  void causal_softmax(float*, int64_t, int64_t, int64_t, int64_t);                                        \
+  void silu_mul(const float*, const float*, int64_t, float*);                                             \
   }
 LLMQ_DENSE_DECLARE(baseline)
 #if defined(__x86_64__)
@@ -60,6 +62,26 @@ bool upper_cholesky_of_inverse(const float* h, int64_t n, float* u) {
     case Copy::kAvx2: return avx2::upper_cholesky_of_inverse(h, n, u);
 #endif
     default: return baseline::upper_cholesky_of_inverse(h, n, u);
+  }
+}
+
+void causal_softmax(float* scores, int64_t n, int64_t total, int64_t start, int64_t window) {
+  switch (active_copy()) {
+#if defined(__x86_64__)
+    case Copy::kAvx512: return avx512::causal_softmax(scores, n, total, start, window);
+    case Copy::kAvx2: return avx2::causal_softmax(scores, n, total, start, window);
+#endif
+    default: return baseline::causal_softmax(scores, n, total, start, window);
+  }
+}
+
+void silu_mul(const float* g, const float* u, int64_t count, float* out) {
+  switch (active_copy()) {
+#if defined(__x86_64__)
+    case Copy::kAvx512: return avx512::silu_mul(g, u, count, out);
+    case Copy::kAvx2: return avx2::silu_mul(g, u, count, out);
+#endif
+    default: return baseline::silu_mul(g, u, count, out);
   }
 }
 

@@ -28,6 +28,12 @@ void gemm(Isa isa, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, 
 // is not positive definite or U is not finite with a positive diagonal.
 bool upper_cholesky_of_inverse(const float* h, int64_t n, float* u);
 
+// Row t of scores [n, total] (query position start + t) becomes the softmax over the keys it sees,
+// [max(0, pos - window + 1), pos]; the rest of the row is set to 0. Vectorized exp of this ISA.
+void causal_softmax(float* scores, int64_t n, int64_t total, int64_t start, int64_t window);
+// out[i] = silu(g[i]) * u[i] = g / (1 + exp(-g)) * u (SwiGLU), the same bits for any count split.
+void silu_mul(const float* g, const float* u, int64_t count, float* out);
+
 // The ISA the entries above run with now ("baseline", "avx2", "avx512").
 const char* isa();
 

@@ -91,4 +91,43 @@ bool upper_cholesky_of_inverse(const float* h_in, int64_t n, float* u_out) {
   return h.allFinite() && (h.diagonal().array() > 0.0f).all();
 }
 
+// The softmax rows of causal attention (dense.h). Eigen peels unaligned leading elements off a
+// vectorized loop and computes them with the scalar exp, whose results differ in the last bit from
+// the packet exp; on a Map into a malloc'ed row that would make the output depend on where the heap
+// put it (seen with -march=native: quantized files differed between runs). The row is therefore
+// worked on in an Eigen-owned, fully aligned copy.
+void causal_softmax(float* scores, int64_t n, int64_t total, int64_t start, int64_t window) {
+  Eigen::ArrayXf row(total);
+  for (int64_t t = 0; t < n; ++t) {
+    const int64_t pos = start + t;
+    const int64_t lo = std::max<int64_t>(0, pos - window + 1);
+    float* s = scores + t * total;
+    auto a = row.head(pos - lo + 1);  // starts at the aligned start of `row`
+    a = Eigen::Map<const Eigen::ArrayXf>(s + lo, pos - lo + 1);
+    a = (a - a.maxCoeff()).exp();
+    a *= float(1.0 / a.cast<double>().sum());
+    std::copy(a.data(), a.data() + a.size(), s + lo);
+    std::fill(s, s + lo, 0.0f);
+    std::fill(s + pos + 1, s + total, 0.0f);
+  }
+}
+
+// out = silu(g) * u in aligned chunks, for the reason above, each padded to a multiple of 16
+// values so that every value goes through the packet exp (Eigen's scalar tail would differ in the
+// last bit): the result of a value does not depend on how a caller splits the array.
+void silu_mul(const float* g, const float* u, int64_t count, float* out) {
+  constexpr int64_t kChunk = 1024;
+  Eigen::ArrayXf a(kChunk), b(kChunk);
+  for (int64_t i = 0; i < count; i += kChunk) {
+    const int64_t c = std::min(kChunk, count - i), padded = (c + 15) / 16 * 16;
+    std::copy(g + i, g + i + c, a.data());
+    std::copy(u + i, u + i + c, b.data());
+    std::fill(a.data() + c, a.data() + padded, 0.0f);
+    std::fill(b.data() + c, b.data() + padded, 0.0f);
+    auto h = a.head(padded);
+    h = h / (1.0f + (-h).exp()) * b.head(padded);
+    std::copy(a.data(), a.data() + c, out + i);
+  }
+}
+
 }  // namespace llmq::dense::LLMQ_DENSE_NS

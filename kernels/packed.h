@@ -72,6 +72,9 @@ struct PackedWeights {
   std::vector<uint16_t> panel_scales16;  // [panel][group][16] when panel_scales_f16
   std::vector<float> panel_scales;       // [panel][group][16] otherwise
   std::vector<uint8_t> panel_zeros;      // [panel][group][16] when kBytes
+  // Every code minus its zero point is a signed byte (always for codes of up to 7 bits): what the
+  // AMX kernel multiplies (qgemm_amx.cc).
+  bool signed_codes_fit_int8 = false;
   // Index of row p * 16 + rr's entry for group g in the per-panel arrays.
   static constexpr size_t panel_index(int64_t ngroups, int64_t p, int64_t g, int64_t rr) {
     return size_t((p * ngroups + g) * 16 + rr);
@@ -144,6 +147,9 @@ struct KernelTable {
   // The sparse weight outliers (out_*) for rows [r0, r1): y[t * ldy + r] += sum of value * x[t * cols + col],
   // x in source column order ([n, cols]); bit-identical in every variant (sparse_outliers_impl.h).
   void (*sparse_add)(const PackedWeights& w, const float* x, int64_t n, int64_t r0, int64_t r1, float* y, int64_t ldy);
+  // quantize_activations without outlier columns for block-aligned layouts, the same bits (division,
+  // round half to even, clamp and integer sums are exact in every variant); nullptr: the reference.
+  void (*quantize_tokens)(const PackedWeights& w, const float* xp, int64_t n, int8_t* xq, int32_t* xqsum, float* sx);
 };
 
 const KernelTable& scalar_kernels();
@@ -181,6 +187,9 @@ using OutlierProductFn = void (*)(const PackedWeights& w, const std::vector<int3
 using GemmI8Fn = void (*)(const PackedWeights&, const int8_t*, const int32_t*, const float*, int64_t, int64_t, int64_t,
                           float*);
 GemmI8Fn avxvnni_gemm_i8();
+// The AMX-INT8 tile kernel (qgemm_amx.cc; needs signed_codes_fit_int8 and whole 32-column groups);
+// nullptr when not compiled in.
+GemmI8Fn amx_gemm_i8();
 const KernelTable* avx2_kernels();    // nullptr when not compiled in
 const KernelTable* avx512_kernels();  // nullptr when not compiled in
 

@@ -120,6 +120,18 @@ void compact_panel_params(kernels::PackedWeights* w) {
     w->panel_zero_constant = w->rows == 0 || w->ngroups == 0 ? 0 : zero(0, 0);
     std::vector<uint8_t>().swap(w->panel_zeros);
   }
+  // Codes of up to 7 bits and their zero points differ by at most 127; 8-bit ones are checked.
+  w->signed_codes_fit_int8 = w->bits <= 7;
+  if (!w->signed_codes_fit_int8) {
+    bool fit = true;
+    for (int64_t r = 0; r < w->rows && fit; ++r)
+      for (int64_t g = 0; g < w->ngroups && fit; ++g) {
+        const int32_t z = w->panel_zero(r, g);
+        for (int64_t j = w->group_start[size_t(g)]; j < w->group_start[size_t(g + 1)] && fit; ++j)
+          fit = w->panel_code(r, j) - z >= -128 && w->panel_code(r, j) - z <= 127;
+      }
+    w->signed_codes_fit_int8 = fit;
+  }
 }
 
 // What outlier k (of row r) adds to the dense part: its fp16 value, or for an in-slot outlier the
@@ -339,6 +351,17 @@ bool avx2_int8_emulation_forced() {
   return v != nullptr && std::string(v) == "emulated";
 }
 
+// LLMQ_AMX=off: the AVX-512 path keeps to VNNI (tests compare both with the reference; AMX is
+// also invisible to valgrind).
+bool amx_disabled() {
+  const char* v = std::getenv("LLMQ_AMX");
+  return v != nullptr && std::string(v) == "off";
+}
+
+// From this many tokens the AMX tile kernel (16 tokens per tile) beats the VNNI one
+// (docs/RESULTS.md); below, a tile would be mostly padding.
+constexpr int64_t kAmxMinTokens = 16;
+
 const kernels::KernelTable& table_for(const PackedWeights& w, Isa isa) {
   // SIMD kernels walk whole 32-column blocks, each half (16 columns) in one group; other layouts
   // use the reference.
@@ -351,9 +374,12 @@ const kernels::KernelTable& table_for(const PackedWeights& w, Isa isa) {
 
 // The int8 kernel for `isa`: AVX-512 needs VNNI; AVX2 uses vpdpbusd when the CPU has AVX-VNNI
 // and an exact vpmaddubsw emulation otherwise.
-kernels::GemmI8Fn gemm_i8_for(const PackedWeights& w, Isa isa) {
+kernels::GemmI8Fn gemm_i8_for(const PackedWeights& w, Isa isa, int64_t n) {
   const auto& f = kernels::cpu_features();
   if (w.block_aligned && isa_supported(isa)) {
+    if (isa == Isa::kAvx512 && n >= kAmxMinTokens && f.amx_int8 && w.signed_codes_fit_int8 &&
+        kernels::amx_gemm_i8() != nullptr && !amx_disabled())
+      return kernels::amx_gemm_i8();
     if (isa == Isa::kAvx512 && f.avx512vnni && kernels::avx512_kernels()->gemm_i8 != nullptr)
       return kernels::avx512_kernels()->gemm_i8;
     if (isa == Isa::kAvx2) {
@@ -364,6 +390,41 @@ kernels::GemmI8Fn gemm_i8_for(const PackedWeights& w, Isa isa) {
   }
   return kernels::scalar_kernels().gemm_i8;
 }
+
+// Grow-only storage reused by every Forward of one thread; at most kKeepBytes is kept after a call
+// that needed more (a long prompt through a wide linear).
+template <class T>
+class ScratchBuffer {
+ public:
+  T* get(int64_t count) {
+    if (buf_.size() < size_t(count)) buf_.resize(size_t(count));
+    return buf_.data();
+  }
+  void trim() {
+    if (buf_.size() * sizeof(T) > kKeepBytes) std::vector<T>().swap(buf_);
+  }
+
+ private:
+  static constexpr size_t kKeepBytes = size_t(64) << 20;
+  std::vector<T> buf_;
+};
+
+struct ForwardScratch {
+  ScratchBuffer<float> xp, xsum, sx;
+  ScratchBuffer<int8_t> xq;
+  ScratchBuffer<int32_t> xqsum;
+  void trim() {
+    xp.trim(), xsum.trim(), sx.trim(), xq.trim(), xqsum.trim();
+  }
+};
+
+ForwardScratch& forward_scratch() {
+  thread_local ForwardScratch s;
+  return s;
+}
+
+// From this many tokens Forward prepares the inputs (packed order, int8 quantization) over the threads.
+constexpr int64_t kParallelPrepTokens = 16;
 
 // Rows [r0, r1) of thread t of nt, in multiples of 8 rows.
 void thread_rows(int64_t rows, int t, int nt, int64_t* r0, int64_t* r1) {
@@ -383,8 +444,9 @@ std::string PackedLinear::kernel(int64_t n, Isa isa) const {
   const PackedWeights& w = *w_;
   if (w.int8_activations) {
     const std::string why = !w.block_aligned && isa != Isa::kScalar ? " (groups not 32-column aligned)" : "";
-    const kernels::GemmI8Fn f = gemm_i8_for(w, isa);
-    const char* name = kernels::avx512_kernels() != nullptr && f == kernels::avx512_kernels()->gemm_i8 ? "avx512-vnni"
+    const kernels::GemmI8Fn f = gemm_i8_for(w, isa, n);
+    const char* name = f == kernels::amx_gemm_i8() && f != nullptr ? "amx"
+                       : kernels::avx512_kernels() != nullptr && f == kernels::avx512_kernels()->gemm_i8 ? "avx512-vnni"
                        : f == kernels::avxvnni_gemm_i8() && f != nullptr                         ? "avx-vnni"
                        : kernels::avx2_kernels() != nullptr && f == kernels::avx2_kernels()->gemm_i8 ? "avx2"
                                                                                                     : "scalar";
@@ -406,14 +468,28 @@ void PackedLinear::Forward(const float* x, int64_t n, float* y, Isa isa) const {
   const PackedWeights& w = *w_;
   const kernels::KernelTable& k = table_for(w, isa);
   const int64_t kp = w.kp, ng = w.ngroups;
-  // Inputs in packed column order, zero-padded, and their per-group sums (for the zero points).
-  std::vector<float> xp(static_cast<size_t>(n * kp), 0.0f), xsum(static_cast<size_t>(n * ng), 0.0f);
+  // Inputs in packed column order, zero-padded, and their per-group sums (for the zero points);
+  // token by token, over the threads for a prompt (serial, this was a tenth of a 512-token AMX product).
+  // The buffers are the calling thread's, kept between calls (a fresh 8 MiB per 512-token call was
+  // page faults and a memset every time).
+  // Without a permutation and padding x is already that input, and is read in place.
+  ForwardScratch& scratch = forward_scratch();
+  const bool in_place = w.perm.empty() && kp == w.cols;
+  float* const xp_copy = in_place ? nullptr : scratch.xp.get(n * kp);
+  const float* const xp = in_place ? x : xp_copy;
+  float* const xsum = scratch.xsum.get(n * ng);
+#pragma omp parallel for schedule(static) if (n >= kParallelPrepTokens)
   for (int64_t t = 0; t < n; ++t) {
     const float* src = x + t * w.cols;
-    float* dst = xp.data() + t * kp;
-    if (w.perm.empty()) std::memcpy(dst, src, size_t(w.cols) * sizeof(float));
-    else
-      for (int64_t j = 0; j < w.cols; ++j) dst[j] = src[w.perm[size_t(j)]];
+    const float* dst = xp + t * kp;
+    if (!in_place) {
+      float* out = xp_copy + t * kp;
+      if (w.perm.empty()) std::memcpy(out, src, size_t(w.cols) * sizeof(float));
+      else
+        for (int64_t j = 0; j < w.cols; ++j) out[j] = src[w.perm[size_t(j)]];
+      std::fill(out + w.cols, out + kp, 0.0f);
+    }
+    if (w.int8_activations) continue;  // the int8 path sums the quantized activations instead
     for (int64_t g = 0; g < ng; ++g) {
       float s = 0.0f;
       for (int64_t j = w.group_start[size_t(g)]; j < w.group_start[size_t(g + 1)]; ++j) s += dst[j];
@@ -422,26 +498,38 @@ void PackedLinear::Forward(const float* x, int64_t n, float* y, Isa isa) const {
   }
   if (w.int8_activations) {
     // Per-token int8 activations (absmax / 127, round half to even), the outlier columns taken out.
-    const std::vector<int32_t> ocols = kernels::find_outlier_columns(w, xp.data(), n);
+    const std::vector<int32_t> ocols = kernels::find_outlier_columns(w, xp, n);
     if (w.act_outliers.enabled()) {
       w.outlier_calls.fetch_add(1, std::memory_order_relaxed);
       w.outlier_cols_seen.fetch_add(int64_t(ocols.size()), std::memory_order_relaxed);
     }
-    std::vector<int8_t> xq(static_cast<size_t>(n * kp), 0);
-    std::vector<int32_t> xqsum(static_cast<size_t>(n * ng), 0);
-    std::vector<float> sx(static_cast<size_t>(n), 1.0f);
+    int8_t* const xq = scratch.xq.get(n * kp);
+    int32_t* const xqsum = scratch.xqsum.get(n * ng);
+    float* const sx = scratch.sx.get(n);
     kernels::OutlierActivations xo;
-    kernels::quantize_activations(w, xp.data(), n, ocols, xq.data(), xqsum.data(), sx.data(), &xo);
-    const kernels::GemmI8Fn gemm_i8 = gemm_i8_for(w, isa);
+    if (ocols.empty()) {
+      // Each token on its own (without outlier columns nothing is shared between tokens).
+      const auto quantize_tokens = w.block_aligned ? k.quantize_tokens : nullptr;
+#pragma omp parallel for schedule(static) if (n >= kParallelPrepTokens)
+      for (int64_t t = 0; t < n; ++t) {
+        if (quantize_tokens != nullptr)
+          quantize_tokens(w, xp + t * kp, 1, xq + t * kp, xqsum + t * ng, sx + t);
+        else
+          kernels::quantize_activations(w, xp + t * kp, 1, ocols, xq + t * kp, xqsum + t * ng, sx + t, &xo);
+      }
+    } else {
+      kernels::quantize_activations(w, xp, n, ocols, xq, xqsum, sx, &xo);
+    }
+    const kernels::GemmI8Fn gemm_i8 = gemm_i8_for(w, isa, n);
 #pragma omp parallel
     {
       const int nt = omp_get_num_threads(), t = omp_get_thread_num();
       const int64_t p0 = w.panel_count * t / nt, p1 = w.panel_count * (t + 1) / nt;
       if (p1 > p0) {
-        gemm_i8(w, xq.data(), xqsum.data(), sx.data(), n, p0, p1, y);
+        gemm_i8(w, xq, xqsum, sx, n, p0, p1, y);
         // The outlier columns and the sparse weight outliers of the same rows, in the same
         // parallel region (y still in cache).
-        if (!ocols.empty()) k.outlier_product(w, ocols, xo, sx.data(), n, 16 * p0, std::min(w.rows, 16 * p1), y);
+        if (!ocols.empty()) k.outlier_product(w, ocols, xo, sx, n, 16 * p0, std::min(w.rows, 16 * p1), y);
         k.sparse_add(w, x, n, 16 * p0, std::min(w.rows, 16 * p1), y, w.rows);
       }
     }
@@ -454,7 +542,7 @@ void PackedLinear::Forward(const float* x, int64_t n, float* y, Isa isa) const {
         int64_t r0, r1;
         thread_rows(w.rows, omp_get_thread_num(), omp_get_num_threads(), &r0, &r1);
         if (r1 > r0) {
-          k.gemv(w, xp.data() + t * kp, xsum.data() + t * ng, r0, r1, yt.data());
+          k.gemv(w, xp + t * kp, xsum + t * ng, r0, r1, yt.data());
           k.sparse_add(w, x + t * w.cols, 1, r0, r1, yt.data(), w.rows);
         }
       }
@@ -469,7 +557,7 @@ void PackedLinear::Forward(const float* x, int64_t n, float* y, Isa isa) const {
         int64_t r0, r1;
         thread_rows(w.rows, omp_get_thread_num(), omp_get_num_threads(), &r0, &r1);
         if (r1 > r0) {
-          k.gemv_multi(w, xp.data() + t0 * kp, xsum.data() + t0 * ng, nt, r0, r1, y + t0 * w.rows, w.rows);
+          k.gemv_multi(w, xp + t0 * kp, xsum + t0 * ng, nt, r0, r1, y + t0 * w.rows, w.rows);
           k.sparse_add(w, x + t0 * w.cols, nt, r0, r1, y + t0 * w.rows, w.rows);
         }
       }
@@ -486,7 +574,7 @@ void PackedLinear::Forward(const float* x, int64_t n, float* y, Isa isa) const {
         thread_rows(tr, omp_get_thread_num(), omp_get_num_threads(), &a, &b);
         if (b > a) k.dequant(w, r0 + a, r0 + b, buf.data() + a * kp);
       }
-      dense::gemm(isa, false, true, n, tr, kp, 1.0f, xp.data(), kp, buf.data(), kp, 0.0f, y + r0, w.rows);  // Y = X Tᵀ
+      dense::gemm(isa, false, true, n, tr, kp, 1.0f, xp, kp, buf.data(), kp, 0.0f, y + r0, w.rows);  // Y = X Tᵀ
     }
     if (!w.out_col.empty()) {
 #pragma omp parallel
@@ -497,6 +585,7 @@ void PackedLinear::Forward(const float* x, int64_t n, float* y, Isa isa) const {
       }
     }
   }
+  scratch.trim();
 }
 
 namespace kernels {

@@ -203,7 +203,7 @@ void sparse_add_avx2(const PackedWeights& w, const float* x, int64_t n, int64_t 
 
 const KernelTable* avx2_kernels() {
   static const KernelTable t{"avx2", gemv_avx2, nullptr, dequant_avx2, gemm_i8_avx2, outlier_product_avx2,
-                             sparse_add_avx2};
+                             sparse_add_avx2, nullptr};
   return &t;
 }
 

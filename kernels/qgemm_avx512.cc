@@ -376,11 +376,41 @@ void sparse_add_avx512(const PackedWeights& w, const float* x, int64_t n, int64_
   });
 }
 
+// quantize_activations (activation_outliers.cc) for block-aligned groups without outlier columns:
+// absmax, then per 16 values x / s (IEEE division, as the reference), round half to even, clamp to
+// +-127, narrow to bytes; per group the int32 sum of the bytes. The same bits as the reference.
+void quantize_tokens_avx512(const PackedWeights& w, const float* xp, int64_t n, int8_t* xq, int32_t* xqsum,
+                            float* sx) {
+  const int64_t kp = w.kp, ng = w.ngroups;
+  const __m512 lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
+  for (int64_t t = 0; t < n; ++t) {
+    const float* xr = xp + t * kp;
+    int8_t* qr = xq + t * kp;
+    __m512 m = _mm512_setzero_ps();
+    for (int64_t j = 0; j < kp; j += 16) m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_loadu_ps(xr + j)));
+    const float amax = _mm512_reduce_max_ps(m);
+    const float s = amax > 0.0f ? amax / 127.0f : 1.0f;
+    sx[t] = s;
+    const __m512 sv = _mm512_set1_ps(s);
+    for (int64_t g = 0; g < ng; ++g) {
+      __m512i sum = _mm512_setzero_si512();
+      for (int64_t j = w.group_start[size_t(g)]; j < w.group_start[size_t(g + 1)]; j += 16) {
+        const __m512 v = _mm512_roundscale_ps(_mm512_div_ps(_mm512_loadu_ps(xr + j), sv),
+                                              _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        const __m512i q = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(v, lo), hi));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(qr + j), _mm512_cvtepi32_epi8(q));
+        sum = _mm512_add_epi32(sum, q);
+      }
+      xqsum[t * ng + g] = _mm512_reduce_add_epi32(sum);
+    }
+  }
+}
+
 }  // namespace
 
 const KernelTable* avx512_kernels() {
   static const KernelTable t{"avx512", gemv_avx512, gemv_multi_avx512, dequant_avx512, gemm_i8_avx512, outlier_product_avx512,
-                             sparse_add_avx512};
+                             sparse_add_avx512, quantize_tokens_avx512};
   return &t;
 }
 

@@ -93,7 +93,7 @@ void sparse_add_scalar(const PackedWeights& w, const float* x, int64_t n, int64_
 
 const KernelTable& scalar_kernels() {
   static const KernelTable t{"scalar", gemv_ref, nullptr, dequant_ref, gemm_i8_ref, outlier_product_scalar,
-                             sparse_add_scalar};
+                             sparse_add_scalar, nullptr};
   return t;
 }
 

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <fstream>
 #include <numeric>
 #include <random>
 
@@ -528,14 +529,17 @@ TEST(KernelsInt8, ScalarEqualsDirectIntegerProduct) {
   }
 }
 
-// Every int8 variant (AVX-512 VNNI, AVX-VNNI, AVX2 emulation) gives the same bits as the reference.
-void expect_int8_bit_identical(Isa isa) {
+// Every int8 variant (AMX, AVX-512 VNNI, AVX-VNNI, AVX2 emulation) gives the same bits as the reference.
+void expect_int8_bit_identical(Isa isa, const std::vector<int64_t>& token_counts = {}) {
+  std::vector<int64_t> ns = token_counts;
+  if (ns.empty())
+    for (int64_t n = 1; n <= 17; ++n) ns.push_back(n);
   uint32_t seed = 700;
   for (const Case& c : cases()) {
     const QuantizedTensor q = make_tensor(c, seed++);
     auto p = pack_int8(q);
     ASSERT_TRUE(p.ok());
-    for (int64_t n = 1; n <= 17; ++n) {
+    for (int64_t n : ns) {
       auto x = test::random_normal(size_t(n * c.cols), seed++);
       std::vector<float> ys(size_t(n * c.rows)), yv(ys.size());
       p->Forward(x.data(), n, ys.data(), Isa::kScalar);
@@ -548,6 +552,39 @@ void expect_int8_bit_identical(Isa isa) {
 TEST(KernelsInt8, Avx512VnniIsBitIdenticalToScalar) {
   if (!isa_supported(Isa::kAvx512)) GTEST_SKIP() << "no AVX-512 on this CPU";
   expect_int8_bit_identical(Isa::kAvx512);
+}
+
+bool cpu_lists(const std::string& flag) {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("flags", 0) == 0) return (line + " ").find(" " + flag + " ") != std::string::npos;
+  return false;
+}
+
+// From 16 tokens the AVX-512 path runs AMX tiles where the CPU has them: whole tiles, a partial last
+// tile, several tiles; 64-column steps (groups of 128, per-channel) and 32-column ones. LLMQ_AMX=off
+// keeps it on VNNI, which must then give the same bits too.
+TEST(KernelsInt8, AmxIsBitIdenticalToScalar) {
+  if (!isa_supported(Isa::kAvx512)) GTEST_SKIP() << "no AVX-512 on this CPU";
+  // A CPU that lists AMX-INT8 must have it granted (the kernel would otherwise be silently skipped).
+  if (cpu_lists("amx_int8")) {
+    EXPECT_NE(cpu_features_string().find("amx-int8"), std::string::npos) << cpu_features_string();
+  } else {
+    GTEST_SKIP() << "no AMX-INT8 on this CPU";
+  }
+  const std::vector<int64_t> ns = {16, 17, 31, 32, 40, 64};
+  expect_int8_bit_identical(Isa::kAvx512, ns);
+  QuantSpec g32;
+  g32.group_size = 32;
+  auto w = test::random_normal(64 * 256, 5);
+  auto p = pack_int8(*quantize_rtn(w.data(), 64, 256, g32));
+  EXPECT_EQ(p->kernel(16, Isa::kAvx512), "amx int8");
+  EXPECT_EQ(p->kernel(15, Isa::kAvx512), "avx512-vnni int8");
+  setenv("LLMQ_AMX", "off", 1);
+  EXPECT_EQ(p->kernel(16, Isa::kAvx512), "avx512-vnni int8");
+  expect_int8_bit_identical(Isa::kAvx512, ns);
+  unsetenv("LLMQ_AMX");
 }
 
 TEST(KernelsInt8, Avx2IsBitIdenticalToScalarWithAndWithoutVnni) {

@@ -4,7 +4,7 @@
 usage: portable_isa_check.py <build-dir>
 
 1. Every object file of the library that is not a per-ISA kernel file (kernels/*_avx2.cc,
-   *_avx512.cc, *_avxvnni.cc) holds no VEX/EVEX instruction (no v-prefixed mnemonic, no ymm/zmm).
+   *_avx512.cc, *_avxvnni.cc, *_amx.cc) holds no VEX/EVEX instruction (no v-prefixed mnemonic, no ymm/zmm).
 2. In the linked libllmq.so, every function that holds such instructions is defined by a per-ISA
    object, and is not also defined by a baseline object (an inline function compiled in both, whose
    AVX copy the linker could pick for everyone; dense_impl.h renames Eigen's namespace per ISA for
@@ -23,7 +23,7 @@ if arch and arch.group(1).strip():
     print(f"skipped: this build compiles everything with -march={arch.group(1).strip()} (not the portable default)")
     sys.exit(0)
 
-ISA_FILE = re.compile(r"_(avx2|avx512|avxvnni)\.cc\.o$")
+ISA_FILE = re.compile(r"_(avx2|avx512|avxvnni|amx)\.cc\.o$")
 AVX = re.compile(r"^\s*[0-9a-f]+:\s+(v(?!err|erw)[a-z0-9]+)\b|%[yz]mm\d+", re.M)
 FUNC = re.compile(r"^[0-9a-f]+ <(.+)>:$", re.M)
 
