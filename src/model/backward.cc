@@ -161,10 +161,7 @@ void block_forward(const Model::Impl& im, const Block& bl, const float* x, int64
     T.f2.resize(size_t(n * f));
     bl.gate.Forward(T.b.data(), n, T.f1.data());
     bl.up.Forward(T.b.data(), n, T.f2.data());
-    for (int64_t i = 0; i < n * f; ++i) {
-      const float g = T.f1[size_t(i)];
-      T.m[size_t(i)] = g / (1.0f + std::exp(-g)) * T.f2[size_t(i)];
-    }
+    dense::silu_mul(T.f1.data(), T.f2.data(), n * f, T.m.data());  // as the forward pass
     bl.down.Forward(T.m.data(), n, y.data());
   } else {
     T.f1.resize(size_t(n * f));

@@ -53,26 +53,7 @@ void layer_norm(const float* x, int64_t n, int64_t d, const Norm& nw, double eps
 }
 
 void causal_softmax(float* scores, int64_t n, int64_t total, int64_t start, int64_t window) {
-  // Eigen peels unaligned leading elements off a vectorized loop and computes them with the
-  // scalar exp, whose results differ in the last bit from the packet exp; on a Map into a
-  // malloc'ed row that would make the output depend on where the heap put it (seen with
-  // -march=native: quantized files differed between runs). The row is therefore worked on in an
-  // Eigen-owned, fully aligned copy.
-  Eigen::ArrayXf row(total);
-  for (int64_t t = 0; t < n; ++t) {
-    const int64_t pos = start + t;
-    const int64_t lo = std::max<int64_t>(0, pos - window + 1);
-    float* s = scores + t * total;
-    // Stable softmax over the visible positions [lo, pos], vectorized (Eigen's exp): with
-    // small heads the exponentials, not the products, dominate attention.
-    auto a = row.head(pos - lo + 1);  // starts at the aligned start of `row`
-    a = Eigen::Map<const Eigen::ArrayXf>(s + lo, pos - lo + 1);
-    a = (a - a.maxCoeff()).exp();
-    a *= float(1.0 / a.cast<double>().sum());
-    std::copy(a.data(), a.data() + a.size(), s + lo);
-    std::fill(s, s + lo, 0.0f);
-    std::fill(s + pos + 1, s + total, 0.0f);
-  }
+  dense::causal_softmax(scores, n, total, start, window);  // with this machine's vector exp
 }
 
 }  // namespace internal
@@ -361,17 +342,32 @@ Status Model::Embed(const int32_t* tokens, int64_t n, int64_t start_pos, float* 
   return Status::Ok();
 }
 
+// Per-thread buffers a block's forward pass reuses between calls: fresh megabyte vectors per block
+// were page faults and zero fills (about a tenth of a 512-token prompt on a 1B model). Every user
+// writes its buffer before reading it.
+enum BufferSlot { kMlpGate, kMlpUp, kAttnQuery, kAttnContext, kBlockNormed, kBlockOut, kBufferSlots };
+float* thread_buffer(BufferSlot slot, int64_t count) {
+  thread_local std::vector<float> buffers[kBufferSlots];
+  std::vector<float>& b = buffers[slot];
+  if (b.size() < size_t(count)) b.resize(size_t(count));
+  return b.data();
+}
+
+// Queries per block of a prompt's attention (Model::Impl::attention).
+constexpr int64_t kQueryBlock = 64;
+
 void Model::Impl::attention(const Block& b, int layer, const float* xn, int64_t n, KVCache* cache, float* out,
                             const LinearInputHook& hook) const {
   const int64_t nh = cfg.num_heads, nkv = cfg.num_kv_heads, hd = cfg.head_dim;
   const int64_t qd = nh * hd, kvd = nkv * hd, start = cache->length, total = start + n;
-  std::vector<float> q(static_cast<size_t>(n * qd)), k(static_cast<size_t>(n * kvd)), v(size_t(n * kvd));
+  float* const q = thread_buffer(kAttnQuery, n * qd);
+  std::vector<float> k(static_cast<size_t>(n * kvd)), v(size_t(n * kvd));
   if (hook) {
     hook(b.q.info, xn, n);
     hook(b.k.info, xn, n);
     hook(b.v.info, xn, n);
   }
-  b.q.Forward(xn, n, q.data());
+  b.q.Forward(xn, n, q);
   b.k.Forward(xn, n, k.data());
   b.v.Forward(xn, n, v.data());
   if (cfg.family == ModelFamily::kLlama) {
@@ -384,7 +380,7 @@ void Model::Impl::attention(const Block& b, int layer, const float* xn, int64_t 
         const float ang = float(pos * double(inv_freq[size_t(i)]));
         const float cs = std::cos(ang), sn = std::sin(ang);
         for (int64_t h = 0; h < nh; ++h) {
-          float* r = q.data() + t * qd + h * hd;
+          float* r = q + t * qd + h * hd;
           const float a = r[i], bb = r[i + half];
           r[i] = a * cs - bb * sn;
           r[i + half] = bb * cs + a * sn;
@@ -405,44 +401,50 @@ void Model::Impl::attention(const Block& b, int layer, const float* xn, int64_t 
   const float scale = 1.0f / std::sqrt(float(hd));
   const int64_t group = nh / nkv;
   const int64_t window = cfg.sliding_window > 0 ? cfg.sliding_window : total;
-  std::vector<float> ctx(static_cast<size_t>(n * qd));
-#pragma omp parallel for schedule(dynamic)
-  for (int64_t h = 0; h < nh; ++h) {
-    const int64_t kvh = h / group;
-    // Scores for all queries of this head at once: S = Q_h K_h^T (strided views), then C_h = S V_h.
-    std::vector<float> S(static_cast<size_t>(n * total));
-    dense::gemm(false, true, n, total, hd, scale, q.data() + h * hd, qd, K + kvh * hd, kvd, 0.0f, S.data(), total);
-    internal::causal_softmax(S.data(), n, total, start, window);
-    dense::gemm(false, false, n, hd, total, 1.0f, S.data(), total, V + kvh * hd, kvd, 0.0f, ctx.data() + h * hd, qd);
-  }
-  if (hook) hook(b.o.info, ctx.data(), n);
-  b.o.Forward(ctx.data(), n, out);
+  float* const ctx = thread_buffer(kAttnContext, n * qd);
+  // Queries in blocks of kQueryBlock: a block's scores only reach the keys up to its last query's
+  // position (causal), so a prompt computes about half of the full n x total score matrix.
+  const int64_t qblocks = (n + kQueryBlock - 1) / kQueryBlock;
+#pragma omp parallel for schedule(dynamic) collapse(2)
+  for (int64_t h = 0; h < nh; ++h)
+    for (int64_t qb = 0; qb < qblocks; ++qb) {
+      const int64_t kvh = h / group, t0 = qb * kQueryBlock, nq = std::min(kQueryBlock, n - t0);
+      const int64_t keys = start + t0 + nq;  // keys [0, keys) are visible to some query of the block
+      // S = Q_h K_h^T (strided views), softmax, then C_h = S V_h; S in a buffer each thread keeps.
+      thread_local std::vector<float> S;
+      if (S.size() < size_t(nq * keys)) S.resize(size_t(nq * keys));
+      dense::gemm(false, true, nq, keys, hd, scale, q + t0 * qd + h * hd, qd, K + kvh * hd, kvd, 0.0f, S.data(),
+                  keys);
+      internal::causal_softmax(S.data(), nq, keys, start + t0, window);
+      dense::gemm(false, false, nq, hd, keys, 1.0f, S.data(), keys, V + kvh * hd, kvd, 0.0f,
+                  ctx + t0 * qd + h * hd, qd);
+    }
+  if (hook) hook(b.o.info, ctx, n);
+  b.o.Forward(ctx, n, out);
 }
 
 void Model::Impl::mlp(const Block& b, const float* xn, int64_t n, float* out, const LinearInputHook& hook) const {
   const int64_t f = cfg.intermediate_size;
-  std::vector<float> a(static_cast<size_t>(n * f));
+  float* const a = thread_buffer(kMlpGate, n * f);
   if (cfg.family == ModelFamily::kLlama) {
-    std::vector<float> u(static_cast<size_t>(n * f));
+    float* const u = thread_buffer(kMlpUp, n * f);
     if (hook) {
       hook(b.gate.info, xn, n);
       hook(b.up.info, xn, n);
     }
-    b.gate.Forward(xn, n, a.data());
-    b.up.Forward(xn, n, u.data());
+    b.gate.Forward(xn, n, a);
+    b.up.Forward(xn, n, u);
+    // SwiGLU in token-row slices over the threads (silu_mul gives the same bits for any split).
 #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n * f; ++i) {
-      const float g = a[size_t(i)];
-      a[size_t(i)] = g / (1.0f + std::exp(-g)) * u[size_t(i)];
-    }
-    if (hook) hook(b.down.info, a.data(), n);
-    b.down.Forward(a.data(), n, out);
+    for (int64_t t = 0; t < n; ++t) dense::silu_mul(a + t * f, u + t * f, f, a + t * f);
+    if (hook) hook(b.down.info, a, n);
+    b.down.Forward(a, n, out);
   } else {
     if (hook) hook(b.fc1.info, xn, n);
-    b.fc1.Forward(xn, n, a.data());
-    for (auto& v : a) v = std::max(v, 0.0f);
-    if (hook) hook(b.fc2.info, a.data(), n);
-    b.fc2.Forward(a.data(), n, out);
+    b.fc1.Forward(xn, n, a);
+    for (int64_t i = 0; i < n * f; ++i) a[i] = std::max(a[i], 0.0f);
+    if (hook) hook(b.fc2.info, a, n);
+    b.fc2.Forward(a, n, out);
   }
 }
 
@@ -452,27 +454,28 @@ void Model::RunBlock(int layer, float* x, int64_t n, KVCache* cache, const Linea
   assert(im.loaded[size_t(layer)] && "RunBlock on a block that is not loaded");
   const Block& b = im.blocks[size_t(layer)];
   const int64_t d = cfg.hidden_size;
-  std::vector<float> xn(static_cast<size_t>(n * d)), y(static_cast<size_t>(n * d));
+  float* const xn = thread_buffer(kBlockNormed, n * d);
+  float* const y = thread_buffer(kBlockOut, n * d);
   const bool pre_ln = cfg.family == ModelFamily::kLlama || cfg.do_layer_norm_before;
-  ConstMap Y(y.data(), n, d);
+  ConstMap Y(y, n, d);
   Map X(x, n, d);
   // Attention.
-  if (pre_ln) im.norm(x, n, b.attn_norm, xn.data());
-  else std::copy_n(x, n * d, xn.data());
-  im.attention(b, layer, xn.data(), n, cache, y.data(), hook);
+  if (pre_ln) im.norm(x, n, b.attn_norm, xn);
+  else std::copy_n(x, n * d, xn);
+  im.attention(b, layer, xn, n, cache, y, hook);
   X += Y;
   if (!pre_ln) {
-    im.norm(x, n, b.attn_norm, xn.data());
-    std::copy(xn.begin(), xn.end(), x);
+    im.norm(x, n, b.attn_norm, xn);
+    std::copy_n(xn, n * d, x);
   }
   // MLP.
-  if (pre_ln) im.norm(x, n, b.mlp_norm, xn.data());
-  else std::copy_n(x, n * d, xn.data());
-  im.mlp(b, xn.data(), n, y.data(), hook);
+  if (pre_ln) im.norm(x, n, b.mlp_norm, xn);
+  else std::copy_n(x, n * d, xn);
+  im.mlp(b, xn, n, y, hook);
   X += Y;
   if (!pre_ln) {
-    im.norm(x, n, b.mlp_norm, xn.data());
-    std::copy(xn.begin(), xn.end(), x);
+    im.norm(x, n, b.mlp_norm, xn);
+    std::copy_n(xn, n * d, x);
   }
 }
 
