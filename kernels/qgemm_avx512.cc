@@ -257,25 +257,34 @@ using PanelZeros = PackedWeights::PanelZeros;
 // 4096, beyond the L3: 6.6 -> 5.5-5.8 ms on one thread, 3.4 -> 2.8-2.9 ms on two; 1, 2, 4 and
 // 8 KiB ahead measured alike, docs/RESULTS.md).
 constexpr int64_t kPrefetchBytes = 4096;
+// Panels read side by side at one or two tokens: 32768 x 4096 q4_0 beyond the L3, one token, one
+// thread: 5.3 ms with one stream, 4.7 with 2, 4 or 8 (llama.cpp 4.6; docs/RESULTS.md).
+constexpr int kPanelStreams = 4;
 
 // VNNI: vpdpbusd multiplies 4 unsigned weight bytes of each row lane by the same 4 signed
-// activation bytes (broadcast) and adds the 4 products to the lane's int32.
-template <int NT>
+// activation bytes (broadcast) and adds the 4 products to the lane's int32. NP panels [p, p + NP)
+// are read side by side: at one or two tokens a GEMV is a stream of weight bytes, and several
+// streams at once keep more cache-line misses in flight than one (what llama.cpp's q4_0 decode
+// kernel does with 4 column tiles).
+template <int NT, int NP>
 void panel_i8(const PackedWeights& w, int64_t p, const int8_t* xq, const int32_t* xqsum, const float* sx,
               int64_t t0, float* y) {
-  const uint8_t* panel = w.panels.data() + p * w.panel_bytes;
+  const uint8_t* panel[NP];
+  for (int ip = 0; ip < NP; ++ip) panel[ip] = w.panels.data() + (p + ip) * w.panel_bytes;
   const int64_t kp = w.kp, ng = w.ngroups;
-  __m512 yf[NT];
-  for (int t = 0; t < NT; ++t) yf[t] = _mm512_setzero_ps();
+  __m512 yf[NP][NT];
+  for (int ip = 0; ip < NP; ++ip)
+    for (int t = 0; t < NT; ++t) yf[ip][t] = _mm512_setzero_ps();
   const __m512i m4 = _mm512_set1_epi8(0x0F);
   for (int64_t g = 0; g < ng; ++g) {
-    // Independent int32 chains per token (vpdpbusd's latency would otherwise bound a GEMV at one
-    // token: 4 chains at 1-2 tokens, 2 above), added at the group's end; integer sums in any
-    // order are the same, so every variant still gives the reference's bits.
-    constexpr int kChains = NT <= 2 ? 4 : 2;
-    __m512i acc[NT][kChains];
-    for (int t = 0; t < NT; ++t)
-      for (int c = 0; c < kChains; ++c) acc[t][c] = _mm512_setzero_si512();
+    // Independent int32 chains per panel and token (vpdpbusd's latency would otherwise bound a
+    // GEMV at one token: 4 chains in all at 1-2 tokens, 2 above), added at the group's end; integer
+    // sums in any order are the same, so every variant still gives the reference's bits.
+    constexpr int kChains = NT <= 2 && NP == 1 ? 4 : 2;
+    __m512i acc[NP][NT][kChains];
+    for (int ip = 0; ip < NP; ++ip)
+      for (int t = 0; t < NT; ++t)
+        for (int c = 0; c < kChains; ++c) acc[ip][t][c] = _mm512_setzero_si512();
     const int64_t j0 = w.group_start[size_t(g)], j1 = w.group_start[size_t(g + 1)];
     auto x4 = [&](int t, int64_t j) {
       int32_t v;
@@ -285,69 +294,85 @@ void panel_i8(const PackedWeights& w, int64_t p, const int8_t* xq, const int32_t
     if (w.code_bits == 8) {
       int64_t j = j0;
       for (; j + 4 * kChains <= j1; j += 4 * kChains)
-        for (int c = 0; c < kChains; ++c) {
-          _mm_prefetch(reinterpret_cast<const char*>(panel + (j / 4 + c) * 64 + kPrefetchBytes), _MM_HINT_T0);
-          const __m512i wv = _mm512_loadu_si512(panel + (j / 4 + c) * 64);
-          for (int t = 0; t < NT; ++t) acc[t][c] = _mm512_dpbusd_epi32(acc[t][c], wv, x4(t, j + 4 * c));
+        for (int c = 0; c < kChains; ++c)
+          for (int ip = 0; ip < NP; ++ip) {
+            _mm_prefetch(reinterpret_cast<const char*>(panel[ip] + (j / 4 + c) * 64 + kPrefetchBytes), _MM_HINT_T0);
+            const __m512i wv = _mm512_loadu_si512(panel[ip] + (j / 4 + c) * 64);
+            for (int t = 0; t < NT; ++t) acc[ip][t][c] = _mm512_dpbusd_epi32(acc[ip][t][c], wv, x4(t, j + 4 * c));
+          }
+      for (; j < j1; j += 4)
+        for (int ip = 0; ip < NP; ++ip) {
+          const __m512i wv = _mm512_loadu_si512(panel[ip] + (j / 4) * 64);
+          for (int t = 0; t < NT; ++t) acc[ip][t][0] = _mm512_dpbusd_epi32(acc[ip][t][0], wv, x4(t, j));
         }
-      for (; j < j1; j += 4) {
-        const __m512i wv = _mm512_loadu_si512(panel + (j / 4) * 64);
-        for (int t = 0; t < NT; ++t) acc[t][0] = _mm512_dpbusd_epi32(acc[t][0], wv, x4(t, j));
-      }
     } else {
       int64_t j = j0;
       for (; j + 4 * kChains <= j1; j += 4 * kChains)
-        for (int c = 0; c < kChains; c += 2) {
-          _mm_prefetch(reinterpret_cast<const char*>(panel + (j / 8 + c / 2) * 64 + kPrefetchBytes), _MM_HINT_T0);
-          const __m512i b = _mm512_loadu_si512(panel + (j / 8 + c / 2) * 64);
+        for (int c = 0; c < kChains; c += 2)
+          for (int ip = 0; ip < NP; ++ip) {
+            _mm_prefetch(reinterpret_cast<const char*>(panel[ip] + (j / 8 + c / 2) * 64 + kPrefetchBytes), _MM_HINT_T0);
+            const __m512i b = _mm512_loadu_si512(panel[ip] + (j / 8 + c / 2) * 64);
+            const __m512i lo = _mm512_and_si512(b, m4), hi = _mm512_and_si512(_mm512_srli_epi16(b, 4), m4);
+            for (int t = 0; t < NT; ++t) {
+              acc[ip][t][c] = _mm512_dpbusd_epi32(acc[ip][t][c], lo, x4(t, j + 4 * c));
+              acc[ip][t][c + 1] = _mm512_dpbusd_epi32(acc[ip][t][c + 1], hi, x4(t, j + 4 * c + 4));
+            }
+          }
+      for (; j < j1; j += 8)
+        for (int ip = 0; ip < NP; ++ip) {
+          const __m512i b = _mm512_loadu_si512(panel[ip] + (j / 8) * 64);
           const __m512i lo = _mm512_and_si512(b, m4), hi = _mm512_and_si512(_mm512_srli_epi16(b, 4), m4);
           for (int t = 0; t < NT; ++t) {
-            acc[t][c] = _mm512_dpbusd_epi32(acc[t][c], lo, x4(t, j + 4 * c));
-            acc[t][c + 1] = _mm512_dpbusd_epi32(acc[t][c + 1], hi, x4(t, j + 4 * c + 4));
+            acc[ip][t][0] = _mm512_dpbusd_epi32(acc[ip][t][0], lo, x4(t, j));
+            acc[ip][t][1] = _mm512_dpbusd_epi32(acc[ip][t][1], hi, x4(t, j + 4));
           }
         }
-      for (; j < j1; j += 8) {
-        const __m512i b = _mm512_loadu_si512(panel + (j / 8) * 64);
-        const __m512i lo = _mm512_and_si512(b, m4), hi = _mm512_and_si512(_mm512_srli_epi16(b, 4), m4);
-        for (int t = 0; t < NT; ++t) {
-          acc[t][0] = _mm512_dpbusd_epi32(acc[t][0], lo, x4(t, j));
-          acc[t][1] = _mm512_dpbusd_epi32(acc[t][1], hi, x4(t, j + 4));
-        }
+    }
+    const PanelZeros zkind = w.panel_zero_kind;
+    for (int ip = 0; ip < NP; ++ip) {
+      const size_t pg = PackedWeights::panel_index(ng, p + ip, g, 0);
+      const __m512i zeros =
+          zkind == PanelZeros::kBytes
+              ? _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.panel_zeros.data() + pg)))
+              : _mm512_set1_epi32(w.panel_zero_constant);
+      const __m512 scales =
+          w.panel_scales_f16
+              ? _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w.panel_scales16.data() + pg)))
+              : _mm512_loadu_ps(w.panel_scales.data() + pg);
+      for (int t = 0; t < NT; ++t) {
+        __m512i dot = acc[ip][t][0];
+        for (int c = 1; c < kChains; ++c) dot = _mm512_add_epi32(dot, acc[ip][t][c]);
+        const int32_t xs = xqsum[(t0 + t) * ng + g];
+        const __m512i zx = zkind == PanelZeros::kConstant ? _mm512_set1_epi32(w.panel_zero_constant * xs)
+                                                          : _mm512_mullo_epi32(zeros, _mm512_set1_epi32(xs));
+        yf[ip][t] = _mm512_fmadd_ps(scales, _mm512_cvtepi32_ps(_mm512_sub_epi32(dot, zx)), yf[ip][t]);
       }
     }
-    __m512i dot[NT];
-    for (int t = 0; t < NT; ++t) {
-      dot[t] = acc[t][0];
-      for (int c = 1; c < kChains; ++c) dot[t] = _mm512_add_epi32(dot[t], acc[t][c]);
-    }
-    const size_t pg = PackedWeights::panel_index(ng, p, g, 0);
-    const PanelZeros zkind = w.panel_zero_kind;
-    const __m512i zeros =
-        zkind == PanelZeros::kBytes
-            ? _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.panel_zeros.data() + pg)))
-            : _mm512_set1_epi32(w.panel_zero_constant);
-    const __m512 scales =
-        w.panel_scales_f16
-            ? _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w.panel_scales16.data() + pg)))
-            : _mm512_loadu_ps(w.panel_scales.data() + pg);
-    for (int t = 0; t < NT; ++t) {
-      const int32_t xs = xqsum[(t0 + t) * ng + g];
-      const __m512i zx = zkind == PanelZeros::kConstant ? _mm512_set1_epi32(w.panel_zero_constant * xs)
-                                                        : _mm512_mullo_epi32(zeros, _mm512_set1_epi32(xs));
-      yf[t] = _mm512_fmadd_ps(scales, _mm512_cvtepi32_ps(_mm512_sub_epi32(dot[t], zx)), yf[t]);
-    }
   }
-  const int64_t rows_here = std::min<int64_t>(16, w.rows - p * 16);
-  const __mmask16 mask = __mmask16((1u << rows_here) - 1u);
-  for (int t = 0; t < NT; ++t)
-    _mm512_mask_storeu_ps(y + (t0 + t) * w.rows + p * 16, mask, _mm512_mul_ps(yf[t], _mm512_set1_ps(sx[t0 + t])));
+  for (int ip = 0; ip < NP; ++ip) {
+    const int64_t rows_here = std::min<int64_t>(16, w.rows - (p + ip) * 16);
+    const __mmask16 mask = __mmask16((1u << rows_here) - 1u);
+    for (int t = 0; t < NT; ++t)
+      _mm512_mask_storeu_ps(y + (t0 + t) * w.rows + (p + ip) * 16, mask,
+                            _mm512_mul_ps(yf[ip][t], _mm512_set1_ps(sx[t0 + t])));
+  }
 }
 
 void gemm_i8_avx512(const PackedWeights& w, const int8_t* xq, const int32_t* xqsum, const float* sx, int64_t n,
                     int64_t p0, int64_t p1, float* y) {
+  // One or two tokens: 4 panels side by side (kPanelStreams); more tokens reuse each loaded
+  // weight vector across the tokens instead.
+  if (n <= 2) {
+    int64_t p = p0;
+    for (; p + kPanelStreams <= p1; p += kPanelStreams)
+      for (int64_t t0 = 0; t0 < n; ++t0) panel_i8<1, kPanelStreams>(w, p, xq, xqsum, sx, t0, y);
+    for (; p < p1; ++p)
+      for (int64_t t0 = 0; t0 < n; ++t0) panel_i8<1, 1>(w, p, xq, xqsum, sx, t0, y);
+    return;
+  }
   for (int64_t p = p0; p < p1; ++p)
     for (int64_t t0 = 0; t0 < n; t0 += 8)
-      with_token_count(n - t0, [&](auto nt) { panel_i8<decltype(nt)::value>(w, p, xq, xqsum, sx, t0, y); });
+      with_token_count(n - t0, [&](auto nt) { panel_i8<decltype(nt)::value, 1>(w, p, xq, xqsum, sx, t0, y); });
 }
 
 void outlier_product_avx512(const PackedWeights& w, const std::vector<int32_t>& ocols, const OutlierActivations& a,

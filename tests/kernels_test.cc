@@ -175,6 +175,10 @@ std::vector<Case> cases() {
   // In-slot outliers (a second per-group scale at the outliers' positions).
   out.push_back({4, 32, false, false, true, 13, 96, false, true});
   out.push_back({3, 64, true, true, true, 10, 128, false, true});
+  // Enough rows for several 16-row panels per thread: the int8 GEMV reads 4 panels side by side
+  // (and a partial last panel).
+  out.push_back({4, 32, true, false, false, 130, 128});
+  out.push_back({8, 32, false, false, false, 147, 64});
   // fp32 scales (the int8 panels keep them as fp32; every other case has fp16 ones).
   out.push_back({4, 32, false, false, false, 21, 128, false, false, false, true});
   out.push_back({8, 0, true, true, false, 18, 96, false, false, false, true});

@@ -56,7 +56,8 @@ const char* kGenHelp =
     "                      that can (integer zero points) take int8 activations per token (W4A8/W8A8)\n"
     "  --int8-activations, --outlier-threshold T, --integer-outliers   as in `llmq eval ppl`\n"
     "  --json              print {prompt, text, ids, new_tokens, tokens_per_second (prompt included),\n"
-    "                      prompt_tokens, prompt_tokens_per_second, decode_steps, decode_tokens_per_second}\n"
+    "                      prompt_tokens, prompt_tokens_per_second, decode_steps, decode_tokens_per_second,\n"
+    "                      kernel_isa, kernels (decoding's), prompt_kernels (the prompt's)}\n"
     "                      instead of streaming\n";
 
 Result<std::string> read_text(const std::string& path) {
@@ -260,7 +261,8 @@ int run_generate(int argc, char** argv) {
                                 {"decode_steps", decode_steps},
                                 {"decode_tokens_per_second", decode_secs > 0 ? double(decode_steps) / decode_secs : 0.0},
                                 {"kernel_isa", isa_name(active_isa())},
-                                {"kernels", m.QuantizedKernels(1)}};  // decoding: one token at a time
+                                {"kernels", m.QuantizedKernels(1)},  // decoding: one token at a time
+                                {"prompt_kernels", m.QuantizedKernels(int64_t(ids->size()))}};  // the prompt, in one batch
     print_json(j);
   } else {
     std::printf("\n");
