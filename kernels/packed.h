@@ -27,25 +27,6 @@
 
 namespace llmq::kernels {
 
-// Large weight arrays on 2 MiB-aligned memory advised for transparent huge pages (Linux
-// MADV_HUGEPAGE, before the first touch), so that a GEMV streaming them walks one TLB entry per
-// 2 MiB instead of per 4 KiB; small ones, and systems without it, get ordinary memory.
-void* allocate_weight_bytes(size_t bytes);
-void free_weight_bytes(void* p, size_t bytes);
-template <class T>
-struct WeightAllocator {
-  using value_type = T;
-  WeightAllocator() = default;
-  template <class U>
-  WeightAllocator(const WeightAllocator<U>&) {}
-  T* allocate(size_t n) { return static_cast<T*>(allocate_weight_bytes(n * sizeof(T))); }
-  void deallocate(T* p, size_t n) { free_weight_bytes(p, n * sizeof(T)); }
-  template <class U>
-  bool operator==(const WeightAllocator<U>&) const { return true; }
-  template <class U>
-  bool operator!=(const WeightAllocator<U>&) const { return false; }
-};
-
 struct PackedWeights {
   int64_t rows = 0, cols = 0;  // logical shape [out_features, in_features]
   int64_t kp = 0;              // padded columns, a multiple of 32
@@ -83,7 +64,7 @@ struct PackedWeights {
   bool int8_activations = false;
   int64_t panel_count = 0;               // ceil(rows / 16)
   int64_t panel_bytes = 0;               // bytes per panel = 16 * kp (8-bit) or 8 * kp (4-bit)
-  std::vector<uint8_t, WeightAllocator<uint8_t>> panels;
+  std::vector<uint8_t> panels;
   enum class PanelZeros : uint8_t { kConstant, kBytes };
   bool panel_scales_f16 = false;
   PanelZeros panel_zero_kind = PanelZeros::kBytes;

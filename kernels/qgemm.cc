@@ -2,15 +2,11 @@
 // GEMV / GEMM drivers (threads over rows; GEMM dequantizes row tiles into an L2-sized buffer
 // and multiplies them with Eigen).
 #include <omp.h>
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
 
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
-#include <new>
 #include <numeric>
 #include <string>
 
@@ -95,30 +91,6 @@ ActivationOutlierStats PackedLinear::activation_outlier_stats() const {
   st.cols = w_->cols;
   return st;
 }
-
-namespace kernels {
-
-namespace {
-constexpr size_t kHugePage = size_t(2) << 20;
-}
-
-void* allocate_weight_bytes(size_t bytes) {
-  if (bytes < 2 * kHugePage) return ::operator new(bytes);
-  const size_t rounded = (bytes + kHugePage - 1) / kHugePage * kHugePage;
-  void* p = std::aligned_alloc(kHugePage, rounded);
-  if (p == nullptr) throw std::bad_alloc();
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  madvise(p, rounded, MADV_HUGEPAGE);  // advice only: without THP the pages stay 4 KiB
-#endif
-  return p;
-}
-
-void free_weight_bytes(void* p, size_t bytes) {
-  if (bytes < 2 * kHugePage) ::operator delete(p);
-  else std::free(p);
-}
-
-}  // namespace kernels
 
 namespace {
 
