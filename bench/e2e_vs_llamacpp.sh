@@ -4,7 +4,8 @@
 # grid) and exported; llama.cpp runs the GGUF file, llmq runs the quantized folder — the same
 # weights, the same bits. Prompt processing (one batch) and greedy decoding after it, same threads.
 # The tokenizer (and vocabulary size) come from <tokenizer-folder> (e.g. ../shared/models/stories5M-hf).
-# Prints one JSON object: both sides' tokens/s and the ratios llmq / llama.cpp (> 1: llmq faster);
+# Prints one JSON object: both sides' tokens/s and the ratios llmq / llama.cpp (> 1: llmq faster), and
+# the decode bound (GGUF bytes per token at this run's STREAM triad) with each side's fraction of it;
 # llmq runs twice: generate --fp32-activations, and generate's default (int8 activations per token
 # where the layout allows it: W4A8 kernels; types with float mins, e.g. q4_k, stay fp32).
 #
@@ -33,10 +34,13 @@ OMP_NUM_THREADS=$threads "$llmq" generate "$work/q" --prompt "$prompt" -n "$gen"
   > "$work/llmq8.json" 2> /dev/null || echo '{}' > "$work/llmq8.json"
 ptok=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['prompt_tokens'])" "$work/llmq.json")
 "$client" speed "$work/q.gguf" "$ptok" "$gen" "$threads" > "$work/lc.json"
-python3 - "$work/llmq.json" "$work/lc.json" "$work/llmq8.json" "$type" "$hidden" "$inter" "$layers" "$vocab" "$(stat -c %s "$work/q.gguf")" <<'PY'
+# The decode bound: every weight byte read once per token at this run's STREAM triad (same threads).
+OMP_NUM_THREADS=$threads "$llmq" bench kernels --rows 512 --cols 512 --tokens 32 --json > "$work/bench.json" 2> /dev/null
+python3 - "$work/llmq.json" "$work/lc.json" "$work/llmq8.json" "$work/bench.json" "$type" "$hidden" "$inter" "$layers" "$vocab" "$(stat -c %s "$work/q.gguf")" <<'PY'
 import json, sys
 q, l, q8 = json.load(open(sys.argv[1])), json.load(open(sys.argv[2])), json.load(open(sys.argv[3]))
-del sys.argv[3]
+stream = json.load(open(sys.argv[4]))["stream_gbps"]
+del sys.argv[3:5]
 out = {"type": sys.argv[3], "hidden": int(sys.argv[4]), "intermediate": int(sys.argv[5]), "layers": int(sys.argv[6]),
        "vocab": int(sys.argv[7]), "gguf_bytes": int(sys.argv[8]), "threads": l["threads"],
        "prompt_tokens": q["prompt_tokens"], "decode_steps": q["decode_steps"],
@@ -50,5 +54,10 @@ for k in ("prompt", "decode"):
     v = q8.get(k + "_tokens_per_second")
     out["llmq_int8_" + k + "_tokens_per_second"] = v
     out["int8_" + k + "_ratio"] = v / out["llamacpp_" + k + "_tokens_per_second"] if v else None
+out["llmq_int8_prompt_kernels"] = q8.get("prompt_kernels")
+out["stream_gbps"] = stream
+out["decode_bound_tokens_per_second"] = stream * 1e9 / out["gguf_bytes"]
+for side, key in (("llamacpp", "llamacpp_decode_tokens_per_second"), ("llmq_int8", "llmq_int8_decode_tokens_per_second")):
+    out[side + "_decode_fraction_of_bound"] = (out[key] or 0) / out["decode_bound_tokens_per_second"]
 print(json.dumps(out, indent=2))
 PY
