@@ -332,6 +332,54 @@ TEST(Gptq, RowPiecesJoinToTheWholeSolve) {
   EXPECT_FALSE(internal::join_row_pieces(std::move(two)).ok());
 }
 
+// Row pieces solved on several ranks share one inverse factor (gptq_factor, computed once and
+// broadcast): pieces solved with it are the whole's bits, with act-order, a dead input column, a
+// Hessian that needs more damping, and one where every damping fails (RTN for every piece).
+TEST(Gptq, PiecesWithASharedFactorJoinToTheWholeSolve) {
+  const int64_t rows = internal::kGptqRowChunk + 136, cols = 768;
+  auto w = test::random_normal(size_t(rows * cols), 97, 0.1f);
+  auto h = correlated_hessian(cols, 256, 98);
+  for (int64_t j = 0; j < cols; ++j) h[size_t(5 * cols + j)] = h[size_t(j * cols + 5)] = 0.0f;  // dead input 5
+  for (bool act_order : {false, true}) {
+    GptqOptions opt;
+    opt.act_order = act_order;
+    const QuantSpec spec = test::quant_spec(4, 128, act_order);
+    auto whole = gptq_quantize(w.data(), rows, cols, h.data(), spec, opt);
+    ASSERT_TRUE(whole.ok()) << whole.status().ToString();
+    EXPECT_EQ(whole->dead_columns, 1);
+    const internal::GptqFactor f = internal::gptq_factor(h.data(), cols, opt);
+    std::vector<QuantizedTensor> pieces;
+    const int64_t c = internal::kGptqRowChunk;
+    for (auto [b, e] : {std::pair<int64_t, int64_t>{0, c}, {c, rows}}) {
+      auto p = internal::gptq_quantize_with_factor(w.data() + b * cols, e - b, cols, h.data(), spec, opt, f);
+      ASSERT_TRUE(p.ok()) << p.status().ToString();
+      EXPECT_EQ(p->damp, whole->damp);
+      pieces.push_back(std::move(p->q));
+    }
+    auto joined = internal::join_row_pieces(std::move(pieces));
+    ASSERT_TRUE(joined.ok()) << joined.status().ToString();
+    EXPECT_EQ(internal::quantized_bytes("m", *joined), internal::quantized_bytes("m", whole->q)) << act_order;
+  }
+  // Damping raised (pairs [[1, 3], [3, 1]]) and hopeless (negative definite) Hessians.
+  const int64_t small = 8;
+  auto ws = test::random_normal(size_t(4 * small), 99, 0.1f);
+  std::vector<float> raised(size_t(small * small), 0.0f), hopeless(size_t(small * small), 0.0f);
+  for (int64_t i = 0; i < small; i += 2) {
+    raised[size_t(i * small + i)] = raised[size_t((i + 1) * small + i + 1)] = 1.0f;
+    raised[size_t(i * small + i + 1)] = raised[size_t((i + 1) * small + i)] = 3.0f;
+  }
+  for (int64_t i = 0; i < small; ++i) hopeless[size_t(i * small + i)] = -1.0f;
+  for (const auto* hh : {&raised, &hopeless}) {
+    auto whole = gptq_quantize(ws.data(), 4, small, hh->data(), QuantSpec{});
+    const internal::GptqFactor f = internal::gptq_factor(hh->data(), small, GptqOptions{});
+    auto shared = internal::gptq_quantize_with_factor(ws.data(), 4, small, hh->data(), QuantSpec{}, GptqOptions{}, f);
+    ASSERT_TRUE(whole.ok() && shared.ok());
+    EXPECT_EQ(shared->q.codes, whole->q.codes);
+    EXPECT_EQ(shared->damp_retries, whole->damp_retries);
+    EXPECT_EQ(shared->fell_back_to_rtn, whole->fell_back_to_rtn);
+  }
+}
+
 // SpQR (algorithms.md §5): outliers are the weights whose Hessian-weighted error exceeds
 // tau = threshold * mean_j var(W[:, j]) / U_jj^2, with U the upper Cholesky factor of the damped H^-1.
 TEST(Gptq, SpqrOutliersEqualObqWithTheHessianWeightedRule) {

@@ -524,32 +524,50 @@ Result<HessianMatrices> BlockwiseCalibrator::InputHessians(int layer, const std:
     for (int64_t p = 0; p < panels; ++p) mine[size_t(p)] = owner[first_item + size_t(p)] == c.rank();
     HessianAccumulator acc(s.cols);
     HessianAccess::keep_panels(&acc, mine);
-    // Every rank adds every window, in window order, to its panels.
-    std::vector<float> theirs;
+    // Every rank adds every window, in window order, to its panels. The inputs go round first,
+    // then the additions: work between two broadcasts keeps the other ranks waiting in the second.
+    std::vector<std::vector<float>> inputs(static_cast<size_t>(c.size()));
     for (int r = 0; r < c.size(); ++r) {
       const auto [b, e] = c.Share(num_windows(), r);
-      std::vector<float>& buf = r == c.rank() ? s.mine : theirs;
+      std::vector<float>& buf = r == c.rank() ? s.mine : inputs[size_t(r)];
       buf.resize(size_t((e - b) * T * s.cols));
       c.Broadcast(buf.data(), buf.size() * sizeof(float), r);
+    }
+    for (int r = 0; r < c.size(); ++r) {
+      const auto [b, e] = c.Share(num_windows(), r);
+      const std::vector<float>& buf = r == c.rank() ? s.mine : inputs[size_t(r)];
       ScopedPhase phase(Phase::kHessian);
       for (int64_t w = 0; w < e - b; ++w) acc.Add(buf.data() + w * T * s.cols, T);
     }
     std::vector<float>().swap(s.mine);
-    // Each panel's entries (rows from its first column down) from the rank that added it.
-    ScopedPhase phase(Phase::kHessian);
-    std::vector<float> h = acc.Hessian(), block;
+    std::vector<std::vector<float>>().swap(inputs);
+    // Each panel's entries (rows from its first column down) from the rank that added it: every
+    // panel block goes round, then the others' are copied into place.
+    std::vector<float> h;
+    {
+      ScopedPhase phase(Phase::kHessian);
+      h = acc.Hessian();
+    }
+    std::vector<std::vector<float>> blocks(static_cast<size_t>(panels));
     for (int64_t p = 0; p < panels; ++p) {
       const int64_t j0 = p * kHessianPanel, w = std::min(kHessianPanel, s.cols - j0), rows = s.cols - j0;
+      std::vector<float>& block = blocks[size_t(p)];
       block.resize(size_t(rows * w));
       const int o = owner[first_item + size_t(p)];
       if (o == c.rank())
         for (int64_t i = 0; i < rows; ++i) std::copy_n(&h[size_t((j0 + i) * s.cols + j0)], w, &block[size_t(i * w)]);
       c.Broadcast(block.data(), block.size() * sizeof(float), o);
-      if (o == c.rank()) continue;
+    }
+    ScopedPhase phase(Phase::kHessian);
+    for (int64_t p = 0; p < panels; ++p) {
+      if (owner[first_item + size_t(p)] == c.rank()) continue;
+      const int64_t j0 = p * kHessianPanel, w = std::min(kHessianPanel, s.cols - j0), rows = s.cols - j0;
+      const std::vector<float>& block = blocks[size_t(p)];
       for (int64_t i = 0; i < rows; ++i)
         for (int64_t j = 0; j < w && j <= i; ++j)
           h[size_t((j0 + i) * s.cols + j0 + j)] = h[size_t((j0 + j) * s.cols + j0 + i)] = block[size_t(i * w + j)];
     }
+    std::vector<std::vector<float>>().swap(blocks);
     first_item += size_t(panels);
     auto shared = std::make_shared<const std::vector<float>>(std::move(h));
     for (const std::string& m : s.modules) out[m] = shared;

@@ -207,8 +207,63 @@ std::vector<float> HessianAccumulator::Hessian() const {
   return h;
 }
 
+namespace {
+
+// The Hessian in quantization order: dead columns' H_jj = 1, then act-order's permutation (the
+// largest H_jj first, stable). perm receives the order.
+MatF hessian_in_quantization_order(const float* hessian, int64_t cols, const GptqOptions& options,
+                                   std::vector<int64_t>* perm) {
+  MatF H = Eigen::Map<const RowMatF>(hessian, cols, cols);
+  for (int64_t j = 0; j < cols; ++j)
+    if (H(j, j) == 0.0f) H(j, j) = 1.0f;
+  perm->resize(size_t(cols));
+  std::iota(perm->begin(), perm->end(), 0);
+  if (!options.act_order) return H;
+  std::stable_sort(perm->begin(), perm->end(), [&](int64_t a, int64_t b) { return H(a, a) > H(b, b); });
+  MatF Hp(cols, cols);
+  for (int64_t j = 0; j < cols; ++j)
+    for (int64_t i = 0; i < cols; ++i) Hp(i, j) = H((*perm)[size_t(i)], (*perm)[size_t(j)]);
+  return Hp;
+}
+
+Result<GptqResult> gptq_quantize_impl(const float* w, int64_t rows, int64_t cols, const float* hessian,
+                                      const QuantSpec& spec, const GptqOptions& options,
+                                      const internal::GptqFactor* factor);
+
+}  // namespace
+
+namespace internal {
+
+GptqFactor gptq_factor(const float* hessian, int64_t cols, const GptqOptions& options) {
+  std::vector<int64_t> perm;
+  const MatF H = hessian_in_quantization_order(hessian, cols, options, &perm);
+  GptqFactor f;
+  GptqResult res;
+  MatF u(cols, cols);
+  if (damped_inverse_factor(H, options, &u, &res)) f.u = std::move(u);
+  f.damp = res.damp;
+  f.damp_retries = res.damp_retries;
+  return f;
+}
+
+Result<GptqResult> gptq_quantize_with_factor(const float* w, int64_t rows, int64_t cols, const float* hessian,
+                                             const QuantSpec& spec, const GptqOptions& options,
+                                             const GptqFactor& factor) {
+  return gptq_quantize_impl(w, rows, cols, hessian, spec, options, &factor);
+}
+
+}  // namespace internal
+
 Result<GptqResult> gptq_quantize(const float* w, int64_t rows, int64_t cols, const float* hessian,
                                  const QuantSpec& spec, const GptqOptions& options) {
+  return gptq_quantize_impl(w, rows, cols, hessian, spec, options, nullptr);
+}
+
+namespace {
+
+Result<GptqResult> gptq_quantize_impl(const float* w, int64_t rows, int64_t cols, const float* hessian,
+                                      const QuantSpec& spec, const GptqOptions& options,
+                                      const internal::GptqFactor* factor) {
   LLMQ_RETURN_IF_ERROR(spec.Validate());
   if (spec.lookup) return Status::InvalidArgument("GPTQ cannot write lookup codes (BiLLM's layout: billm_quantize)");
   if (rows <= 0 || cols <= 0) return Status::InvalidArgument("cannot quantize an empty matrix");
@@ -288,8 +343,18 @@ Result<GptqResult> gptq_quantize(const float* w, int64_t rows, int64_t cols, con
     H.swap(Hp);
   }
 
-  MatF U(cols, cols);
-  const bool ok = internal::damped_inverse_factor(H, options, &U, &res);
+  MatF U;
+  bool ok;
+  if (factor != nullptr) {  // computed once for every row piece (gptq_factor: the same operations on H)
+    ok = factor->u.size() > 0;
+    if (ok) U = factor->u;
+    res.damp = factor->damp;
+    res.damp_retries = factor->damp_retries;
+    res.fell_back_to_rtn = !ok;
+  } else {
+    U.resize(cols, cols);
+    ok = internal::damped_inverse_factor(H, options, &U, &res);
+  }
   H.resize(0, 0);
   if (!ok) {
     // Last resort: this layer only is round-to-nearest.
@@ -432,6 +497,8 @@ Result<GptqResult> gptq_quantize(const float* w, int64_t rows, int64_t cols, con
   }
   return res;
 }
+
+}  // namespace
 
 double output_relative_error(const float* w, const float* w_hat, int64_t rows, int64_t cols, const float* hessian,
                              int64_t max_rows) {

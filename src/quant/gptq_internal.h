@@ -42,6 +42,19 @@ int64_t zero_dead_columns(MatF* W, MatF* H);
 // damping used and the retries in *res; false (res->fell_back_to_rtn set) when every attempt failed.
 bool damped_inverse_factor(const MatF& H, const GptqOptions& options, MatF* U, GptqResult* res);
 
+// GPTQ's inverse factor of one Hessian (dead columns and act-order applied as gptq_quantize
+// applies them), computed once and shared by row pieces of one linear solved apart (MPI ranks):
+// gptq_quantize_with_factor gives the bits of gptq_quantize for any rows of the linear.
+struct GptqFactor {
+  MatF u;  // [cols, cols]; empty when every damping attempt failed (the pieces fall back to RTN)
+  double damp = 0.0;
+  int damp_retries = 0;
+};
+GptqFactor gptq_factor(const float* hessian, int64_t cols, const GptqOptions& options);
+Result<GptqResult> gptq_quantize_with_factor(const float* w, int64_t rows, int64_t cols, const float* hessian,
+                                             const QuantSpec& spec, const GptqOptions& options,
+                                             const GptqFactor& factor);
+
 }  // namespace llmq::internal
 
 #endif  // LLMQ_QUANT_GPTQ_INTERNAL_H_

@@ -5,6 +5,7 @@
 // spqr, oac, spqr+oac): they differ only in where the Hessians come from and how a linear is
 // solved.
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <map>
 #include <memory>
@@ -23,11 +24,14 @@ using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 // One solve of a block step: linear `linear` of the stage, rows [row_begin, row_end).
+// Or, with `factor`, the inverse factor of that linear's Hessian, which its row pieces share.
 struct SolveItem {
   size_t linear;
   int64_t row_begin, row_end, rows;
   double cost;
-  bool whole() const { return row_begin == 0 && row_end == rows; }
+  bool factor = false;
+  bool whole() const { return !factor && row_begin == 0 && row_end == rows; }
+  bool piece() const { return !factor && !whole(); }
 };
 
 // Cost of GPTQ on `rows` x `cols` (units of ~10 ps on this machine's core): the inverse's Cholesky
@@ -35,9 +39,9 @@ struct SolveItem {
 // and, per weight, the in-batch rank-1 updates and the rounding (~3000). Fitted to TinyLlama's
 // linears on one thread (docs/RESULTS.md): 2048 x 2048 0.43 s, 5632 x 2048 1.0 s, 2048 x 5632
 // 3.3 s (1.9 s of it the factors).
-double solve_cost(int64_t rows, int64_t cols) {
-  return double(cols) * double(cols) * double(cols) + double(rows) * double(cols) * (2.0 * double(cols) + 3000.0);
-}
+double factor_cost(int64_t cols) { return double(cols) * double(cols) * double(cols); }
+double rows_cost(int64_t rows, int64_t cols) { return double(rows) * double(cols) * (2.0 * double(cols) + 3000.0); }
+double solve_cost(int64_t rows, int64_t cols) { return factor_cost(cols) + rows_cost(rows, cols); }
 
 // The largest per-rank total of `items` as the cluster assigns them.
 double busiest_rank(const Cluster& cluster, const std::vector<SolveItem>& items) {
@@ -50,9 +54,10 @@ double busiest_rank(const Cluster& cluster, const std::vector<SolveItem>& items)
 
 // The solves of a stage, in linear order. Under MPI a linear whose rows are independent may be
 // cut into one row piece per rank (pieces start at GPTQ's row chunks: the same bits as the
-// whole, gptq_internal.h) when that lowers the busiest rank's estimated load: every piece
-// repeats the cols³ factorization, so it pays only when one linear outweighs all the others
-// together (many ranks, or a dominant down projection).
+// whole, gptq_internal.h) when that lowers the busiest rank's estimated load: its inverse factor
+// (cols³) is then one item of its own, computed on one rank first and sent to the pieces' ranks
+// (TinyLlama's down projection on 2 ranks: 1.9 s of factor and 1.5 s of rows, against 2.5 s for
+// the six other linears).
 std::vector<SolveItem> plan_solve_items(const Cluster& cluster, const std::vector<LinearInfo>& linears,
                                         const std::vector<bool>& rows_separable) {
   std::vector<SolveItem> items;
@@ -74,13 +79,26 @@ std::vector<SolveItem> plan_solve_items(const Cluster& cluster, const std::vecto
       split.push_back(it);
       continue;
     }
+    split.push_back({widest, 0, l.rows, l.rows, factor_cost(l.cols), /*factor=*/true});
     for (int64_t p = 0; p < pieces; ++p) {
       const int64_t b = std::min(l.rows, chunks * p / pieces * kGptqRowChunk);
       const int64_t e = std::min(l.rows, chunks * (p + 1) / pieces * kGptqRowChunk);
-      split.push_back({widest, b, e, l.rows, solve_cost(e - b, l.cols)});
+      split.push_back({widest, b, e, l.rows, rows_cost(e - b, l.cols)});
     }
   }
   return busiest_rank(cluster, split) < busiest_rank(cluster, items) ? split : items;
+}
+
+// A split linear's inverse factor from rank `owner` to every rank (the damping it took first, then
+// the [cols, cols] factor, absent when every damping failed).
+void broadcast_factor(const Cluster& cluster, int64_t cols, int owner, GptqFactor* f) {
+  double head[3] = {f->damp, double(f->damp_retries), f->u.size() > 0 ? 1.0 : 0.0};
+  cluster.Broadcast(head, sizeof head, owner);
+  f->damp = head[0];
+  f->damp_retries = int(head[1]);
+  if (head[2] == 0.0) return;
+  if (cluster.rank() != owner) f->u.resize(cols, cols);
+  cluster.Broadcast(f->u.data(), uint64_t(f->u.size()) * sizeof(float), owner);
 }
 
 // Under MPI: each linear's report errors (relative and output-relative error, bits per weight)
@@ -103,23 +121,27 @@ Status measure_reports(BlockContext& ctx, const Cluster& cluster, const std::vec
     measurer[i] = int(std::min_element(load.begin(), load.end()) - load.begin());
     load[size_t(measurer[i])] += report_cost(i);
   }
+  // Every rank measures all of its linears first, then the errors go round: a broadcast after
+  // each measurement kept the other rank waiting through it (the two ranks took turns).
+  std::vector<std::array<double, 3>> errors(whole->size(), {0.0, 0.0, 0.0});
   for (size_t i = 0; i < whole->size(); ++i) {
+    if (measurer[i] != cluster.rank()) continue;
+    const QuantizedLinear& ql = (*whole)[i];
+    std::optional<ScopedPhase> phase(Phase::kLoad);
+    LLMQ_ASSIGN_OR_RETURN(std::vector<float> w, ctx.ckpt.linear_weight(ql.linear));
+    phase.emplace(Phase::kSolve);
+    const LayerReport measured = make_layer_report(ql.linear, w.data(), ql.q, h_of.at(ql.linear.module)->data());
+    errors[i] = {measured.relative_error, measured.output_relative_error, measured.bits_per_weight};
+  }
+  for (size_t i = 0; i < whole->size(); ++i) {
+    cluster.Broadcast(errors[i].data(), sizeof(double) * 3, measurer[i]);
     QuantizedLinear& ql = (*whole)[i];
-    double errors[3] = {0.0, 0.0, 0.0};
-    if (measurer[i] == cluster.rank()) {
-      std::optional<ScopedPhase> phase(Phase::kLoad);
-      LLMQ_ASSIGN_OR_RETURN(std::vector<float> w, ctx.ckpt.linear_weight(ql.linear));
-      phase.emplace(Phase::kSolve);
-      const LayerReport measured = make_layer_report(ql.linear, w.data(), ql.q, h_of.at(ql.linear.module)->data());
-      errors[0] = measured.relative_error, errors[1] = measured.output_relative_error, errors[2] = measured.bits_per_weight;
-    }
-    cluster.Broadcast(errors, sizeof errors, measurer[i]);
     ql.report.module = ql.linear.module;
     ql.report.rows = ql.linear.rows;
     ql.report.cols = ql.linear.cols;
-    ql.report.relative_error = errors[0];
-    ql.report.output_relative_error = errors[1];
-    ql.report.bits_per_weight = errors[2];
+    ql.report.relative_error = errors[i][0];
+    ql.report.output_relative_error = errors[i][1];
+    ql.report.bits_per_weight = errors[i][2];
   }
   return Status::Ok();
 }
@@ -161,8 +183,9 @@ Result<BlockResult> gptq_engine_block(BlockContext& ctx, const HessianSource& he
     for (const SolveItem& it : items) costs.push_back(it.cost);
     const std::vector<int> solver = cluster.Assign(costs);
     std::vector<std::optional<QuantizedLinear>> solved(items.size());
-    for (size_t k = 0; k < items.size(); ++k) {
-      if (solver[k] != cluster.rank()) continue;
+    // A split linear's inverse factor, by linear (row pieces: GPTQ's solver, rows_separable).
+    std::map<size_t, GptqFactor> factors;
+    auto solve_item = [&](size_t k) -> Status {
       const SolveItem& it = items[k];
       const LinearInfo& l = in_stage[it.linear];
       const auto tl = Clock::now();
@@ -173,7 +196,9 @@ Result<BlockResult> gptq_engine_block(BlockContext& ctx, const HessianSource& he
       LinearInfo piece = l;
       piece.rows = it.row_end - it.row_begin;
       double threshold = -1.0;
-      auto g = solve(w.data() + it.row_begin * l.cols, piece, H.data(), options, &threshold);
+      auto g = it.piece() ? gptq_quantize_with_factor(w.data() + it.row_begin * l.cols, piece.rows, l.cols, H.data(),
+                                                      options.SpecFor(l.module), options.gptq, factors.at(it.linear))
+                          : solve(w.data() + it.row_begin * l.cols, piece, H.data(), options, &threshold);
       if (!g.ok()) return g.status().WithContext(ctx.ckpt.folder() + ": " + l.module);
       // Under MPI the report's errors are measured later, by the rank with the least work.
       LayerReport report;
@@ -185,23 +210,49 @@ Result<BlockResult> gptq_engine_block(BlockContext& ctx, const HessianSource& he
       out.solve_seconds += solved[k]->report.seconds;
       units += N;
       ctx.progress(units, "gptq " + short_module_name(l.module));
+      return Status::Ok();
+    };
+    // This rank's factors first (the pieces on other ranks wait for them), then its whole
+    // linears, then the factors go round, then its pieces.
+    for (size_t k = 0; k < items.size(); ++k)
+      if (items[k].factor && solver[k] == cluster.rank()) {
+        const LinearInfo& l = in_stage[items[k].linear];
+        ScopedPhase phase(Phase::kSolve);
+        factors[items[k].linear] = gptq_factor(h_of[l.module]->data(), l.cols, options.gptq);
+      }
+    for (size_t k = 0; k < items.size(); ++k)
+      if (items[k].whole() && solver[k] == cluster.rank()) LLMQ_RETURN_IF_ERROR(solve_item(k));
+    for (size_t k = 0; k < items.size(); ++k)
+      if (items[k].factor) broadcast_factor(cluster, in_stage[items[k].linear].cols, solver[k], &factors[items[k].linear]);
+    for (size_t k = 0; k < items.size(); ++k)
+      if (items[k].piece() && solver[k] == cluster.rank()) LLMQ_RETURN_IF_ERROR(solve_item(k));
+    factors.clear();
+    // All the solved linears go round first, then each rank unpacks the others' (unpacking
+    // between the broadcasts kept the other rank waiting).
+    std::vector<std::vector<uint8_t>> sent(items.size());
+    for (size_t k = 0; k < items.size() && cluster.distributed(); ++k) {
+      if (items[k].factor) continue;
+      if (solved[k]) sent[k] = pack_linear(*solved[k]);
+      cluster.Broadcast(&sent[k], solver[k]);
     }
     for (size_t k = 0; k < items.size() && cluster.distributed(); ++k) {
-      std::vector<uint8_t> bytes = solved[k] ? pack_linear(*solved[k]) : std::vector<uint8_t>();
-      cluster.Broadcast(&bytes, solver[k]);
-      if (!solved[k]) {
-        LinearInfo piece = in_stage[items[k].linear];
-        piece.rows = items[k].row_end - items[k].row_begin;
-        auto got = unpack_linear(piece, bytes);
-        if (!got.ok()) return got.status().WithContext("linear solved on rank " + std::to_string(solver[k]));
-        solved[k] = std::move(*got);
-      }
+      if (solved[k] || items[k].factor) continue;
+      LinearInfo piece = in_stage[items[k].linear];
+      piece.rows = items[k].row_end - items[k].row_begin;
+      auto got = unpack_linear(piece, sent[k]);
+      if (!got.ok()) return got.status().WithContext("linear solved on rank " + std::to_string(solver[k]));
+      solved[k] = std::move(*got);
+      std::vector<uint8_t>().swap(sent[k]);
     }
     // Every linear whole again: row pieces joined, their statistics combined; under MPI the report's
     // errors are measured on the whole by the least loaded rank (measure_reports).
     std::vector<QuantizedLinear> whole;
     for (size_t k = 0; k < items.size();) {
       const LinearInfo& l = in_stage[items[k].linear];
+      if (items[k].factor) {
+        ++k;
+        continue;
+      }
       if (items[k].whole()) {
         whole.push_back(std::move(*solved[k]));
         ++k;
