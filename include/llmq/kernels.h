@@ -107,7 +107,9 @@ class LLMQ_EXPORT PackedLinear {
   // The ISA of the kernel table Forward uses on `isa` (kScalar for a layout without a SIMD path).
   Isa kernel_isa(Isa isa = active_isa()) const;
 
-  // y[n, rows] = x[n, cols] * W^T, with W the dequantized weights plus the sparse outliers.
+  // y[n, rows] = x[n, cols] * W^T, with W the dequantized weights plus the sparse outliers. x and y
+  // must not overlap (x is read while y is written). Thread-safe: each calling thread has its own
+  // scratch buffers, kept between calls.
   void Forward(const float* x, int64_t n, float* y) const { Forward(x, n, y, active_isa()); }
   void Forward(const float* x, int64_t n, float* y, Isa isa) const;
 
