@@ -209,21 +209,25 @@ std::vector<float> HessianAccumulator::Hessian() const {
 
 namespace {
 
-// The Hessian in quantization order: dead columns' H_jj = 1, then act-order's permutation (the
-// largest H_jj first, stable). perm receives the order.
-MatF hessian_in_quantization_order(const float* hessian, int64_t cols, const GptqOptions& options,
-                                   std::vector<int64_t>* perm) {
-  MatF H = Eigen::Map<const RowMatF>(hessian, cols, cols);
+// The order GPTQ quantizes columns in: act-order takes the largest H_jj first (stable), a dead
+// column's H_jj counting as 1 (what zero_dead_columns sets); else the identity.
+std::vector<int64_t> quantization_order(const float* hessian, int64_t cols, const GptqOptions& options) {
+  std::vector<int64_t> perm(static_cast<size_t>(cols));
+  std::iota(perm.begin(), perm.end(), 0);
+  if (!options.act_order) return perm;
+  auto diag = [&](int64_t j) { return hessian[j * cols + j] == 0.0f ? 1.0f : hessian[j * cols + j]; };
+  std::stable_sort(perm.begin(), perm.end(), [&](int64_t a, int64_t b) { return diag(a) > diag(b); });
+  return perm;
+}
+
+// H in that order, dead columns' H_jj = 1: what the inverse factor is taken of.
+MatF hessian_in_order(const float* hessian, int64_t cols, const std::vector<int64_t>& perm) {
+  MatF H(cols, cols);
+  for (int64_t j = 0; j < cols; ++j)
+    for (int64_t i = 0; i < cols; ++i) H(i, j) = hessian[perm[size_t(i)] * cols + perm[size_t(j)]];
   for (int64_t j = 0; j < cols; ++j)
     if (H(j, j) == 0.0f) H(j, j) = 1.0f;
-  perm->resize(size_t(cols));
-  std::iota(perm->begin(), perm->end(), 0);
-  if (!options.act_order) return H;
-  std::stable_sort(perm->begin(), perm->end(), [&](int64_t a, int64_t b) { return H(a, a) > H(b, b); });
-  MatF Hp(cols, cols);
-  for (int64_t j = 0; j < cols; ++j)
-    for (int64_t i = 0; i < cols; ++i) Hp(i, j) = H((*perm)[size_t(i)], (*perm)[size_t(j)]);
-  return Hp;
+  return H;
 }
 
 Result<GptqResult> gptq_quantize_impl(const float* w, int64_t rows, int64_t cols, const float* hessian,
@@ -235,8 +239,7 @@ Result<GptqResult> gptq_quantize_impl(const float* w, int64_t rows, int64_t cols
 namespace internal {
 
 GptqFactor gptq_factor(const float* hessian, int64_t cols, const GptqOptions& options) {
-  std::vector<int64_t> perm;
-  const MatF H = hessian_in_quantization_order(hessian, cols, options, &perm);
+  const MatF H = hessian_in_order(hessian, cols, quantization_order(hessian, cols, options));
   GptqFactor f;
   GptqResult res;
   MatF u(cols, cols);
@@ -292,7 +295,6 @@ Result<GptqResult> gptq_quantize_impl(const float* w, int64_t rows, int64_t cols
   const bool static_groups = options.static_groups || per_channel;
 
   MatF W = Eigen::Map<const RowMatF>(w, rows, cols);
-  MatF H = Eigen::Map<const RowMatF>(hessian, cols, cols);
 
   // Per-channel parameters come from the original weights, before dead columns are zeroed (reference order).
   std::vector<GroupParams> channel_params;
@@ -301,7 +303,13 @@ Result<GptqResult> gptq_quantize_impl(const float* w, int64_t rows, int64_t cols
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < rows; ++r) channel_params[size_t(r)] = rtn_group_params(w + r * cols, cols, spec);
   }
-  res.dead_columns = internal::zero_dead_columns(&W, &H);
+  // Dead inputs (H_jj = 0): their weights zeroed, as zero_dead_columns does (their H_jj = 1 is
+  // hessian_in_order's).
+  for (int64_t j = 0; j < cols; ++j)
+    if (hessian[j * cols + j] == 0.0f) {
+      W.col(j).setZero();
+      ++res.dead_columns;
+    }
   // Static groups: parameters of each group of original columns, from the (dead-zeroed) weights.
   std::vector<GroupParams> static_params;  // [ng][rows]
   // A ggml grid's parameters are stored as they are chosen (two levels for K-quants); the tensor
@@ -331,21 +339,16 @@ Result<GptqResult> gptq_quantize_impl(const float* w, int64_t rows, int64_t cols
       }
   }
   // Act-order: quantize the columns with the largest H_jj (most input energy) first.
-  std::vector<int64_t> perm(static_cast<size_t>(cols));
-  std::iota(perm.begin(), perm.end(), 0);
+  const std::vector<int64_t> perm = quantization_order(hessian, cols, options);
   if (options.act_order) {
-    std::stable_sort(perm.begin(), perm.end(), [&](int64_t a, int64_t b) { return H(a, a) > H(b, b); });
-    MatF Wp(rows, cols), Hp(cols, cols);
+    MatF Wp(rows, cols);
     for (int64_t j = 0; j < cols; ++j) Wp.col(j) = W.col(perm[size_t(j)]);
-    for (int64_t j = 0; j < cols; ++j)
-      for (int64_t i = 0; i < cols; ++i) Hp(i, j) = H(perm[size_t(i)], perm[size_t(j)]);
     W.swap(Wp);
-    H.swap(Hp);
   }
 
   MatF U;
   bool ok;
-  if (factor != nullptr) {  // computed once for every row piece (gptq_factor: the same operations on H)
+  if (factor != nullptr) {  // computed once for every row piece (gptq_factor: the same function of H)
     ok = factor->u.size() > 0;
     if (ok) U = factor->u;
     res.damp = factor->damp;
@@ -353,9 +356,8 @@ Result<GptqResult> gptq_quantize_impl(const float* w, int64_t rows, int64_t cols
     res.fell_back_to_rtn = !ok;
   } else {
     U.resize(cols, cols);
-    ok = internal::damped_inverse_factor(H, options, &U, &res);
+    ok = internal::damped_inverse_factor(hessian_in_order(hessian, cols, perm), options, &U, &res);
   }
-  H.resize(0, 0);
   if (!ok) {
     // Last resort: this layer only is round-to-nearest.
     LLMQ_ASSIGN_OR_RETURN(res.q, quantize_rtn(w, rows, cols, spec));

@@ -136,9 +136,10 @@ using HessianSource = std::function<Result<HessianMatrices>(
 // Solves one linear; `outlier_threshold` receives the threshold used when the solver picks one.
 using LinearSolver = std::function<Result<GptqResult>(const float* w, const LinearInfo& l, const float* hessian,
                                                       const QuantizeOptions& options, double* outlier_threshold)>;
-// rows_separable: `solve` quantizes every row on its own given H (GPTQ's solver; not SpQR's, whose
-// outlier threshold and bilevel statistics span rows): under MPI a linear may then be solved in
-// row pieces on several ranks (the same bits as one solve).
+// rows_separable: `solve` is GPTQ's solver (gptq_solver), which quantizes every row on its own
+// given H (not SpQR's, whose outlier threshold and bilevel statistics span rows): under MPI a linear
+// may then be solved in row pieces on several ranks that share one inverse factor
+// (gptq_quantize_with_factor; the same bits as one solve).
 Result<BlockResult> gptq_engine_block(BlockContext& ctx, const HessianSource& hessians, const LinearSolver& solve,
                                       bool propagates_quantized, bool rows_separable = false);
 // The pieces of the GPTQ-engine rows, for the rows that combine them.
