@@ -15,6 +15,10 @@
 #include "args.h"
 #include "commands.h"
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 namespace llmq::cli {
 
 int fail(const Status& st) {
@@ -65,6 +69,15 @@ int run(int argc, char** argv);
 // Whatever escapes a command (a bug, or memory exhausted) ends as one error line and exit 1, never
 // as an abort.
 int main(int argc, char** argv) {
+#if defined(__GLIBC__)
+  // Keep freed memory in the process. A calibration run allocates and frees the same large buffers
+  // every block (window activations, Hessian panels, weights, inputs sent between ranks); glibc hands
+  // every allocation above 32 MB back to the kernel on free, and the next block faults it in again,
+  // page by page. On a 4-layer, 1B-wide model that was 17 s of system time in a 40 s two-rank run
+  // (docs/RESULTS.md, issue 22). The heap's peak stays the run's peak.
+  mallopt(M_MMAP_MAX, 0);
+  mallopt(M_TRIM_THRESHOLD, -1);  // never trim: the next block needs the same memory
+#endif
   try {
     // Under mpirun (a build with MPI) this process joins the job; `llmq quantize` then spreads
     // its calibration over the ranks (llmq/distributed.h). Otherwise nothing happens.

@@ -563,9 +563,21 @@ Result<HessianMatrices> BlockwiseCalibrator::InputHessians(int layer, const std:
       if (owner[first_item + size_t(p)] == c.rank()) continue;
       const int64_t j0 = p * kHessianPanel, w = std::min(kHessianPanel, s.cols - j0), rows = s.cols - j0;
       const std::vector<float>& block = blocks[size_t(p)];
-      for (int64_t i = 0; i < rows; ++i)
-        for (int64_t j = 0; j < w && j <= i; ++j)
+      // The square on the diagonal from its lower triangle; below it each row is copied whole and
+      // mirrored above the diagonal 64 rows at a time (a column written one entry per row touched a
+      // cache line per entry: ~0.3 s per 5632-wide Hessian).
+      for (int64_t i = 0; i < std::min(rows, w); ++i)
+        for (int64_t j = 0; j <= i; ++j)
           h[size_t((j0 + i) * s.cols + j0 + j)] = h[size_t((j0 + j) * s.cols + j0 + i)] = block[size_t(i * w + j)];
+      for (int64_t i0 = w; i0 < rows; i0 += 64) {
+        const int64_t i1 = std::min(rows, i0 + 64);
+        for (int64_t i = i0; i < i1; ++i)
+          std::copy_n(&block[size_t(i * w)], w, &h[size_t((j0 + i) * s.cols + j0)]);
+        for (int64_t j = 0; j < w; ++j) {
+          float* above = &h[size_t((j0 + j) * s.cols + j0)];
+          for (int64_t i = i0; i < i1; ++i) above[i] = block[size_t(i * w + j)];
+        }
+      }
     }
     std::vector<std::vector<float>>().swap(blocks);
     first_item += size_t(panels);

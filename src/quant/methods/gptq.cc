@@ -35,12 +35,13 @@ struct SolveItem {
 };
 
 // Cost of GPTQ on `rows` x `cols` (units of ~10 ps on this machine's core): the inverse's Cholesky
-// factors (cols³, once per solve, whatever its rows), the lazy-batch products (2 cols² per row)
-// and, per weight, the in-batch rank-1 updates and the rounding (~3000). Fitted to TinyLlama's
-// linears on one thread (docs/RESULTS.md): 2048 x 2048 0.43 s, 5632 x 2048 1.0 s, 2048 x 5632
-// 3.3 s (1.9 s of it the factors).
-double factor_cost(int64_t cols) { return double(cols) * double(cols) * double(cols); }
-double rows_cost(int64_t rows, int64_t cols) { return double(rows) * double(cols) * (2.0 * double(cols) + 3000.0); }
+// factor (cols³, once per solve, whatever its rows), the lazy-batch products (about 0.6 cols per
+// weight) and, per weight, the in-batch rank-1 updates and the rounding (~3900). Fitted to a phase
+// trace of TinyLlama-wide blocks on two ranks of one thread (docs/RESULTS.md, issue 22): 2048 x 2048
+// 0.29 s, 256 x 2048 0.12 s, 5632 x 2048 0.66 s, the 5632-wide factor 1.45 s, a 1024-row piece of
+// 2048 x 5632 with that factor 0.42 s.
+double factor_cost(int64_t cols) { return 0.8 * double(cols) * double(cols) * double(cols); }
+double rows_cost(int64_t rows, int64_t cols) { return double(rows) * double(cols) * (0.6 * double(cols) + 3900.0); }
 double solve_cost(int64_t rows, int64_t cols) { return factor_cost(cols) + rows_cost(rows, cols); }
 
 // The largest per-rank total of `items` as the cluster assigns them.
@@ -87,6 +88,30 @@ std::vector<SolveItem> plan_solve_items(const Cluster& cluster, const std::vecto
     }
   }
   return busiest_rank(cluster, split) < busiest_rank(cluster, items) ? split : items;
+}
+
+// Which of this rank's whole linears it solves before the factors go round: on the rank computing
+// the factors none (they are what the others wait for); on the others, the costliest first while
+// they end by the time the factors are ready (a linear that would end past it by more than half of
+// its own cost waits until after the pieces). Without any factor, every whole linear.
+std::vector<bool> whole_items_before_factors(const Cluster& cluster, const std::vector<SolveItem>& items,
+                                             const std::vector<int>& solver) {
+  std::vector<double> factor_load(size_t(cluster.size()), 0.0);
+  for (size_t k = 0; k < items.size(); ++k)
+    if (items[k].factor) factor_load[size_t(solver[k])] += items[k].cost;
+  const double ready = *std::max_element(factor_load.begin(), factor_load.end());
+  std::vector<size_t> mine;
+  for (size_t k = 0; k < items.size(); ++k)
+    if (items[k].whole() && solver[k] == cluster.rank()) mine.push_back(k);
+  std::stable_sort(mine.begin(), mine.end(), [&](size_t a, size_t b) { return items[a].cost > items[b].cost; });
+  std::vector<bool> before(items.size(), false);
+  double done = factor_load[size_t(cluster.rank())];
+  for (size_t k : mine)
+    if (ready == 0.0 || done + 0.5 * items[k].cost <= ready) {
+      before[k] = true;
+      done += items[k].cost;
+    }
+  return before;
 }
 
 // A split linear's inverse factor from rank `owner` to every rank (the damping it took first, then
@@ -212,8 +237,11 @@ Result<BlockResult> gptq_engine_block(BlockContext& ctx, const HessianSource& he
       ctx.progress(units, "gptq " + short_module_name(l.module));
       return Status::Ok();
     };
-    // This rank's factors first (the pieces on other ranks wait for them), then its whole
-    // linears, then the factors go round, then its pieces.
+    // This rank's factors first (the pieces on other ranks wait for them); meanwhile the other
+    // ranks solve whole linears worth about as long (the broadcast of the factors is a meeting:
+    // whoever comes first waits); then the factors go round, then the pieces, then the rest of the
+    // whole linears.
+    const std::vector<bool> before_factors = whole_items_before_factors(cluster, items, solver);
     for (size_t k = 0; k < items.size(); ++k)
       if (items[k].factor && solver[k] == cluster.rank()) {
         const LinearInfo& l = in_stage[items[k].linear];
@@ -221,11 +249,13 @@ Result<BlockResult> gptq_engine_block(BlockContext& ctx, const HessianSource& he
         factors[items[k].linear] = gptq_factor(h_of[l.module]->data(), l.cols, options.gptq);
       }
     for (size_t k = 0; k < items.size(); ++k)
-      if (items[k].whole() && solver[k] == cluster.rank()) LLMQ_RETURN_IF_ERROR(solve_item(k));
+      if (before_factors[k]) LLMQ_RETURN_IF_ERROR(solve_item(k));
     for (size_t k = 0; k < items.size(); ++k)
       if (items[k].factor) broadcast_factor(cluster, in_stage[items[k].linear].cols, solver[k], &factors[items[k].linear]);
     for (size_t k = 0; k < items.size(); ++k)
       if (items[k].piece() && solver[k] == cluster.rank()) LLMQ_RETURN_IF_ERROR(solve_item(k));
+    for (size_t k = 0; k < items.size(); ++k)
+      if (items[k].whole() && solver[k] == cluster.rank() && !before_factors[k]) LLMQ_RETURN_IF_ERROR(solve_item(k));
     factors.clear();
     // All the solved linears go round first, then each rank unpacks the others' (unpacking
     // between the broadcasts kept the other rank waiting).
