@@ -89,11 +89,14 @@ void panel(const PackedWeights& w, int64_t p, const int8_t* xq, const int32_t* x
           w.panel_scales_f16
               ? _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.panel_scales16.data() + pg)))
               : _mm256_loadu_ps(w.panel_scales.data() + pg);
+      const bool mins = !w.panel_mins.empty();
+      const __m256 mv = mins ? _mm256_loadu_ps(w.panel_mins.data() + pg) : _mm256_setzero_ps();
       for (int t = 0; t < NT; ++t) {
         const int32_t xs = xqsum[(t0 + t) * ng + g];
         const __m256i zx = zkind == PanelZeros::kConstant ? _mm256_set1_epi32(w.panel_zero_constant * xs)
                                                           : _mm256_mullo_epi32(zeros, _mm256_set1_epi32(xs));
         yf[t][h] = _mm256_fmadd_ps(scales, _mm256_cvtepi32_ps(_mm256_sub_epi32(acc[t][h], zx)), yf[t][h]);
+        if (mins) yf[t][h] = _mm256_fnmadd_ps(mv, _mm256_set1_ps(float(xs)), yf[t][h]);  // the reference's fma(-min, xqsum, acc)
       }
     }
   }

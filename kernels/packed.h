@@ -72,6 +72,10 @@ struct PackedWeights {
   std::vector<uint16_t> panel_scales16;  // [panel][group][16] when panel_scales_f16
   std::vector<float> panel_scales;       // [panel][group][16] otherwise
   std::vector<uint8_t> panel_zeros;      // [panel][group][16] when kBytes
+  // Float mins (ggml's q4_1, q5_1, q2_k, q4_k, q5_k: w = scale * code - min, zero points 0): per
+  // panel and group the 16 rows' mins as fp32, [panel][group][16]; empty for every other tensor.
+  // Each group then also adds fma(-min, float(xqsum), acc) after its scaled dot product.
+  std::vector<float> panel_mins;
   // Every code minus its zero point is a signed byte (always for codes of up to 7 bits): what the
   // AMX kernel multiplies (qgemm_amx.cc).
   bool signed_codes_fit_int8 = false;
@@ -81,6 +85,9 @@ struct PackedWeights {
   }
   float panel_scale(int64_t r, int64_t g) const;  // qgemm.cc
   int32_t panel_zero(int64_t r, int64_t g) const;
+  float panel_min(int64_t r, int64_t g) const {
+    return panel_mins.empty() ? 0.0f : panel_mins[panel_index(ngroups, r / 16, g, r % 16)];
+  }
   int panel_code(int64_t r, int64_t j) const {
     const uint8_t* p = panels.data() + (r / 16) * panel_bytes;
     const int64_t rr = r % 16;
@@ -107,7 +114,8 @@ struct PackedWeights {
     const uint64_t outliers = 4 * (out_col.size() + out_val.size()) + 4 * (fixed_w.size() + fixed_w_scale.size()) +
                               fixed_w_hi.size() + fixed_w_lo.size();
     if (int8_activations)
-      return panels.size() + 2 * panel_scales16.size() + 4 * panel_scales.size() + panel_zeros.size() + outliers;
+      return panels.size() + 2 * panel_scales16.size() + 4 * panel_scales.size() + panel_zeros.size() +
+             4 * panel_mins.size() + outliers;
     return codes.size() + 4 * (scales.size() + mzero.size()) + 2 * lut.size() + outliers;
   }
   int code(int64_t r, int64_t j) const {  // packed column j of row r
@@ -137,7 +145,8 @@ struct KernelTable {
   // Int8-activation product for panels [p0, p1): xq is [n, kp] int8 (per-token symmetric,
   // scale sx[t]); xqsum is [n, ngroups] int32 sums of xq per group. Per row, token and group the
   // int32 dot product minus zero * xqsum is converted to float and accumulated with
-  // fma(scale, value, acc) in group order; y[t, r] = acc * sx[t]. The same operations in the same
+  // fma(scale, value, acc), then with float mins acc = fma(-min, float(xqsum), acc), in group order;
+  // y[t, r] = acc * sx[t]. The same operations in the same
   // order in every variant, so all variants give bit-identical results. nullptr: not available.
   void (*gemm_i8)(const PackedWeights& w, const int8_t* xq, const int32_t* xqsum, const float* sx, int64_t n,
                   int64_t p0, int64_t p1, float* y);

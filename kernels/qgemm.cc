@@ -147,15 +147,16 @@ float sparse_outlier_value(const QuantizedTensor& q, int64_t r, int32_t k) {
 
 Result<PackedLinear> PackedLinear::Pack(const QuantizedTensor& q, const PackOptions& options) {
   LLMQ_RETURN_IF_ERROR(q.Validate());
-  if (options.int8_activations && !q.mins.empty())
-    return Status::InvalidArgument(std::string("int8 activations need integer zero points; ") +
-                                   ggml_type_name(q.spec.ggml_type) + " has float mins");
   if (options.int8_activations && q.spec.bilevel_zeros())
     return Status::InvalidArgument("int8 activations need integer zero points; this tensor has bilevel (" +
                                    std::to_string(q.spec.zero_bits) + "-bit coded, real-valued) zeros");
   ActivationOutlierOptions ao = options.outliers;
   if (ao.enabled() && !options.int8_activations)
     return Status::InvalidArgument("the activation outlier decomposition needs int8 activations");
+  // The outlier columns' product (activation_outliers_impl.h) has no min term.
+  if (ao.enabled() && !q.mins.empty())
+    return Status::InvalidArgument(std::string("the activation outlier decomposition needs integer zero points; ") +
+                                   ggml_type_name(q.spec.ggml_type) + " has float mins");
   if (!std::isfinite(ao.threshold) || ao.threshold < 0.0)
     return Status::InvalidArgument("activation outlier threshold must be a finite number >= 0, got " +
                                    std::to_string(ao.threshold));
@@ -224,6 +225,7 @@ Result<PackedLinear> PackedLinear::Pack(const QuantizedTensor& q, const PackOpti
     w->panels.assign(size_t(w->panel_count * w->panel_bytes), 0);
     w->panel_scales.assign(size_t(w->panel_count * w->ngroups * 16), 0.0f);
     w->panel_zeros.assign(w->panel_scales.size(), 0);
+    if (!q.mins.empty()) w->panel_mins.assign(w->panel_scales.size(), 0.0f);
   } else if (w->lookup) {
     w->codes.assign(size_t(w->rows * w->row_bytes), 0);
     w->lut.assign(size_t(w->rows * w->ngroups * 8), 0);
@@ -273,7 +275,8 @@ Result<PackedLinear> PackedLinear::Pack(const QuantizedTensor& q, const PackOpti
       if (w->int8_activations) {
         const size_t pg = size_t(((r / 16) * w->ngroups + g) * 16 + r % 16);
         w->panel_scales[pg] = s;
-        w->panel_zeros[pg] = uint8_t(q.zero_of(r, sg));  // QuantizedTensor's zeros are bytes
+        w->panel_zeros[pg] = uint8_t(q.zero_of(r, sg));  // QuantizedTensor's zeros are bytes (0 with mins)
+        if (!w->panel_mins.empty()) w->panel_mins[pg] = q.min_of(r, sg);
       } else {
         w->scales[size_t(r * w->ngroups + g)] = s;
         w->mzero[size_t(r * w->ngroups + g)] = -s * q.zero_value(r, sg) - q.min_of(r, sg);
@@ -373,11 +376,12 @@ const kernels::KernelTable& table_for(const PackedWeights& w, Isa isa) {
 }
 
 // The int8 kernel for `isa`: AVX-512 needs VNNI; AVX2 uses vpdpbusd when the CPU has AVX-VNNI
-// and an exact vpmaddubsw emulation otherwise.
+// and an exact vpmaddubsw emulation otherwise. Those step 4 or 8 columns at a time, so groups of 16
+// (q6_k, q2_k, q3_k, SpQR's) suit them; AMX tiles take 32 or 64 columns, so whole 32-column groups.
 kernels::GemmI8Fn gemm_i8_for(const PackedWeights& w, Isa isa, int64_t n) {
   const auto& f = kernels::cpu_features();
-  if (w.block_aligned && isa_supported(isa)) {
-    if (isa == Isa::kAvx512 && n >= kAmxMinTokens && f.amx_int8 && w.signed_codes_fit_int8 &&
+  if ((w.block_aligned || w.half_aligned) && isa_supported(isa)) {
+    if (isa == Isa::kAvx512 && w.block_aligned && n >= kAmxMinTokens && f.amx_int8 && w.signed_codes_fit_int8 &&
         kernels::amx_gemm_i8() != nullptr && !amx_disabled())
       return kernels::amx_gemm_i8();
     if (isa == Isa::kAvx512 && f.avx512vnni && kernels::avx512_kernels()->gemm_i8 != nullptr)
@@ -443,7 +447,7 @@ Isa PackedLinear::kernel_isa(Isa isa) const {
 std::string PackedLinear::kernel(int64_t n, Isa isa) const {
   const PackedWeights& w = *w_;
   if (w.int8_activations) {
-    const std::string why = !w.block_aligned && isa != Isa::kScalar ? " (groups not 32-column aligned)" : "";
+    const std::string why = !w.simd_layout() && isa != Isa::kScalar ? " (groups not 16-column aligned)" : "";
     const kernels::GemmI8Fn f = gemm_i8_for(w, isa, n);
     const char* name = f == kernels::amx_gemm_i8() && f != nullptr ? "amx"
                        : kernels::avx512_kernels() != nullptr && f == kernels::avx512_kernels()->gemm_i8 ? "avx512-vnni"

@@ -11,8 +11,8 @@
 //    is no zero-point term; it needs |code - zero| <= 127/128, true for codes of up to 7 bits and
 //    checked at pack time for 8-bit ones (PackedWeights::signed_codes_fit_int8).
 // Per group the int32 tile is stored, converted to float and accumulated with fma(scale, value,
-// acc) in group order, then y = acc * sx: the reference's operations in its order, so the result
-// has the reference's bits. Tokens past the last full tile of 16 are copied into a zero-padded tile.
+// acc) (and, with float mins, fma(-min, float(xqsum), acc)) in group order, then y = acc * sx: the
+// reference's operations in its order, so the result has the reference's bits. Tokens past the last full tile of 16 are copied into a zero-padded tile.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -75,7 +75,8 @@ void unpack_panel(const PackedWeights& w, int64_t p, int8_t* b, float* scales) {
 // assembly: they must be literal numbers.)
 template <int TT, int PP>
 void block_product(const PackedWeights& w, int64_t p, const int8_t* a, int64_t lda, const int8_t* const* b,
-                   const float* const* scales, const float* sx, int64_t nt, int64_t kstep, float* y) {
+                   const float* const* scales, const float* sx, const int32_t* xqsum, int64_t nt, int64_t kstep,
+                   float* y) {
   alignas(64) int32_t c[4][256];
   alignas(64) float acc[4][256];
   for (int i = 0; i < 4 * 256; i += 16) _mm512_store_ps(&acc[0][0] + i, _mm512_setzero_ps());
@@ -107,7 +108,9 @@ void block_product(const PackedWeights& w, int64_t p, const int8_t* a, int64_t l
     if constexpr (TT == 2) _tile_stored(2, c[2], 64);
     if constexpr (TT == 2 && PP == 2) _tile_stored(3, c[3], 64);
   };
-  // acc[q][t] (16 rows of token t) = fma(scales, float(c[q][t]), acc[q][t]).
+  // acc[q][t] (16 rows of token t) = fma(scales, float(c[q][t]), acc[q][t]); with float mins then
+  // fma(-min, float(xqsum of token t), acc[q][t]) (tokens past nt: xqsum 0, never stored).
+  const bool mins = !w.panel_mins.empty();
   auto accumulate = [&](int64_t g) {
     for (int q = 0; q < 4; ++q) {
       const int ti = q / 2, pi = q % 2;
@@ -117,6 +120,13 @@ void block_product(const PackedWeights& w, int64_t p, const int8_t* a, int64_t l
       for (int t = 0; t < 16; ++t)
         _mm512_store_ps(acc[q] + 16 * t, _mm512_fmadd_ps(sv, _mm512_cvtepi32_ps(_mm512_load_si512(c[q] + 16 * t)),
                                                           _mm512_load_ps(acc[q] + 16 * t)));
+      if (!mins) continue;
+      const __m512 mv = _mm512_loadu_ps(w.panel_mins.data() + PackedWeights::panel_index(ng, p + pi, g, 0));
+      for (int t = 0; t < 16; ++t) {
+        const int64_t tok = ti * 16 + t;
+        const float xs = tok < nt ? float(xqsum[tok * ng + g]) : 0.0f;
+        _mm512_store_ps(acc[q] + 16 * t, _mm512_fnmadd_ps(mv, _mm512_set1_ps(xs), _mm512_load_ps(acc[q] + 16 * t)));
+      }
     }
   };
   // Group g + 1's tiles are issued before group g's int32 products are converted, so that the
@@ -168,7 +178,7 @@ void grow(std::vector<T>& v, int64_t count) {
   if (v.size() < size_t(count)) v.resize(size_t(count));
 }
 
-void gemm_i8_amx(const PackedWeights& w, const int8_t* xq, const int32_t* /*xqsum*/, const float* sx, int64_t n,
+void gemm_i8_amx(const PackedWeights& w, const int8_t* xq, const int32_t* xqsum, const float* sx, int64_t n,
                  int64_t p0, int64_t p1, float* y) {
   const int64_t kp = w.kp;
   // 64 columns per instruction when every group is a multiple of 64 long, else 32.
@@ -216,12 +226,13 @@ void gemm_i8_amx(const PackedWeights& w, const int8_t* xq, const int32_t* /*xqsu
         const int8_t* a = abuf.data() + (t0 - c0) * kp;
         float* yt = y + t0 * w.rows;
         const float* st = sx + t0;
+        const int32_t* xs = xqsum + t0 * w.ngroups;
         if (nt > 16) {
-          if (pp == 2) block_product<2, 2>(w, p, a, 16 * kp, b, scales, st, nt, kstep, yt);
-          else block_product<2, 1>(w, p, a, 16 * kp, b, scales, st, nt, kstep, yt);
+          if (pp == 2) block_product<2, 2>(w, p, a, 16 * kp, b, scales, st, xs, nt, kstep, yt);
+          else block_product<2, 1>(w, p, a, 16 * kp, b, scales, st, xs, nt, kstep, yt);
         } else {
-          if (pp == 2) block_product<1, 2>(w, p, a, 16 * kp, b, scales, st, nt, kstep, yt);
-          else block_product<1, 1>(w, p, a, 16 * kp, b, scales, st, nt, kstep, yt);
+          if (pp == 2) block_product<1, 2>(w, p, a, 16 * kp, b, scales, st, xs, nt, kstep, yt);
+          else block_product<1, 1>(w, p, a, 16 * kp, b, scales, st, xs, nt, kstep, yt);
         }
       }
     }

@@ -339,6 +339,8 @@ void panel_i8(const PackedWeights& w, int64_t p, const int8_t* xq, const int32_t
           w.panel_scales_f16
               ? _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w.panel_scales16.data() + pg)))
               : _mm512_loadu_ps(w.panel_scales.data() + pg);
+      const bool mins = !w.panel_mins.empty();
+      const __m512 mv = mins ? _mm512_loadu_ps(w.panel_mins.data() + pg) : _mm512_setzero_ps();
       for (int t = 0; t < NT; ++t) {
         __m512i dot = acc[ip][t][0];
         for (int c = 1; c < kChains; ++c) dot = _mm512_add_epi32(dot, acc[ip][t][c]);
@@ -346,6 +348,8 @@ void panel_i8(const PackedWeights& w, int64_t p, const int8_t* xq, const int32_t
         const __m512i zx = zkind == PanelZeros::kConstant ? _mm512_set1_epi32(w.panel_zero_constant * xs)
                                                           : _mm512_mullo_epi32(zeros, _mm512_set1_epi32(xs));
         yf[ip][t] = _mm512_fmadd_ps(scales, _mm512_cvtepi32_ps(_mm512_sub_epi32(dot, zx)), yf[ip][t]);
+        // fma(-min, xqsum, acc): fnmadd rounds -(min * xqsum) + acc once, as the reference's fma.
+        if (mins) yf[ip][t] = _mm512_fnmadd_ps(mv, _mm512_set1_ps(float(xs)), yf[ip][t]);
       }
     }
   }

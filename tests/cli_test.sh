@@ -85,14 +85,15 @@ check quantize-own 0 "" -- "$llmq" quantize --bits 4 --group-size 32 "$model" "$
 check export-own-layout 2 "--gguf-type" -- "$llmq" export gguf "$work/own" "$work/own.gguf"
 [ ! -e "$work/own.gguf" ] || { echo "FAIL export-own-layout: a file was written"; fails=$((fails+1)); }
 # generate: quantized linears take int8 activations by default where their layout allows it
-# (integer zero points), fp32 otherwise (q4_1's and q4_k's float mins) or when asked (issue 25).
+# (integer zero points or ggml's float mins), fp32 otherwise (bilevel zeros, lookup codes) or when
+# asked (issue 25).
 check generate-int8-default 0 "" -- "$llmq" generate "$work/own" --prompt "Once" -n 4 --json
 json_values "assert d['kernels'] and all('int8' in k for k in d['kernels']), d['kernels']"
 check generate-fp32 0 "" -- "$llmq" generate "$work/own" --prompt "Once" -n 4 --fp32-activations --json
 json_values "assert d['kernels'] and not any('int8' in k for k in d['kernels']), d['kernels']"
 check quantize-q4_1 0 "" -- "$llmq" quantize --gguf-type q4_1 "$model" "$work/q41"
-check generate-mins-stay-fp32 0 "" -- "$llmq" generate "$work/q41" --prompt "Once" -n 4 --json
-json_values "k = d['kernels']; assert k and not any('int8' in n for n in k), k"
+check generate-mins-int8 0 "" -- "$llmq" generate "$work/q41" --prompt "Once" -n 4 --json
+json_values "k = d['kernels']; assert k and all('int8' in n for n in k), k"
 check generate-fp32-int8 2 "excludes" -- "$llmq" generate "$work/own" --prompt "Once" --fp32-activations --int8-activations
 check export-help 0 "Usage: llmq export gguf" -- "$llmq" export --help
 check export-bad-format 2 "export gguf" -- "$llmq" export onnx "$model" "$work/x"

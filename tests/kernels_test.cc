@@ -25,7 +25,15 @@ struct Case {
   bool in_slot = false;  // outliers as positions read with a second per-group scale (AdpQ's storage)
   bool lookup = false;   // lookup codes (BiLLM): random codes, levels and column classes (fp32 activations only)
   bool fp32_scales = false;  // scales not rounded to fp16 (the int8 panels then keep them as fp32)
+  GgmlType ggml = GgmlType::kNone;  // a ggml grid (QuantSpec::ForGgml; bits, group and sym unused)
 };
+
+// A tensor on ggml type t's grid (K-quants: cols a multiple of 256).
+Case ggml_case(GgmlType t, int64_t rows, int64_t cols) {
+  Case c{4, 32, false, false, false, rows, cols};
+  c.ggml = t;
+  return c;
+}
 
 QuantizedTensor make_tensor(const Case& c, uint32_t seed) {
   auto w = test::random_normal(size_t(c.rows * c.cols), seed, 0.05f);
@@ -43,6 +51,7 @@ QuantizedTensor make_tensor(const Case& c, uint32_t seed) {
   spec.lookup = c.lookup;
   if (c.bilevel) spec.scale_bits = spec.zero_bits = 3;
   if (c.fp32_scales) spec.scale_dtype = ScaleDType::kF32;
+  if (c.ggml != GgmlType::kNone) spec = QuantSpec::ForGgml(c.ggml);
   std::mt19937 rng(seed);
   QuantizedTensor q;
   if (c.lookup) {  // every code, level and class drawn at random; row 2 all zero levels
@@ -119,7 +128,8 @@ Reference reference_product(const QuantizedTensor& q, const std::vector<float>& 
       const int g = q.group_of(c);
       double s = q.scales[size_t(r * q.num_groups() + g)];
       if (q.in_slot_outliers()) s = std::max(s, double(q.outlier_scales[size_t(r * q.num_groups() + g)]));
-      dense_mag[size_t(r * q.cols + c)] = s * (double(q.code(r, c)) + std::fabs(q.zero_value(r, g))) + std::fabs(d[size_t(r * q.cols + c)]);
+      dense_mag[size_t(r * q.cols + c)] = s * (double(q.code(r, c)) + std::fabs(q.zero_value(r, g))) +
+                                          std::fabs(q.min_of(r, g)) + std::fabs(d[size_t(r * q.cols + c)]);
     }
   Reference ref;
   ref.y.assign(size_t(n * q.rows), 0.0);
@@ -182,6 +192,14 @@ std::vector<Case> cases() {
   // fp32 scales (the int8 panels keep them as fp32; every other case has fp16 ones).
   out.push_back({4, 32, false, false, false, 21, 128, false, false, false, true});
   out.push_back({8, 0, true, true, false, 18, 96, false, false, false, true});
+  // ggml grids with float mins (w = scale * code - min): K-quants' fp32 products of two-level
+  // scales, 5-bit codes as bytes, q2_k's groups of 16, and a GEMV over 4 panels side by side.
+  out.push_back(ggml_case(GgmlType::kQ4_K, 33, 256));
+  out.push_back(ggml_case(GgmlType::kQ4_K, 130, 512));
+  out.push_back(ggml_case(GgmlType::kQ5_K, 19, 256));
+  out.push_back(ggml_case(GgmlType::kQ2_K, 9, 256));
+  out.push_back(ggml_case(GgmlType::kQ4_1, 17, 96));
+  out.push_back(ggml_case(GgmlType::kQ5_1, 5, 64));
   return out;
 }
 
@@ -651,6 +669,35 @@ TEST(KernelsInt8, CloseToFloatActivations) {
   EXPECT_LT(relative_to_float_activations(q, int8, test::random_normal(size_t(n * c.cols), 901), n), 0.02);
 }
 
+// ggml's types with float mins (q4_k, q5_k, q4_1, ...) take int8 activations too: each group adds
+// -min * (sum of its int8 activations) after the scaled dot product. The mins are kept per panel
+// row, as exact fp32; the product stays close to the float-activation one; the outlier
+// decomposition (which has no min term) is refused with a clear message.
+TEST(KernelsInt8, FloatMinsHaveTheirOwnTerm) {
+  for (GgmlType t : {GgmlType::kQ4_K, GgmlType::kQ5_K, GgmlType::kQ4_1}) {
+    const QuantizedTensor q = make_tensor(ggml_case(t, 40, 512), 950 + int(t));
+    ASSERT_FALSE(q.mins.empty());
+    auto p = pack_int8(q);
+    ASSERT_TRUE(p.ok()) << p.status().ToString();
+    const kernels::PackedWeights& w = internal::PackedAccess::weights(*p);
+    ASSERT_EQ(w.panel_mins.size(), size_t(w.panel_count * w.ngroups * 16));
+    for (int64_t r = 0; r < q.rows; ++r)
+      for (int64_t g = 0; g < q.num_groups(); ++g) {
+        ASSERT_EQ(w.panel_min(r, g), q.min_of(r, g));
+        ASSERT_EQ(w.panel_zero(r, g), 0);
+      }
+    PackOptions int8;
+    int8.int8_activations = true;
+    EXPECT_LT(relative_to_float_activations(q, int8, test::random_normal(size_t(16 * q.cols), 951), 16), 0.02)
+        << ggml_type_name(t);
+    PackOptions decomposed = int8;
+    decomposed.outliers.threshold = 6.0;
+    auto refused = PackedLinear::Pack(q, decomposed);
+    ASSERT_FALSE(refused.ok());
+    EXPECT_NE(refused.status().message().find("float mins"), std::string::npos) << refused.status().ToString();
+  }
+}
+
 // ---- LLM.int8 outlier decomposition and integer outliers (kernels/activation_outliers.cc) ----
 
 // Activations with a few large columns (an outlier channel: every token), one large value in a
@@ -731,6 +778,7 @@ Reference decomposed_reference(const QuantizedTensor& q, const std::vector<float
 TEST(KernelsInt8Outliers, FloatAndIntegerOutliersEqualTheirDefinition) {
   uint32_t seed = 1500;
   for (const Case& c : cases()) {
+    if (c.ggml != GgmlType::kNone) continue;  // float mins: refused (FloatMinsHaveTheirOwnTerm)
     const QuantizedTensor q = make_tensor(c, seed++);
     for (bool integer : {false, true}) {
       auto p = PackedLinear::Pack(q, decomposed(6.0, integer));
@@ -801,6 +849,7 @@ TEST(KernelsInt8Outliers, EveryIsaIsBitIdenticalToScalar) {
   uint32_t seed = 1700;
   for (const Case& c : cases())
     for (bool integer : {false, true}) {
+      if (c.ggml != GgmlType::kNone) continue;  // float mins: refused (FloatMinsHaveTheirOwnTerm)
       const QuantizedTensor q = make_tensor(c, seed++);
       auto p = PackedLinear::Pack(q, decomposed(6.0, integer));
       ASSERT_TRUE(p.ok());

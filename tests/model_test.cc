@@ -413,8 +413,8 @@ TEST(Model, QuantizedModelRunsAndDegradesGracefully) {
 
 
 // prefer_int8_activations (generate's default): every linear whose layout allows it takes int8
-// activations, the float-min types (q4_1) stay fp32 instead of failing to load; the logits stay
-// close to the fp32-activation ones.
+// activations (ggml's float mins too: q4_1), real-valued zero points (bilevel) stay fp32 instead of
+// failing to load; the logits stay close to the fp32-activation ones.
 TEST(Model, PreferInt8ActivationsWhereTheLayoutAllowsIt) {
   const std::string folder = test::stories260k();
   TempDir d;
@@ -424,17 +424,25 @@ TEST(Model, PreferInt8ActivationsWhereTheLayoutAllowsIt) {
   QuantizeOptions mins;
   mins.gguf_type = "q4_1";
   ASSERT_TRUE(quantize_checkpoint(folder, d.file("q41"), mins).ok());
+  QuantizeOptions real_zeros;
+  real_zeros.spec = test::quant_spec(3, 16, /*sym=*/false);
+  real_zeros.spec.scale_bits = real_zeros.spec.zero_bits = 3;
+  ASSERT_TRUE(quantize_checkpoint(folder, d.file("bilevel"), real_zeros).ok());
   ModelLoadOptions prefer;
   prefer.prefer_int8_activations = true;
   auto w4 = Model::Load(d.file("w4"), prefer);
   auto w4_fp32 = Model::Load(d.file("w4"));
   auto q41 = Model::Load(d.file("q41"), prefer);
-  ASSERT_TRUE(w4.ok() && w4_fp32.ok() && q41.ok()) << q41.status().ToString();
+  auto bilevel = Model::Load(d.file("bilevel"), prefer);
+  ASSERT_TRUE(w4.ok() && w4_fp32.ok() && q41.ok() && bilevel.ok()) << q41.status().ToString() << bilevel.status().ToString();
   for (const auto& [kernel, count] : (*w4)->QuantizedKernels(8)) EXPECT_NE(kernel.find("int8"), std::string::npos) << kernel;
-  for (const auto& [kernel, count] : (*q41)->QuantizedKernels(8)) EXPECT_EQ(kernel.find("int8"), std::string::npos) << kernel;
+  for (const auto& [kernel, count] : (*q41)->QuantizedKernels(8)) EXPECT_NE(kernel.find("int8"), std::string::npos) << kernel;
+  for (const auto& [kernel, count] : (*bilevel)->QuantizedKernels(8))
+    EXPECT_EQ(kernel.find("int8"), std::string::npos) << kernel;
   ModelLoadOptions strict;
   strict.int8_activations = true;
-  EXPECT_FALSE(Model::Load(d.file("q41"), strict).ok());  // asked for int8 everywhere: a clear error
+  EXPECT_TRUE(Model::Load(d.file("q41"), strict).ok());
+  EXPECT_FALSE(Model::Load(d.file("bilevel"), strict).ok());  // asked for int8 everywhere: a clear error
   const std::vector<int32_t> ids = test::tinystories_eval_ids(folder, 4000);
   KVCache a = (*w4)->NewCache(64), b = (*w4_fp32)->NewCache(64);
   auto la = (*w4)->Forward(ids.data(), 64, &a);

@@ -97,8 +97,9 @@ Status load_linear(const Checkpoint& c, const LinearInfo& info, Linear* l, const
   if (c.is_quantized_module(info.module)) {
     LLMQ_ASSIGN_OR_RETURN(QuantizedTensor q, c.get_quantized(info.module));
     PackOptions po = pack;
-    // Real-valued zeros (float mins of q4_k, ...; bilevel zeros) and lookup levels stay fp32.
-    if (prefer_int8 && q.mins.empty() && !q.spec.bilevel_zeros() && !q.spec.lookup) po.int8_activations = true;
+    // Real-valued zeros (bilevel zeros) and lookup levels stay fp32; float mins (q4_k, ...) have
+    // their own term in the int8 kernels.
+    if (prefer_int8 && !q.spec.bilevel_zeros() && !q.spec.lookup) po.int8_activations = true;
     auto packed = PackedLinear::Pack(q, po);
     if (!packed.ok()) return packed.status().WithContext(c.folder() + ": " + info.module);
     l->packed = std::make_shared<const PackedLinear>(std::move(*packed));
