@@ -5,9 +5,10 @@
 # weights, the same bits. Prompt processing (one batch) and greedy decoding after it, same threads.
 # The tokenizer (and vocabulary size) come from <tokenizer-folder> (e.g. ../shared/models/stories5M-hf).
 # Prints one JSON object: both sides' tokens/s and the ratios llmq / llama.cpp (> 1: llmq faster), and
-# the decode bound (GGUF bytes per token at this run's STREAM triad) with each side's fraction of it;
+# the decode bound (GGUF bytes per token at this run's STREAM triad, and at its read-only bandwidth)
+# with each side's fraction of it;
 # llmq runs twice: generate --fp32-activations, and generate's default (int8 activations per token
-# where the layout allows it: W4A8 kernels; types with float mins, e.g. q4_k, stay fp32).
+# where the layout allows it: W4A8 kernels, with a min term for types with float mins, e.g. q4_k).
 #
 # Usage: [HIDDEN=2048 INTER=5632 LAYERS=22 HEADS=32 KV=4] [TYPE=q4_0] [PROMPT_WORDS=312 GEN=128] [THREADS=2]
 #        bench/e2e_vs_llamacpp.sh <build>/bin/llmq <build>/bin/llamacpp_client <tokenizer-folder>
@@ -39,7 +40,8 @@ OMP_NUM_THREADS=$threads "$llmq" bench kernels --rows 512 --cols 512 --tokens 32
 python3 - "$work/llmq.json" "$work/lc.json" "$work/llmq8.json" "$work/bench.json" "$type" "$hidden" "$inter" "$layers" "$vocab" "$(stat -c %s "$work/q.gguf")" <<'PY'
 import json, sys
 q, l, q8 = json.load(open(sys.argv[1])), json.load(open(sys.argv[2])), json.load(open(sys.argv[3]))
-stream = json.load(open(sys.argv[4]))["stream_gbps"]
+bench = json.load(open(sys.argv[4]))
+stream, read = bench["stream_gbps"], bench.get("read_gbps")
 del sys.argv[3:5]
 out = {"type": sys.argv[3], "hidden": int(sys.argv[4]), "intermediate": int(sys.argv[5]), "layers": int(sys.argv[6]),
        "vocab": int(sys.argv[7]), "gguf_bytes": int(sys.argv[8]), "threads": l["threads"],
@@ -59,5 +61,11 @@ out["stream_gbps"] = stream
 out["decode_bound_tokens_per_second"] = stream * 1e9 / out["gguf_bytes"]
 for side, key in (("llamacpp", "llamacpp_decode_tokens_per_second"), ("llmq_int8", "llmq_int8_decode_tokens_per_second")):
     out[side + "_decode_fraction_of_bound"] = (out[key] or 0) / out["decode_bound_tokens_per_second"]
+# The same at the read-only bandwidth (a decode step only reads weights; the triad also writes).
+out["read_gbps"] = read
+if read:
+    out["decode_read_bound_tokens_per_second"] = read * 1e9 / out["gguf_bytes"]
+    for side, key in (("llamacpp", "llamacpp_decode_tokens_per_second"), ("llmq_int8", "llmq_int8_decode_tokens_per_second")):
+        out[side + "_decode_fraction_of_read_bound"] = (out[key] or 0) / out["decode_read_bound_tokens_per_second"]
 print(json.dumps(out, indent=2))
 PY

@@ -7,7 +7,7 @@
 // each, every call on the next of several weight copies (together beyond the last-level cache —
 // 480 MiB on this machine — as in decoding); medians and spreads over the repetitions are printed
 // as JSON with the ratio llama.cpp time / llmq time (> 1: llmq faster) and, at one token, each
-// side's weight bandwidth as a fraction of STREAM.
+// side's weight bandwidth as a fraction of STREAM and of the read-only bandwidth (`read_gbps`).
 //
 //   llmq-vs-llamacpp [--types q4_0,q4_k,q8_0] [--shapes 4096x4096,11008x4096,4096x11008,32768x4096]
 //                    [--tokens 1,8,32,128,512] [--threads 1,2] [--reps 7] [--burst 8] [--cold-mib 1024]
@@ -74,6 +74,32 @@ double stream_gbps(int threads) {
     best = std::min(best, seconds_since(t0));
   }
   return 3.0 * 4.0 * double(n) / best / 1e9;
+}
+
+// Read-only bandwidth (GB/s) with `threads` OpenMP threads over `bytes` (the footprint of the
+// GEMV's weight copies, beyond the last-level cache), best of 5: what a GEMV can reach at most.
+// STREAM's triad counts 12 bytes per element but moves 16 with the write-allocate of `a`, so a
+// GEMV that only reads can run above "STREAM" (llama.cpp's q4_0 GEMV measured 1.05 of it).
+double read_gbps(int threads, uint64_t bytes) {
+  const int64_t n = int64_t(bytes / 8) / 64 * 64;
+  std::vector<uint64_t> a(static_cast<size_t>(n));
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t i = 0; i < n; ++i) a[size_t(i)] = uint64_t(i);
+  double best = 1e30;
+  uint64_t sink = 0;
+  for (int rep = 0; rep < 5; ++rep) {
+    const auto t0 = Clock::now();
+#pragma omp parallel for num_threads(threads) schedule(static) reduction(^ : sink)
+    for (int64_t i = 0; i < n; i += 64) {
+      uint64_t acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};  // independent lanes: load-bound, not add-bound
+      for (int j = 0; j < 64; j += 8)
+        for (int l = 0; l < 8; ++l) acc[l] += a[size_t(i + j + l)];
+      for (int l = 0; l < 8; ++l) sink ^= acc[l];
+    }
+    best = std::min(best, seconds_since(t0));
+  }
+  if (sink == 42) std::fputs("", stderr);  // keeps the sum
+  return 8.0 * double(n) / best / 1e9;
 }
 
 ggml_type ggml_id(GgmlType t) { return static_cast<ggml_type>(int(t)); }  // llmq's enum holds ggml's ids
@@ -264,13 +290,15 @@ int run(int argc, char** argv) {
   std::vector<std::string> extra;
   for (auto b : cpu.extra()) extra.push_back(ggml_backend_buft_name(b));
   out["llamacpp_extra_buffer_types"] = extra;
-  nlohmann::ordered_json stream = nlohmann::ordered_json::object();
+  nlohmann::ordered_json stream = nlohmann::ordered_json::object(), read = nlohmann::ordered_json::object();
   std::vector<int> thread_counts;
   for (const auto& t : split(opt["threads"])) {
     thread_counts.push_back(std::stoi(t));
     stream[t] = stream_gbps(thread_counts.back());
+    read[t] = read_gbps(thread_counts.back(), cold_bytes);
   }
   out["stream_gbps"] = stream;
+  out["read_gbps"] = read;
   nlohmann::ordered_json rows = nlohmann::ordered_json::array();
   bool disagree = false;  // the two sides' products differ beyond llama.cpp's 8-bit activations
   for (const std::string& type_name : split(opt["types"])) {
@@ -304,7 +332,7 @@ int run(int argc, char** argv) {
           return 1;
         }
         ours.push_back(std::move(*p));
-        auto p8 = llmq::PackedLinear::Pack(*q, a8);  // none for types with float mins (q4_k)
+        auto p8 = llmq::PackedLinear::Pack(*q, a8);
         if (p8.ok()) ours_a8.push_back(std::move(*p8));
       }
       for (const std::string& tok : split(opt["tokens"])) {
@@ -366,6 +394,8 @@ int run(int argc, char** argv) {
             const double gb = double(blocks.size()) / 1e9;
             row["llamacpp_fraction_of_stream"] = gb / sl.median / stream[std::to_string(threads)].get<double>();
             row["llmq_fraction_of_stream"] = double(ours[0].bytes()) / 1e9 / sq.median / stream[std::to_string(threads)].get<double>();
+            row["llamacpp_fraction_of_read"] = gb / sl.median / read[std::to_string(threads)].get<double>();
+            row["llmq_fraction_of_read"] = double(ours[0].bytes()) / 1e9 / sq.median / read[std::to_string(threads)].get<double>();
           }
           // Both sides compute the same product: llama.cpp quantizes x to 8 bits for its dot
           // products, so agreement is to that rounding, not exact.
