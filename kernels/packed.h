@@ -196,7 +196,7 @@ using OutlierProductFn = void (*)(const PackedWeights& w, const std::vector<int3
 using GemmI8Fn = void (*)(const PackedWeights&, const int8_t*, const int32_t*, const float*, int64_t, int64_t, int64_t,
                           float*);
 GemmI8Fn avxvnni_gemm_i8();
-// The AMX-INT8 tile kernel (qgemm_amx.cc; needs signed_codes_fit_int8 and whole 32-column groups);
+// The AMX-INT8 tile kernel (qgemm_amx.cc; needs signed_codes_fit_int8 and groups of whole 16 columns);
 // nullptr when not compiled in.
 GemmI8Fn amx_gemm_i8();
 const KernelTable* avx2_kernels();    // nullptr when not compiled in

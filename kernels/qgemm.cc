@@ -376,12 +376,12 @@ const kernels::KernelTable& table_for(const PackedWeights& w, Isa isa) {
 }
 
 // The int8 kernel for `isa`: AVX-512 needs VNNI; AVX2 uses vpdpbusd when the CPU has AVX-VNNI
-// and an exact vpmaddubsw emulation otherwise. Those step 4 or 8 columns at a time, so groups of 16
-// (q6_k, q2_k, q3_k, SpQR's) suit them; AMX tiles take 32 or 64 columns, so whole 32-column groups.
+// and an exact vpmaddubsw emulation otherwise. Those step 4 or 8 columns at a time and AMX tiles
+// 16, 32 or 64, so groups of 16 (q6_k, q2_k, q3_k, SpQR's) suit every one of them.
 kernels::GemmI8Fn gemm_i8_for(const PackedWeights& w, Isa isa, int64_t n) {
   const auto& f = kernels::cpu_features();
   if ((w.block_aligned || w.half_aligned) && isa_supported(isa)) {
-    if (isa == Isa::kAvx512 && w.block_aligned && n >= kAmxMinTokens && f.amx_int8 && w.signed_codes_fit_int8 &&
+    if (isa == Isa::kAvx512 && n >= kAmxMinTokens && f.amx_int8 && w.signed_codes_fit_int8 &&
         kernels::amx_gemm_i8() != nullptr && !amx_disabled())
       return kernels::amx_gemm_i8();
     if (isa == Isa::kAvx512 && f.avx512vnni && kernels::avx512_kernels()->gemm_i8 != nullptr)

@@ -157,14 +157,21 @@ void tile_activations(const int8_t* xq, int64_t nt, int64_t kp, int64_t kstep, i
   for (int64_t t0 = 0; t0 < nt; t0 += 16)
     for (int64_t j = 0; j < kp; j += kstep) {
       int8_t* o = out + t0 * kp + j * 16;
-      // kstep is 32 or 64: one or two 32-byte moves per row (memcpy's rep movs per 32 bytes was
-      // most of this function's time).
-      for (int64_t t = 0; t < 16; ++t)
+      // kstep is 16, 32 or 64: one 16-byte or one or two 32-byte moves per row (memcpy's rep movs
+      // per 32 bytes was most of this function's time).
+      for (int64_t t = 0; t < 16; ++t) {
+        if (kstep == 16) {
+          const __m128i v = t0 + t < nt ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(xq + (t0 + t) * kp + j))
+                                        : _mm_setzero_si128();
+          _mm_storeu_si128(reinterpret_cast<__m128i*>(o + t * kstep), v);
+          continue;
+        }
         for (int64_t i = 0; i < kstep; i += 32) {
           const __m256i v = t0 + t < nt ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + (t0 + t) * kp + j + i))
                                         : _mm256_setzero_si256();
           _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + t * kstep + i), v);
         }
+      }
     }
 }
 
@@ -181,10 +188,13 @@ void grow(std::vector<T>& v, int64_t count) {
 void gemm_i8_amx(const PackedWeights& w, const int8_t* xq, const int32_t* xqsum, const float* sx, int64_t n,
                  int64_t p0, int64_t p1, float* y) {
   const int64_t kp = w.kp;
-  // 64 columns per instruction when every group is a multiple of 64 long, else 32.
+  // 64 columns per instruction when every group is a multiple of 64 long, else 32, else 16 (groups
+  // of 16: q6_k, q2_k, q3_k; a quarter of the work per instruction, still ahead of VNNI).
   int64_t kstep = 64;
-  for (int64_t g = 0; g < w.ngroups; ++g)
-    if ((w.group_start[size_t(g + 1)] - w.group_start[size_t(g)]) % 64 != 0) kstep = 32;
+  for (int64_t g = 0; g < w.ngroups; ++g) {
+    const int64_t len = w.group_start[size_t(g + 1)] - w.group_start[size_t(g)];
+    kstep = std::min(kstep, len % 64 == 0 ? int64_t(64) : len % 32 == 0 ? int64_t(32) : int64_t(16));
+  }
   TileConfig cfg;
   for (int t = 0; t < 4; ++t) {
     cfg.rows[t] = 16;

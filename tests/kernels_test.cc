@@ -128,7 +128,7 @@ Reference reference_product(const QuantizedTensor& q, const std::vector<float>& 
       const int g = q.group_of(c);
       double s = q.scales[size_t(r * q.num_groups() + g)];
       if (q.in_slot_outliers()) s = std::max(s, double(q.outlier_scales[size_t(r * q.num_groups() + g)]));
-      dense_mag[size_t(r * q.cols + c)] = s * (double(q.code(r, c)) + std::fabs(q.zero_value(r, g))) +
+      dense_mag[size_t(r * q.cols + c)] = std::fabs(s) * (double(q.code(r, c)) + std::fabs(q.zero_value(r, g))) +
                                           std::fabs(q.min_of(r, g)) + std::fabs(d[size_t(r * q.cols + c)]);
     }
   Reference ref;
@@ -200,6 +200,8 @@ std::vector<Case> cases() {
   out.push_back(ggml_case(GgmlType::kQ2_K, 9, 256));
   out.push_back(ggml_case(GgmlType::kQ4_1, 17, 96));
   out.push_back(ggml_case(GgmlType::kQ5_1, 5, 64));
+  // q6_k: 6-bit codes as bytes in groups of 16 (AMX's 16-column steps).
+  out.push_back(ggml_case(GgmlType::kQ6_K, 21, 256));
   return out;
 }
 
@@ -585,7 +587,7 @@ bool cpu_lists(const std::string& flag) {
 }
 
 // From 16 tokens the AVX-512 path runs AMX tiles where the CPU has them: whole tiles, a partial last
-// tile, several tiles; 64-column steps (groups of 128, per-channel) and 32-column ones. LLMQ_AMX=off
+// tile, several tiles; 64-column steps (groups of 128, per-channel), 32-column and 16-column ones. LLMQ_AMX=off
 // keeps it on VNNI, which must then give the same bits too.
 TEST(KernelsInt8, AmxIsBitIdenticalToScalar) {
   if (!isa_supported(Isa::kAvx512)) GTEST_SKIP() << "no AVX-512 on this CPU";
@@ -603,6 +605,9 @@ TEST(KernelsInt8, AmxIsBitIdenticalToScalar) {
   auto p = pack_int8(*quantize_rtn(w.data(), 64, 256, g32));
   EXPECT_EQ(p->kernel(16, Isa::kAvx512), "amx int8");
   EXPECT_EQ(p->kernel(15, Isa::kAvx512), "avx512-vnni int8");
+  // Groups of 16 (q6_k) run 16-column tile steps.
+  auto q6 = pack_int8(make_tensor(ggml_case(GgmlType::kQ6_K, 32, 256), 6));
+  EXPECT_EQ(q6->kernel(16, Isa::kAvx512), "amx int8");
   setenv("LLMQ_AMX", "off", 1);
   EXPECT_EQ(p->kernel(16, Isa::kAvx512), "avx512-vnni int8");
   expect_int8_bit_identical(Isa::kAvx512, ns);
