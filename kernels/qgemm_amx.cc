@@ -75,8 +75,8 @@ void unpack_panel(const PackedWeights& w, int64_t p, int8_t* b, float* scales) {
 // assembly: they must be literal numbers.)
 template <int TT, int PP>
 void block_product(const PackedWeights& w, int64_t p, const int8_t* a, int64_t lda, const int8_t* const* b,
-                   const float* const* scales, const float* sx, const int32_t* xqsum, int64_t nt, int64_t kstep,
-                   float* y) {
+                   const float* const* scales, const float* sx, const float* xsum, int64_t ldxs, int64_t nt,
+                   int64_t kstep, float* y) {
   alignas(64) int32_t c[4][256];
   alignas(64) float acc[4][256];
   for (int i = 0; i < 4 * 256; i += 16) _mm512_store_ps(&acc[0][0] + i, _mm512_setzero_ps());
@@ -109,7 +109,8 @@ void block_product(const PackedWeights& w, int64_t p, const int8_t* a, int64_t l
     if constexpr (TT == 2 && PP == 2) _tile_stored(3, c[3], 64);
   };
   // acc[q][t] (16 rows of token t) = fma(scales, float(c[q][t]), acc[q][t]); with float mins then
-  // fma(-min, float(xqsum of token t), acc[q][t]) (tokens past nt: xqsum 0, never stored).
+  // fma(-min, xsum[g][t], acc[q][t]): xsum holds float(xqsum) per group and token (0 past nt), so
+  // each term is one broadcast load.
   const bool mins = !w.panel_mins.empty();
   auto accumulate = [&](int64_t g) {
     for (int q = 0; q < 4; ++q) {
@@ -122,11 +123,10 @@ void block_product(const PackedWeights& w, int64_t p, const int8_t* a, int64_t l
                                                           _mm512_load_ps(acc[q] + 16 * t)));
       if (!mins) continue;
       const __m512 mv = _mm512_loadu_ps(w.panel_mins.data() + PackedWeights::panel_index(ng, p + pi, g, 0));
-      for (int t = 0; t < 16; ++t) {
-        const int64_t tok = ti * 16 + t;
-        const float xs = tok < nt ? float(xqsum[tok * ng + g]) : 0.0f;
-        _mm512_store_ps(acc[q] + 16 * t, _mm512_fnmadd_ps(mv, _mm512_set1_ps(xs), _mm512_load_ps(acc[q] + 16 * t)));
-      }
+      const float* xs = xsum + g * ldxs + ti * 16;
+#pragma GCC unroll 16
+      for (int t = 0; t < 16; ++t)
+        _mm512_store_ps(acc[q] + 16 * t, _mm512_fnmadd_ps(mv, _mm512_set1_ps(xs[t]), _mm512_load_ps(acc[q] + 16 * t)));
     }
   };
   // Group g + 1's tiles are issued before group g's int32 products are converted, so that the
@@ -217,7 +217,7 @@ void gemm_i8_amx(const PackedWeights& w, const int8_t* xq, const int32_t* xqsum,
 
   // Buffers each thread keeps between calls (fresh megabytes per call were page faults).
   thread_local std::vector<int8_t> bbuf, abuf;
-  thread_local std::vector<float> sbuf;
+  thread_local std::vector<float> sbuf, xsbuf;
   grow(bbuf, 2 * kp * 16);
   grow(sbuf, 2 * w.ngroups * 16);
   const int8_t* b[2] = {bbuf.data(), bbuf.data() + kp * 16};
@@ -227,6 +227,14 @@ void gemm_i8_amx(const PackedWeights& w, const int8_t* xq, const int32_t* xqsum,
   for (int64_t c0 = 0; c0 < n; c0 += chunk) {
     const int64_t c1 = std::min(n, c0 + chunk);
     tile_activations(xq + c0 * kp, c1 - c0, kp, kstep, abuf.data());
+    // Float mins: float(xqsum) of the chunk's tokens per group, [group][chunk rounded up to 32], 0 past n.
+    const int64_t ldxs = (c1 - c0 + 31) / 32 * 32;
+    if (!w.panel_mins.empty()) {
+      grow(xsbuf, w.ngroups * ldxs);
+      for (int64_t g = 0; g < w.ngroups; ++g)
+        for (int64_t t = 0; t < ldxs; ++t)
+          xsbuf[size_t(g * ldxs + t)] = c0 + t < c1 ? float(xqsum[(c0 + t) * w.ngroups + g]) : 0.0f;
+    }
     for (int64_t p = p0; p < p1; p += 2) {
       const int pp = p + 1 < p1 ? 2 : 1;
       for (int i = 0; i < pp; ++i)
@@ -236,13 +244,13 @@ void gemm_i8_amx(const PackedWeights& w, const int8_t* xq, const int32_t* xqsum,
         const int8_t* a = abuf.data() + (t0 - c0) * kp;
         float* yt = y + t0 * w.rows;
         const float* st = sx + t0;
-        const int32_t* xs = xqsum + t0 * w.ngroups;
+        const float* xs = w.panel_mins.empty() ? nullptr : xsbuf.data() + (t0 - c0);
         if (nt > 16) {
-          if (pp == 2) block_product<2, 2>(w, p, a, 16 * kp, b, scales, st, xs, nt, kstep, yt);
-          else block_product<2, 1>(w, p, a, 16 * kp, b, scales, st, xs, nt, kstep, yt);
+          if (pp == 2) block_product<2, 2>(w, p, a, 16 * kp, b, scales, st, xs, ldxs, nt, kstep, yt);
+          else block_product<2, 1>(w, p, a, 16 * kp, b, scales, st, xs, ldxs, nt, kstep, yt);
         } else {
-          if (pp == 2) block_product<1, 2>(w, p, a, 16 * kp, b, scales, st, xs, nt, kstep, yt);
-          else block_product<1, 1>(w, p, a, 16 * kp, b, scales, st, xs, nt, kstep, yt);
+          if (pp == 2) block_product<1, 2>(w, p, a, 16 * kp, b, scales, st, xs, ldxs, nt, kstep, yt);
+          else block_product<1, 1>(w, p, a, 16 * kp, b, scales, st, xs, ldxs, nt, kstep, yt);
         }
       }
     }
