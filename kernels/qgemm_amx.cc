@@ -12,7 +12,8 @@
 //    checked at pack time for 8-bit ones (PackedWeights::signed_codes_fit_int8).
 // Per group the int32 tile is stored, converted to float and accumulated with fma(scale, value,
 // acc) (and, with float mins, fma(-min, float(xqsum), acc)) in group order, then y = acc * sx: the
-// reference's operations in its order, so the result has the reference's bits. Tokens past the last full tile of 16 are copied into a zero-padded tile.
+// reference's operations in its order, so the result has the reference's bits. Tokens past the
+// last full tile of 16 are copied into a zero-padded tile.
 #include <immintrin.h>
 
 #include <algorithm>
