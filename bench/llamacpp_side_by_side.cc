@@ -79,7 +79,7 @@ double stream_gbps(int threads) {
 // Read-only bandwidth (GB/s) with `threads` OpenMP threads over `bytes` (the footprint of the
 // GEMV's weight copies, beyond the last-level cache), best of 5: what a GEMV can reach at most.
 // STREAM's triad counts 12 bytes per element but moves 16 with the write-allocate of `a`, so a
-// GEMV that only reads can run above "STREAM" (llama.cpp's q4_0 GEMV measured 1.05 of it).
+// GEMV that only reads can run above "STREAM" (llama.cpp's q4_0 GEMV measured 1.04 of a read-only sum).
 double read_gbps(int threads, uint64_t bytes) {
   const int64_t n = int64_t(bytes / 8) / 64 * 64;
   std::vector<uint64_t> a(static_cast<size_t>(n));

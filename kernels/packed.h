@@ -146,8 +146,8 @@ struct KernelTable {
   // scale sx[t]); xqsum is [n, ngroups] int32 sums of xq per group. Per row, token and group the
   // int32 dot product minus zero * xqsum is converted to float and accumulated with
   // fma(scale, value, acc), then with float mins acc = fma(-min, float(xqsum), acc), in group order;
-  // y[t, r] = acc * sx[t]. The same operations in the same
-  // order in every variant, so all variants give bit-identical results. nullptr: not available.
+  // y[t, r] = acc * sx[t]. The same operations in the same order in every variant, so all variants
+  // give bit-identical results. nullptr: not available.
   void (*gemm_i8)(const PackedWeights& w, const int8_t* xq, const int32_t* xqsum, const float* sx, int64_t n,
                   int64_t p0, int64_t p1, float* y);
   // The activation outlier columns' product for rows [r0, r1) (activation_outliers_impl.h).

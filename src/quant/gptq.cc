@@ -66,14 +66,20 @@ double hessian_weighted_square(const float* e, int64_t n, int64_t cols, const fl
   return total;
 }
 
-int64_t zero_dead_columns(MatF* W, MatF* H) {
+int64_t zero_dead_weight_columns(const float* hessian, int64_t cols, MatF* W) {
   int64_t dead = 0;
-  for (int64_t j = 0; j < H->cols(); ++j)
-    if ((*H)(j, j) == 0.0f) {
-      (*H)(j, j) = 1.0f;
+  for (int64_t j = 0; j < cols; ++j)
+    if (hessian[j * cols + j] == 0.0f) {
       W->col(j).setZero();
       ++dead;
     }
+  return dead;
+}
+
+int64_t zero_dead_columns(MatF* W, MatF* H) {
+  const int64_t dead = zero_dead_weight_columns(H->data(), H->cols(), W);
+  for (int64_t j = 0; j < H->cols(); ++j)
+    if ((*H)(j, j) == 0.0f) (*H)(j, j) = 1.0f;
   return dead;
 }
 
@@ -303,13 +309,8 @@ Result<GptqResult> gptq_quantize_impl(const float* w, int64_t rows, int64_t cols
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < rows; ++r) channel_params[size_t(r)] = rtn_group_params(w + r * cols, cols, spec);
   }
-  // Dead inputs (H_jj = 0): their weights zeroed, as zero_dead_columns does (their H_jj = 1 is
-  // hessian_in_order's).
-  for (int64_t j = 0; j < cols; ++j)
-    if (hessian[j * cols + j] == 0.0f) {
-      W.col(j).setZero();
-      ++res.dead_columns;
-    }
+  // Dead inputs (H_jj = 0): their weights zeroed (their H_jj = 1 is hessian_in_order's).
+  res.dead_columns = internal::zero_dead_weight_columns(hessian, cols, &W);
   // Static groups: parameters of each group of original columns, from the (dead-zeroed) weights.
   std::vector<GroupParams> static_params;  // [ng][rows]
   // A ggml grid's parameters are stored as they are chosen (two levels for K-quants); the tensor

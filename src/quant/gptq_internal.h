@@ -36,6 +36,8 @@ double hessian_weighted_square(const float* e, int64_t n, int64_t cols, const fl
 // Dead inputs (H_jj = 0: the input was always zero): H_jj = 1 and the weights of that column
 // zeroed, as the reference does; returns how many.
 int64_t zero_dead_columns(MatF* W, MatF* H);
+// The weights' half of it: W's dead columns (by hessian [cols, cols]) zeroed; returns how many.
+int64_t zero_dead_weight_columns(const float* hessian, int64_t cols, MatF* W);
 
 // U upper triangular with UᵀU = (H + damp · mean(diag H) · I)⁻¹, the damping raised x10 on a
 // failed Cholesky up to options.damp_retries times (GPTQModel's auto-increment). Records the
