@@ -40,6 +40,32 @@ inline __m256i bcast4(const int8_t* p) {
   return _mm256_set1_epi32(v);
 }
 
+// Rows 8h .. 8h + 7 of a super-block record (k = 0: d and scale codes, 1: dmin and min codes):
+// d * code, exact in fp32 (packed.h), so the same floats as PackedWeights::panel_scale / panel_min.
+inline __m256 super_block_lanes(const PackedWeights& w, int64_t p, int64_t g, int h, int k) {
+  const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(
+      reinterpret_cast<const __m128i*>(w.panel_super.data() + w.super_offset(p, g) + 16 * k + 8 * h)));
+  const __m128i codes =
+      _mm_loadl_epi64(reinterpret_cast<const __m128i*>(w.panel_group_codes.data() + w.group_codes_offset(p, g) + 16 * k + 8 * h));
+  return _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(codes)));
+}
+
+// Rows 8h .. 8h + 7 of panel p's scales (mins) for group g; pg = panel_index(ngroups, p, g, 8h).
+inline __m256 group_scales(const PackedWeights& w, int64_t p, int64_t g, int h, size_t pg) {
+  using Kind = PackedWeights::PanelScales;
+  switch (w.panel_scale_kind) {
+    case Kind::kF16: return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.panel_scales16.data() + pg)));
+    case Kind::kF32: return _mm256_loadu_ps(w.panel_scales.data() + pg);
+    case Kind::kSuperBlock: break;
+  }
+  return super_block_lanes(w, p, g, h, 0);
+}
+
+inline __m256 group_mins(const PackedWeights& w, int64_t p, int64_t g, int h, size_t pg) {
+  if (w.panel_scale_kind == PackedWeights::PanelScales::kSuperBlock) return super_block_lanes(w, p, g, h, 1);
+  return _mm256_loadu_ps(w.panel_mins.data() + pg);
+}
+
 template <bool kVnni, int NT>
 void panel(const PackedWeights& w, int64_t p, const int8_t* xq, const int32_t* xqsum, const float* sx, int64_t t0,
            float* y) {
@@ -85,12 +111,9 @@ void panel(const PackedWeights& w, int64_t p, const int8_t* xq, const int32_t* x
           zkind == PanelZeros::kBytes
               ? _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w.panel_zeros.data() + pg)))
               : _mm256_set1_epi32(w.panel_zero_constant);
-      const __m256 scales =
-          w.panel_scales_f16
-              ? _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.panel_scales16.data() + pg)))
-              : _mm256_loadu_ps(w.panel_scales.data() + pg);
-      const bool mins = !w.panel_mins.empty();
-      const __m256 mv = mins ? _mm256_loadu_ps(w.panel_mins.data() + pg) : _mm256_setzero_ps();
+      const __m256 scales = group_scales(w, p, g, h, pg);
+      const bool mins = w.panel_has_mins;
+      const __m256 mv = mins ? group_mins(w, p, g, h, pg) : _mm256_setzero_ps();
       for (int t = 0; t < NT; ++t) {
         const int32_t xs = xqsum[(t0 + t) * ng + g];
         const __m256i zx = zkind == PanelZeros::kConstant ? _mm256_set1_epi32(w.panel_zero_constant * xs)

@@ -66,16 +66,38 @@ struct PackedWeights {
   int64_t panel_bytes = 0;               // bytes per panel = 16 * kp (8-bit) or 8 * kp (4-bit)
   std::vector<uint8_t> panels;
   enum class PanelZeros : uint8_t { kConstant, kBytes };
-  bool panel_scales_f16 = false;
+  // Scales (and float mins) in one of three exact forms (compact_panel_params):
+  //  - kF32: panel_scales (and panel_mins), [panel][group][16];
+  //  - kF16: panel_scales16 [panel][group][16] (panel_mins fp32 as above);
+  //  - kSuperBlock, ggml's K-quants as their blocks hold them: per panel and super-block of
+  //    groups_per_super groups the 16 rows' fp16 d, then with mins their fp16 dmin, in panel_super
+  //    [panel][super][param_stride()]; per panel and group the 16 rows' integer scale codes, then
+  //    with mins their min codes, in panel_group_codes [panel][group][param_stride()].
+  //    scale = float(d) * code and min = float(dmin) * min_code are exact in fp32 (an 11-bit
+  //    significand times a code of at most 8 bits): the same floats ggml computes, the same as kF32.
+  //    q4_k streams 4.625 bits per weight instead of 6 (fp32 scale and min per 32 columns).
+  enum class PanelScales : uint8_t { kF32, kF16, kSuperBlock };
+  PanelScales panel_scale_kind = PanelScales::kF32;
   PanelZeros panel_zero_kind = PanelZeros::kBytes;
   int32_t panel_zero_constant = 0;
-  std::vector<uint16_t> panel_scales16;  // [panel][group][16] when panel_scales_f16
-  std::vector<float> panel_scales;       // [panel][group][16] otherwise
+  std::vector<uint16_t> panel_scales16;  // [panel][group][16] (kF16)
+  std::vector<float> panel_scales;       // [panel][group][16] (kF32)
   std::vector<uint8_t> panel_zeros;      // [panel][group][16] when kBytes
-  // Float mins (ggml's q4_1, q5_1, q2_k, q4_k, q5_k: w = scale * code - min, zero points 0): per
-  // panel and group the 16 rows' mins as fp32, [panel][group][16]; empty for every other tensor.
-  // Each group then also adds fma(-min, float(xqsum), acc) after its scaled dot product.
+  int64_t groups_per_super = 0;          // kSuperBlock: groups per super-block (256 columns), a power of 2
+  int super_shift = 0;                   // log2(groups_per_super): no division per group
+  std::vector<uint16_t> panel_super;     // kSuperBlock: [panel][super][param_stride()] fp16 d (, dmin)
+  std::vector<int8_t> panel_group_codes; // kSuperBlock: [panel][group][param_stride()] scale (, min) codes
+  // Float mins (ggml's q4_1, q5_1, q2_k, q4_k, q5_k: w = scale * code - min, zero points 0); each
+  // group then also adds fma(-min, float(xqsum), acc) after its scaled dot product. Unless
+  // kSuperBlock, the 16 rows' mins as fp32 per panel and group, [panel][group][16].
+  bool panel_has_mins = false;
   std::vector<float> panel_mins;
+  int64_t param_stride() const { return panel_has_mins ? 32 : 16; }
+  // kSuperBlock: offsets of panel p's group g in panel_group_codes and of its super-block in panel_super.
+  size_t group_codes_offset(int64_t p, int64_t g) const { return size_t((p * ngroups + g) * param_stride()); }
+  size_t super_offset(int64_t p, int64_t g) const {
+    return size_t(((p * ngroups + g) >> super_shift) * param_stride());  // ngroups is a multiple of groups_per_super
+  }
   // Every code minus its zero point is a signed byte (always for codes of up to 7 bits): what the
   // AMX kernel multiplies (qgemm_amx.cc).
   bool signed_codes_fit_int8 = false;
@@ -85,9 +107,7 @@ struct PackedWeights {
   }
   float panel_scale(int64_t r, int64_t g) const;  // qgemm.cc
   int32_t panel_zero(int64_t r, int64_t g) const;
-  float panel_min(int64_t r, int64_t g) const {
-    return panel_mins.empty() ? 0.0f : panel_mins[panel_index(ngroups, r / 16, g, r % 16)];
-  }
+  float panel_min(int64_t r, int64_t g) const;    // 0 without mins
   int panel_code(int64_t r, int64_t j) const {
     const uint8_t* p = panels.data() + (r / 16) * panel_bytes;
     const int64_t rr = r % 16;
@@ -115,7 +135,7 @@ struct PackedWeights {
                               fixed_w_hi.size() + fixed_w_lo.size();
     if (int8_activations)
       return panels.size() + 2 * panel_scales16.size() + 4 * panel_scales.size() + panel_zeros.size() +
-             4 * panel_mins.size() + outliers;
+             4 * panel_mins.size() + 2 * panel_super.size() + panel_group_codes.size() + outliers;
     return codes.size() + 4 * (scales.size() + mzero.size()) + 2 * lut.size() + outliers;
   }
   int code(int64_t r, int64_t j) const {  // packed column j of row r

@@ -94,19 +94,67 @@ ActivationOutlierStats PackedLinear::activation_outlier_stats() const {
 
 namespace {
 
+bool same_bits(float a, float b) { return std::memcmp(&a, &b, sizeof(float)) == 0; }
+
+// K-quants (q.super_scales: fp16 d, dmin per row and 256 columns): the panels' scales and mins as
+// their super-blocks' d and dmin times one integer code per group (packed.h, kSuperBlock). The codes
+// are found from the fp32 values (round(scale / d)), and the form is kept only if it gives back
+// every scale and min bit for bit (QuantizedTensor::Validate already refuses K-quant scales that
+// are not d * code; this keeps the pack exact whatever a caller hands it).
+bool to_super_blocks(const QuantizedTensor& q, kernels::PackedWeights* w) {
+  using Scales = kernels::PackedWeights::PanelScales;
+  if (!q.spec.is_ggml() || q.super_scales.empty() || !w->perm.empty() || q.cols % 256 != 0 ||
+      q.spec.group_size <= 0 || 256 % q.spec.group_size != 0 || w->ngroups != q.num_groups())
+    return false;
+  const int64_t gps = 256 / q.spec.group_size, nsuper = q.cols / 256;
+  if (w->ngroups != nsuper * gps) return false;
+  w->groups_per_super = gps;
+  while ((int64_t(1) << w->super_shift) < gps) ++w->super_shift;  // 256 / group size: a power of 2
+  const int64_t stride = w->param_stride();
+  w->panel_super.assign(size_t(w->panel_count * nsuper * stride), 0);
+  w->panel_group_codes.assign(size_t(w->panel_count * w->ngroups * stride), 0);
+  bool exact = true;
+  for (int64_t r = 0; r < q.rows && exact; ++r) {
+    const int64_t p = r / 16, rr = r % 16;
+    for (int64_t sb = 0; sb < nsuper; ++sb)
+      for (int k = 0; k < (w->panel_has_mins ? 2 : 1); ++k)
+        w->panel_super[w->super_offset(p, sb * gps) + size_t(16 * k + rr)] = q.super_scales[size_t((r * nsuper + sb) * 2 + k)];
+    for (int64_t g = 0; g < w->ngroups && exact; ++g)
+      for (int k = 0; k < (w->panel_has_mins ? 2 : 1) && exact; ++k) {
+        const size_t pg = kernels::PackedWeights::panel_index(w->ngroups, p, g, rr);
+        const float v = k == 0 ? w->panel_scales[pg] : w->panel_mins[pg];
+        const float d = fp16_to_float(w->panel_super[w->super_offset(p, g) + size_t(16 * k + rr)]);
+        const float code = d != 0.0f ? std::nearbyint(v / d) : 0.0f;
+        exact = std::isfinite(code) && code >= -128.0f && code <= 127.0f && same_bits(d * code, v);
+        if (exact) w->panel_group_codes[w->group_codes_offset(p, g) + size_t(16 * k + rr)] = int8_t(code);
+      }
+  }
+  if (!exact) {
+    std::vector<uint16_t>().swap(w->panel_super);
+    std::vector<int8_t>().swap(w->panel_group_codes);
+    w->groups_per_super = 0;
+    w->super_shift = 0;
+    return false;
+  }
+  w->panel_scale_kind = Scales::kSuperBlock;
+  std::vector<float>().swap(w->panel_scales);
+  std::vector<float>().swap(w->panel_mins);
+  return true;
+}
+
 // The int8 panels' scales and zero points (filled as fp32 and bytes) stored as small as they stay
-// exact (packed.h): fp16 scales, one constant zero point.
-void compact_panel_params(kernels::PackedWeights* w) {
+// exact (packed.h): K-quants' super-blocks, else fp16 scales; one constant zero point.
+void compact_panel_params(const QuantizedTensor& q, kernels::PackedWeights* w) {
   using Zeros = kernels::PackedWeights::PanelZeros;
-  const bool f16 = std::all_of(w->panel_scales.begin(), w->panel_scales.end(), [](float s) {
-    const float back = fp16_to_float(float_to_fp16(s));
-    return back == s && std::signbit(back) == std::signbit(s);
+  using Scales = kernels::PackedWeights::PanelScales;
+  const bool f16 = !to_super_blocks(q, w) && std::all_of(w->panel_scales.begin(), w->panel_scales.end(), [](float s) {
+    return same_bits(fp16_to_float(float_to_fp16(s)), s);
   });
   if (f16) {
     w->panel_scales16.resize(w->panel_scales.size());
     for (size_t i = 0; i < w->panel_scales.size(); ++i) w->panel_scales16[i] = float_to_fp16(w->panel_scales[i]);
     std::vector<float>().swap(w->panel_scales);
-    w->panel_scales_f16 = true;
+    w->panel_scale_kind = Scales::kF16;
   }
   // Padding rows of the last panel hold zero 0: only real rows decide the constant.
   const auto zero = [w](int64_t r, int64_t g) {
@@ -225,7 +273,8 @@ Result<PackedLinear> PackedLinear::Pack(const QuantizedTensor& q, const PackOpti
     w->panels.assign(size_t(w->panel_count * w->panel_bytes), 0);
     w->panel_scales.assign(size_t(w->panel_count * w->ngroups * 16), 0.0f);
     w->panel_zeros.assign(w->panel_scales.size(), 0);
-    if (!q.mins.empty()) w->panel_mins.assign(w->panel_scales.size(), 0.0f);
+    w->panel_has_mins = !q.mins.empty();
+    if (w->panel_has_mins) w->panel_mins.assign(w->panel_scales.size(), 0.0f);
   } else if (w->lookup) {
     w->codes.assign(size_t(w->rows * w->row_bytes), 0);
     w->lut.assign(size_t(w->rows * w->ngroups * 8), 0);
@@ -276,14 +325,14 @@ Result<PackedLinear> PackedLinear::Pack(const QuantizedTensor& q, const PackOpti
         const size_t pg = size_t(((r / 16) * w->ngroups + g) * 16 + r % 16);
         w->panel_scales[pg] = s;
         w->panel_zeros[pg] = uint8_t(q.zero_of(r, sg));  // QuantizedTensor's zeros are bytes (0 with mins)
-        if (!w->panel_mins.empty()) w->panel_mins[pg] = q.min_of(r, sg);
+        if (w->panel_has_mins) w->panel_mins[pg] = q.min_of(r, sg);
       } else {
         w->scales[size_t(r * w->ngroups + g)] = s;
         w->mzero[size_t(r * w->ngroups + g)] = -s * q.zero_value(r, sg) - q.min_of(r, sg);
       }
     }
   }
-  if (w->int8_activations) compact_panel_params(w.get());
+  if (w->int8_activations) compact_panel_params(q, w.get());
   // Fixed outlier columns: their weights (dense + sparse) in a block of their own; their sparse
   // outliers are in that block, not in the CSR below.
   std::vector<bool> fixed(static_cast<size_t>(q.cols), false);
@@ -595,8 +644,20 @@ void PackedLinear::Forward(const float* x, int64_t n, float* y, Isa isa) const {
 namespace kernels {
 
 float PackedWeights::panel_scale(int64_t r, int64_t g) const {
-  const size_t i = panel_index(ngroups, r / 16, g, r % 16);
-  return panel_scales_f16 ? fp16_to_float(panel_scales16[i]) : panel_scales[i];
+  switch (panel_scale_kind) {
+    case PanelScales::kF32: return panel_scales[panel_index(ngroups, r / 16, g, r % 16)];
+    case PanelScales::kF16: return fp16_to_float(panel_scales16[panel_index(ngroups, r / 16, g, r % 16)]);
+    case PanelScales::kSuperBlock: break;
+  }
+  return fp16_to_float(panel_super[super_offset(r / 16, g) + size_t(r % 16)]) *
+         float(panel_group_codes[group_codes_offset(r / 16, g) + size_t(r % 16)]);
+}
+
+float PackedWeights::panel_min(int64_t r, int64_t g) const {
+  if (!panel_has_mins) return 0.0f;
+  if (panel_scale_kind != PanelScales::kSuperBlock) return panel_mins[panel_index(ngroups, r / 16, g, r % 16)];
+  return fp16_to_float(panel_super[super_offset(r / 16, g) + size_t(16 + r % 16)]) *
+         float(panel_group_codes[group_codes_offset(r / 16, g) + size_t(16 + r % 16)]);
 }
 
 int32_t PackedWeights::panel_zero(int64_t r, int64_t g) const {

@@ -20,6 +20,7 @@
 #include <cstring>
 #include <vector>
 
+#include "i8_params_avx512.h"
 #include "packed.h"
 
 namespace llmq::kernels {
@@ -38,8 +39,9 @@ struct alignas(64) TileConfig {
 static_assert(sizeof(TileConfig) == 64, "LDTILECFG reads 64 bytes");
 
 // (code - zero) of panel p as signed bytes, VNNI order: row k / 4 of 64 bytes holds columns
-// [k, k + 4) of the 16 rows (byte 4r + i = column k + i of row r); and the panel's scales as fp32.
-void unpack_panel(const PackedWeights& w, int64_t p, int8_t* b, float* scales) {
+// [k, k + 4) of the 16 rows (byte 4r + i = column k + i of row r); and the panel's scales (and
+// float mins) as fp32, [group][16].
+void unpack_panel(const PackedWeights& w, int64_t p, int8_t* b, float* scales, float* mins) {
   const uint8_t* panel = w.panels.data() + p * w.panel_bytes;
   const __m512i m4 = _mm512_set1_epi8(0x0F);
   for (int64_t g = 0; g < w.ngroups; ++g) {
@@ -51,10 +53,8 @@ void unpack_panel(const PackedWeights& w, int64_t p, int8_t* b, float* scales) {
                   _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.panel_zeros.data() + pg))),
                   _mm512_set1_epi32(0x01010101))
             : _mm512_set1_epi8(char(w.panel_zero_constant));
-    const __m512 s = w.panel_scales_f16
-                         ? _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w.panel_scales16.data() + pg)))
-                         : _mm512_loadu_ps(w.panel_scales.data() + pg);
-    _mm512_storeu_ps(scales + g * 16, s);
+    _mm512_storeu_ps(scales + g * 16, avx512_params::scales(w, p, g));
+    if (w.panel_has_mins) _mm512_storeu_ps(mins + g * 16, avx512_params::mins(w, p, g));
     const int64_t j0 = w.group_start[size_t(g)], j1 = w.group_start[size_t(g + 1)];
     if (w.code_bits == 8) {
       for (int64_t j = j0; j < j1; j += 4)
@@ -76,7 +76,7 @@ void unpack_panel(const PackedWeights& w, int64_t p, int8_t* b, float* scales) {
 // assembly: they must be literal numbers.)
 template <int TT, int PP>
 void block_product(const PackedWeights& w, int64_t p, const int8_t* a, int64_t lda, const int8_t* const* b,
-                   const float* const* scales, const float* sx, const float* xsum, int64_t ldxs, int64_t nt,
+                   const float* const* scales, const float* const* mins_of, const float* sx, const float* xsum, int64_t ldxs, int64_t nt,
                    int64_t kstep, float* y) {
   alignas(64) int32_t c[4][256];
   alignas(64) float acc[4][256];
@@ -112,7 +112,7 @@ void block_product(const PackedWeights& w, int64_t p, const int8_t* a, int64_t l
   // acc[q][t] (16 rows of token t) = fma(scales, float(c[q][t]), acc[q][t]); with float mins then
   // fma(-min, xsum[g][t], acc[q][t]): xsum holds float(xqsum) per group and token (0 past nt), so
   // each term is one broadcast load.
-  const bool mins = !w.panel_mins.empty();
+  const bool mins = w.panel_has_mins;
   auto accumulate = [&](int64_t g) {
     for (int q = 0; q < 4; ++q) {
       const int ti = q / 2, pi = q % 2;
@@ -123,7 +123,7 @@ void block_product(const PackedWeights& w, int64_t p, const int8_t* a, int64_t l
         _mm512_store_ps(acc[q] + 16 * t, _mm512_fmadd_ps(sv, _mm512_cvtepi32_ps(_mm512_load_si512(c[q] + 16 * t)),
                                                           _mm512_load_ps(acc[q] + 16 * t)));
       if (!mins) continue;
-      const __m512 mv = _mm512_loadu_ps(w.panel_mins.data() + PackedWeights::panel_index(ng, p + pi, g, 0));
+      const __m512 mv = _mm512_loadu_ps(mins_of[pi] + g * 16);
       const float* xs = xsum + g * ldxs + ti * 16;
 #pragma GCC unroll 16
       for (int t = 0; t < 16; ++t)
@@ -218,11 +218,13 @@ void gemm_i8_amx(const PackedWeights& w, const int8_t* xq, const int32_t* xqsum,
 
   // Buffers each thread keeps between calls (fresh megabytes per call were page faults).
   thread_local std::vector<int8_t> bbuf, abuf;
-  thread_local std::vector<float> sbuf, xsbuf;
+  thread_local std::vector<float> sbuf, mbuf, xsbuf;
   grow(bbuf, 2 * kp * 16);
   grow(sbuf, 2 * w.ngroups * 16);
+  if (w.panel_has_mins) grow(mbuf, 2 * w.ngroups * 16);
   const int8_t* b[2] = {bbuf.data(), bbuf.data() + kp * 16};
   const float* scales[2] = {sbuf.data(), sbuf.data() + w.ngroups * 16};
+  const float* mins[2] = {mbuf.data(), mbuf.data() + (w.panel_has_mins ? w.ngroups * 16 : 0)};
   const int64_t chunk = std::max<int64_t>(32, std::min<int64_t>((n + 31) / 32 * 32, (kChunkBytes / std::max<int64_t>(kp, 1)) / 32 * 32));
   grow(abuf, chunk * kp);
   for (int64_t c0 = 0; c0 < n; c0 += chunk) {
@@ -230,7 +232,7 @@ void gemm_i8_amx(const PackedWeights& w, const int8_t* xq, const int32_t* xqsum,
     tile_activations(xq + c0 * kp, c1 - c0, kp, kstep, abuf.data());
     // Float mins: float(xqsum) of the chunk's tokens per group, [group][chunk rounded up to 32], 0 past n.
     const int64_t ldxs = (c1 - c0 + 31) / 32 * 32;
-    if (!w.panel_mins.empty()) {
+    if (w.panel_has_mins) {
       grow(xsbuf, w.ngroups * ldxs);
       for (int64_t g = 0; g < w.ngroups; ++g)
         for (int64_t t = 0; t < ldxs; ++t)
@@ -239,19 +241,20 @@ void gemm_i8_amx(const PackedWeights& w, const int8_t* xq, const int32_t* xqsum,
     for (int64_t p = p0; p < p1; p += 2) {
       const int pp = p + 1 < p1 ? 2 : 1;
       for (int i = 0; i < pp; ++i)
-        unpack_panel(w, p + i, bbuf.data() + i * kp * 16, sbuf.data() + i * w.ngroups * 16);
+        unpack_panel(w, p + i, bbuf.data() + i * kp * 16, sbuf.data() + i * w.ngroups * 16,
+                     w.panel_has_mins ? mbuf.data() + i * w.ngroups * 16 : nullptr);
       for (int64_t t0 = c0; t0 < c1; t0 += 32) {
         const int64_t nt = std::min<int64_t>(32, n - t0);
         const int8_t* a = abuf.data() + (t0 - c0) * kp;
         float* yt = y + t0 * w.rows;
         const float* st = sx + t0;
-        const float* xs = w.panel_mins.empty() ? nullptr : xsbuf.data() + (t0 - c0);
+        const float* xs = w.panel_has_mins ? xsbuf.data() + (t0 - c0) : nullptr;
         if (nt > 16) {
-          if (pp == 2) block_product<2, 2>(w, p, a, 16 * kp, b, scales, st, xs, ldxs, nt, kstep, yt);
-          else block_product<2, 1>(w, p, a, 16 * kp, b, scales, st, xs, ldxs, nt, kstep, yt);
+          if (pp == 2) block_product<2, 2>(w, p, a, 16 * kp, b, scales, mins, st, xs, ldxs, nt, kstep, yt);
+          else block_product<2, 1>(w, p, a, 16 * kp, b, scales, mins, st, xs, ldxs, nt, kstep, yt);
         } else {
-          if (pp == 2) block_product<1, 2>(w, p, a, 16 * kp, b, scales, st, xs, ldxs, nt, kstep, yt);
-          else block_product<1, 1>(w, p, a, 16 * kp, b, scales, st, xs, ldxs, nt, kstep, yt);
+          if (pp == 2) block_product<1, 2>(w, p, a, 16 * kp, b, scales, mins, st, xs, ldxs, nt, kstep, yt);
+          else block_product<1, 1>(w, p, a, 16 * kp, b, scales, mins, st, xs, ldxs, nt, kstep, yt);
         }
       }
     }

@@ -9,6 +9,7 @@
 
 #define LLMQ_OUTLIER_IMPL outliers_avx512
 #include "activation_outliers_impl.h"
+#include "i8_params_avx512.h"
 #include "packed.h"
 #include "sparse_outliers_impl.h"
 
@@ -335,12 +336,9 @@ void panel_i8(const PackedWeights& w, int64_t p, const int8_t* xq, const int32_t
           zkind == PanelZeros::kBytes
               ? _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.panel_zeros.data() + pg)))
               : _mm512_set1_epi32(w.panel_zero_constant);
-      const __m512 scales =
-          w.panel_scales_f16
-              ? _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w.panel_scales16.data() + pg)))
-              : _mm512_loadu_ps(w.panel_scales.data() + pg);
-      const bool mins = !w.panel_mins.empty();
-      const __m512 mv = mins ? _mm512_loadu_ps(w.panel_mins.data() + pg) : _mm512_setzero_ps();
+      const __m512 scales = avx512_params::scales(w, p + ip, g);
+      const bool mins = w.panel_has_mins;
+      const __m512 mv = mins ? avx512_params::mins(w, p + ip, g) : _mm512_setzero_ps();
       for (int t = 0; t < NT; ++t) {
         __m512i dot = acc[ip][t][0];
         for (int c = 1; c < kChains; ++c) dot = _mm512_add_epi32(dot, acc[ip][t][c]);

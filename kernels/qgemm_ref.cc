@@ -70,7 +70,7 @@ void gemm_i8_ref(const PackedWeights& w, const int8_t* xq, const int32_t* xqsum,
             dot += w.panel_code(r, j) * int32_t(xq[t * w.kp + j]);
           dot -= w.panel_zero(r, g) * xqsum[t * w.ngroups + g];
           acc = std::fma(w.panel_scale(r, g), float(dot), acc);
-          if (!w.panel_mins.empty()) acc = std::fma(-w.panel_min(r, g), float(xqsum[t * w.ngroups + g]), acc);
+          if (w.panel_has_mins) acc = std::fma(-w.panel_min(r, g), float(xqsum[t * w.ngroups + g]), acc);
         }
         y[t * w.rows + r] = acc * sx[t];
       }

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <numeric>
 #include <random>
@@ -202,6 +203,8 @@ std::vector<Case> cases() {
   out.push_back(ggml_case(GgmlType::kQ5_1, 5, 64));
   // q6_k: 6-bit codes as bytes in groups of 16 (AMX's 16-column steps).
   out.push_back(ggml_case(GgmlType::kQ6_K, 21, 256));
+  // q3_k: signed (biased) 6-bit scale codes.
+  out.push_back(ggml_case(GgmlType::kQ3_K, 25, 512));
   return out;
 }
 
@@ -623,31 +626,42 @@ TEST(KernelsInt8, Avx2IsBitIdenticalToScalarWithAndWithoutVnni) {
 }
 
 // The int8 panels keep scales and zero points as small as they stay exact: what a GEMV streams
-// per weight of w4 g32 is 4.5 bits symmetric (fp16 scales, no zeros), 4.75 with byte zeros.
+// per weight of w4 g32 is 4.5 bits symmetric (fp16 scales, no zeros), 4.75 with byte zeros; the
+// K-quants keep their super-blocks (fp16 d, dmin per 256 columns, an integer code per group):
+// q4_k 4.625 bits (6 with an fp32 scale and min per group), q3_k 4.5625, q2_k 5.125 (2-bit codes
+// as nibbles), q6_k 8.5625 (6-bit codes as bytes). Every scale and min is the tensor's, bit for bit.
 TEST(KernelsInt8, PanelParametersAreStoredAsSmallAsTheyStayExact) {
   using Zeros = kernels::PackedWeights::PanelZeros;
+  using Scales = kernels::PackedWeights::PanelScales;
   struct Expect {
     Case c;
-    bool f16;
+    Scales scales;
     Zeros zeros;
     double bits;  // streamed per weight
   };
-  const Expect expects[] = {{{4, 32, true, false, false, 64, 256}, true, Zeros::kConstant, 4.5},
-                            {{4, 32, false, false, false, 64, 256}, true, Zeros::kBytes, 4.75},
-                            {{4, 32, true, false, false, 64, 256, false, false, false, true}, false, Zeros::kConstant, 5.0},
-                            {{8, 128, false, false, false, 64, 256}, true, Zeros::kBytes, 8.1875}};
+  const Expect expects[] = {{{4, 32, true, false, false, 64, 256}, Scales::kF16, Zeros::kConstant, 4.5},
+                            {{4, 32, false, false, false, 64, 256}, Scales::kF16, Zeros::kBytes, 4.75},
+                            {{4, 32, true, false, false, 64, 256, false, false, false, true}, Scales::kF32, Zeros::kConstant, 5.0},
+                            {{8, 128, false, false, false, 64, 256}, Scales::kF16, Zeros::kBytes, 8.1875},
+                            {ggml_case(GgmlType::kQ4_K, 64, 512), Scales::kSuperBlock, Zeros::kConstant, 4.625},
+                            {ggml_case(GgmlType::kQ3_K, 64, 512), Scales::kSuperBlock, Zeros::kConstant, 4.5625},
+                            {ggml_case(GgmlType::kQ2_K, 64, 512), Scales::kSuperBlock, Zeros::kConstant, 5.125},
+                            {ggml_case(GgmlType::kQ6_K, 64, 512), Scales::kSuperBlock, Zeros::kConstant, 8.5625},
+                            {ggml_case(GgmlType::kQ4_0, 64, 512), Scales::kF16, Zeros::kConstant, 4.5}};
   uint32_t seed = 40;
   for (const Expect& e : expects) {
     const QuantizedTensor q = make_tensor(e.c, seed++);
     auto p = pack_int8(q);
     ASSERT_TRUE(p.ok()) << p.status().ToString();
     const kernels::PackedWeights& w = internal::PackedAccess::weights(*p);
-    EXPECT_EQ(w.panel_scales_f16, e.f16) << q.spec.ToString();
+    EXPECT_EQ(w.panel_scale_kind, e.scales) << q.spec.ToString();
     EXPECT_EQ(w.panel_zero_kind, e.zeros) << q.spec.ToString();
     EXPECT_DOUBLE_EQ(double(w.bytes()) * 8.0 / double(q.rows * q.cols), e.bits) << q.spec.ToString();
+    auto same_bits = [](float a, float b) { return std::memcmp(&a, &b, sizeof a) == 0; };
     for (int64_t r = 0; r < q.rows; ++r)
       for (int64_t g = 0; g < q.num_groups(); ++g) {
-        ASSERT_EQ(w.panel_scale(r, g), q.scales[size_t(r * q.num_groups() + g)]);
+        ASSERT_TRUE(same_bits(w.panel_scale(r, g), q.scales[size_t(r * q.num_groups() + g)])) << r << " " << g;
+        ASSERT_TRUE(same_bits(w.panel_min(r, g), q.min_of(r, g))) << r << " " << g;
         ASSERT_EQ(w.panel_zero(r, g), q.zero_of(r, g));
       }
   }
@@ -685,7 +699,7 @@ TEST(KernelsInt8, FloatMinsHaveTheirOwnTerm) {
     auto p = pack_int8(q);
     ASSERT_TRUE(p.ok()) << p.status().ToString();
     const kernels::PackedWeights& w = internal::PackedAccess::weights(*p);
-    ASSERT_EQ(w.panel_mins.size(), size_t(w.panel_count * w.ngroups * 16));
+    ASSERT_TRUE(w.panel_has_mins);
     for (int64_t r = 0; r < q.rows; ++r)
       for (int64_t g = 0; g < q.num_groups(); ++g) {
         ASSERT_EQ(w.panel_min(r, g), q.min_of(r, g));
