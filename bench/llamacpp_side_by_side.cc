@@ -62,44 +62,12 @@ Stats stats_of(std::vector<double> v) {
   return {v[v.size() / 2], v.front(), v.back()};
 }
 
-// STREAM triad bandwidth (GB/s) with `threads` OpenMP threads: 3 x 64 MiB arrays, best of 5.
-double stream_gbps(int threads) {
-  const int64_t n = 16 << 20;
-  std::vector<float> a(static_cast<size_t>(n)), b(static_cast<size_t>(n), 1.0f), c(static_cast<size_t>(n), 2.0f);
-  double best = 1e30;
-  for (int rep = 0; rep < 5; ++rep) {
-    const auto t0 = Clock::now();
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t i = 0; i < n; ++i) a[size_t(i)] = b[size_t(i)] + 3.0f * c[size_t(i)];
-    best = std::min(best, seconds_since(t0));
-  }
-  return 3.0 * 4.0 * double(n) / best / 1e9;
-}
-
 // Read-only bandwidth (GB/s) with `threads` OpenMP threads over `bytes` (the footprint of the
-// GEMV's weight copies, beyond the last-level cache), best of 5: what a GEMV can reach at most.
-// STREAM's triad counts 12 bytes per element but moves 16 with the write-allocate of `a`, so a
-// GEMV that only reads can run above "STREAM" (llama.cpp's q4_0 GEMV measured 1.04 of a read-only sum).
+// GEMV's weight copies, beyond the last-level cache): what a GEMV can reach at most. STREAM's
+// triad counts 12 bytes per element but moves 16 with the write-allocate of `a`, so a GEMV that
+// only reads can run above "STREAM".
 double read_gbps(int threads, uint64_t bytes) {
-  const int64_t n = int64_t(bytes / 8) / 64 * 64;
-  std::vector<uint64_t> a(static_cast<size_t>(n));
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (int64_t i = 0; i < n; ++i) a[size_t(i)] = uint64_t(i);
-  double best = 1e30;
-  uint64_t sink = 0;
-  for (int rep = 0; rep < 5; ++rep) {
-    const auto t0 = Clock::now();
-#pragma omp parallel for num_threads(threads) schedule(static) reduction(^ : sink)
-    for (int64_t i = 0; i < n; i += 64) {
-      uint64_t acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};  // independent lanes: load-bound, not add-bound
-      for (int j = 0; j < 64; j += 8)
-        for (int l = 0; l < 8; ++l) acc[l] += a[size_t(i + j + l)];
-      for (int l = 0; l < 8; ++l) sink ^= acc[l];
-    }
-    best = std::min(best, seconds_since(t0));
-  }
-  if (sink == 42) std::fputs("", stderr);  // keeps the sum
-  return 8.0 * double(n) / best / 1e9;
+  return llmq::measure_memory_bandwidth(threads, int64_t(bytes / 2)).read_gbps;  // two arrays of bytes / 2
 }
 
 ggml_type ggml_id(GgmlType t) { return static_cast<ggml_type>(int(t)); }  // llmq's enum holds ggml's ids
@@ -294,7 +262,7 @@ int run(int argc, char** argv) {
   std::vector<int> thread_counts;
   for (const auto& t : split(opt["threads"])) {
     thread_counts.push_back(std::stoi(t));
-    stream[t] = stream_gbps(thread_counts.back());
+    stream[t] = llmq::measure_memory_bandwidth(thread_counts.back()).triad_gbps;
     read[t] = read_gbps(thread_counts.back(), cold_bytes);
   }
   out["stream_gbps"] = stream;

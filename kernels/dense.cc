@@ -12,6 +12,8 @@ namespace llmq::dense {
   bool upper_cholesky_of_inverse(const float*, int64_t, float*);                                          \
   void causal_softmax(float*, int64_t, int64_t, int64_t, int64_t);                                        \
   void silu_mul(const float*, const float*, int64_t, float*);                                             \
+  void triad(float*, const float*, const float*, float, int64_t);                                         \
+  float read_sum(const float*, const float*, int64_t);                                                    \
   }
 LLMQ_DENSE_DECLARE(baseline)
 #if defined(__x86_64__)
@@ -82,6 +84,26 @@ void silu_mul(const float* g, const float* u, int64_t count, float* out) {
     case Copy::kAvx2: return avx2::silu_mul(g, u, count, out);
 #endif
     default: return baseline::silu_mul(g, u, count, out);
+  }
+}
+
+void triad(float* a, const float* b, const float* c, float s, int64_t n) {
+  switch (active_copy()) {
+#if defined(__x86_64__)
+    case Copy::kAvx512: return avx512::triad(a, b, c, s, n);
+    case Copy::kAvx2: return avx2::triad(a, b, c, s, n);
+#endif
+    default: return baseline::triad(a, b, c, s, n);
+  }
+}
+
+float read_sum(const float* b, const float* c, int64_t n) {
+  switch (active_copy()) {
+#if defined(__x86_64__)
+    case Copy::kAvx512: return avx512::read_sum(b, c, n);
+    case Copy::kAvx2: return avx2::read_sum(b, c, n);
+#endif
+    default: return baseline::read_sum(b, c, n);
   }
 }
 

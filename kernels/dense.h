@@ -34,6 +34,11 @@ void causal_softmax(float* scores, int64_t n, int64_t total, int64_t start, int6
 // out[i] = silu(g[i]) * u[i] = g / (1 + exp(-g)) * u (SwiGLU), the same bits for any count split.
 void silu_mul(const float* g, const float* u, int64_t count, float* out);
 
+// STREAM's triad a[i] = b[i] + s c[i] and a read-only sum of b[i] + c[i] (i < n) with this ISA's
+// vectors: the bandwidth a kernel of this ISA can reach (measure_memory_bandwidth).
+void triad(float* a, const float* b, const float* c, float s, int64_t n);
+float read_sum(const float* b, const float* c, int64_t n);
+
 // The ISA the entries above run with now ("baseline", "avx2", "avx512").
 const char* isa();
 

@@ -130,4 +130,21 @@ void silu_mul(const float* g, const float* u, int64_t count, float* out) {
   }
 }
 
+// STREAM's loops, vectorized for this ISA (plain loops the compiler widens to its vectors).
+void triad(float* a, const float* b, const float* c, float s, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) a[i] = b[i] + s * c[i];
+}
+
+// 64 independent partial sums: enough vector chains that the loop waits on memory, not on adds.
+float read_sum(const float* b, const float* c, int64_t n) {
+  float part[64] = {};
+  int64_t i = 0;
+  for (; i + 64 <= n; i += 64)
+    for (int k = 0; k < 64; ++k) part[k] += b[i + k] + c[i + k];
+  float s = 0.0f;
+  for (; i < n; ++i) s += b[i] + c[i];
+  for (float v : part) s += v;
+  return s;
+}
+
 }  // namespace llmq::dense::LLMQ_DENSE_NS

@@ -3,8 +3,11 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <random>
+
+#include <unistd.h>
 
 #include "llmq/kernels.h"
 #include "llmq/rtn.h"
@@ -36,6 +39,43 @@ std::vector<float> gaussian(size_t n, uint32_t seed) {
 
 }  // namespace
 
+MemoryBandwidth measure_memory_bandwidth(int threads, int64_t array_bytes) {
+  if (threads <= 0) threads = omp_get_max_threads();
+  // STREAM's rule: arrays beyond the last-level cache. 64 MiB arrays read 35% fast on this
+  // machine's 480 MiB L3; from 256 MiB the triad is flat (docs/RESULTS.md).
+  const long llc = sysconf(_SC_LEVEL3_CACHE_SIZE);
+  const int64_t bytes = array_bytes > 0 ? array_bytes
+                                        : std::min<int64_t>(int64_t(2) << 30, std::max<int64_t>(int64_t(256) << 20, llc > 0 ? llc : 0));
+  const int64_t n = std::max<int64_t>(1024, bytes / 4 / 1024 * 1024);
+  std::vector<float> a(static_cast<size_t>(n)), b(static_cast<size_t>(n)), c(static_cast<size_t>(n));
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t i = 0; i < n; ++i) {  // first touch by the threads that use the pages (the same split)
+    a[size_t(i)] = 0.0f;
+    b[size_t(i)] = 1.0f;
+    c[size_t(i)] = 2.0f;
+  }
+  MemoryBandwidth bw;
+  bw.array_bytes = n * 4;
+  // Each thread its contiguous share (the pages it touched first), with this ISA's vectors (the
+  // baseline build's SSE loops measured 10% lower).
+  auto share = [&](auto&& body) {
+#pragma omp parallel num_threads(threads)
+    {
+      const int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
+      const int64_t i0 = n * t / nt / 64 * 64, i1 = t + 1 == nt ? n : n * (t + 1) / nt / 64 * 64;
+      body(i0, i1);
+    }
+  };
+  const double t = best_seconds([&] { share([&](int64_t i0, int64_t i1) { dense::triad(&a[size_t(i0)], &b[size_t(i0)], &c[size_t(i0)], 3.0f, i1 - i0); }); }, 5);
+  bw.triad_gbps = 3.0 * 4.0 * double(n) / t / 1e9;
+  std::atomic<float> sink{0.0f};
+  const double tr = best_seconds([&] {
+    share([&](int64_t i0, int64_t i1) { sink.store(sink.load() + dense::read_sum(&b[size_t(i0)], &c[size_t(i0)], i1 - i0)); });
+  }, 5);
+  bw.read_gbps = 2.0 * 4.0 * double(n) / tr / 1e9 + 0.0 * double(sink.load());
+  return bw;
+}
+
 KernelRoofline measure_kernel_roofline(int64_t rows, int64_t cols, int64_t gemm_tokens, Isa isa) {
   KernelRoofline r;
   r.isa = isa;
@@ -43,35 +83,9 @@ KernelRoofline measure_kernel_roofline(int64_t rows, int64_t cols, int64_t gemm_
   r.rows = rows;
   r.cols = cols;
   r.gemm_tokens = gemm_tokens;
-  {  // STREAM triad a = b + s c over 3 x 64 MiB.
-    const int64_t n = 16 << 20;
-    std::vector<float> a(static_cast<size_t>(n)), b(static_cast<size_t>(n), 1.0f), c(static_cast<size_t>(n), 2.0f);
-    const double t = best_seconds(
-        [&] {
-#pragma omp parallel for schedule(static)
-          for (int64_t i = 0; i < n; ++i) a[size_t(i)] = b[size_t(i)] + 3.0f * c[size_t(i)];
-        },
-        6);
-    r.stream_gbps = 3.0 * 4.0 * double(n) / t / 1e9;
-    // Read-only bandwidth (what a GEMV needs): a sum over b and c.
-    float sink = 0.0f;
-    const double tr = best_seconds(
-        [&] {
-          // 16 independent partial sums per thread so that the loop is load-bound, not add-latency-bound.
-          float s = 0.0f;
-#pragma omp parallel reduction(+ : s)
-          {
-            float part[16] = {};
-#pragma omp for schedule(static)
-            for (int64_t i = 0; i < n; i += 16)
-              for (int k = 0; k < 16; ++k) part[k] += b[size_t(i + k)] + c[size_t(i + k)];
-            for (float v : part) s += v;
-          }
-          sink += s;
-        },
-        6);
-    r.read_gbps = 2.0 * 4.0 * double(n) / tr / 1e9 + 0.0 * double(sink);
-  }
+  const MemoryBandwidth bw = measure_memory_bandwidth(0);
+  r.stream_gbps = bw.triad_gbps;
+  r.read_gbps = bw.read_gbps;
   const auto w = gaussian(size_t(rows * cols), 1);
   const auto x = gaussian(size_t(gemm_tokens * cols), 2);
   std::vector<float> y(size_t(gemm_tokens * rows));

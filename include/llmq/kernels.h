@@ -123,6 +123,17 @@ class LLMQ_EXPORT PackedLinear {
 
 namespace llmq {
 
+// This machine's memory bandwidth with `threads` OpenMP threads (0: OpenMP's default), best of
+// several runs: the STREAM triad a = b + s c (12 bytes counted per element, as STREAM does) and a
+// read-only sum over b and c (what a GEMV does). Each array holds `array_bytes`; 0 = beyond the
+// last-level cache, as STREAM requires: max(256 MiB, the LLC's size), at most 2 GiB (64 MiB
+// arrays partly stay in this machine's 480 MiB L3 and read up to 35% fast; docs/RESULTS.md).
+struct LLMQ_EXPORT MemoryBandwidth {
+  double triad_gbps = 0, read_gbps = 0;
+  int64_t array_bytes = 0;  // bytes per array
+};
+LLMQ_EXPORT MemoryBandwidth measure_memory_bandwidth(int threads = 0, int64_t array_bytes = 0);
+
 // A quick roofline of this machine and the kernels (behind `llmq bench kernels`): STREAM-triad
 // bandwidth, W4 g128 GEMV bandwidth as a fraction of it, and W4 GEMV/GEMM against Eigen fp32
 // GEMV/GEMM of the same shape, all measured in this process (best of several runs).
@@ -130,8 +141,8 @@ struct LLMQ_EXPORT KernelRoofline {
   Isa isa = Isa::kScalar;
   int threads = 0;
   int64_t rows = 0, cols = 0, gemm_tokens = 0;
-  double stream_gbps = 0;                 // STREAM triad, 3 x 64 MiB arrays (3 words per element)
-  double read_gbps = 0;                   // read-only sum over 2 x 64 MiB
+  double stream_gbps = 0;                 // STREAM triad (measure_memory_bandwidth)
+  double read_gbps = 0;                   // read-only sum over two of its arrays
   double w4_gemv_ms = 0, eigen_gemv_ms = 0;
   double w4_gemv_gbps = 0;                // packed bytes read / time
   double w4_gemv_fraction_of_stream = 0;
