@@ -23,7 +23,7 @@ inline __m256i dot4(__m256i acc, __m256i w, __m256i x) {
     return _mm256_dpbusd_avx_epi32(acc, w, x);
   } else {
     const __m256i ones = _mm256_set1_epi16(1);
-    if constexpr (!kWide) {  // codes <= 15: vpmaddubsw cannot saturate (2 * 15 * 127 < 32767)
+    if constexpr (!kWide) {  // codes <= 63: vpmaddubsw cannot saturate (2 * 63 * 128 < 32767)
       return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), ones));
     } else {  // 8-bit codes: low 7 bits and the top bit separately, each exact
       const __m256i lo = _mm256_and_si256(w, _mm256_set1_epi8(0x7F));
@@ -78,7 +78,25 @@ void panel(const PackedWeights& w, int64_t p, const int8_t* xq, const int32_t* x
     __m256i acc[NT][2];
     for (int t = 0; t < NT; ++t) acc[t][0] = acc[t][1] = _mm256_setzero_si256();
     const int64_t j0 = w.group_start[size_t(g)], j1 = w.group_start[size_t(g + 1)];
-    if (w.code_bits == 8) {
+    if (w.panel_code_bits == 6) {
+      // 16 columns per step: two nibble blocks and one crumb block (packed.h), four operands per half.
+      const __m256i m30 = _mm256_set1_epi8(0x30);
+      for (int64_t j = j0; j < j1; j += 16) {
+        const uint8_t* blk = base + (j / 16) * 192;
+        for (int h = 0; h < 2; ++h) {
+          const __m256i n0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 32 * h));
+          const __m256i n1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 64 + 32 * h));
+          const __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 128 + 32 * h));
+          const __m256i op[4] = {
+              _mm256_or_si256(_mm256_and_si256(n0, m4), _mm256_and_si256(_mm256_slli_epi16(c, 4), m30)),
+              _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(n0, 4), m4), _mm256_and_si256(_mm256_slli_epi16(c, 2), m30)),
+              _mm256_or_si256(_mm256_and_si256(n1, m4), _mm256_and_si256(c, m30)),
+              _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(n1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(c, 2), m30))};
+          for (int t = 0; t < NT; ++t)
+            for (int m = 0; m < 4; ++m) acc[t][h] = dot4<kVnni, false>(acc[t][h], op[m], bcast4(xq + (t0 + t) * kp + j + 4 * m));
+        }
+      }
+    } else if (w.panel_code_bits == 8) {
       for (int64_t j = j0; j < j1; j += 4) {
         const uint8_t* q = base + (j / 4) * 64;
         const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q));

@@ -53,9 +53,13 @@ struct PackedWeights {
   std::vector<uint8_t> codes;        // [rows, row_bytes] (fp32-activation mode)
   std::vector<float> scales, mzero;  // [rows, ngroups] (fp32-activation mode)
   // Int8-activation mode (W8A8 / W4A8, chosen at pack time): instead of `codes`, panels of 16
-  // rows in the VNNI order. 8-bit: per 4 columns, 64 bytes = 16 rows x 4 consecutive codes
-  // (byte 4r + i = column k + i of row r). 4-bit: per 8 columns, 64 bytes, byte 4r + i =
-  // column k + i (low nibble) | column k + 4 + i (high nibble). Per panel and group: 16 scales
+  // rows in the VNNI order, panel_code_bits per code. 8-bit: per 4 columns, 64 bytes = 16 rows x 4
+  // consecutive codes (byte 4r + i = column k + i of row r). 4-bit: per 8 columns, 64 bytes, byte
+  // 4r + i = column k + i (low nibble) | column k + 4 + i (high nibble). 6-bit (codes of 5 and 6
+  // bits: q5_*, q6_k), per 16 columns 192 bytes: the low 4 bits as two 4-bit blocks (columns k..k+7,
+  // k+8..k+15), then 64 bytes of the top 2 bits, byte 4r + i holding those of columns k + i,
+  // k + 4 + i, k + 8 + i, k + 12 + i in bits 0-1, 2-3, 4-5, 6-7 (what ggml's q6_k streams: 6 bits
+  // per weight instead of a byte; each 4-column operand is nibble | crumb << 4). Per panel and group: 16 scales
   // and 16 integer zero points, each stored as small as it is exact, since a GEMV streams them with
   // the codes (fp32 scales and int32 zeros made 6 bits per weight of w4 g32's 4.5): scales as fp16
   // when every scale is an fp16 value (the default scale type, ggml's blocks), else fp32; zero
@@ -63,7 +67,8 @@ struct PackedWeights {
   // grids). Every variant turns them into the same fp32 scale and int32 zero.
   bool int8_activations = false;
   int64_t panel_count = 0;               // ceil(rows / 16)
-  int64_t panel_bytes = 0;               // bytes per panel = 16 * kp (8-bit) or 8 * kp (4-bit)
+  int panel_code_bits = 4;               // 4, 6 or 8
+  int64_t panel_bytes = 0;               // bytes per panel = 2 * kp * panel_code_bits
   std::vector<uint8_t> panels;
   enum class PanelZeros : uint8_t { kConstant, kBytes };
   // Scales (and float mins) in one of three exact forms (compact_panel_params):
@@ -111,7 +116,13 @@ struct PackedWeights {
   int panel_code(int64_t r, int64_t j) const {
     const uint8_t* p = panels.data() + (r / 16) * panel_bytes;
     const int64_t rr = r % 16;
-    if (code_bits == 8) return p[(j / 4) * 64 + rr * 4 + j % 4];
+    if (panel_code_bits == 8) return p[(j / 4) * 64 + rr * 4 + j % 4];
+    if (panel_code_bits == 6) {
+      const uint8_t* blk = p + (j / 16) * 192;
+      const int64_t m = (j % 16) / 4;  // 4-column operand m of the block
+      const uint8_t b = blk[(m / 2) * 64 + rr * 4 + j % 4];
+      return ((m % 2) == 0 ? (b & 15) : (b >> 4)) | ((blk[128 + rr * 4 + j % 4] >> (2 * m)) & 3) << 4;
+    }
     const uint8_t b = p[(j / 8) * 64 + rr * 4 + j % 4];
     return (j % 8) < 4 ? (b & 15) : (b >> 4);
   }

@@ -269,7 +269,8 @@ Result<PackedLinear> PackedLinear::Pack(const QuantizedTensor& q, const PackOpti
   w->int8_activations = options.int8_activations;
   if (w->int8_activations) {
     w->panel_count = (w->rows + 15) / 16;
-    w->panel_bytes = w->code_bits == 8 ? 16 * w->kp : 8 * w->kp;
+    w->panel_code_bits = q.spec.bits <= 4 ? 4 : q.spec.bits <= 6 ? 6 : 8;
+    w->panel_bytes = 2 * w->kp * w->panel_code_bits;
     w->panels.assign(size_t(w->panel_count * w->panel_bytes), 0);
     w->panel_scales.assign(size_t(w->panel_count * w->ngroups * 16), 0.0f);
     w->panel_zeros.assign(w->panel_scales.size(), 0);
@@ -294,8 +295,16 @@ Result<PackedLinear> PackedLinear::Pack(const QuantizedTensor& q, const PackOpti
       const int64_t rr = r % 16;
       for (int64_t j = 0; j < q.cols; ++j) {
         const uint8_t c = src[size_t(order[size_t(j)])];
-        if (w->code_bits == 8) panel[(j / 4) * 64 + rr * 4 + j % 4] = c;
-        else panel[(j / 8) * 64 + rr * 4 + j % 4] |= uint8_t((j % 8) < 4 ? c : c << 4);
+        if (w->panel_code_bits == 8) {
+          panel[(j / 4) * 64 + rr * 4 + j % 4] = c;
+        } else if (w->panel_code_bits == 6) {
+          uint8_t* blk = panel + (j / 16) * 192;
+          const int64_t m = (j % 16) / 4;
+          blk[(m / 2) * 64 + rr * 4 + j % 4] |= uint8_t((m % 2) == 0 ? (c & 15) : (c & 15) << 4);
+          blk[128 + rr * 4 + j % 4] |= uint8_t((c >> 4) << (2 * m));
+        } else {
+          panel[(j / 8) * 64 + rr * 4 + j % 4] |= uint8_t((j % 8) < 4 ? c : c << 4);
+        }
       }
     } else {
       uint8_t* row = w->codes.data() + r * w->row_bytes;

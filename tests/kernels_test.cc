@@ -629,7 +629,9 @@ TEST(KernelsInt8, Avx2IsBitIdenticalToScalarWithAndWithoutVnni) {
 // per weight of w4 g32 is 4.5 bits symmetric (fp16 scales, no zeros), 4.75 with byte zeros; the
 // K-quants keep their super-blocks (fp16 d, dmin per 256 columns, an integer code per group):
 // q4_k 4.625 bits (6 with an fp32 scale and min per group), q3_k 4.5625, q2_k 5.125 (2-bit codes
-// as nibbles), q6_k 8.5625 (6-bit codes as bytes). Every scale and min is the tensor's, bit for bit.
+// as nibbles); 5- and 6-bit codes take 6 bits (a nibble and a crumb): q6_k 6.5625, as in its
+// ggml blocks (10 with byte codes and fp32 scales), q5_k 6.625. Every scale and min is the
+// tensor's, bit for bit.
 TEST(KernelsInt8, PanelParametersAreStoredAsSmallAsTheyStayExact) {
   using Zeros = kernels::PackedWeights::PanelZeros;
   using Scales = kernels::PackedWeights::PanelScales;
@@ -646,7 +648,8 @@ TEST(KernelsInt8, PanelParametersAreStoredAsSmallAsTheyStayExact) {
                             {ggml_case(GgmlType::kQ4_K, 64, 512), Scales::kSuperBlock, Zeros::kConstant, 4.625},
                             {ggml_case(GgmlType::kQ3_K, 64, 512), Scales::kSuperBlock, Zeros::kConstant, 4.5625},
                             {ggml_case(GgmlType::kQ2_K, 64, 512), Scales::kSuperBlock, Zeros::kConstant, 5.125},
-                            {ggml_case(GgmlType::kQ6_K, 64, 512), Scales::kSuperBlock, Zeros::kConstant, 8.5625},
+                            {ggml_case(GgmlType::kQ6_K, 64, 512), Scales::kSuperBlock, Zeros::kConstant, 6.5625},
+                            {ggml_case(GgmlType::kQ5_K, 64, 512), Scales::kSuperBlock, Zeros::kConstant, 6.625},
                             {ggml_case(GgmlType::kQ4_0, 64, 512), Scales::kF16, Zeros::kConstant, 4.5}};
   uint32_t seed = 40;
   for (const Expect& e : expects) {
