@@ -487,6 +487,9 @@ ForwardScratch& forward_scratch() {
 
 // From this many tokens Forward prepares the inputs (packed order, int8 quantization) over the threads.
 constexpr int64_t kParallelPrepTokens = 16;
+// ForwardShared runs its linears in one parallel region up to this many tokens: a decode step's
+// GEMVs, where every region's end waits for the slower thread.
+constexpr int64_t kSharedRegionTokens = 2;
 
 // Rows [r0, r1) of thread t of nt, in multiples of 8 rows.
 void thread_rows(int64_t rows, int t, int nt, int64_t* r0, int64_t* r1) {
@@ -648,6 +651,69 @@ void PackedLinear::Forward(const float* x, int64_t n, float* y, Isa isa) const {
     }
   }
   scratch.trim();
+}
+
+void PackedLinear::ForwardShared(const PackedLinear* const* linears, float* const* ys, int count, const float* x,
+                                 int64_t n, Isa isa) {
+  bool shared = count > 1 && n <= kSharedRegionTokens;
+  for (int i = 0; i < count && shared; ++i) {
+    const PackedWeights& w = *linears[i]->w_;
+    shared = w.int8_activations && !w.act_outliers.enabled() && w.cols == linears[0]->w_->cols;
+  }
+  if (!shared) {
+    for (int i = 0; i < count; ++i) linears[i]->Forward(x, n, ys[i], isa);
+    return;
+  }
+  // Each linear's int8 input, as Forward makes it (packed order, padding, per-token quantization);
+  // a linear with the layout of the one before reads the same.
+  struct Input {
+    std::vector<float> xp;
+    std::vector<int8_t> xq;
+    std::vector<int32_t> xqsum;
+    std::vector<float> sx;
+  };
+  std::vector<Input> inputs(static_cast<size_t>(count));
+  std::vector<const Input*> input_of(static_cast<size_t>(count));
+  for (int i = 0; i < count; ++i) {
+    const PackedWeights& w = *linears[i]->w_;
+    if (i > 0) {
+      const PackedWeights& prev = *linears[i - 1]->w_;
+      if (w.kp == prev.kp && w.perm == prev.perm && w.group_start == prev.group_start && w.block_aligned == prev.block_aligned) {
+        input_of[size_t(i)] = input_of[size_t(i - 1)];
+        continue;
+      }
+    }
+    Input& in = inputs[size_t(i)];
+    const int64_t kp = w.kp, ng = w.ngroups;
+    in.xp.assign(size_t(n * kp), 0.0f);
+    for (int64_t t = 0; t < n; ++t)
+      for (int64_t j = 0; j < w.cols; ++j) in.xp[size_t(t * kp + j)] = x[t * w.cols + (w.perm.empty() ? j : w.perm[size_t(j)])];
+    in.xq.resize(size_t(n * kp));
+    in.xqsum.resize(size_t(n * ng));
+    in.sx.resize(size_t(n));
+    const auto quantize_tokens = w.block_aligned ? table_for(w, isa).quantize_tokens : nullptr;
+    kernels::OutlierActivations none;
+    for (int64_t t = 0; t < n; ++t) {
+      if (quantize_tokens != nullptr)
+        quantize_tokens(w, in.xp.data() + t * kp, 1, in.xq.data() + t * kp, in.xqsum.data() + t * ng, in.sx.data() + t);
+      else
+        kernels::quantize_activations(w, in.xp.data() + t * kp, 1, {}, in.xq.data() + t * kp, in.xqsum.data() + t * ng,
+                                      in.sx.data() + t, &none);
+    }
+    input_of[size_t(i)] = &in;
+  }
+#pragma omp parallel
+  {
+    const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+    for (int i = 0; i < count; ++i) {
+      const PackedWeights& w = *linears[i]->w_;
+      const Input& in = *input_of[size_t(i)];
+      const int64_t p0 = w.panel_count * t / nt, p1 = w.panel_count * (t + 1) / nt;
+      if (p1 <= p0) continue;
+      gemm_i8_for(w, isa, n)(w, in.xq.data(), in.xqsum.data(), in.sx.data(), n, p0, p1, ys[i]);
+      table_for(w, isa).sparse_add(w, x, n, 16 * p0, std::min(w.rows, 16 * p1), ys[i], w.rows);
+    }
+  }
 }
 
 namespace kernels {

@@ -670,6 +670,49 @@ TEST(KernelsInt8, PanelParametersAreStoredAsSmallAsTheyStayExact) {
   }
 }
 
+// ForwardShared gives each linear the bits of its own Forward: linears with one layout (sharing a
+// quantized input), with act-order columns or sparse outliers (their own), float activations (one
+// Forward after another), at 1-2 tokens (one parallel region) and more, on every ISA.
+TEST(KernelsInt8, ForwardSharedEqualsOneForwardEach) {
+  const int64_t cols = 256;
+  std::vector<QuantizedTensor> tensors;
+  tensors.push_back(make_tensor(ggml_case(GgmlType::kQ4_K, 48, cols), 71));
+  tensors.push_back(make_tensor(ggml_case(GgmlType::kQ4_K, 16, cols), 72));
+  tensors.push_back(make_tensor(ggml_case(GgmlType::kQ6_K, 33, cols), 73));
+  tensors.push_back(make_tensor({4, 32, false, true, false, 40, cols}, 74));  // act-order: its own input
+  tensors.push_back(make_tensor({4, 32, true, false, true, 24, cols}, 75));   // sparse outliers
+  for (bool int8 : {true, false}) {
+    std::vector<PackedLinear> packed;
+    for (const QuantizedTensor& q : tensors) {
+      PackOptions po;
+      po.int8_activations = int8;
+      auto p = PackedLinear::Pack(q, po);
+      ASSERT_TRUE(p.ok()) << p.status().ToString();
+      packed.push_back(std::move(*p));
+    }
+    std::vector<const PackedLinear*> ptrs;
+    for (const PackedLinear& p : packed) ptrs.push_back(&p);
+    for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
+      if (!isa_supported(isa)) continue;
+      for (int64_t n : {1, 2, 5}) {
+        const auto x = test::random_normal(size_t(n * cols), uint32_t(80 + n));
+        std::vector<std::vector<float>> shared(packed.size()), alone(packed.size());
+        std::vector<float*> ys;
+        for (size_t i = 0; i < packed.size(); ++i) {
+          shared[i].assign(size_t(n * packed[i].rows()), -1.0f);
+          alone[i].assign(shared[i].size(), -2.0f);
+          ys.push_back(shared[i].data());
+          packed[i].Forward(x.data(), n, alone[i].data(), isa);
+        }
+        PackedLinear::ForwardShared(ptrs.data(), ys.data(), int(ptrs.size()), x.data(), n, isa);
+        for (size_t i = 0; i < packed.size(); ++i)
+          ASSERT_EQ(0, std::memcmp(shared[i].data(), alone[i].data(), shared[i].size() * sizeof(float)))
+              << "linear " << i << " n " << n << " " << isa_name(isa) << (int8 ? " int8" : " fp32");
+      }
+    }
+  }
+}
+
 // ||y_int8 - y_fp32|| / ||y_fp32|| of q packed with `po` against q with float activations, on x.
 double relative_to_float_activations(const QuantizedTensor& q, const PackOptions& po, const std::vector<float>& x,
                                      int64_t n) {

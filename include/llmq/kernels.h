@@ -112,6 +112,12 @@ class LLMQ_EXPORT PackedLinear {
   // scratch buffers, kept between calls.
   void Forward(const float* x, int64_t n, float* y) const { Forward(x, n, y, active_isa()); }
   void Forward(const float* x, int64_t n, float* y, Isa isa) const;
+  // ys[i][n, rows_i] = x[n, cols] * W_iᵀ for `count` linears that read the same input (a block's q, k
+  // and v; gate and up), the same bits as one Forward each. At decode (up to 2 tokens) with int8
+  // activations and no activation outliers, one parallel region runs all of them and linears with
+  // the same packed layout share one quantized input; otherwise it is one Forward after another.
+  static void ForwardShared(const PackedLinear* const* linears, float* const* ys, int count, const float* x, int64_t n,
+                            Isa isa = active_isa());
 
  private:
   friend struct internal::PackedAccess;

@@ -356,6 +356,9 @@ float* thread_buffer(BufferSlot slot, int64_t count) {
 
 // Queries per block of a prompt's attention (Model::Impl::attention).
 constexpr int64_t kQueryBlock = 64;
+// Up to this many tokens (decode) attention runs per kv head and token, with its query heads at once
+// (when that makes a task for every thread).
+constexpr int64_t kGroupedQueryTokens = 4;
 
 void Model::Impl::attention(const Block& b, int layer, const float* xn, int64_t n, KVCache* cache, float* out,
                             const LinearInputHook& hook) const {
@@ -368,9 +371,7 @@ void Model::Impl::attention(const Block& b, int layer, const float* xn, int64_t 
     hook(b.k.info, xn, n);
     hook(b.v.info, xn, n);
   }
-  b.q.Forward(xn, n, q);
-  b.k.Forward(xn, n, k.data());
-  b.v.Forward(xn, n, v.data());
+  internal::forward_same_input<3>({&b.q, &b.k, &b.v}, {q, k.data(), v.data()}, xn, n);
   if (cfg.family == ModelFamily::kLlama) {
     // RoPE, rotate-half: (x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin) on the two halves.
     const int64_t half = hd / 2;
@@ -403,6 +404,26 @@ void Model::Impl::attention(const Block& b, int layer, const float* xn, int64_t 
   const int64_t group = nh / nkv;
   const int64_t window = cfg.sliding_window > 0 ? cfg.sliding_window : total;
   float* const ctx = thread_buffer(kAttnContext, n * qd);
+  if (n <= kGroupedQueryTokens && nkv * n >= omp_get_max_threads()) {
+    // Decode: per token and kv head, the group of query heads that share it at once ([group, hd],
+    // contiguous in q), so each token's keys and values are read once per kv head instead of once
+    // per query head, in a product of `group` rows instead of a row at a time.
+#pragma omp parallel for schedule(static) collapse(2)
+    for (int64_t kvh = 0; kvh < nkv; ++kvh)
+      for (int64_t t = 0; t < n; ++t) {
+        const int64_t keys = start + t + 1;
+        thread_local std::vector<float> S;
+        if (S.size() < size_t(group * keys)) S.resize(size_t(group * keys));
+        dense::gemm(false, true, group, keys, hd, scale, q + t * qd + kvh * group * hd, hd, K + kvh * hd, kvd, 0.0f,
+                    S.data(), keys);
+        for (int64_t r = 0; r < group; ++r) internal::causal_softmax(S.data() + r * keys, 1, keys, start + t, window);
+        dense::gemm(false, false, group, hd, keys, 1.0f, S.data(), keys, V + kvh * hd, kvd, 0.0f,
+                    ctx + t * qd + kvh * group * hd, hd);
+      }
+    if (hook) hook(b.o.info, ctx, n);
+    b.o.Forward(ctx, n, out);
+    return;
+  }
   // Queries in blocks of kQueryBlock: a block's scores only reach the keys up to its last query's
   // position (causal), so a prompt computes about half of the full n x total score matrix.
   const int64_t qblocks = (n + kQueryBlock - 1) / kQueryBlock;
@@ -433,8 +454,7 @@ void Model::Impl::mlp(const Block& b, const float* xn, int64_t n, float* out, co
       hook(b.gate.info, xn, n);
       hook(b.up.info, xn, n);
     }
-    b.gate.Forward(xn, n, a);
-    b.up.Forward(xn, n, u);
+    internal::forward_same_input<2>({&b.gate, &b.up}, {a, u}, xn, n);
     // SwiGLU in token-row slices over the threads (silu_mul gives the same bits for any split).
 #pragma omp parallel for schedule(static)
     for (int64_t t = 0; t < n; ++t) dense::silu_mul(a + t * f, u + t * f, f, a + t * f);

@@ -4,6 +4,7 @@
 #define LLMQ_SRC_MODEL_MODEL_IMPL_H_
 
 #include <Eigen/Core>
+#include <array>
 #include <memory>
 #include <vector>
 
@@ -30,15 +31,35 @@ struct Linear {
   // y[n, rows] = x[n, cols] W^T + b
   void Forward(const float* x, int64_t n, float* y) const {
     const int64_t rows = info.rows, cols = info.cols;
-    Map Y(y, n, rows);
     if (packed) {
       packed->Forward(x, n, y);
     } else {
       dense::gemm(false, true, n, rows, cols, 1.0f, x, cols, w.data(), cols, 0.0f, y, rows);
     }
-    if (!bias.empty()) Y.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(bias.data(), rows);
+    AddBias(y, n);
+  }
+  void AddBias(float* y, int64_t n) const {
+    if (bias.empty()) return;
+    Map Y(y, n, info.rows);
+    Y.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(bias.data(), info.rows);
   }
 };
+
+// ys[i] = linears[i]->Forward(x) for linears reading the same input (q, k, v; gate, up): through
+// PackedLinear::ForwardShared (one parallel region at decode) when all are quantized.
+template <size_t N>
+void forward_same_input(const std::array<const Linear*, N>& linears, const std::array<float*, N>& ys, const float* x,
+                        int64_t n) {
+  std::array<const PackedLinear*, N> packed;
+  bool all_packed = true;
+  for (size_t i = 0; i < N; ++i) all_packed &= (packed[i] = linears[i]->packed.get()) != nullptr;
+  if (!all_packed) {
+    for (size_t i = 0; i < N; ++i) linears[i]->Forward(x, n, ys[i]);
+    return;
+  }
+  PackedLinear::ForwardShared(packed.data(), ys.data(), int(N), x, n);
+  for (size_t i = 0; i < N; ++i) linears[i]->AddBias(ys[i], n);
+}
 
 struct Norm {
   std::vector<float> weight, bias;  // bias empty for RMSNorm
