@@ -259,8 +259,10 @@ using PanelZeros = PackedWeights::PanelZeros;
 // 8 KiB ahead measured alike, docs/RESULTS.md).
 constexpr int64_t kPrefetchBytes = 4096;
 // Panels read side by side at one or two tokens: 32768 x 4096 q4_0 beyond the L3, one token, one
-// thread: 5.3 ms with one stream, 4.7 with 2, 4 or 8 (llama.cpp 4.6; docs/RESULTS.md).
-constexpr int kPanelStreams = 4;
+// thread: 5.3 ms with one stream, 4.7 with 2, 4 or 8 (llama.cpp 4.6; docs/RESULTS.md). With each
+// panel's scales (and K-quants' super-blocks) as streams of their own beside its codes, 2 beat 4:
+// q4_k 32768 x 4096, 2 threads, 2.91 -> 2.65-2.70 ms, 1 thread 5.61 -> 4.97-5.20; q4_0 2.76 -> 2.64-2.65.
+constexpr int kPanelStreams = 2;
 
 // VNNI: vpdpbusd multiplies 4 unsigned weight bytes of each row lane by the same 4 signed
 // activation bytes (broadcast) and adds the 4 products to the lane's int32. NP panels [p, p + NP)
