@@ -364,6 +364,11 @@ int run(int argc, char** argv) {
             row["llmq_fraction_of_stream"] = double(ours[0].bytes()) / 1e9 / sq.median / stream[std::to_string(threads)].get<double>();
             row["llamacpp_fraction_of_read"] = gb / sl.median / read[std::to_string(threads)].get<double>();
             row["llmq_fraction_of_read"] = double(ours[0].bytes()) / 1e9 / sq.median / read[std::to_string(threads)].get<double>();
+            if (has_a8) {  // the int8 path (what generate runs): its own panels' bytes
+              const double gb8 = double(ours_a8[0].bytes()) / 1e9 / sq8.median;
+              row["llmq_a8_fraction_of_stream"] = gb8 / stream[std::to_string(threads)].get<double>();
+              row["llmq_a8_fraction_of_read"] = gb8 / read[std::to_string(threads)].get<double>();
+            }
           }
           // Both sides compute the same product: llama.cpp quantizes x to 8 bits for its dot
           // products, so agreement is to that rounding, not exact.

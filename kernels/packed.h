@@ -187,8 +187,9 @@ struct KernelTable {
   // The sparse weight outliers (out_*) for rows [r0, r1): y[t * ldy + r] += sum of value * x[t * cols + col],
   // x in source column order ([n, cols]); bit-identical in every variant (sparse_outliers_impl.h).
   void (*sparse_add)(const PackedWeights& w, const float* x, int64_t n, int64_t r0, int64_t r1, float* y, int64_t ldy);
-  // quantize_activations without outlier columns for block-aligned layouts, the same bits (division,
-  // round half to even, clamp and integer sums are exact in every variant); nullptr: the reference.
+  // quantize_activations without outlier columns for groups starting at multiples of 16 columns
+  // (simd_layout()), the same bits (division, round half to even, clamp and integer sums are exact
+  // in every variant); nullptr: the reference.
   void (*quantize_tokens)(const PackedWeights& w, const float* xp, int64_t n, int8_t* xq, int32_t* xqsum, float* sx);
 };
 

@@ -574,7 +574,7 @@ void PackedLinear::Forward(const float* x, int64_t n, float* y, Isa isa) const {
     kernels::OutlierActivations xo;
     if (ocols.empty()) {
       // Each token on its own (without outlier columns nothing is shared between tokens).
-      const auto quantize_tokens = w.block_aligned ? k.quantize_tokens : nullptr;
+      const auto quantize_tokens = w.simd_layout() ? k.quantize_tokens : nullptr;
 #pragma omp parallel for schedule(static) if (n >= kParallelPrepTokens)
       for (int64_t t = 0; t < n; ++t) {
         if (quantize_tokens != nullptr)
@@ -691,7 +691,7 @@ void PackedLinear::ForwardShared(const PackedLinear* const* linears, float* cons
     in.xq.resize(size_t(n * kp));
     in.xqsum.resize(size_t(n * ng));
     in.sx.resize(size_t(n));
-    const auto quantize_tokens = w.block_aligned ? table_for(w, isa).quantize_tokens : nullptr;
+    const auto quantize_tokens = w.simd_layout() ? table_for(w, isa).quantize_tokens : nullptr;
     kernels::OutlierActivations none;
     for (int64_t t = 0; t < n; ++t) {
       if (quantize_tokens != nullptr)

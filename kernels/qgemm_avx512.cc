@@ -424,7 +424,7 @@ void sparse_add_avx512(const PackedWeights& w, const float* x, int64_t n, int64_
   });
 }
 
-// quantize_activations (activation_outliers.cc) for block-aligned groups without outlier columns:
+// quantize_activations (activation_outliers.cc) for groups of whole 16 columns without outlier columns:
 // absmax, then per 16 values x / s (IEEE division, as the reference), round half to even, clamp to
 // +-127, narrow to bytes; per group the int32 sum of the bytes. The same bits as the reference.
 void quantize_tokens_avx512(const PackedWeights& w, const float* xp, int64_t n, int8_t* xq, int32_t* xqsum,
