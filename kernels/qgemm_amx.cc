@@ -130,16 +130,21 @@ void block_product(const PackedWeights& w, int64_t p, const int8_t* a, int64_t l
       const int ti = q / 2, pi = q % 2;
       if (ti >= TT || pi >= PP) continue;
       const __m512 sv = _mm512_loadu_ps(scales[pi] + g * 16);
+      if (!mins) {
 #pragma GCC unroll 16
-      for (int t = 0; t < 16; ++t)
-        _mm512_store_ps(acc[q] + 16 * t, _mm512_fmadd_ps(sv, _mm512_cvtepi32_ps(_mm512_load_si512(c[q] + 16 * t)),
-                                                          _mm512_load_ps(acc[q] + 16 * t)));
-      if (!mins) continue;
+        for (int t = 0; t < 16; ++t)
+          _mm512_store_ps(acc[q] + 16 * t, _mm512_fmadd_ps(sv, _mm512_cvtepi32_ps(_mm512_load_si512(c[q] + 16 * t)),
+                                                            _mm512_load_ps(acc[q] + 16 * t)));
+        continue;
+      }
+      // Both terms in one pass over the accumulators (one load and store of each instead of two).
       const __m512 mv = _mm512_loadu_ps(mins_of[pi] + g * 16);
       const float* xs = xsum + g * ldxs + ti * 16;
 #pragma GCC unroll 16
-      for (int t = 0; t < 16; ++t)
-        _mm512_store_ps(acc[q] + 16 * t, _mm512_fnmadd_ps(mv, _mm512_set1_ps(xs[t]), _mm512_load_ps(acc[q] + 16 * t)));
+      for (int t = 0; t < 16; ++t) {
+        const __m512 a = _mm512_fmadd_ps(sv, _mm512_cvtepi32_ps(_mm512_load_si512(c[q] + 16 * t)), _mm512_load_ps(acc[q] + 16 * t));
+        _mm512_store_ps(acc[q] + 16 * t, _mm512_fnmadd_ps(mv, _mm512_set1_ps(xs[t]), a));
+      }
     }
   };
   // Group g + 1's tiles are issued before group g's int32 products are converted, so that the

@@ -453,6 +453,15 @@ TEST(Kernels, ThisMachineHasTheSimdPathsThatCiExpects) {
   }
 }
 
+// measure_memory_bandwidth takes the array size it is given (the default, beyond the LLC, is
+// exercised by `llmq bench kernels` in cli_test) and reports finite positive rates.
+TEST(Kernels, MemoryBandwidthIsMeasuredOnTheGivenArrays) {
+  const MemoryBandwidth bw = measure_memory_bandwidth(1, int64_t(1) << 20);
+  EXPECT_EQ(bw.array_bytes, int64_t(1) << 20);
+  EXPECT_TRUE(std::isfinite(bw.triad_gbps) && bw.triad_gbps > 0.0) << bw.triad_gbps;
+  EXPECT_TRUE(std::isfinite(bw.read_gbps) && bw.read_gbps > 0.0) << bw.read_gbps;
+}
+
 TEST(Kernels, PackedLayoutIsAsDocumented) {
   // 4-bit: byte i of a 32-column block = column i (low nibble) | column i + 16 (high nibble).
   std::vector<float> w(64);

@@ -29,10 +29,16 @@ void rms_norm(const float* x, int64_t n, int64_t d, const Norm& nw, double eps, 
   for (int64_t t = 0; t < n; ++t) {
     const float* xr = x + t * d;
     float* yr = y + t * d;
+    // 8 partial sums: one chain of dependent double adds was 2% of a prompt step.
+    double part[8] = {};
+    int64_t i = 0;
+    for (; i + 8 <= d; i += 8)
+      for (int k = 0; k < 8; ++k) part[k] += double(xr[i + k]) * xr[i + k];
     double ss = 0;
-    for (int64_t i = 0; i < d; ++i) ss += double(xr[i]) * xr[i];
+    for (; i < d; ++i) ss += double(xr[i]) * xr[i];
+    for (double v : part) ss += v;
     const float inv = float(1.0 / std::sqrt(ss / double(d) + eps));
-    for (int64_t i = 0; i < d; ++i) yr[i] = nw.weight[size_t(i)] * (xr[i] * inv);
+    for (int64_t j = 0; j < d; ++j) yr[j] = nw.weight[size_t(j)] * (xr[j] * inv);
   }
 }
 
