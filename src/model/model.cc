@@ -362,8 +362,9 @@ float* thread_buffer(BufferSlot slot, int64_t count) {
 
 // Queries per block of a prompt's attention (Model::Impl::attention).
 constexpr int64_t kQueryBlock = 64;
-// Up to this many tokens (decode) attention runs per kv head and token, with its query heads at once
-// (when that makes a task for every thread).
+// Up to this many tokens (decode) attention runs per kv head and token, with its query heads at once;
+// not with one kv head (multi-query attention: one task), which keeps a task per query head. The
+// choice depends on the model only, so decoding gives the same bits with any thread count.
 constexpr int64_t kGroupedQueryTokens = 4;
 
 void Model::Impl::attention(const Block& b, int layer, const float* xn, int64_t n, KVCache* cache, float* out,
@@ -410,7 +411,7 @@ void Model::Impl::attention(const Block& b, int layer, const float* xn, int64_t 
   const int64_t group = nh / nkv;
   const int64_t window = cfg.sliding_window > 0 ? cfg.sliding_window : total;
   float* const ctx = thread_buffer(kAttnContext, n * qd);
-  if (n <= kGroupedQueryTokens && nkv * n >= omp_get_max_threads()) {
+  if (n <= kGroupedQueryTokens && nkv > 1) {
     // Decode: per token and kv head, the group of query heads that share it at once ([group, hd],
     // contiguous in q), so each token's keys and values are read once per kv head instead of once
     // per query head, in a product of `group` rows instead of a row at a time.
