@@ -1,6 +1,7 @@
-// The int8 panels' per-group parameters as 16 fp32 lanes (one per panel row), for the AVX-512 and
-// AMX int8 kernels: the same floats as PackedWeights::panel_scale / panel_min in every storage
-// form (packed.h). In the super-block form d * code is exact in fp32, so the product is the value.
+// What the AVX-512 and AMX int8 kernels share: the panels' per-group parameters as 16 fp32 lanes
+// (one per panel row; the same floats as PackedWeights::panel_scale / panel_min in every storage
+// form of packed.h — in the super-block form d * code is exact in fp32, so the product is the
+// value), and the 6-bit code blocks' operands.
 #ifndef LLMQ_KERNELS_I8_PARAMS_AVX512_H_
 #define LLMQ_KERNELS_I8_PARAMS_AVX512_H_
 
@@ -34,6 +35,17 @@ inline __m512 scales(const PackedWeights& w, int64_t p, int64_t g) {
 inline __m512 mins(const PackedWeights& w, int64_t p, int64_t g) {
   if (w.panel_scale_kind == PackedWeights::PanelScales::kSuperBlock) return super_block_lanes(w, p, g, 1);
   return _mm512_loadu_ps(w.panel_mins.data() + PackedWeights::panel_index(w.ngroups, p, g, 0));
+}
+
+// The four 4-column operands (codes of columns k..k+3, k+4..k+7, k+8..k+11, k+12..k+15 of the 16
+// rows, VNNI order) of a 6-bit panel block of 16 columns (packed.h): nibble | crumb << 4.
+inline void six_bit_operands(const uint8_t* blk, __m512i op[4]) {
+  const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
+  const __m512i n0 = _mm512_loadu_si512(blk), n1 = _mm512_loadu_si512(blk + 64), c = _mm512_loadu_si512(blk + 128);
+  op[0] = _mm512_or_si512(_mm512_and_si512(n0, m4), _mm512_and_si512(_mm512_slli_epi16(c, 4), m30));
+  op[1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(n0, 4), m4), _mm512_and_si512(_mm512_slli_epi16(c, 2), m30));
+  op[2] = _mm512_or_si512(_mm512_and_si512(n1, m4), _mm512_and_si512(c, m30));
+  op[3] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(n1, 4), m4), _mm512_and_si512(_mm512_srli_epi16(c, 2), m30));
 }
 
 }  // namespace llmq::kernels::avx512_params

@@ -498,6 +498,26 @@ void thread_rows(int64_t rows, int t, int nt, int64_t* r0, int64_t* r1) {
   *r1 = std::min(rows, chunks * (t + 1) / nt * 8);
 }
 
+// One token's input in packed column order, zero-padded to kp (src: [cols] in source order).
+void pack_input(const PackedWeights& w, const float* src, float* out) {
+  if (w.perm.empty()) std::memcpy(out, src, size_t(w.cols) * sizeof(float));
+  else
+    for (int64_t j = 0; j < w.cols; ++j) out[j] = src[w.perm[size_t(j)]];
+  std::fill(out + w.cols, out + w.kp, 0.0f);
+}
+
+// One token's int8 activations without outlier columns (xp: its packed input): the table's
+// vectorized copy of quantize_activations where the layout has one, else the reference.
+void quantize_token(const PackedWeights& w, const kernels::KernelTable& k, const float* xp, int8_t* xq,
+                    int32_t* xqsum, float* sx) {
+  if (w.simd_layout() && k.quantize_tokens != nullptr) {
+    k.quantize_tokens(w, xp, 1, xq, xqsum, sx);
+    return;
+  }
+  kernels::OutlierActivations none;
+  kernels::quantize_activations(w, xp, 1, {}, xq, xqsum, sx, &none);
+}
+
 }  // namespace
 
 Isa PackedLinear::kernel_isa(Isa isa) const {
@@ -547,13 +567,7 @@ void PackedLinear::Forward(const float* x, int64_t n, float* y, Isa isa) const {
   for (int64_t t = 0; t < n; ++t) {
     const float* src = x + t * w.cols;
     const float* dst = xp + t * kp;
-    if (!in_place) {
-      float* out = xp_copy + t * kp;
-      if (w.perm.empty()) std::memcpy(out, src, size_t(w.cols) * sizeof(float));
-      else
-        for (int64_t j = 0; j < w.cols; ++j) out[j] = src[w.perm[size_t(j)]];
-      std::fill(out + w.cols, out + kp, 0.0f);
-    }
+    if (!in_place) pack_input(w, src, xp_copy + t * kp);
     if (w.int8_activations) continue;  // the int8 path sums the quantized activations instead
     for (int64_t g = 0; g < ng; ++g) {
       float s = 0.0f;
@@ -574,14 +588,8 @@ void PackedLinear::Forward(const float* x, int64_t n, float* y, Isa isa) const {
     kernels::OutlierActivations xo;
     if (ocols.empty()) {
       // Each token on its own (without outlier columns nothing is shared between tokens).
-      const auto quantize_tokens = w.simd_layout() ? k.quantize_tokens : nullptr;
 #pragma omp parallel for schedule(static) if (n >= kParallelPrepTokens)
-      for (int64_t t = 0; t < n; ++t) {
-        if (quantize_tokens != nullptr)
-          quantize_tokens(w, xp + t * kp, 1, xq + t * kp, xqsum + t * ng, sx + t);
-        else
-          kernels::quantize_activations(w, xp + t * kp, 1, ocols, xq + t * kp, xqsum + t * ng, sx + t, &xo);
-      }
+      for (int64_t t = 0; t < n; ++t) quantize_token(w, k, xp + t * kp, xq + t * kp, xqsum + t * ng, sx + t);
     } else {
       kernels::quantize_activations(w, xp, n, ocols, xq, xqsum, sx, &xo);
     }
@@ -685,20 +693,14 @@ void PackedLinear::ForwardShared(const PackedLinear* const* linears, float* cons
     }
     Input& in = inputs[size_t(i)];
     const int64_t kp = w.kp, ng = w.ngroups;
-    in.xp.assign(size_t(n * kp), 0.0f);
-    for (int64_t t = 0; t < n; ++t)
-      for (int64_t j = 0; j < w.cols; ++j) in.xp[size_t(t * kp + j)] = x[t * w.cols + (w.perm.empty() ? j : w.perm[size_t(j)])];
+    in.xp.resize(size_t(n * kp));
     in.xq.resize(size_t(n * kp));
     in.xqsum.resize(size_t(n * ng));
     in.sx.resize(size_t(n));
-    const auto quantize_tokens = w.simd_layout() ? table_for(w, isa).quantize_tokens : nullptr;
-    kernels::OutlierActivations none;
     for (int64_t t = 0; t < n; ++t) {
-      if (quantize_tokens != nullptr)
-        quantize_tokens(w, in.xp.data() + t * kp, 1, in.xq.data() + t * kp, in.xqsum.data() + t * ng, in.sx.data() + t);
-      else
-        kernels::quantize_activations(w, in.xp.data() + t * kp, 1, {}, in.xq.data() + t * kp, in.xqsum.data() + t * ng,
-                                      in.sx.data() + t, &none);
+      pack_input(w, x + t * w.cols, in.xp.data() + t * kp);
+      quantize_token(w, table_for(w, isa), in.xp.data() + t * kp, in.xq.data() + t * kp, in.xqsum.data() + t * ng,
+                     in.sx.data() + t);
     }
     input_of[size_t(i)] = &in;
   }

@@ -60,15 +60,9 @@ void unpack_panel(const PackedWeights& w, int64_t p, int8_t* b, float* scales, f
       for (int64_t j = j0; j < j1; j += 4)
         _mm512_storeu_si512(b + j * 16, _mm512_sub_epi8(_mm512_loadu_si512(panel + j * 16), z));
     } else if (w.panel_code_bits == 6) {  // nibble | crumb << 4 per 4-column operand (packed.h)
-      const __m512i m30 = _mm512_set1_epi8(0x30);
       for (int64_t j = j0; j < j1; j += 16) {
-        const uint8_t* blk = panel + (j / 16) * 192;
-        const __m512i n0 = _mm512_loadu_si512(blk), n1 = _mm512_loadu_si512(blk + 64), c = _mm512_loadu_si512(blk + 128);
-        const __m512i op[4] = {
-            _mm512_or_si512(_mm512_and_si512(n0, m4), _mm512_and_si512(_mm512_slli_epi16(c, 4), m30)),
-            _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(n0, 4), m4), _mm512_and_si512(_mm512_slli_epi16(c, 2), m30)),
-            _mm512_or_si512(_mm512_and_si512(n1, m4), _mm512_and_si512(c, m30)),
-            _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(n1, 4), m4), _mm512_and_si512(_mm512_srli_epi16(c, 2), m30))};
+        __m512i op[4];
+        avx512_params::six_bit_operands(panel + (j / 16) * 192, op);
         for (int m = 0; m < 4; ++m) _mm512_storeu_si512(b + (j + 4 * m) * 16, _mm512_sub_epi8(op[m], z));
       }
     } else {

@@ -296,19 +296,13 @@ void panel_i8(const PackedWeights& w, int64_t p, const int8_t* xq, const int32_t
     };
     if (w.panel_code_bits == 6) {
       // 16 columns per step: two nibble blocks and one crumb block (packed.h), four operands.
-      const __m512i m30 = _mm512_set1_epi8(0x30);
       for (int64_t j = j0; j < j1; j += 16)
         for (int ip = 0; ip < NP; ++ip) {
           const uint8_t* blk = panel[ip] + (j / 16) * 192;
           for (int l = 0; l < 3; ++l)
             _mm_prefetch(reinterpret_cast<const char*>(blk + 64 * l + kPrefetchBytes), _MM_HINT_T0);
-          const __m512i n0 = _mm512_loadu_si512(blk), n1 = _mm512_loadu_si512(blk + 64);
-          const __m512i c = _mm512_loadu_si512(blk + 128);
-          const __m512i op[4] = {
-              _mm512_or_si512(_mm512_and_si512(n0, m4), _mm512_and_si512(_mm512_slli_epi16(c, 4), m30)),
-              _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(n0, 4), m4), _mm512_and_si512(_mm512_slli_epi16(c, 2), m30)),
-              _mm512_or_si512(_mm512_and_si512(n1, m4), _mm512_and_si512(c, m30)),
-              _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(n1, 4), m4), _mm512_and_si512(_mm512_srli_epi16(c, 2), m30))};
+          __m512i op[4];
+          avx512_params::six_bit_operands(blk, op);
           for (int m = 0; m < 4; ++m)
             for (int t = 0; t < NT; ++t)
               acc[ip][t][m % kChains] = _mm512_dpbusd_epi32(acc[ip][t][m % kChains], op[m], x4(t, j + 4 * m));
